@@ -1,0 +1,285 @@
+//! A bidder's TLS 1.3 channel to one item, authenticated with the client's account key.
+
+use auction_protocol::channel::{self, ChannelBody, ChannelRequestBody};
+use auction_protocol::limits::MAX_LINE;
+use auction_protocol::{Cents, ItemView, Reason};
+use futures_util::StreamExt;
+use rustls::pki_types::ServerName;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use crate::error::{ClientError, Result};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The answer to a bid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BidResult {
+    Accepted {
+        amount: Cents,
+        ends_at: u64,
+    },
+    Rejected {
+        reason: Reason,
+        message: String,
+        highest: Option<Cents>,
+        next_min: Cents,
+    },
+}
+
+pub struct ItemChannel {
+    writer: WriteHalf<TlsStream<TcpStream>>,
+    incoming: mpsc::Receiver<Result<ChannelBody>>,
+    /// Messages that arrived while waiting for an answer, kept for `next_event`.
+    backlog: VecDeque<ChannelBody>,
+    next_req: u64,
+    /// The item as it was when the channel opened.
+    pub item: ItemView,
+    pub next_min: Cents,
+    /// The account the server authenticated this connection as.
+    pub you: String,
+}
+
+impl ItemChannel {
+    /// Connects to `channel` (`host:port`), completes the mutual-TLS handshake and reads the
+    /// item's state.
+    pub async fn open(connector: &TlsConnector, channel: &str) -> Result<ItemChannel> {
+        let (host, _) = channel
+            .rsplit_once(':')
+            .ok_or_else(|| ClientError::Protocol(format!("'{channel}' is not host:port")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ClientError::Protocol(format!("'{host}' is not a valid server name")))?;
+        let connect = async {
+            let tcp = TcpStream::connect(channel).await?;
+            tcp.set_nodelay(true)?;
+            connector.connect(name, tcp).await
+        };
+        let tls = match timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(tls_error(e)),
+            Err(_) => {
+                return Err(ClientError::Tls(format!(
+                    "no TLS handshake with {channel} within 10 s"
+                )))
+            }
+        };
+        let (reader, writer) = tokio::io::split(tls);
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
+            while let Some(line) = lines.next().await {
+                let msg = match line {
+                    Ok(line) => channel::decode_message(&line)
+                        .map(|m| m.body)
+                        .map_err(|e| ClientError::Protocol(e.to_string())),
+                    Err(tokio_util::codec::LinesCodecError::Io(e)) => Err(tls_error(e)),
+                    Err(e) => Err(ClientError::Protocol(e.to_string())),
+                };
+                let stop = msg.is_err();
+                if tx.send(msg).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let mut ch = ItemChannel {
+            writer,
+            incoming: rx,
+            backlog: VecDeque::new(),
+            next_req: 1,
+            item: placeholder_item(),
+            next_min: Cents(0),
+            you: String::new(),
+        };
+        // The server speaks first: the item's state, or why it will not take this connection.
+        match timeout(ANSWER_TIMEOUT, ch.incoming.recv()).await {
+            Ok(Some(Ok(ChannelBody::State {
+                item,
+                next_min,
+                you,
+                ..
+            }))) => {
+                ch.item = item;
+                ch.next_min = next_min;
+                ch.you = you;
+                Ok(ch)
+            }
+            Ok(Some(Ok(ChannelBody::Error {
+                reason, message, ..
+            }))) => Err(ClientError::Denied { reason, message }),
+            Ok(Some(Ok(other))) => Err(ClientError::Protocol(format!(
+                "expected state, got {other:?}"
+            ))),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(ClientError::Tls(
+                "the server closed the channel; the auction may have ended".into(),
+            )),
+            Err(_) => Err(ClientError::Tls(
+                "the server sent nothing after the handshake".into(),
+            )),
+        }
+    }
+
+    async fn send(&mut self, body: ChannelRequestBody) -> Result<u64> {
+        let req = self.next_req;
+        self.next_req += 1;
+        let line = channel::encode_request(req, body);
+        self.writer.write_all(line.as_bytes()).await?;
+        self.writer.flush().await?;
+        Ok(req)
+    }
+
+    /// Bids `amount` and waits for the answer. `id` makes the bid idempotent (see PROTOCOL.md).
+    pub async fn bid(&mut self, amount: Cents, id: Option<String>) -> Result<BidResult> {
+        let req = self.send(ChannelRequestBody::Bid { amount, id }).await?;
+        loop {
+            match self.recv_direct().await? {
+                ChannelBody::BidAccepted {
+                    req: r,
+                    amount,
+                    ends_at,
+                } if r == req => return Ok(BidResult::Accepted { amount, ends_at }),
+                ChannelBody::BidRejected {
+                    req: r,
+                    reason,
+                    message,
+                    highest,
+                    next_min,
+                } if r == req => {
+                    return Ok(BidResult::Rejected {
+                        reason,
+                        message,
+                        highest,
+                        next_min,
+                    })
+                }
+                ChannelBody::Error {
+                    req: Some(r),
+                    reason,
+                    message,
+                } if r == req => return Err(ClientError::Denied { reason, message }),
+                other => {
+                    let ended = matches!(
+                        other,
+                        ChannelBody::SoldTo { .. } | ChannelBody::NotSold { .. }
+                    );
+                    self.backlog.push_back(other);
+                    if ended {
+                        return Ok(BidResult::Rejected {
+                            reason: Reason::AuctionOver,
+                            message: "bidding on this item has ended".into(),
+                            highest: None,
+                            next_min: Cents(0),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks for the item's state again.
+    pub async fn status(&mut self) -> Result<ItemView> {
+        let req = self.send(ChannelRequestBody::Status).await?;
+        loop {
+            match self.recv_direct().await? {
+                ChannelBody::State {
+                    req: Some(r),
+                    item,
+                    next_min,
+                    ..
+                } if r == req => {
+                    self.next_min = next_min;
+                    return Ok(item);
+                }
+                other => self.backlog.push_back(other),
+            }
+        }
+    }
+
+    async fn recv_direct(&mut self) -> Result<ChannelBody> {
+        match timeout(ANSWER_TIMEOUT, self.incoming.recv()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => Err(ClientError::Tls("the server closed the channel".into())),
+            Err(_) => Err(ClientError::Timeout {
+                server: "item channel".into(),
+                tries: 1,
+            }),
+        }
+    }
+
+    /// The next message from the server (HIGHEST, BID-OVER, SOLD-TO, ...); `None` once the
+    /// server has closed the channel.
+    pub async fn next_event(&mut self) -> Option<Result<ChannelBody>> {
+        if let Some(msg) = self.backlog.pop_front() {
+            return Some(Ok(msg));
+        }
+        self.incoming.recv().await
+    }
+
+    /// Closes the channel cleanly.
+    pub async fn close(mut self) {
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+fn tls_error(e: std::io::Error) -> ClientError {
+    let text = e.to_string();
+    if text.contains("alert") || text.contains("certificate") {
+        ClientError::Tls(format!(
+            "the server refused this connection ({text}); is this identity registered?"
+        ))
+    } else if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        ClientError::Io(e)
+    } else {
+        ClientError::Tls(text)
+    }
+}
+
+fn placeholder_item() -> ItemView {
+    ItemView {
+        item: 0,
+        description: String::new(),
+        seller: String::new(),
+        min: Cents(0),
+        highest: None,
+        bidder: None,
+        ends_at: 0,
+        state: auction_protocol::ItemState::Open,
+        channel: None,
+        winner: None,
+        price: None,
+    }
+}
+
+/// The TLS client configuration: TLS 1.3 only, trusting `ca` for the server, presenting the
+/// account's certificate.
+pub fn connector(
+    ca: &[rustls::pki_types::CertificateDer<'static>],
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca {
+        roots
+            .add(cert.clone())
+            .map_err(|e| ClientError::Local(format!("the CA certificate is not usable: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| ClientError::Local(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| ClientError::Local(format!("the account key is not usable: {e}")))?;
+    Ok(TlsConnector::from(Arc::new(config)))
+}

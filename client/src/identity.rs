@@ -1,0 +1,128 @@
+//! A client's identity: an Ed25519 key pair and a self-signed certificate for it, generated
+//! with rcgen on first use and kept in the client's home directory, plus the name the key was
+//! registered under. The same key signs UDP requests and authenticates TLS channels.
+
+use anyhow::{Context, Result};
+use auction_protocol::{sign, PublicKey};
+use ring::signature::Ed25519KeyPair;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const KEY_FILE: &str = "identity.key";
+const CERT_FILE: &str = "identity.pem";
+const ACCOUNT_FILE: &str = "account.json";
+
+pub struct Identity {
+    keys: Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+    cert: CertificateDer<'static>,
+    pub public: PublicKey,
+    home: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountFile {
+    name: String,
+}
+
+/// `$AUCTION_HOME`, else the platform's config directory (`~/.config/auction-client`).
+pub fn default_home() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("auction-client")
+}
+
+impl Identity {
+    /// Loads the identity in `home`, creating the directory, key and certificate if missing.
+    pub fn load_or_create(home: &Path) -> Result<Identity> {
+        fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+        let key_path = home.join(KEY_FILE);
+        let cert_path = home.join(CERT_FILE);
+        if !key_path.exists() {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "auction-client account key");
+            let cert = params.self_signed(&key)?;
+            write_private(&key_path, &key.serialize_pem())?;
+            fs::write(&cert_path, cert.pem())
+                .with_context(|| format!("cannot write {}", cert_path.display()))?;
+        }
+        let key_pem =
+            fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+        let pkcs8 = match rustls_pemfile::private_key(&mut key_pem.as_slice()) {
+            Ok(Some(PrivateKeyDer::Pkcs8(der))) => der.secret_pkcs8_der().to_vec(),
+            _ => anyhow::bail!("{} is not a PKCS#8 Ed25519 key", key_path.display()),
+        };
+        let keys = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 key", key_path.display()))?;
+        let cert_pem =
+            fs::read(&cert_path).with_context(|| format!("cannot read {}", cert_path.display()))?;
+        let cert = rustls_pemfile::certs(&mut cert_pem.as_slice())
+            .next()
+            .and_then(|c| c.ok())
+            .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
+        Ok(Identity {
+            public: sign::public_key_of(&keys),
+            keys,
+            pkcs8,
+            cert,
+            home: home.to_owned(),
+        })
+    }
+
+    pub fn keys(&self) -> &Ed25519KeyPair {
+        &self.keys
+    }
+
+    /// Certificate chain and key for the TLS client.
+    pub fn tls_credentials(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.clone()));
+        (vec![self.cert.clone()], key)
+    }
+
+    /// The name this identity was registered under, if any.
+    pub fn account_name(&self) -> Option<String> {
+        let text = fs::read_to_string(self.home.join(ACCOUNT_FILE)).ok()?;
+        serde_json::from_str::<AccountFile>(&text)
+            .ok()
+            .map(|a| a.name)
+    }
+
+    pub fn save_account_name(&self, name: &str) -> Result<()> {
+        let path = self.home.join(ACCOUNT_FILE);
+        let text = serde_json::to_string(&AccountFile {
+            name: name.to_owned(),
+        })?;
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn forget_account_name(&self) -> Result<()> {
+        let path = self.home.join(ACCOUNT_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn write_private(path: &Path, pem: &str) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(pem.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,263 @@
+//! Typed async client for the auction server, used by the `auction-client` command line and by
+//! the load generator. [`Client`] speaks the UDP registration plane (signing requests with the
+//! identity's key); [`ItemChannel`] is one mutual-TLS bidding channel.
+
+pub mod channel;
+pub mod error;
+pub mod identity;
+pub mod udp;
+
+use auction_protocol::udp::{RequestBody, ServerBody};
+use auction_protocol::{Cents, ItemView};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use channel::{BidResult, ItemChannel};
+pub use error::{ClientError, Result};
+pub use identity::Identity;
+pub use udp::UdpClient;
+
+/// What OFFER-CONF says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered {
+    pub item: u64,
+    pub channel: String,
+    pub ends_at: u64,
+}
+
+pub struct Client {
+    pub udp: UdpClient,
+    pub identity: Identity,
+    ca_path: PathBuf,
+    connector: tokio::sync::OnceCell<tokio_rustls::TlsConnector>,
+    /// Notice ids already handed to the application, so a retransmitted WIN is shown once.
+    seen_notices: Mutex<HashSet<u64>>,
+}
+
+impl Client {
+    /// A client of the server at `server`, with the identity kept in `home` (created on first
+    /// use), trusting `ca` for item channels.
+    pub async fn new(server: SocketAddr, home: &Path, ca: &Path) -> anyhow::Result<Client> {
+        let identity = Identity::load_or_create(home)?;
+        Ok(Client {
+            udp: UdpClient::connect(server).await?,
+            identity,
+            ca_path: ca.to_owned(),
+            connector: tokio::sync::OnceCell::new(),
+            seen_notices: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The account name this identity is registered under.
+    pub fn name(&self) -> Result<String> {
+        self.identity.account_name().ok_or_else(|| {
+            ClientError::Local(
+                "no account in this home directory: run `register NAME` first".into(),
+            )
+        })
+    }
+
+    pub async fn register(&self, name: &str) -> Result<()> {
+        let body = RequestBody::Register {
+            name: name.to_owned(),
+            key: self.identity.public,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::Registered { .. } => {
+                self.identity
+                    .save_account_name(name)
+                    .map_err(|e| ClientError::Local(format!("{e:#}")))?;
+                Ok(())
+            }
+            other => Err(refusal(other)),
+        }
+    }
+
+    pub async fn deregister(&self) -> Result<()> {
+        let body = RequestBody::Deregister {
+            account: self.name()?,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::DeregConf { .. } => {
+                self.identity
+                    .forget_account_name()
+                    .map_err(|e| ClientError::Local(format!("{e:#}")))?;
+                Ok(())
+            }
+            other => Err(refusal(other)),
+        }
+    }
+
+    pub async fn offer(
+        &self,
+        description: &str,
+        min: Cents,
+        duration_secs: Option<u64>,
+    ) -> Result<Offered> {
+        let body = RequestBody::Offer {
+            account: self.name()?,
+            description: description.to_owned(),
+            min,
+            duration: duration_secs,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::OfferConf {
+                item,
+                channel,
+                ends_at,
+                ..
+            } => Ok(Offered {
+                item,
+                channel,
+                ends_at,
+            }),
+            other => Err(refusal(other)),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<ItemView>> {
+        self.udp.list().await
+    }
+
+    pub async fn status(&self, item: u64) -> Result<ItemView> {
+        match self
+            .udp
+            .request_one(RequestBody::Status { item }, None)
+            .await?
+        {
+            ServerBody::Status { item, .. } => Ok(item),
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// Asks the server to send this account's announcements to this client's socket; returns
+    /// how many notices are pending (they follow as announcements).
+    pub async fn attach(&self) -> Result<u32> {
+        let body = RequestBody::Attach {
+            account: self.name()?,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::Attached { pending, .. } => Ok(pending),
+            other => Err(refusal(other)),
+        }
+    }
+
+    pub async fn ack(&self, notice: u64) -> Result<()> {
+        let body = RequestBody::Ack {
+            account: self.name()?,
+            notice,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::Acked { .. } => Ok(()),
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// The next announcement for the application. WIN / SOLD / NOT-SOLD are acknowledged to
+    /// the server and handed over once each, however often they were retransmitted.
+    pub async fn next_announcement(&self) -> Option<ServerBody> {
+        loop {
+            let msg = self.udp.next_announcement().await?;
+            let Some(notice) = msg.notice() else {
+                return Some(msg);
+            };
+            if let Err(e) = self.ack(notice).await {
+                // The server retransmits until acknowledged, so a lost ack is retried then.
+                tracing::warn!(notice, error = %e, "could not acknowledge a notice");
+            }
+            let first_time = self
+                .seen_notices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(notice);
+            if first_time {
+                return Some(msg);
+            }
+        }
+    }
+
+    async fn connector(&self) -> Result<&tokio_rustls::TlsConnector> {
+        self.connector
+            .get_or_try_init(|| async {
+                let pem = std::fs::read(&self.ca_path).map_err(|e| {
+                    ClientError::Local(format!(
+                        "cannot read the CA certificate {}: {e} (pass --ca, or copy the server's certs/ca.pem)",
+                        self.ca_path.display()
+                    ))
+                })?;
+                let ca: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| ClientError::Local(format!("{}: {e}", self.ca_path.display())))?;
+                let (chain, key) = self.identity.tls_credentials();
+                channel::connector(&ca, chain, key)
+            })
+            .await
+    }
+
+    /// Opens the bidding channel at `channel` (`host:port`).
+    pub async fn open_channel(&self, channel: &str) -> Result<ItemChannel> {
+        ItemChannel::open(self.connector().await?, channel).await
+    }
+
+    /// Looks the item up and opens its bidding channel.
+    pub async fn open_item(&self, item: u64) -> Result<ItemChannel> {
+        let view = self.status(item).await?;
+        let Some(channel) = view.channel else {
+            return Err(ClientError::Denied {
+                reason: auction_protocol::Reason::AuctionOver,
+                message: format!("item {item} is closed"),
+            });
+        };
+        self.open_channel(&channel).await
+    }
+}
+
+/// Turns a refusal (`*-denied`, `error`) or an unexpected answer into an error.
+fn refusal(body: ServerBody) -> ClientError {
+    match body {
+        ServerBody::RegisterDenied {
+            reason, message, ..
+        }
+        | ServerBody::DeregDenied {
+            reason, message, ..
+        }
+        | ServerBody::OfferDenied {
+            reason, message, ..
+        }
+        | ServerBody::Error {
+            reason, message, ..
+        } => ClientError::Denied { reason, message },
+        other => ClientError::Protocol(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Resolves `host:port` to one socket address.
+pub async fn resolve(server: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| ClientError::Local(format!("cannot resolve '{server}': {e}")))?
+        .next()
+        .ok_or_else(|| ClientError::Local(format!("'{server}' resolves to no address")))
+}

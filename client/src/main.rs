@@ -1,0 +1,395 @@
+//! `auction-client`: the command line for people and scripts. Parses arguments, runs one
+//! command (or the interactive shell) through the client library, renders the result and
+//! exits with 0 (done), 1 (refused by the server), 2 (usage) or 3 (network or TLS failure).
+
+mod render;
+
+use anyhow::Result;
+use auction_client::{BidResult, Client, ClientError};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::Cents;
+use clap::{Parser, Subcommand};
+use render::Out;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "auction-client",
+    version,
+    about = "Take part in live auctions: register, offer, bid, watch"
+)]
+struct Cli {
+    /// The server's UDP address.
+    #[arg(
+        long,
+        env = "AUCTION_SERVER",
+        default_value = "127.0.0.1:7400",
+        global = true
+    )]
+    server: String,
+    /// CA certificate that signed the server's certificate.
+    #[arg(
+        long,
+        env = "AUCTION_CA",
+        default_value = "certs/ca.pem",
+        global = true
+    )]
+    ca: PathBuf,
+    /// Where this client's key, certificate and account name live.
+    #[arg(long, env = "AUCTION_HOME", global = true)]
+    home: Option<PathBuf>,
+    /// One JSON object per line instead of sentences.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum Command {
+    /// Create an account for this client's key.
+    Register { name: String },
+    /// Delete this client's account (not while it has open items or leads an auction).
+    Deregister,
+    /// Put an item up for auction.
+    Offer {
+        description: String,
+        /// Smallest acceptable bid, e.g. 12.50.
+        #[arg(long, value_parser = parse_amount)]
+        min: Cents,
+        /// How long bidding stays open, e.g. 90s, 5m, 2h (default 5m).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// List the open items.
+    Items,
+    /// Show one item, open or closed.
+    Status { item: u64 },
+    /// Bid on an item.
+    Bid {
+        item: u64,
+        #[arg(value_parser = parse_amount)]
+        amount: Cents,
+        /// Stay on the item's channel and print updates until the auction ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print announcements (new items, wins, sales) as they arrive.
+    Watch,
+    /// Interactive: the same commands, with announcements printed as they arrive.
+    Shell,
+}
+
+/// The commands the shell accepts (the same, minus shell and watch).
+#[derive(Parser, Debug)]
+#[command(
+    name = "",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct ShellLine {
+    #[command(subcommand)]
+    command: ShellCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ShellCommand {
+    Register {
+        name: String,
+    },
+    Deregister,
+    Offer {
+        description: String,
+        #[arg(long, value_parser = parse_amount)]
+        min: Cents,
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
+    Items,
+    Status {
+        item: u64,
+    },
+    /// Bid; the item's updates are printed until it closes.
+    Bid {
+        item: u64,
+        #[arg(value_parser = parse_amount)]
+        amount: Cents,
+    },
+    Help,
+    Quit,
+    Exit,
+}
+
+fn parse_amount(s: &str) -> Result<Cents, String> {
+    Cents::parse_decimal(s).map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (write it like 30s, 5m, 2h)"))
+}
+
+/// How a command ended, for the exit code.
+enum Done {
+    Ok,
+    Refused,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let out = Out { json: cli.json };
+    let code = match run(cli, out).await {
+        Ok(Done::Ok) => 0,
+        Ok(Done::Refused) => 1,
+        Err(e) => {
+            let (code, reason) = match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Denied { reason, .. }) => (1, reason.code()),
+                Some(ClientError::Local(_)) => (2, "usage".into()),
+                Some(_) => (3, "network".into()),
+                None => (3, "local".into()),
+            };
+            let message = match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Denied { message, .. }) => message.clone(),
+                _ => format!("{e:#}"),
+            };
+            out.error(&reason, &message);
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn connect(cli: &Cli) -> Result<Client> {
+    let server = auction_client::resolve(&cli.server).await?;
+    let home = cli
+        .home
+        .clone()
+        .unwrap_or_else(auction_client::identity::default_home);
+    Client::new(server, &home, &cli.ca).await
+}
+
+async fn run(cli: Cli, out: Out) -> Result<Done> {
+    let client = Arc::new(connect(&cli).await?);
+    match cli.command.clone() {
+        Command::Register { name } => {
+            client.register(&name).await?;
+            out.registered(&name);
+        }
+        Command::Deregister => {
+            let name = client.name()?;
+            client.deregister().await?;
+            out.deregistered(&name);
+        }
+        Command::Offer {
+            description,
+            min,
+            duration,
+        } => {
+            let o = client
+                .offer(&description, min, duration.map(|d| d.as_secs()))
+                .await?;
+            out.offered(o.item, &o.channel, o.ends_at);
+        }
+        Command::Items => out.items(&client.list().await?),
+        Command::Status { item } => out.status(&client.status(item).await?),
+        Command::Bid {
+            item,
+            amount,
+            follow,
+        } => {
+            let mut channel = client.open_item(item).await?;
+            let result = channel.bid(amount, Some(bid_id())).await?;
+            out.bid(item, &result, amount);
+            let accepted = matches!(result, BidResult::Accepted { .. });
+            if follow {
+                follow_channel(&mut channel, out).await;
+            } else {
+                channel.close().await;
+            }
+            return Ok(if accepted { Done::Ok } else { Done::Refused });
+        }
+        Command::Watch => watch(client, out).await?,
+        Command::Shell => shell(client, out).await?,
+    }
+    Ok(Done::Ok)
+}
+
+/// A fresh id for a bid, so a resent bid is never counted twice.
+fn bid_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Prints channel messages until the server closes the channel.
+async fn follow_channel(channel: &mut auction_client::ItemChannel, out: Out) {
+    while let Some(event) = channel.next_event().await {
+        match event {
+            Ok(event) => {
+                out.channel_event(&event);
+                if matches!(
+                    event,
+                    ChannelBody::SoldTo { .. } | ChannelBody::NotSold { .. }
+                ) {
+                    break;
+                }
+            }
+            Err(e) => {
+                eprintln!("auction-client: the channel ended: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// Attaches, then prints announcements. Re-attaches every 30 s so the server keeps the
+/// current address even if it changed (NAT) and pending notices are retried.
+async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
+    let pending = client.attach().await?;
+    if !out.json {
+        println!(
+            "Watching for announcements as {} ({pending} pending). Ctrl-C to stop.",
+            client.name()?
+        );
+    }
+    let reattach = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                if let Err(e) = client.attach().await {
+                    eprintln!("auction-client: could not refresh the announcement address: {e}");
+                }
+            }
+        })
+    };
+    while let Some(msg) = client.next_announcement().await {
+        out.announcement(&msg);
+    }
+    reattach.abort();
+    Ok(())
+}
+
+async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
+    if !out.json {
+        println!("auction-client shell. Commands: register NAME, deregister, offer DESCRIPTION --min AMOUNT [--duration DUR],");
+        println!(
+            "items, status ITEM, bid ITEM AMOUNT, help, quit. Announcements print as they arrive."
+        );
+    }
+    if client.name().is_ok() {
+        if let Err(e) = client.attach().await {
+            eprintln!("auction-client: could not subscribe to announcements: {e}");
+        }
+    }
+    let announcements = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = client.next_announcement().await {
+                out.announcement(&msg);
+            }
+        })
+    };
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        if !out.json {
+            use std::io::Write;
+            print!("auction> ");
+            let _ = std::io::stdout().flush();
+        }
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
+        let words = match shell_words::split(&line) {
+            Ok(w) if w.is_empty() => continue,
+            Ok(w) => w,
+            Err(e) => {
+                out.error("usage", &format!("cannot read that line: {e}"));
+                continue;
+            }
+        };
+        let parsed = match ShellLine::try_parse_from(&words) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{}", e.render().to_string().trim_end());
+                continue;
+            }
+        };
+        if let Err(e) = shell_command(&client, parsed.command, out).await {
+            match e {
+                ShellExit::Quit => break,
+                ShellExit::Error(e) => {
+                    let message = match e.downcast_ref::<ClientError>() {
+                        Some(ClientError::Denied { message, .. }) => message.clone(),
+                        _ => format!("{e:#}"),
+                    };
+                    out.error("error", &message);
+                }
+            }
+        }
+    }
+    announcements.abort();
+    Ok(())
+}
+
+enum ShellExit {
+    Quit,
+    Error(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ShellExit {
+    fn from(e: E) -> ShellExit {
+        ShellExit::Error(e.into())
+    }
+}
+
+async fn shell_command(
+    client: &Arc<Client>,
+    command: ShellCommand,
+    out: Out,
+) -> Result<(), ShellExit> {
+    match command {
+        ShellCommand::Register { name } => {
+            client.register(&name).await?;
+            out.registered(&name);
+            client.attach().await?;
+        }
+        ShellCommand::Deregister => {
+            let name = client.name()?;
+            client.deregister().await?;
+            out.deregistered(&name);
+        }
+        ShellCommand::Offer {
+            description,
+            min,
+            duration,
+        } => {
+            let o = client
+                .offer(&description, min, duration.map(|d| d.as_secs()))
+                .await?;
+            out.offered(o.item, &o.channel, o.ends_at);
+        }
+        ShellCommand::Items => out.items(&client.list().await?),
+        ShellCommand::Status { item } => out.status(&client.status(item).await?),
+        ShellCommand::Bid { item, amount } => {
+            let mut channel = client.open_item(item).await?;
+            let result = channel.bid(amount, Some(bid_id())).await?;
+            out.bid(item, &result, amount);
+            // Keep following the item in the background; updates print as they arrive.
+            tokio::spawn(async move { follow_channel(&mut channel, out).await });
+        }
+        ShellCommand::Help => {
+            println!("register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] | items | status ITEM | bid ITEM AMOUNT | quit");
+        }
+        ShellCommand::Quit | ShellCommand::Exit => return Err(ShellExit::Quit),
+    }
+    Ok(())
+}

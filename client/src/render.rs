@@ -1,0 +1,272 @@
+//! Everything `auction-client` prints: sentences and tables for people, one JSON object per
+//! line with `--json`. Commands compute plain values; these functions only render them.
+
+use auction_client::BidResult;
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::udp::ServerBody;
+use auction_protocol::{ItemState, ItemView};
+use serde_json::json;
+
+#[derive(Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// "in 4m 12s" / "ended".
+pub fn until(ends_at: u64) -> String {
+    let left = ends_at.saturating_sub(now_ms()) / 1000;
+    if left == 0 {
+        return "ending now".into();
+    }
+    let (d, h, m, s) = (left / 86400, left / 3600 % 24, left / 60 % 60, left % 60);
+    let text = match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s:02}s"),
+        (0, _, _) => format!("{h}h {m:02}m"),
+        _ => format!("{d}d {h}h"),
+    };
+    format!("in {text}")
+}
+
+impl Out {
+    pub fn line(&self, value: serde_json::Value) {
+        println!("{value}");
+    }
+
+    pub fn registered(&self, name: &str) {
+        if self.json {
+            self.line(json!({"registered": true, "name": name}));
+        } else {
+            println!("Registered as {name}.");
+        }
+    }
+
+    pub fn deregistered(&self, name: &str) {
+        if self.json {
+            self.line(json!({"deregistered": true, "name": name}));
+        } else {
+            println!("Deregistered {name}.");
+        }
+    }
+
+    pub fn offered(&self, item: u64, channel: &str, ends_at: u64) {
+        if self.json {
+            self.line(json!({"item": item, "channel": channel, "ends_at": ends_at}));
+        } else {
+            println!(
+                "Item {item} is up for auction; bidding closes {}. Its channel is {channel}.",
+                until(ends_at)
+            );
+        }
+    }
+
+    pub fn items(&self, items: &[ItemView]) {
+        if self.json {
+            for item in items {
+                self.line(serde_json::to_value(item).unwrap_or_default());
+            }
+            return;
+        }
+        if items.is_empty() {
+            println!("No items are open.");
+            return;
+        }
+        let rows: Vec<[String; 6]> = items
+            .iter()
+            .map(|i| {
+                [
+                    i.item.to_string(),
+                    i.description.clone(),
+                    i.seller.clone(),
+                    i.min.to_string(),
+                    match (&i.highest, &i.bidder) {
+                        (Some(a), Some(b)) => format!("{a} ({b})"),
+                        _ => "-".into(),
+                    },
+                    until(i.ends_at),
+                ]
+            })
+            .collect();
+        let header = [
+            "ITEM",
+            "DESCRIPTION",
+            "SELLER",
+            "MINIMUM",
+            "HIGHEST",
+            "CLOSES",
+        ];
+        let mut widths = header.map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count().min(40));
+            }
+        }
+        let print = |cells: &[String]| {
+            let line: Vec<String> = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| {
+                    let c: String = c.chars().take(40).collect();
+                    format!("{c:<w$}")
+                })
+                .collect();
+            println!("{}", line.join("  ").trim_end());
+        };
+        print(&header.map(String::from));
+        for row in &rows {
+            print(row);
+        }
+    }
+
+    pub fn status(&self, item: &ItemView) {
+        if self.json {
+            let mut v = serde_json::to_value(item).unwrap_or_default();
+            if item.state == ItemState::Closed {
+                v["winner"] = json!(item.winner);
+                v["price"] = json!(item.price);
+            }
+            self.line(v);
+            return;
+        }
+        let lead = match (&item.highest, &item.bidder) {
+            (Some(a), Some(b)) => format!("the highest bid is {a} by {b}"),
+            _ => format!("no bids yet (minimum {})", item.min),
+        };
+        match item.state {
+            ItemState::Open => println!(
+                "Item {} \"{}\" by {} is open: {lead}; bidding closes {}.",
+                item.item,
+                item.description,
+                item.seller,
+                until(item.ends_at)
+            ),
+            ItemState::Closed => match (&item.winner, &item.price) {
+                (Some(w), Some(p)) => println!(
+                    "Item {} \"{}\" by {} is closed: sold to {w} for {p}.",
+                    item.item, item.description, item.seller
+                ),
+                _ => println!(
+                    "Item {} \"{}\" by {} is closed: not sold.",
+                    item.item, item.description, item.seller
+                ),
+            },
+        }
+    }
+
+    pub fn bid(&self, item: u64, result: &BidResult, asked: auction_protocol::Cents) {
+        match result {
+            BidResult::Accepted { amount, ends_at } => {
+                if self.json {
+                    self.line(json!({"accepted": true, "item": item, "amount": amount, "ends_at": ends_at}));
+                } else {
+                    println!(
+                        "Bid of {amount} on item {item} accepted: you are the highest bidder; bidding closes {}.",
+                        until(*ends_at)
+                    );
+                }
+            }
+            BidResult::Rejected {
+                reason,
+                message,
+                highest,
+                next_min,
+            } => {
+                if self.json {
+                    self.line(json!({
+                        "accepted": false, "item": item, "amount": asked, "reason": reason,
+                        "message": message, "highest": highest, "next_min": next_min
+                    }));
+                }
+                eprintln!("Bid of {asked} on item {item} rejected: {message}.");
+            }
+        }
+    }
+
+    /// A message on an item channel after the bid (with `--follow` or in the shell).
+    pub fn channel_event(&self, event: &ChannelBody) {
+        if self.json {
+            self.line(serde_json::to_value(event).unwrap_or_default());
+            return;
+        }
+        match event {
+            ChannelBody::Highest {
+                item,
+                amount,
+                bidder,
+                ends_at,
+            } => println!(
+                "Item {item}: new highest bid {amount} by {bidder}; bidding closes {}.",
+                until(*ends_at)
+            ),
+            ChannelBody::BidOver { item } => println!("Item {item}: bidding is over."),
+            ChannelBody::SoldTo {
+                item,
+                winner,
+                amount,
+            } => {
+                println!("Item {item}: sold to {winner} for {amount}.")
+            }
+            ChannelBody::NotSold { item } => println!("Item {item}: not sold (no bids)."),
+            ChannelBody::Error { message, .. } => println!("The server says: {message}."),
+            ChannelBody::State { item, .. } => self.status(item),
+            ChannelBody::BidAccepted { amount, .. } => println!("Bid of {amount} accepted."),
+            ChannelBody::BidRejected { message, .. } => println!("Bid rejected: {message}."),
+        }
+    }
+
+    pub fn announcement(&self, msg: &ServerBody) {
+        if self.json {
+            self.line(serde_json::to_value(msg).unwrap_or_default());
+            return;
+        }
+        match msg {
+            ServerBody::NewItem { item } => println!(
+                "New item {}: \"{}\" by {}, minimum {}, closes {}. Channel {}.",
+                item.item,
+                item.description,
+                item.seller,
+                item.min,
+                until(item.ends_at),
+                item.channel.as_deref().unwrap_or("-")
+            ),
+            ServerBody::Win {
+                item,
+                description,
+                amount,
+                seller,
+                ..
+            } => println!(
+                "You won item {item} \"{description}\" for {amount}. The seller is {seller}."
+            ),
+            ServerBody::Sold {
+                item,
+                description,
+                amount,
+                winner,
+                ..
+            } => {
+                println!("Your item {item} \"{description}\" sold to {winner} for {amount}.")
+            }
+            ServerBody::NotSold {
+                item, description, ..
+            } => {
+                println!("Your item {item} \"{description}\" closed without a bid: not sold.")
+            }
+            other => println!("{other:?}"),
+        }
+    }
+
+    pub fn error(&self, reason: &str, message: &str) {
+        if self.json {
+            self.line(json!({"ok": false, "reason": reason, "message": message}));
+        }
+        eprintln!("auction-client: {message}");
+    }
+}

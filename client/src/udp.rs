@@ -1,0 +1,271 @@
+//! The client side of the registration plane: one UDP socket, a task that sorts incoming
+//! datagrams into answers (by request number) and announcements, and request/response with
+//! retransmission (same request number, exponential backoff with jitter, bounded tries), the
+//! cookie exchange and request signing.
+
+use auction_protocol::limits::MAX_DATAGRAM;
+use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
+use auction_protocol::{sign, ItemView, VERSION};
+use ring::signature::Ed25519KeyPair;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use crate::error::{ClientError, Result};
+
+/// Retransmission policy: first wait, growth is x2, capped, and how many sends in all.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub first: Duration,
+    pub max: Duration,
+    pub tries: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(2),
+            tries: 7,
+        }
+    }
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ServerBody>>>>;
+
+pub struct UdpClient {
+    socket: Arc<UdpSocket>,
+    server: SocketAddr,
+    /// Answers in flight, by request number. A std mutex: held for one map operation, never
+    /// across `.await`.
+    waiters: Waiters,
+    announcements: tokio::sync::Mutex<mpsc::UnboundedReceiver<ServerBody>>,
+    cookie: Mutex<Option<String>>,
+    last_req: Mutex<u64>,
+    pub retry: Retry,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for UdpClient {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+    }
+}
+
+impl UdpClient {
+    pub async fn connect(server: SocketAddr) -> Result<UdpClient> {
+        let local: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().expect("valid")
+        } else {
+            "[::]:0".parse().expect("valid")
+        };
+        let socket = Arc::new(UdpSocket::bind(local).await?);
+        let waiters: Waiters = Arc::default();
+        let (ann_tx, ann_rx) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch(socket.clone(), server, waiters.clone(), ann_tx));
+        Ok(UdpClient {
+            socket,
+            server,
+            waiters,
+            announcements: tokio::sync::Mutex::new(ann_rx),
+            cookie: Mutex::new(None),
+            last_req: Mutex::new(0),
+            retry: Retry::default(),
+            dispatcher,
+        })
+    }
+
+    /// A fresh request number: microseconds since the epoch, and always above the last one, so
+    /// numbers keep increasing across runs and processes of the same account.
+    pub fn next_req(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut last = self.last_req.lock().unwrap_or_else(|p| p.into_inner());
+        *last = (*last + 1).max(now);
+        *last
+    }
+
+    /// The next announcement (NEW-ITEM, WIN, SOLD, NOT-SOLD), waiting for one.
+    pub async fn next_announcement(&self) -> Option<ServerBody> {
+        self.announcements.lock().await.recv().await
+    }
+
+    /// Sends `body` (signed with `keys` when given) and returns every datagram of the answer:
+    /// one, or all parts of an `items` answer in order.
+    pub async fn request(
+        &self,
+        body: RequestBody,
+        keys: Option<&Ed25519KeyPair>,
+    ) -> Result<Vec<ServerBody>> {
+        let req = self.next_req();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(req, tx);
+        let result = self.exchange(req, body, keys, &mut rx).await;
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req);
+        result
+    }
+
+    async fn exchange(
+        &self,
+        req: u64,
+        body: RequestBody,
+        keys: Option<&Ed25519KeyPair>,
+        rx: &mut mpsc::UnboundedReceiver<ServerBody>,
+    ) -> Result<Vec<ServerBody>> {
+        let mut wait = self.retry.first;
+        let mut parts: BTreeMap<u32, ServerBody> = BTreeMap::new();
+        let mut sends = 0;
+        let mut cookie_refreshes = 0;
+        'send: while sends < self.retry.tries {
+            let cookie = self
+                .cookie
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let request = Request {
+                v: VERSION,
+                req,
+                cookie,
+                body: body.clone(),
+            };
+            let bytes = udp::encode_request(&request);
+            let datagram = match keys {
+                Some(keys) => sign::sign_datagram(keys, &bytes),
+                None => bytes,
+            };
+            if datagram.len() > MAX_DATAGRAM {
+                return Err(ClientError::Local(format!(
+                    "the request is {} bytes, more than the {MAX_DATAGRAM} a datagram may hold",
+                    datagram.len()
+                )));
+            }
+            self.socket.send_to(&datagram, self.server).await?;
+            sends += 1;
+            let jitter = rand::random_range(0.8..1.2);
+            let deadline = tokio::time::Instant::now() + wait.mul_f64(jitter);
+            loop {
+                let answer = match timeout(deadline - tokio::time::Instant::now(), rx.recv()).await
+                {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) => return Err(ClientError::Protocol("dispatcher stopped".into())),
+                    Err(_) => {
+                        wait = (wait * 2).min(self.retry.max);
+                        continue 'send;
+                    }
+                };
+                match answer {
+                    ServerBody::Cookie { cookie, .. } => {
+                        // Address validation: resend at once with the cookie. Bounded, in
+                        // case the server and client disagree about it for good.
+                        *self.cookie.lock().unwrap_or_else(|p| p.into_inner()) = Some(cookie);
+                        cookie_refreshes += 1;
+                        if cookie_refreshes > 3 {
+                            return Err(ClientError::Protocol(
+                                "the server keeps refusing our cookie".into(),
+                            ));
+                        }
+                        sends -= 1;
+                        continue 'send;
+                    }
+                    ServerBody::Items {
+                        part, parts: total, ..
+                    } => {
+                        parts.insert(part, answer);
+                        if parts.len() as u32 >= total {
+                            return Ok(parts.into_values().collect());
+                        }
+                    }
+                    other => return Ok(vec![other]),
+                }
+            }
+        }
+        Err(ClientError::Timeout {
+            server: self.server.to_string(),
+            tries: self.retry.tries,
+        })
+    }
+
+    /// Sends one request and returns its single answer, turning `error` into `Err`.
+    pub async fn request_one(
+        &self,
+        body: RequestBody,
+        keys: Option<&Ed25519KeyPair>,
+    ) -> Result<ServerBody> {
+        let mut answers = self.request(body, keys).await?;
+        let answer = answers
+            .pop()
+            .ok_or_else(|| ClientError::Protocol("empty answer".into()))?;
+        match answer {
+            ServerBody::Error {
+                reason, message, ..
+            } => Err(ClientError::Denied { reason, message }),
+            other => Ok(other),
+        }
+    }
+
+    /// The open items, reassembled from every part of the answer.
+    pub async fn list(&self) -> Result<Vec<ItemView>> {
+        let mut items = Vec::new();
+        for part in self.request(RequestBody::List, None).await? {
+            match part {
+                ServerBody::Items { items: some, .. } => items.extend(some),
+                ServerBody::Error {
+                    reason, message, ..
+                } => return Err(ClientError::Denied { reason, message }),
+                other => return Err(ClientError::Protocol(format!("{other:?}"))),
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// Reads every datagram from the server: answers go to their waiter, announcements to the
+/// announcement channel. Datagrams from other addresses, or unreadable ones, are ignored.
+async fn dispatch(
+    socket: Arc<UdpSocket>,
+    server: SocketAddr,
+    waiters: Waiters,
+    announcements: mpsc::UnboundedSender<ServerBody>,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(_) => continue,
+        };
+        if from != server {
+            continue;
+        }
+        let Ok(msg) = udp::decode_server(&buf[..n]) else {
+            tracing::debug!("ignored an unreadable datagram from the server");
+            continue;
+        };
+        match msg.body.req() {
+            Some(req) => {
+                let waiter = waiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&req)
+                    .cloned();
+                if let Some(w) = waiter {
+                    let _ = w.send(msg.body);
+                }
+            }
+            None => {
+                let _ = announcements.send(msg.body);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Sans-IO wire protocol of the auction server.
+//!
+//! Everything both ends must agree on lives here and nowhere else: message types and their JSON
+//! encoding, validation rules, size limits, the byte layout that UDP signatures cover, and the
+//! stateless address-validation cookie. Nothing in this crate touches a socket or reads a clock:
+//! callers pass the current time in, so every rule is unit-testable.
+
+pub mod channel;
+pub mod cookie;
+pub mod limits;
+pub mod money;
+pub mod names;
+pub mod sign;
+pub mod udp;
+
+pub use money::Cents;
+pub use sign::PublicKey;
+
+/// The protocol version every message carries in its `v` field.
+pub const VERSION: u32 = 1;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request was refused. Serialized in kebab-case (`name-taken`); clients must treat a code
+/// they do not know as a generic refusal, which is what [`Reason::Other`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    // --- any request ---
+    /// The datagram or line is not a JSON object of a known message type.
+    Malformed,
+    /// The `v` field names a protocol version this server does not speak.
+    UnsupportedVersion,
+    /// The datagram or line is longer than the limit.
+    TooLarge,
+    /// A request that must be signed carried no signature.
+    SignatureRequired,
+    /// The signature does not verify with the account's registered key.
+    BadSignature,
+    /// The request number is below the account's replay window: an old or replayed request.
+    StaleRequest,
+    /// The named account does not exist (never registered, or deregistered).
+    NotRegistered,
+    /// The server is shutting down or otherwise cannot take the request now; retry later.
+    Unavailable,
+    // --- register ---
+    NameTaken,
+    InvalidName,
+    KeyTaken,
+    // --- deregister ---
+    HasOpenItems,
+    LeadsAuction,
+    // --- offer ---
+    TooManyOpenItems,
+    InvalidDescription,
+    InvalidAmount,
+    InvalidDuration,
+    NoChannelPort,
+    // --- status / ack ---
+    UnknownItem,
+    UnknownNotice,
+    // --- bids ---
+    TooLow,
+    AuctionOver,
+    OwnItem,
+    ItemFull,
+    AccountGone,
+    InvalidBidId,
+    SlowReader,
+    IdleTimeout,
+    /// A code this build does not know (sent by a newer peer).
+    #[serde(other)]
+    Other,
+}
+
+impl Reason {
+    /// The kebab-case code as it appears on the wire.
+    pub fn code(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "other".into())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.code())
+    }
+}
+
+/// Whether an item still takes bids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemState {
+    Open,
+    Closed,
+}
+
+/// Everything public about one item: what LIST, STATUS, NEW-ITEM and the channel's STATE carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemView {
+    /// Item number: positive, at most 2^53 so that every JSON parser reads it exactly.
+    pub item: u64,
+    pub description: String,
+    pub seller: String,
+    /// Smallest acceptable first bid.
+    pub min: Cents,
+    pub highest: Option<Cents>,
+    pub bidder: Option<String>,
+    /// When bidding ends (or ended), Unix time in milliseconds. Moves later on a soft-close
+    /// extension.
+    pub ends_at: u64,
+    pub state: ItemState,
+    /// `host:port` of the item's TLS channel while the item is open; null once closed.
+    pub channel: Option<String>,
+    /// Present once closed and sold: the winner's name. Absent while open or when unsold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// Present once closed and sold: the price paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Cents>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_are_kebab_case_and_unknown_codes_decode_as_other() {
+        assert_eq!(Reason::TooManyOpenItems.code(), "too-many-open-items");
+        let r: Reason = serde_json::from_str("\"from-the-future\"").unwrap();
+        assert_eq!(r, Reason::Other);
+    }
+}

@@ -1,0 +1,26 @@
+//! Sizes and bounds shared by both ends. Documented in PROTOCOL.md; change them together.
+
+/// Largest datagram the server sends, and the largest it accepts.
+pub const MAX_DATAGRAM: usize = 1200;
+/// Largest line on a TLS channel, newline excluded.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Item descriptions: 1 to this many Unicode scalar values, no control characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+/// Account names: 1 to this many of `A-Z a-z 0-9 _ . -`.
+pub const MAX_NAME_LEN: usize = 32;
+/// Auction duration bounds, in seconds.
+pub const MIN_DURATION_SECS: u64 = 1;
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+pub const DEFAULT_DURATION_SECS: u64 = 300;
+/// Largest amount accepted anywhere: 10^13 cents (100 billion). Keeps every sum far from u64
+/// overflow and inside the 2^53 range that JSON numbers carry exactly in every language.
+pub const MAX_AMOUNT_CENTS: u64 = 10_000_000_000_000;
+/// Bid ids chosen by clients: 1 to this many bytes of printable ASCII.
+pub const MAX_BID_ID_LEN: usize = 64;
+/// How many executed request numbers the server remembers per account (the replay window).
+pub const REPLAY_WINDOW: usize = 64;
+/// How long a cookie stays valid after it was issued, in seconds.
+pub const COOKIE_LIFETIME_SECS: u64 = 120;
+/// A cookie reply is sent only if it is at most this many times the size of the request, so
+/// the UDP port cannot amplify a spoofed flood.
+pub const COOKIE_AMPLIFICATION: usize = 3;

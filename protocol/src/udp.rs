@@ -1,0 +1,514 @@
+//! The registration plane: one JSON object per UDP datagram.
+//!
+//! Requests carry `v`, `type`, `req` and, once the client has one, `cookie`. Requests that act
+//! for an account (all but `list` and `status`) are wrapped in the signed layout of
+//! [`crate::sign`]. Answers echo `req`; announcements (`new-item`, `win`, `sold`, `not-sold`)
+//! carry none.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::limits::MAX_DATAGRAM;
+use crate::{Cents, ItemView, PublicKey, Reason, VERSION};
+
+/// A client request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    /// Chosen by the client. Echoed in the answer; a repeat is answered from the server's cache.
+    pub req: u64,
+    /// The address-validation cookie from the server's last `cookie` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    #[serde(flatten)]
+    pub body: RequestBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum RequestBody {
+    /// Create an account. Signed with the key it registers (proof of possession).
+    Register { name: String, key: PublicKey },
+    /// Delete the account. Signed.
+    Deregister { account: String },
+    /// Put an item up for auction. Signed.
+    Offer {
+        account: String,
+        description: String,
+        min: Cents,
+        /// Seconds; absent means the default (300).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<u64>,
+    },
+    /// The open items. Anyone.
+    List,
+    /// One item, open or closed. Anyone.
+    Status { item: u64 },
+    /// Send this account's announcements to the address this datagram came from. Signed.
+    Attach { account: String },
+    /// The notice `notice` (a WIN, SOLD or NOT-SOLD) arrived. Signed.
+    Ack { account: String, notice: u64 },
+}
+
+impl RequestBody {
+    /// The account the request acts for, which must have signed it. `None` for requests anyone
+    /// may send unsigned.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            RequestBody::Register { name, .. } => Some(name),
+            RequestBody::Deregister { account }
+            | RequestBody::Offer { account, .. }
+            | RequestBody::Attach { account }
+            | RequestBody::Ack { account, .. } => Some(account),
+            RequestBody::List | RequestBody::Status { .. } => None,
+        }
+    }
+
+    /// Whether the request must arrive signed.
+    pub fn needs_signature(&self) -> bool {
+        self.account().is_some()
+    }
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerMessage {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: ServerBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerBody {
+    /// Send the request again with this cookie (address validation).
+    Cookie {
+        req: u64,
+        cookie: String,
+    },
+    Registered {
+        req: u64,
+        name: String,
+    },
+    RegisterDenied {
+        req: u64,
+        reason: Reason,
+        message: String,
+    },
+    DeregConf {
+        req: u64,
+    },
+    DeregDenied {
+        req: u64,
+        reason: Reason,
+        message: String,
+    },
+    OfferConf {
+        req: u64,
+        item: u64,
+        channel: String,
+        ends_at: u64,
+    },
+    OfferDenied {
+        req: u64,
+        reason: Reason,
+        message: String,
+    },
+    /// One part of the answer to `list`; `part` counts from 1 to `parts`.
+    Items {
+        req: u64,
+        part: u32,
+        parts: u32,
+        items: Vec<ItemView>,
+    },
+    Status {
+        req: u64,
+        item: ItemView,
+    },
+    /// Announcements now go to the sender's address; `pending` notices follow.
+    Attached {
+        req: u64,
+        pending: u32,
+    },
+    Acked {
+        req: u64,
+        notice: u64,
+    },
+    /// A request that could not be taken at all (malformed, bad signature, unknown item...).
+    Error {
+        req: Option<u64>,
+        reason: Reason,
+        message: String,
+    },
+    NewItem {
+        item: ItemView,
+    },
+    Win {
+        notice: u64,
+        item: u64,
+        description: String,
+        amount: Cents,
+        seller: String,
+    },
+    Sold {
+        notice: u64,
+        item: u64,
+        description: String,
+        amount: Cents,
+        winner: String,
+    },
+    NotSold {
+        notice: u64,
+        item: u64,
+        description: String,
+    },
+}
+
+impl ServerBody {
+    /// The request number this message answers, if it answers one.
+    pub fn req(&self) -> Option<u64> {
+        use ServerBody::*;
+        match self {
+            Cookie { req, .. }
+            | Registered { req, .. }
+            | RegisterDenied { req, .. }
+            | DeregConf { req }
+            | DeregDenied { req, .. }
+            | OfferConf { req, .. }
+            | OfferDenied { req, .. }
+            | Items { req, .. }
+            | Status { req, .. }
+            | Attached { req, .. }
+            | Acked { req, .. } => Some(*req),
+            Error { req, .. } => *req,
+            NewItem { .. } | Win { .. } | Sold { .. } | NotSold { .. } => None,
+        }
+    }
+
+    /// The notice id of a reliable announcement, which the client must acknowledge.
+    pub fn notice(&self) -> Option<u64> {
+        match self {
+            ServerBody::Win { notice, .. }
+            | ServerBody::Sold { notice, .. }
+            | ServerBody::NotSold { notice, .. } => Some(*notice),
+            _ => None,
+        }
+    }
+}
+
+/// Why a datagram could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct DecodeError {
+    pub reason: Reason,
+    /// The request number, when it could be read, so the refusal can echo it.
+    pub req: Option<u64>,
+    pub detail: String,
+}
+
+/// The signed part of a datagram, as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPart<'a> {
+    /// The exact bytes of the `signed` object.
+    pub body: &'a [u8],
+    /// The `sig` field: 128 hex digits, unchecked.
+    pub sig: &'a str,
+}
+
+/// A decoded request and, when it came signed, what the signature covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming<'a> {
+    pub request: Request,
+    pub signed: Option<SignedPart<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Outer<'a> {
+    #[serde(borrow, default)]
+    signed: Option<&'a RawValue>,
+    #[serde(default)]
+    sig: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    v: Option<u32>,
+    req: Option<u64>,
+}
+
+/// Decodes one datagram from a client. Never panics; every failure names its reason.
+pub fn decode_request(datagram: &[u8]) -> Result<Incoming<'_>, DecodeError> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(DecodeError {
+            reason: Reason::TooLarge,
+            req: None,
+            detail: format!("datagrams are limited to {MAX_DATAGRAM} bytes"),
+        });
+    }
+    let malformed = |req, detail: String| DecodeError {
+        reason: Reason::Malformed,
+        req,
+        detail,
+    };
+    let outer: Outer<'_> = serde_json::from_slice(datagram)
+        .map_err(|e| malformed(None, format!("not a JSON object: {e}")))?;
+    let (body, signed) = match (outer.signed, outer.sig) {
+        (Some(raw), Some(sig)) => {
+            let body = raw.get().as_bytes();
+            (body, Some(SignedPart { body, sig }))
+        }
+        (Some(_), None) => return Err(malformed(None, "\"signed\" without \"sig\"".into())),
+        (None, _) => (datagram, None),
+    };
+    let header: Header = serde_json::from_slice(body)
+        .map_err(|e| malformed(None, format!("not a request object: {e}")))?;
+    match header.v {
+        Some(VERSION) => {}
+        Some(other) => {
+            return Err(DecodeError {
+                reason: Reason::UnsupportedVersion,
+                req: header.req,
+                detail: format!("this server speaks protocol version {VERSION}, not {other}"),
+            })
+        }
+        None => return Err(malformed(header.req, "missing \"v\"".into())),
+    }
+    let request: Request = serde_json::from_slice(body)
+        .map_err(|e| malformed(header.req, format!("not a valid request: {e}")))?;
+    Ok(Incoming { request, signed })
+}
+
+/// Encodes a server message. The caller guarantees the size bound by validating what goes in
+/// (see `limits`); this is checked in tests for the largest possible messages.
+pub fn encode(body: ServerBody) -> Vec<u8> {
+    serde_json::to_vec(&ServerMessage { v: VERSION, body }).expect("server messages serialize")
+}
+
+/// Decodes a datagram from the server (client side).
+pub fn decode_server(datagram: &[u8]) -> Result<ServerMessage, DecodeError> {
+    let msg: ServerMessage = serde_json::from_slice(datagram).map_err(|e| DecodeError {
+        reason: Reason::Malformed,
+        req: None,
+        detail: format!("unreadable server datagram: {e}"),
+    })?;
+    if msg.v != VERSION {
+        return Err(DecodeError {
+            reason: Reason::UnsupportedVersion,
+            req: msg.body.req(),
+            detail: format!("server speaks protocol version {}", msg.v),
+        });
+    }
+    Ok(msg)
+}
+
+/// Encodes a request body (the bytes a client signs).
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    serde_json::to_vec(request).expect("requests serialize")
+}
+
+/// Splits the answer to `list` into datagrams of at most [`MAX_DATAGRAM`] bytes, in item order.
+/// Always at least one datagram (an empty list is one datagram with no items).
+pub fn pack_items(req: u64, items: &[ItemView]) -> Vec<Vec<u8>> {
+    // Envelope size with the widest possible part numbers, so the real one is never larger.
+    let envelope = encode(ServerBody::Items {
+        req,
+        part: u32::MAX,
+        parts: u32::MAX,
+        items: vec![],
+    })
+    .len();
+    let mut groups: Vec<Vec<ItemView>> = vec![vec![]];
+    let mut used = envelope;
+    for item in items {
+        let size = serde_json::to_vec(item)
+            .map(|v| v.len())
+            .unwrap_or(MAX_DATAGRAM)
+            + 1;
+        let group = groups.last_mut().expect("one group at least");
+        if !group.is_empty() && used + size > MAX_DATAGRAM {
+            groups.push(vec![item.clone()]);
+            used = envelope + size;
+        } else {
+            group.push(item.clone());
+            used += size;
+        }
+    }
+    let parts = groups.len() as u32;
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, items)| {
+            encode(ServerBody::Items {
+                req,
+                part: i as u32 + 1,
+                parts,
+                items,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_LEN};
+    use crate::ItemState;
+
+    /// The largest item a server can describe: 2^53 item numbers, 4-byte characters, longest
+    /// names and amounts, an end time 250 years out. Open items have a channel and no result;
+    /// closed ones the reverse.
+    fn worst_item(n: u64) -> ItemView {
+        ItemView {
+            item: (1 << 53) - n,
+            // 4-byte characters: the longest encoding a valid description can have.
+            description: "𝄞".repeat(MAX_DESCRIPTION_CHARS),
+            seller: "s".repeat(MAX_NAME_LEN),
+            min: Cents(crate::limits::MAX_AMOUNT_CENTS),
+            highest: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
+            bidder: Some("b".repeat(MAX_NAME_LEN)),
+            ends_at: 9_999_999_999_999,
+            state: ItemState::Open,
+            channel: Some("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".into()),
+            winner: None,
+            price: None,
+        }
+    }
+
+    fn worst_closed_item() -> ItemView {
+        ItemView {
+            state: ItemState::Closed,
+            channel: None,
+            winner: Some("w".repeat(MAX_NAME_LEN)),
+            price: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
+            ..worst_item(0)
+        }
+    }
+
+    #[test]
+    fn request_round_trip_and_flat_layout() {
+        let r = Request {
+            v: 1,
+            req: 42,
+            cookie: Some("ab".into()),
+            body: RequestBody::Offer {
+                account: "alice".into(),
+                description: "lamp".into(),
+                min: Cents(500),
+                duration: Some(60),
+            },
+        };
+        let bytes = encode_request(&r);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains("\"type\":\"offer\""), "{text}");
+        assert_eq!(decode_request(&bytes).unwrap().request, r);
+        let list = decode_request(br#"{"v":1,"type":"list","req":3}"#).unwrap();
+        assert_eq!(list.request.body, RequestBody::List);
+        assert!(list.signed.is_none());
+    }
+
+    #[test]
+    fn signed_layout_exposes_exact_body() {
+        let raw = br#"{"signed":{"v":1, "type":"deregister","req":9,"account":"bob"},"sig":"00"}"#;
+        let inc = decode_request(raw).unwrap();
+        let s = inc.signed.unwrap();
+        assert_eq!(
+            s.body,
+            br#"{"v":1, "type":"deregister","req":9,"account":"bob"}"#
+        );
+        assert_eq!(s.sig, "00");
+        assert_eq!(inc.request.req, 9);
+    }
+
+    #[test]
+    fn bad_datagrams_name_their_reason() {
+        let cases: [(&[u8], Reason); 8] = [
+            (b"", Reason::Malformed),
+            (b"\n", Reason::Malformed),
+            (b"[1,2]", Reason::Malformed),
+            (b"{\"v\":1,\"req\":1}", Reason::Malformed),
+            (b"{\"v\":1,\"type\":\"nope\",\"req\":1}", Reason::Malformed),
+            (
+                b"{\"v\":2,\"type\":\"nope\",\"req\":5}",
+                Reason::UnsupportedVersion,
+            ),
+            (b"{\"signed\":{\"v\":1}}", Reason::Malformed),
+            (b"\xff\xfe", Reason::Malformed),
+        ];
+        for (bytes, reason) in cases {
+            let err = decode_request(bytes).unwrap_err();
+            assert_eq!(err.reason, reason, "{:?}", String::from_utf8_lossy(bytes));
+        }
+        let err = decode_request(b"{\"v\":2,\"type\":\"list\",\"req\":5}").unwrap_err();
+        assert_eq!(err.req, Some(5));
+        let big = vec![b' '; MAX_DATAGRAM + 1];
+        assert_eq!(decode_request(&big).unwrap_err().reason, Reason::TooLarge);
+    }
+
+    #[test]
+    fn largest_messages_fit_in_a_datagram() {
+        for item in [worst_item(0), worst_closed_item()] {
+            let status = encode(ServerBody::Status {
+                req: u64::MAX,
+                item,
+            });
+            assert!(
+                status.len() <= MAX_DATAGRAM,
+                "status is {} bytes",
+                status.len()
+            );
+        }
+        let new_item = encode(ServerBody::NewItem {
+            item: worst_item(0),
+        });
+        assert!(new_item.len() <= MAX_DATAGRAM);
+        let win = encode(ServerBody::Win {
+            notice: u64::MAX,
+            item: u64::MAX,
+            description: "𝄞".repeat(MAX_DESCRIPTION_CHARS),
+            amount: Cents(u64::MAX),
+            seller: "s".repeat(MAX_NAME_LEN),
+        });
+        assert!(win.len() <= MAX_DATAGRAM);
+    }
+
+    #[test]
+    fn list_is_split_into_datagrams_that_fit_and_keep_order() {
+        let items: Vec<ItemView> = (0..7).map(worst_item).collect();
+        let parts = pack_items(u64::MAX, &items);
+        assert_eq!(parts.len(), 7, "one worst-case item per datagram");
+        let mut seen = vec![];
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= MAX_DATAGRAM, "part {i} is {} bytes", p.len());
+            match decode_server(p).unwrap().body {
+                ServerBody::Items {
+                    part,
+                    parts: n,
+                    items,
+                    ..
+                } => {
+                    assert_eq!((part, n), (i as u32 + 1, 7));
+                    seen.extend(items);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seen, items);
+        let small: Vec<ItemView> = (0..20)
+            .map(|i| ItemView {
+                description: "lamp".into(),
+                seller: "al".into(),
+                channel: Some("127.0.0.1:40000".into()),
+                winner: None,
+                price: None,
+                bidder: None,
+                highest: None,
+                state: ItemState::Open,
+                ..worst_item(i)
+            })
+            .collect();
+        let parts = pack_items(1, &small);
+        assert!(parts.len() < 20 && parts.len() > 1, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.len() <= MAX_DATAGRAM));
+        assert_eq!(pack_items(1, &[]).len(), 1);
+    }
+}

@@ -1,0 +1,80 @@
+//! Accounts as the bidding plane sees them: who owns which public key, and whether the account
+//! still exists.
+//!
+//! The registry task is the only writer. The TLS client-certificate verifier reads the
+//! directory from inside rustls' synchronous callback, which is why this is a short
+//! `std::sync::RwLock` rather than a message to the registry: it is held only for one map
+//! operation, never across `.await`, and never on the bid path (connections keep their
+//! `Arc<AccountHandle>` and check its atomic `live` flag).
+
+use auction_protocol::PublicKey;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Identifies an account for its whole life; never reused, unlike names.
+pub type AccountId = u64;
+
+/// One account, shared by the registry and every connection authenticated as it.
+#[derive(Debug)]
+pub struct AccountHandle {
+    pub id: AccountId,
+    pub name: String,
+    pub key: PublicKey,
+    /// Cleared when the account is deregistered (or while a deregistration is being checked):
+    /// bids from connections that still hold the handle are then refused.
+    live: AtomicBool,
+}
+
+impl AccountHandle {
+    pub fn new(id: AccountId, name: String, key: PublicKey) -> AccountHandle {
+        AccountHandle {
+            id,
+            name,
+            key,
+            live: AtomicBool::new(true),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        // SeqCst pairs with `set_live`: see the deregistration protocol in `registry.rs`.
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::SeqCst)
+    }
+}
+
+/// Live accounts by public key.
+#[derive(Debug, Default)]
+pub struct KeyDirectory {
+    by_key: RwLock<HashMap<PublicKey, Arc<AccountHandle>>>,
+}
+
+impl KeyDirectory {
+    pub fn insert(&self, account: Arc<AccountHandle>) {
+        self.write().insert(account.key, account);
+    }
+
+    pub fn remove(&self, key: &PublicKey) {
+        self.write().remove(key);
+    }
+
+    /// The live account that owns `key`, if any.
+    pub fn lookup(&self, key: &PublicKey) -> Option<Arc<AccountHandle>> {
+        let map = self
+            .by_key
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(key).filter(|a| a.is_live()).cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PublicKey, Arc<AccountHandle>>> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts and
+        // removes), so a poisoned lock is still safe to use.
+        self.by_key
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

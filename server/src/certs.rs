@@ -1,0 +1,83 @@
+//! Certificates: generating a development CA and server certificate with rcgen, and loading
+//! PEM files. Private keys are written with mode 0600 and never leave the machine.
+
+use anyhow::{bail, Context, Result};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// The SANs a dev server certificate gets when none are given.
+pub const DEFAULT_SANS: [&str; 2] = ["localhost", "127.0.0.1"];
+
+/// Writes `ca.pem`, `ca.key`, `server.pem` and `server.key` into `dir` (created if needed).
+/// The server certificate is signed by the new CA and names `sans` (DNS names or IPs).
+pub fn generate_dev_certs(dir: &Path, sans: &[String]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "auction-server development CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+
+    let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(sans.to_vec()).context("invalid --san value")?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "auction-server");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = params.signed_by(&server_key, &ca_cert, &ca_key)?;
+
+    write_public(&dir.join("ca.pem"), &ca_cert.pem())?;
+    write_private(&dir.join("ca.key"), &ca_key.serialize_pem())?;
+    // The chain the server presents: its own certificate, then the CA.
+    write_public(
+        &dir.join("server.pem"),
+        &(server_cert.pem() + &ca_cert.pem()),
+    )?;
+    write_private(&dir.join("server.key"), &server_key.serialize_pem())?;
+    Ok(())
+}
+
+fn write_public(path: &Path, pem: &str) -> Result<()> {
+    fs::write(path, pem).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a private key readable by its owner only.
+pub fn write_private(path: &Path, pem: &str) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(pem.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .with_context(|| format!("{} is not a PEM key file", path.display()))?
+        .with_context(|| format!("{} holds no private key", path.display()))
+}

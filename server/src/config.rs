@@ -1,0 +1,87 @@
+//! Server policy and limits, filled from the command line (see `main.rs`) or by tests.
+
+use auction_protocol::Cents;
+use std::time::Duration;
+
+/// Where item channels listen: one port out of an inclusive range, or any free port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRange {
+    Ephemeral,
+    Range(u16, u16),
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "0" {
+            return Ok(PortRange::Ephemeral);
+        }
+        let (lo, hi) = s.split_once('-').ok_or_else(|| {
+            format!("'{s}' is not a port range: write LO-HI (e.g. 7401-7499) or 0")
+        })?;
+        let lo: u16 = lo
+            .parse()
+            .map_err(|_| format!("'{lo}' is not a port number"))?;
+        let hi: u16 = hi
+            .parse()
+            .map_err(|_| format!("'{hi}' is not a port number"))?;
+        if lo == 0 || lo > hi {
+            return Err(format!("'{s}': need 1 <= LO <= HI"));
+        }
+        Ok(PortRange::Range(lo, hi))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Open items one seller may have at once.
+    pub max_open_items: usize,
+    pub min_increment: Cents,
+    pub snipe_window: Duration,
+    pub snipe_extension: Duration,
+    /// Distinct accounts connected to one item's channel at once; `None` = no cap.
+    pub max_bidders_per_item: Option<usize>,
+    pub item_ports: PortRange,
+    /// Time a TLS client gets to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Time one write to a channel may take before the reader is considered stuck.
+    pub write_timeout: Duration,
+    /// Messages (other than HIGHEST, which is coalesced) that may wait for one connection.
+    pub outgoing_queue: usize,
+    /// First retransmission delay of WIN / SOLD / NOT-SOLD; doubles each try.
+    pub notice_retry: Duration,
+    /// Transmissions of a notice per delivery round before waiting for the next ATTACH.
+    pub notice_tries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_open_items: 3,
+            min_increment: Cents(1),
+            snipe_window: Duration::from_secs(30),
+            snipe_extension: Duration::from_secs(30),
+            max_bidders_per_item: None,
+            item_ports: PortRange::Ephemeral,
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            outgoing_queue: 256,
+            notice_retry: Duration::from_millis(500),
+            notice_tries: 8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!("0".parse(), Ok(PortRange::Ephemeral));
+        assert_eq!("7401-7499".parse(), Ok(PortRange::Range(7401, 7499)));
+        assert!("7499-7401".parse::<PortRange>().is_err());
+        assert!("0-5".parse::<PortRange>().is_err());
+        assert!("abc".parse::<PortRange>().is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! One bidder's TLS connection to one item: the handshake (with its own timeout), then a reader
+//! that turns lines into item commands and a writer that drains the connection's queue and the
+//! item's latest HIGHEST, each write with its own timeout.
+
+use auction_protocol::channel::{self, ChannelBody, LineError};
+use auction_protocol::limits::MAX_LINE;
+use auction_protocol::Reason;
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+
+use crate::item::{HighestRx, ItemCmd, ItemContext};
+use crate::tls::key_from_cert;
+
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    conn: u64,
+    ctx: Arc<ItemContext>,
+    item: mpsc::Sender<ItemCmd>,
+) {
+    let tls = match timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let account = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| key_from_cert(cert))
+        .and_then(|key| ctx.keys.lookup(&key));
+    let Some(account) = account else {
+        // The verifier accepted the key a moment ago; the account was deregistered since.
+        return;
+    };
+    tracing::debug!(%peer, conn, account = %account.name, "bidder connected");
+
+    let (queue_tx, queue_rx) = mpsc::channel(ctx.config.outgoing_queue);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let join = ItemCmd::Join {
+        conn,
+        account,
+        queue: queue_tx,
+        reply: reply_tx,
+    };
+    if item.send(join).await.is_err() {
+        return; // The auction closed while we were handshaking.
+    }
+    let (reader, mut writer) = tokio::io::split(tls);
+    let highest = match reply_rx.await {
+        Ok(Ok(highest)) => highest,
+        Ok(Err((reason, message))) => {
+            let line = channel::encode_line(ChannelBody::Error {
+                req: None,
+                reason,
+                message,
+            });
+            let write_timeout = ctx.config.write_timeout;
+            let _ = timeout(write_timeout, writer.write_all(line.as_bytes())).await;
+            let _ = timeout(write_timeout, writer.shutdown()).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    tokio::select! {
+        _ = read_lines(reader, &item, conn) => {}
+        _ = write_messages(writer, queue_rx, highest, ctx.config.write_timeout) => {}
+    }
+    let _ = item.send(ItemCmd::Leave { conn }).await;
+}
+
+/// Reads request lines until the peer closes. Bad lines are reported through the item task so
+/// that every write to the connection goes through one queue.
+async fn read_lines<R: AsyncRead + Unpin>(reader: R, item: &mpsc::Sender<ItemCmd>, conn: u64) {
+    let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
+    while let Some(next) = lines.next().await {
+        let cmd = match next {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => match channel::decode_request(line.trim_end_matches('\r')) {
+                Ok(request) => ItemCmd::Request { conn, request },
+                Err(error) => ItemCmd::BadLine {
+                    conn,
+                    error,
+                    fatal: false,
+                },
+            },
+            Err(e) => {
+                let (reason, detail) = match e {
+                    LinesCodecError::MaxLineLengthExceeded => (
+                        Reason::TooLarge,
+                        format!("lines are limited to {MAX_LINE} bytes"),
+                    ),
+                    LinesCodecError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        (Reason::Malformed, "lines must be UTF-8".to_owned())
+                    }
+                    LinesCodecError::Io(_) => return,
+                };
+                let error = LineError {
+                    reason,
+                    req: None,
+                    detail,
+                };
+                let _ = item
+                    .send(ItemCmd::BadLine {
+                        conn,
+                        error,
+                        fatal: true,
+                    })
+                    .await;
+                // The writer sends the error and closes; nothing more is read.
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
+        if item.send(cmd).await.is_err() {
+            // The item is gone; the writer finishes what was queued and closes.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Writes queued messages and the latest HIGHEST until the item drops the queue, then closes
+/// the TLS session cleanly (close_notify).
+async fn write_messages<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<ChannelBody>,
+    mut highest: HighestRx,
+    write_timeout: Duration,
+) {
+    let mut highest_open = true;
+    loop {
+        let body = tokio::select! {
+            // HIGHEST first: a newer one replaces any older one not yet written, and it is
+            // always written before the BID-OVER that follows it.
+            biased;
+            changed = highest.changed(), if highest_open => {
+                if changed.is_err() {
+                    highest_open = false;
+                    continue;
+                }
+                match highest.borrow_and_update().clone() {
+                    Some(body) => body,
+                    None => continue,
+                }
+            }
+            queued = queue.recv() => match queued {
+                Some(body) => body,
+                None => break,
+            },
+        };
+        let line = channel::encode_line(body);
+        let write = async {
+            writer.write_all(line.as_bytes()).await?;
+            writer.flush().await
+        };
+        match timeout(write_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::info!("a bidder stopped reading; closing its connection");
+                return;
+            }
+        }
+    }
+    let _ = timeout(write_timeout, writer.shutdown()).await;
+}

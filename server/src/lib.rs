@@ -1,0 +1,124 @@
+//! `auction-server` as a library: [`Server::start`] takes a bound UDP socket, a TLS identity,
+//! a policy and a storage backend, and runs until its shutdown token is cancelled. `main.rs`
+//! only parses arguments, sets up logging and binds; tests start the same server on port 0.
+//!
+//! Where things happen, by file: `registry.rs` answers UDP (accounts, offers, announcements);
+//! `item.rs` owns one auction and its listener; `connection.rs` is one bidder's TLS channel;
+//! `auction.rs` holds the bidding rules; `tls.rs` decides which client certificates are
+//! accepted; `storage.rs` is the durability boundary.
+
+pub mod accounts;
+pub mod auction;
+pub mod certs;
+pub mod config;
+pub mod connection;
+pub mod item;
+pub mod registry;
+pub mod replay;
+pub mod storage;
+pub mod tls;
+
+use anyhow::{Context, Result};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+pub use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, PortRange};
+pub use storage::{MemoryStorage, Storage};
+
+/// Wall-clock time in Unix milliseconds: the unit of every `ends_at`.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn unix_secs() -> u64 {
+    unix_ms() / 1000
+}
+
+/// The certificate chain and key the item channels present.
+pub struct TlsIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// A running server.
+pub struct Server {
+    udp_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Starts serving on `udp`. Item channels listen on the same IP; they are announced with
+    /// `advertise` when given (needed when `udp` is bound to an unspecified address).
+    pub async fn start(
+        udp: UdpSocket,
+        tls: TlsIdentity,
+        config: Config,
+        storage: Arc<dyn Storage>,
+        advertise: Option<IpAddr>,
+    ) -> Result<Server> {
+        let udp_addr = udp
+            .local_addr()
+            .context("UDP socket has no local address")?;
+        let advertise = advertise.unwrap_or(udp_addr.ip());
+        if advertise.is_unspecified() {
+            anyhow::bail!(
+                "the UDP address {udp_addr} is unspecified: pass --advertise with the IP clients should connect to"
+            );
+        }
+        let keys = Arc::new(accounts::KeyDirectory::default());
+        let tls_config = tls::server_config(tls.chain, tls.key, keys.clone())
+            .context("the server certificate or key is not usable")?;
+        let shutdown = CancellationToken::new();
+        let (closed_tx, closed_rx) = mpsc::channel(1024);
+        let ctx = Arc::new(item::ItemContext {
+            config,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
+            keys,
+            storage,
+            closed: closed_tx,
+            shutdown: shutdown.clone(),
+        });
+        let registry = registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise);
+        let task = tokio::spawn(registry.run(closed_rx));
+        Ok(Server {
+            udp_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The UDP address the registration plane answers on.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// Cancelling this token stops the server.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops the server and waits for the registry to finish.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Runs until `signal` completes, then shuts down.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            _ = signal => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,191 @@
+//! `auction-server`: parses arguments, sets up logging, makes sure certificates exist, binds the
+//! UDP socket and runs [`auction_server::Server`] until Ctrl-C or SIGTERM.
+
+use anyhow::{bail, Context, Result};
+use auction_protocol::Cents;
+use auction_server::{certs, Config, MemoryStorage, PortRange, Server, TlsIdentity};
+use clap::{Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "auction-server",
+    version,
+    about = "Live auction server: UDP registration, one mutual-TLS channel per item"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// UDP address of the registration plane. Item channels listen on the same IP.
+    #[arg(long, env = "AUCTION_UDP", default_value = "127.0.0.1:7400")]
+    udp: SocketAddr,
+    /// IP announced for item channels (needed when --udp binds 0.0.0.0 or ::).
+    #[arg(long)]
+    advertise: Option<IpAddr>,
+    /// Ports for item channels, LO-HI, or 0 for any free port.
+    #[arg(long, default_value = "0")]
+    item_ports: PortRange,
+    /// Server certificate chain (PEM). With --key; both are generated when both are missing.
+    #[arg(long, default_value = "certs/server.pem")]
+    cert: PathBuf,
+    /// Server private key (PEM).
+    #[arg(long, default_value = "certs/server.key")]
+    key: PathBuf,
+    /// Database file. This build keeps state in memory; durable storage is the next step.
+    #[arg(long, default_value = "data/auction.db")]
+    db: PathBuf,
+    /// Open items one seller may have at once.
+    #[arg(long, default_value_t = 3)]
+    max_open_items: usize,
+    /// Smallest step over the highest bid, e.g. 0.50.
+    #[arg(long, default_value = "0.01", value_parser = parse_amount)]
+    min_increment: Cents,
+    /// A bid accepted this close to the end extends the auction...
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    snipe_window: Duration,
+    /// ...to this long after that bid.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    snipe_extension: Duration,
+    /// Distinct accounts connected to one item at once (default: no cap).
+    #[arg(long)]
+    max_bidders_per_item: Option<usize>,
+    /// Time a client gets to finish its TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a development CA and a server certificate signed by it.
+    GenCerts {
+        /// Folder for ca.pem, ca.key, server.pem, server.key.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Names and IPs the server certificate is valid for (repeatable).
+        #[arg(long = "san", default_values_t = certs::DEFAULT_SANS.map(String::from))]
+        sans: Vec<String>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (write it like 30s, 5m, 2h)"))
+}
+
+fn parse_amount(s: &str) -> Result<Cents, String> {
+    Cents::parse_decimal(s).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("auction-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::GenCerts { out, sans }) = &cli.command {
+        certs::generate_dev_certs(out, sans)?;
+        println!(
+            "Wrote {0}/ca.pem, {0}/ca.key, {0}/server.pem and {0}/server.key (valid for {1}).",
+            out.display(),
+            sans.join(", ")
+        );
+        return Ok(());
+    }
+    let tls = load_or_generate_tls(&cli)?;
+    let config = Config {
+        max_open_items: cli.max_open_items,
+        min_increment: cli.min_increment,
+        snipe_window: cli.snipe_window,
+        snipe_extension: cli.snipe_extension,
+        max_bidders_per_item: cli.max_bidders_per_item,
+        item_ports: cli.item_ports,
+        handshake_timeout: cli.handshake_timeout,
+        ..Config::default()
+    };
+    let udp = UdpSocket::bind(cli.udp)
+        .await
+        .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
+    let server = Server::start(
+        udp,
+        tls,
+        config,
+        Arc::new(MemoryStorage::default()),
+        cli.advertise,
+    )
+    .await?;
+    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, "auction-server listening");
+    tracing::info!(
+        db = %cli.db.display(),
+        "state is kept in memory in this build; it is lost when the server stops"
+    );
+    server.run_until(shutdown_signal()).await;
+    tracing::info!("auction-server stopped");
+    Ok(())
+}
+
+fn load_or_generate_tls(cli: &Cli) -> Result<TlsIdentity> {
+    match (cli.cert.exists(), cli.key.exists()) {
+        (true, true) => {}
+        (false, false) => {
+            let dir = cli.cert.parent().filter(|p| !p.as_os_str().is_empty());
+            let dir = dir.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            if cli.cert != dir.join("server.pem") || cli.key != dir.join("server.key") {
+                bail!(
+                    "{} and {} do not exist; create them with `auction-server gen-certs --out DIR`",
+                    cli.cert.display(),
+                    cli.key.display()
+                );
+            }
+            let sans: Vec<String> = certs::DEFAULT_SANS.map(String::from).to_vec();
+            certs::generate_dev_certs(&dir, &sans)?;
+            tracing::info!(
+                dir = %dir.display(),
+                "no server certificate found: generated a development CA and server certificate (clients trust {}/ca.pem)",
+                dir.display()
+            );
+        }
+        _ => bail!(
+            "only one of {} and {} exists; give both, or neither to generate development ones",
+            cli.cert.display(),
+            cli.key.display()
+        ),
+    }
+    Ok(TlsIdentity {
+        chain: certs::load_certs(&cli.cert)?,
+        key: certs::load_key(&cli.key)?,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

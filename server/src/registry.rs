@@ -1,0 +1,798 @@
+//! The registration plane: one task owns the UDP socket, the accounts and the catalogue of
+//! items, and answers one datagram at a time.
+//!
+//! Every datagram goes through the same gate, in this order:
+//! 1. decode (bounded, never panics) — refusals are `error` with a reason;
+//! 2. address validation — without a valid cookie the only answer is a `cookie`, and no answer
+//!    to an unvalidated address is more than [`COOKIE_AMPLIFICATION`] times the request;
+//! 3. signature — requests that act for an account must be signed by its key;
+//! 4. replay window — a repeated request number gets the cached answer, an old one is refused;
+//! 5. the request itself.
+
+use auction_protocol::limits::{
+    COOKIE_AMPLIFICATION, DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DATAGRAM, MAX_DURATION_SECS,
+    MIN_DURATION_SECS,
+};
+use auction_protocol::udp::{self, RequestBody, ServerBody};
+use auction_protocol::{cookie::CookieKey, names, sign, Cents, ItemView, PublicKey, Reason};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::accounts::{AccountHandle, AccountId};
+use crate::config::PortRange;
+use crate::item::{self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec};
+use crate::replay::{ReplayWindow, Verdict};
+use crate::storage::Record;
+use crate::{unix_ms, unix_secs};
+
+/// Deregistered accounts remembered so a retransmitted DEREGISTER still gets DEREG-CONF.
+const TOMBSTONES: usize = 1024;
+
+struct Account {
+    handle: Arc<AccountHandle>,
+    replay: ReplayWindow,
+    /// Where announcements go: the address of the latest REGISTER or ATTACH (always one that
+    /// presented a valid cookie).
+    notify: Option<SocketAddr>,
+    open_items: usize,
+    /// WIN / SOLD / NOT-SOLD not yet acknowledged, by notice id.
+    pending: BTreeMap<u64, Pending>,
+}
+
+struct Pending {
+    datagram: Vec<u8>,
+    /// Transmissions in the current delivery round.
+    tries: u32,
+    next_at: Instant,
+}
+
+struct Tombstone {
+    key: PublicKey,
+    replay: ReplayWindow,
+}
+
+struct Entry {
+    /// `None` once the item has closed.
+    cmd: Option<mpsc::Sender<ItemCmd>>,
+    view: tokio::sync::watch::Receiver<ItemView>,
+}
+
+pub struct Registry {
+    socket: Arc<UdpSocket>,
+    ctx: Arc<ItemContext>,
+    cookies: CookieKey,
+    /// Item listeners bind here (the UDP socket's IP)...
+    bind_ip: IpAddr,
+    /// ...and are announced with this host.
+    advertise: IpAddr,
+    accounts: HashMap<String, Account>,
+    tombstones: HashMap<String, Tombstone>,
+    tombstone_order: VecDeque<String>,
+    items: BTreeMap<u64, Entry>,
+    /// Accounts with notices waiting, so retransmission does not scan everyone.
+    with_pending: BTreeSet<String>,
+    next_account: AccountId,
+    next_item: u64,
+    next_notice: u64,
+    /// Rotates through the item port range so a just-closed port is not reused at once.
+    next_port: u16,
+}
+
+/// The result of one request: datagrams to send back, and whether to remember them in the
+/// account's replay window.
+struct Answer {
+    datagrams: Vec<Vec<u8>>,
+    /// Announcements to send after the answer (NEW-ITEM, pending notices).
+    after: AfterAnswer,
+}
+
+enum AfterAnswer {
+    Nothing,
+    AnnounceItem(u64),
+    SendPending(String),
+}
+
+impl Answer {
+    fn one(body: ServerBody) -> Answer {
+        Answer {
+            datagrams: vec![udp::encode(body)],
+            after: AfterAnswer::Nothing,
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(
+        socket: Arc<UdpSocket>,
+        ctx: Arc<ItemContext>,
+        bind_ip: IpAddr,
+        advertise: IpAddr,
+    ) -> Registry {
+        let mut master = [0u8; 32];
+        rand::fill(&mut master);
+        let first_port = match ctx.config.item_ports {
+            PortRange::Range(lo, _) => lo,
+            PortRange::Ephemeral => 0,
+        };
+        Registry {
+            socket,
+            ctx,
+            cookies: CookieKey::new(&master),
+            bind_ip,
+            advertise,
+            accounts: HashMap::new(),
+            tombstones: HashMap::new(),
+            tombstone_order: VecDeque::new(),
+            items: BTreeMap::new(),
+            with_pending: BTreeSet::new(),
+            next_account: 1,
+            next_item: 1,
+            next_notice: 1,
+            next_port: first_port,
+        }
+    }
+
+    pub async fn run(mut self, mut closed: mpsc::Receiver<ItemClosed>) {
+        // One byte more than the limit, so an oversized datagram is seen as such.
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, src)) => self.on_datagram(&buf[..n], src).await,
+                    // ICMP errors from earlier sends surface here on some systems; not fatal.
+                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+                },
+                Some(done) = closed.recv() => self.on_closed(done).await,
+                _ = tick.tick() => self.retransmit().await,
+            }
+        }
+    }
+
+    async fn send(&self, to: SocketAddr, datagram: &[u8]) {
+        debug_assert!(datagram.len() <= MAX_DATAGRAM);
+        if let Err(e) = self.socket.send_to(datagram, to).await {
+            tracing::debug!(%to, error = %e, "UDP send failed");
+        }
+    }
+
+    /// Answers a datagram whose source has not proven it receives: only if the answer is small
+    /// relative to the request, so the server cannot amplify a spoofed flood.
+    async fn send_unvalidated(&self, to: SocketAddr, request_len: usize, body: ServerBody) {
+        let datagram = udp::encode(body);
+        if datagram.len() <= request_len * COOKIE_AMPLIFICATION {
+            self.send(to, &datagram).await;
+        } else {
+            tracing::debug!(%to, "dropped a reply that would amplify an unvalidated request");
+        }
+    }
+
+    async fn on_datagram(&mut self, data: &[u8], src: SocketAddr) {
+        let incoming = match udp::decode_request(data) {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                tracing::debug!(%src, error = %e, "refused a datagram");
+                let body = ServerBody::Error {
+                    req: e.req,
+                    reason: e.reason,
+                    message: e.detail,
+                };
+                self.send_unvalidated(src, data.len(), body).await;
+                return;
+            }
+        };
+        let request = incoming.request;
+        let req = request.req;
+        let now = unix_secs();
+        let validated = request
+            .cookie
+            .as_deref()
+            .is_some_and(|c| self.cookies.check(src, c, now));
+        if !validated {
+            let cookie = self.cookies.issue(src, now);
+            self.send_unvalidated(src, data.len(), ServerBody::Cookie { req, cookie })
+                .await;
+            return;
+        }
+
+        // Signature and replay window, for requests that act for an account.
+        let mut acting: Option<String> = None;
+        if let Some(name) = request.body.account() {
+            let Some(signed) = incoming.signed else {
+                let msg = "this request must be signed with the account's key";
+                self.refuse(src, req, Reason::SignatureRequired, msg).await;
+                return;
+            };
+            let key = match (
+                &request.body,
+                self.accounts.get(name),
+                self.tombstones.get(name),
+            ) {
+                (RequestBody::Register { key, .. }, _, _) => *key,
+                (_, Some(account), _) => account.handle.key,
+                (_, None, Some(tomb)) => tomb.key,
+                (_, None, None) => {
+                    let answer = deny(
+                        &request.body,
+                        req,
+                        Reason::NotRegistered,
+                        not_registered(name),
+                    );
+                    self.send(src, &answer).await;
+                    return;
+                }
+            };
+            if let Err(e) = sign::verify(&key, signed.body, signed.sig) {
+                self.refuse(src, req, Reason::BadSignature, &e.to_string())
+                    .await;
+                return;
+            }
+            let window = match (self.accounts.get(name), self.tombstones.get(name)) {
+                (Some(a), _) if a.handle.key == key => Some(&a.replay),
+                (None, Some(t)) if t.key == key => Some(&t.replay),
+                _ => None,
+            };
+            match window.map(|w| w.check(req)) {
+                Some(Verdict::Repeat(answer)) => {
+                    let answer = answer.to_vec();
+                    self.send(src, &answer).await;
+                    return;
+                }
+                Some(Verdict::Stale) => {
+                    let msg = "request number is older than this account's replay window";
+                    self.refuse(src, req, Reason::StaleRequest, msg).await;
+                    return;
+                }
+                Some(Verdict::New) | None => {}
+            }
+            acting = Some(name.to_owned());
+        }
+
+        let answer = self.execute(request.body, req, src).await;
+        if let Some(name) = acting {
+            if let Some(first) = answer.datagrams.first() {
+                if let Some(account) = self.accounts.get_mut(&name) {
+                    account.replay.record(req, first.clone());
+                } else if let Some(tomb) = self.tombstones.get_mut(&name) {
+                    tomb.replay.record(req, first.clone());
+                }
+            }
+        }
+        for datagram in &answer.datagrams {
+            self.send(src, datagram).await;
+        }
+        match answer.after {
+            AfterAnswer::Nothing => {}
+            AfterAnswer::AnnounceItem(item) => self.announce_item(item).await,
+            AfterAnswer::SendPending(name) => self.send_pending(&name, true).await,
+        }
+    }
+
+    async fn refuse(&self, to: SocketAddr, req: u64, reason: Reason, message: &str) {
+        let body = ServerBody::Error {
+            req: Some(req),
+            reason,
+            message: message.to_owned(),
+        };
+        self.send(to, &udp::encode(body)).await;
+    }
+
+    async fn execute(&mut self, body: RequestBody, req: u64, src: SocketAddr) -> Answer {
+        match body {
+            RequestBody::Register { name, key } => self.register(req, name, key, src).await,
+            RequestBody::Deregister { account } => self.deregister(req, &account).await,
+            RequestBody::Offer {
+                account,
+                description,
+                min,
+                duration,
+            } => self.offer(req, &account, description, min, duration).await,
+            RequestBody::List => {
+                let views: Vec<ItemView> = self
+                    .items
+                    .values()
+                    .filter(|e| e.cmd.is_some())
+                    .map(|e| e.view.borrow().clone())
+                    .collect();
+                Answer {
+                    datagrams: udp::pack_items(req, &views),
+                    after: AfterAnswer::Nothing,
+                }
+            }
+            RequestBody::Status { item } => match self.items.get(&item) {
+                Some(entry) => Answer::one(ServerBody::Status {
+                    req,
+                    item: entry.view.borrow().clone(),
+                }),
+                None => Answer::one(ServerBody::Error {
+                    req: Some(req),
+                    reason: Reason::UnknownItem,
+                    message: format!("there is no item {item}"),
+                }),
+            },
+            RequestBody::Attach { account } => {
+                let Some(a) = self.accounts.get_mut(&account) else {
+                    return Answer::one(ServerBody::Error {
+                        req: Some(req),
+                        reason: Reason::NotRegistered,
+                        message: not_registered(&account),
+                    });
+                };
+                a.notify = Some(src);
+                let pending = a.pending.len() as u32;
+                Answer {
+                    datagrams: vec![udp::encode(ServerBody::Attached { req, pending })],
+                    after: AfterAnswer::SendPending(account),
+                }
+            }
+            RequestBody::Ack { account, notice } => self.ack(req, &account, notice).await,
+        }
+    }
+
+    async fn register(
+        &mut self,
+        req: u64,
+        name: String,
+        key: PublicKey,
+        src: SocketAddr,
+    ) -> Answer {
+        let denied = |reason, message: String| {
+            Answer::one(ServerBody::RegisterDenied {
+                req,
+                reason,
+                message,
+            })
+        };
+        if !names::valid_name(&name) {
+            return denied(
+                Reason::InvalidName,
+                "a name is 1 to 32 characters of A-Z a-z 0-9 _ . -".into(),
+            );
+        }
+        if let Some(existing) = self.accounts.get_mut(&name) {
+            if existing.handle.key == key {
+                // Registering again with the same key is a no-op that succeeds.
+                existing.notify = Some(src);
+                return Answer::one(ServerBody::Registered { req, name });
+            }
+            return denied(Reason::NameTaken, format!("the name '{name}' is taken"));
+        }
+        if let Some(owner) = self.ctx.keys.lookup(&key) {
+            return denied(
+                Reason::KeyTaken,
+                format!("this key is already registered as '{}'", owner.name),
+            );
+        }
+        let id = self.next_account;
+        let record = Record::AccountCreated {
+            id,
+            name: name.clone(),
+            key,
+        };
+        if self.ctx.storage.commit(vec![record]).await.is_err() {
+            return denied(
+                Reason::Unavailable,
+                "the server could not store the account".into(),
+            );
+        }
+        self.next_account += 1;
+        let handle = Arc::new(AccountHandle::new(id, name.clone(), key));
+        self.ctx.keys.insert(handle.clone());
+        self.tombstones.remove(&name);
+        self.accounts.insert(
+            name.clone(),
+            Account {
+                handle,
+                replay: ReplayWindow::default(),
+                notify: Some(src),
+                open_items: 0,
+                pending: BTreeMap::new(),
+            },
+        );
+        tracing::info!(%name, key = %key.fingerprint(), "registered");
+        Answer::one(ServerBody::Registered { req, name })
+    }
+
+    async fn deregister(&mut self, req: u64, name: &str) -> Answer {
+        let denied = |reason, message: String| {
+            Answer::one(ServerBody::DeregDenied {
+                req,
+                reason,
+                message,
+            })
+        };
+        let Some(account) = self.accounts.get(name) else {
+            return denied(Reason::NotRegistered, not_registered(name));
+        };
+        if account.open_items > 0 {
+            return denied(
+                Reason::HasOpenItems,
+                format!(
+                    "'{name}' has {} open item(s); wait until they close",
+                    account.open_items
+                ),
+            );
+        }
+        // Stop the account from bidding first, then ask every open item who leads: any bid
+        // the item accepted before it saw the flag cleared is reflected in its answer.
+        let handle = account.handle.clone();
+        handle.set_live(false);
+        let leads = self.leads_any(handle.id).await;
+        if let Some(item) = leads {
+            handle.set_live(true);
+            return denied(
+                Reason::LeadsAuction,
+                format!("'{name}' holds the highest bid on item {item}; wait until it closes"),
+            );
+        }
+        let record = Record::AccountRemoved { id: handle.id };
+        if self.ctx.storage.commit(vec![record]).await.is_err() {
+            handle.set_live(true);
+            return denied(
+                Reason::Unavailable,
+                "the server could not store the change".into(),
+            );
+        }
+        self.ctx.keys.remove(&handle.key);
+        if let Some(account) = self.accounts.remove(name) {
+            self.with_pending.remove(name);
+            self.tombstones.insert(
+                name.to_owned(),
+                Tombstone {
+                    key: handle.key,
+                    replay: account.replay,
+                },
+            );
+            self.tombstone_order.push_back(name.to_owned());
+            while self.tombstone_order.len() > TOMBSTONES {
+                if let Some(old) = self.tombstone_order.pop_front() {
+                    self.tombstones.remove(&old);
+                }
+            }
+        }
+        tracing::info!(%name, "deregistered");
+        Answer::one(ServerBody::DeregConf { req })
+    }
+
+    /// The first open item `account` leads, asking each item task.
+    async fn leads_any(&self, account: AccountId) -> Option<u64> {
+        let mut asks = Vec::new();
+        for (&item, entry) in &self.items {
+            let Some(cmd) = &entry.cmd else { continue };
+            let (tx, rx) = oneshot::channel();
+            if cmd.send(ItemCmd::Leader { reply: tx }).await.is_ok() {
+                asks.push((item, rx));
+            }
+        }
+        for (item, rx) in asks {
+            // An item that closed meanwhile drops the question: it no longer counts.
+            if let Ok(Some(leader)) = rx.await {
+                if leader == account {
+                    return Some(item);
+                }
+            }
+        }
+        None
+    }
+
+    async fn offer(
+        &mut self,
+        req: u64,
+        name: &str,
+        description: String,
+        min: Cents,
+        duration: Option<u64>,
+    ) -> Answer {
+        let denied = |reason, message: String| {
+            Answer::one(ServerBody::OfferDenied {
+                req,
+                reason,
+                message,
+            })
+        };
+        let Some(account) = self.accounts.get(name) else {
+            return denied(Reason::NotRegistered, not_registered(name));
+        };
+        if !names::valid_description(&description) {
+            return denied(
+                Reason::InvalidDescription,
+                "a description is 1 to 200 characters, without control characters".into(),
+            );
+        }
+        if min.0 == 0 || min.0 > MAX_AMOUNT_CENTS {
+            return denied(
+                Reason::InvalidAmount,
+                "the minimum bid must be between 0.01 and 100000000000.00".into(),
+            );
+        }
+        let duration = duration.unwrap_or(DEFAULT_DURATION_SECS);
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration) {
+            return denied(
+                Reason::InvalidDuration,
+                "the duration must be between 1 second and 30 days".into(),
+            );
+        }
+        let max = self.ctx.config.max_open_items;
+        if account.open_items >= max {
+            return denied(
+                Reason::TooManyOpenItems,
+                format!("'{name}' already has {max} open items, the most allowed"),
+            );
+        }
+        let seller = account.handle.clone();
+        let listener = match self.bind_item_port() {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "no port for a new item channel");
+                return denied(
+                    Reason::NoChannelPort,
+                    "no free port for the item's channel".into(),
+                );
+            }
+        };
+        let channel = match listener.local_addr() {
+            Ok(addr) => SocketAddr::new(self.advertise, addr.port()).to_string(),
+            Err(e) => return denied(Reason::NoChannelPort, e.to_string()),
+        };
+        let id = self.next_item;
+        let ends_at = unix_ms() + duration * 1000;
+        let record = Record::ItemOffered {
+            item: id,
+            seller: seller.id,
+            description: description.clone(),
+            min,
+            ends_at,
+        };
+        if self.ctx.storage.commit(vec![record]).await.is_err() {
+            return denied(
+                Reason::Unavailable,
+                "the server could not store the item".into(),
+            );
+        }
+        self.next_item += 1;
+        let spec = ItemSpec {
+            id,
+            description,
+            seller,
+            min,
+            ends_at,
+            channel: channel.clone(),
+        };
+        let ItemHandle { cmd, view } = item::spawn(spec, listener, self.ctx.clone());
+        self.items.insert(
+            id,
+            Entry {
+                cmd: Some(cmd),
+                view,
+            },
+        );
+        if let Some(account) = self.accounts.get_mut(name) {
+            account.open_items += 1;
+        }
+        tracing::info!(item = id, seller = %name, %channel, "item offered");
+        Answer {
+            datagrams: vec![udp::encode(ServerBody::OfferConf {
+                req,
+                item: id,
+                channel,
+                ends_at,
+            })],
+            after: AfterAnswer::AnnounceItem(id),
+        }
+    }
+
+    fn bind_item_port(&mut self) -> std::io::Result<TcpListener> {
+        let bind = |port| -> std::io::Result<TcpListener> {
+            let std = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port))?;
+            std.set_nonblocking(true)?;
+            TcpListener::from_std(std)
+        };
+        match self.ctx.config.item_ports {
+            PortRange::Ephemeral => bind(0),
+            PortRange::Range(lo, hi) => {
+                let span = u32::from(hi - lo) + 1;
+                for _ in 0..span {
+                    let port = self.next_port.clamp(lo, hi);
+                    self.next_port = if port == hi { lo } else { port + 1 };
+                    if let Ok(listener) = bind(port) {
+                        return Ok(listener);
+                    }
+                }
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("every port in {lo}-{hi} is in use"),
+                ))
+            }
+        }
+    }
+
+    async fn announce_item(&self, item: u64) {
+        let Some(entry) = self.items.get(&item) else {
+            return;
+        };
+        let datagram = udp::encode(ServerBody::NewItem {
+            item: entry.view.borrow().clone(),
+        });
+        for account in self.accounts.values() {
+            if let Some(to) = account.notify {
+                self.send(to, &datagram).await;
+            }
+        }
+    }
+
+    async fn ack(&mut self, req: u64, name: &str, notice: u64) -> Answer {
+        let Some(account) = self.accounts.get_mut(name) else {
+            return Answer::one(ServerBody::Error {
+                req: Some(req),
+                reason: Reason::NotRegistered,
+                message: not_registered(name),
+            });
+        };
+        // Acknowledging a notice that is already gone succeeds: the client wants it gone.
+        if account.pending.remove(&notice).is_some() {
+            if account.pending.is_empty() {
+                self.with_pending.remove(name);
+            }
+            let _ = self
+                .ctx
+                .storage
+                .commit(vec![Record::NoticeAcked { notice }])
+                .await;
+        }
+        Answer::one(ServerBody::Acked { req, notice })
+    }
+
+    async fn on_closed(&mut self, closed: ItemClosed) {
+        if let Some(entry) = self.items.get_mut(&closed.item) {
+            entry.cmd = None;
+        }
+        let seller = closed.seller.name.clone();
+        if let Some(account) = self.accounts.get_mut(&seller) {
+            account.open_items = account.open_items.saturating_sub(1);
+        }
+        let item = closed.item;
+        let description = closed.description;
+        let mut notices = Vec::new();
+        match closed.winner {
+            Some(lead) => {
+                notices.push((
+                    lead.bidder.name.clone(),
+                    ServerBody::Win {
+                        notice: 0,
+                        item,
+                        description: description.clone(),
+                        amount: lead.amount,
+                        seller: seller.clone(),
+                    },
+                ));
+                notices.push((
+                    seller,
+                    ServerBody::Sold {
+                        notice: 0,
+                        item,
+                        description,
+                        amount: lead.amount,
+                        winner: lead.bidder.name.clone(),
+                    },
+                ));
+            }
+            None => notices.push((
+                seller,
+                ServerBody::NotSold {
+                    notice: 0,
+                    item,
+                    description,
+                },
+            )),
+        }
+        for (name, mut body) in notices {
+            let Some(account) = self.accounts.get(&name) else {
+                continue;
+            };
+            let id = self.next_notice;
+            self.next_notice += 1;
+            match &mut body {
+                ServerBody::Win { notice, .. }
+                | ServerBody::Sold { notice, .. }
+                | ServerBody::NotSold { notice, .. } => *notice = id,
+                _ => {}
+            }
+            let record = Record::NoticeQueued {
+                notice: id,
+                account: account.handle.id,
+            };
+            let _ = self.ctx.storage.commit(vec![record]).await;
+            if let Some(account) = self.accounts.get_mut(&name) {
+                account.pending.insert(
+                    id,
+                    Pending {
+                        datagram: udp::encode(body),
+                        tries: 0,
+                        next_at: Instant::now(),
+                    },
+                );
+                self.with_pending.insert(name);
+            }
+        }
+        self.retransmit().await;
+    }
+
+    /// Sends every pending notice of `name` now; `fresh` starts a new delivery round.
+    async fn send_pending(&mut self, name: &str, fresh: bool) {
+        let Some(account) = self.accounts.get_mut(name) else {
+            return;
+        };
+        if fresh {
+            for p in account.pending.values_mut() {
+                p.tries = 0;
+                p.next_at = Instant::now();
+            }
+        }
+        self.retransmit().await;
+    }
+
+    /// Sends notices whose time has come, with exponential backoff and jitter, up to
+    /// `notice_tries` per delivery round.
+    async fn retransmit(&mut self) {
+        let now = Instant::now();
+        let base = self.ctx.config.notice_retry;
+        let max_tries = self.ctx.config.notice_tries;
+        let mut due: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for name in &self.with_pending {
+            let Some(account) = self.accounts.get_mut(name) else {
+                continue;
+            };
+            let Some(to) = account.notify else { continue };
+            for p in account.pending.values_mut() {
+                if p.tries < max_tries && p.next_at <= now {
+                    p.tries += 1;
+                    let backoff = base.saturating_mul(1 << (p.tries - 1).min(6));
+                    let jitter = rand::random_range(0.75..1.25);
+                    p.next_at = now + backoff.mul_f64(jitter);
+                    due.push((to, p.datagram.clone()));
+                }
+            }
+        }
+        for (to, datagram) in due {
+            self.send(to, &datagram).await;
+        }
+    }
+}
+
+fn not_registered(name: &str) -> String {
+    format!("there is no account '{name}'")
+}
+
+/// The refusal that matches the request's kind.
+fn deny(body: &RequestBody, req: u64, reason: Reason, message: String) -> Vec<u8> {
+    udp::encode(match body {
+        RequestBody::Register { .. } => ServerBody::RegisterDenied {
+            req,
+            reason,
+            message,
+        },
+        RequestBody::Deregister { .. } => ServerBody::DeregDenied {
+            req,
+            reason,
+            message,
+        },
+        RequestBody::Offer { .. } => ServerBody::OfferDenied {
+            req,
+            reason,
+            message,
+        },
+        _ => ServerBody::Error {
+            req: Some(req),
+            reason,
+            message,
+        },
+    })
+}
