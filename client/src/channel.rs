@@ -231,6 +231,15 @@ impl ItemChannel {
     }
 }
 
+impl std::fmt::Debug for ItemChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemChannel")
+            .field("item", &self.item.item)
+            .field("you", &self.you)
+            .finish_non_exhaustive()
+    }
+}
+
 fn tls_error(e: std::io::Error) -> ClientError {
     let text = e.to_string();
     if text.contains("alert") || text.contains("certificate") {

@@ -1,0 +1,429 @@
+//! Whole auctions through the client library against a real server: bidding rules, fan-out,
+//! soft close, winner notices, registration and deregistration rules.
+
+mod common;
+
+use auction_client::{BidResult, ClientError};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::udp::ServerBody;
+use auction_protocol::{Cents, ItemState, Reason};
+use common::{quick_config, start, within};
+use std::time::Duration;
+
+fn denied_reason<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Reason {
+    match r {
+        Err(ClientError::Denied { reason, .. }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The first HIGHEST of at least `at_least`: older ones may or may not be seen first, since a
+/// newer HIGHEST replaces one not yet written.
+async fn highest_reaching(
+    ch: &mut auction_client::ItemChannel,
+    at_least: Cents,
+) -> (Cents, String) {
+    loop {
+        match within(5, "HIGHEST", ch.next_event()).await {
+            Some(Ok(ChannelBody::Highest { amount, bidder, .. })) if amount >= at_least => {
+                return (amount, bidder)
+            }
+            Some(Ok(ChannelBody::Highest { .. })) => continue,
+            Some(Ok(_)) => continue,
+            other => panic!("channel ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn whole_auction_with_a_seller_and_two_bidders() {
+    let t = start(quick_config()).await;
+    let alice = t.registered("alice").await;
+    let bob = t.registered("bob").await;
+    let carol = t.registered("carol").await;
+    alice.attach().await.unwrap();
+    carol.attach().await.unwrap();
+    bob.attach().await.unwrap();
+
+    let offered = alice
+        .offer("Vintage lamp", Cents(1250), Some(2))
+        .await
+        .unwrap();
+    // Everyone attached hears about the new item.
+    match within(5, "NEW-ITEM", carol.next_announcement()).await {
+        Some(ServerBody::NewItem { item }) => {
+            assert_eq!(item.item, offered.item);
+            assert_eq!(item.channel.as_deref(), Some(offered.channel.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let listed = bob.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].description, "Vintage lamp");
+    assert_eq!(listed[0].min, Cents(1250));
+
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let mut c = carol.open_channel(&offered.channel).await.unwrap();
+    assert_eq!(b.you, "bob");
+    assert_eq!(c.item.item, offered.item);
+
+    // Below the minimum.
+    match b.bid(Cents(1249), None).await.unwrap() {
+        BidResult::Rejected {
+            reason, next_min, ..
+        } => {
+            assert_eq!(reason, Reason::TooLow);
+            assert_eq!(next_min, Cents(1250));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        b.bid(Cents(1250), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // Carol sees Bob's bid.
+    assert_eq!(
+        highest_reaching(&mut c, Cents(1250)).await,
+        (Cents(1250), "bob".to_owned())
+    );
+    // Not above the highest by the increment.
+    match c.bid(Cents(1250), None).await.unwrap() {
+        BidResult::Rejected {
+            reason, highest, ..
+        } => {
+            assert_eq!(reason, Reason::TooLow);
+            assert_eq!(highest, Some(Cents(1250)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.bid(Cents(1300), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    assert_eq!(
+        highest_reaching(&mut b, Cents(1300)).await,
+        (Cents(1300), "carol".to_owned())
+    );
+    // The seller may not bid.
+    let mut a = alice.open_item(offered.item).await.unwrap();
+    match a.bid(Cents(5000), None).await.unwrap() {
+        BidResult::Rejected { reason, .. } => assert_eq!(reason, Reason::OwnItem),
+        other => panic!("{other:?}"),
+    }
+
+    // The end: BID-OVER then SOLD-TO on every channel, then a clean close.
+    for ch in [&mut b, &mut c] {
+        let mut saw_over = false;
+        loop {
+            match within(10, "the end of the auction", ch.next_event()).await {
+                Some(Ok(ChannelBody::BidOver { .. })) => saw_over = true,
+                Some(Ok(ChannelBody::SoldTo { winner, amount, .. })) => {
+                    assert!(saw_over, "BID-OVER comes before SOLD-TO");
+                    assert_eq!((winner.as_str(), amount), ("carol", Cents(1300)));
+                    break;
+                }
+                Some(Ok(ChannelBody::Highest { .. })) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(within(5, "channel close", ch.next_event()).await.is_none());
+    }
+
+    // WIN to the winner, SOLD to the seller, over UDP.
+    let win = loop {
+        match within(5, "WIN", carol.next_announcement()).await {
+            Some(ServerBody::Win {
+                item,
+                amount,
+                seller,
+                ..
+            }) => break (item, amount, seller),
+            Some(ServerBody::NewItem { .. }) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(win, (offered.item, Cents(1300), "alice".to_owned()));
+    let sold = loop {
+        match within(5, "SOLD", alice.next_announcement()).await {
+            Some(ServerBody::Sold { amount, winner, .. }) => break (amount, winner),
+            Some(ServerBody::NewItem { .. }) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(sold, (Cents(1300), "carol".to_owned()));
+
+    // The result stays available.
+    let status = bob.status(offered.item).await.unwrap();
+    assert_eq!(status.state, ItemState::Closed);
+    assert_eq!(status.winner.as_deref(), Some("carol"));
+    assert_eq!(status.price, Some(Cents(1300)));
+    assert!(status.channel.is_none());
+    assert!(bob.list().await.unwrap().is_empty());
+    assert_eq!(
+        denied_reason(bob.open_item(offered.item).await),
+        Reason::AuctionOver
+    );
+}
+
+#[tokio::test]
+async fn unsold_item_sends_not_sold_and_a_bid_after_the_end_is_refused() {
+    let t = start(quick_config()).await;
+    let alice = t.registered("alice").await;
+    let bob = t.registered("bob").await;
+    alice.attach().await.unwrap();
+    let offered = alice
+        .offer("Nobody wants this", Cents(100), Some(1))
+        .await
+        .unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let ends_at = b.item.ends_at;
+    // Wait for the end, then bid on the still-open connection.
+    match within(5, "BID-OVER", b.next_event()).await {
+        Some(Ok(ChannelBody::BidOver { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(auction_server::unix_ms() >= ends_at);
+    match b.bid(Cents(100), None).await {
+        Ok(BidResult::Rejected { reason, .. }) => assert_eq!(reason, Reason::AuctionOver),
+        Err(ClientError::Tls(_)) => {} // the server had already closed the channel
+        other => panic!("a bid after the end must not be accepted: {other:?}"),
+    }
+    loop {
+        match within(5, "NOT-SOLD", alice.next_announcement()).await {
+            Some(ServerBody::NotSold { item, .. }) => {
+                assert_eq!(item, offered.item);
+                break;
+            }
+            Some(ServerBody::NewItem { .. }) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    let status = bob.status(offered.item).await.unwrap();
+    assert_eq!(
+        (status.state, status.winner, status.highest),
+        (ItemState::Closed, None, None)
+    );
+}
+
+#[tokio::test]
+async fn soft_close_moves_the_end_and_highest_carries_it() {
+    let config = auction_server::Config {
+        snipe_window: Duration::from_secs(5),
+        snipe_extension: Duration::from_secs(3),
+        ..quick_config()
+    };
+    let t = start(config).await;
+    let alice = t.registered("alice").await;
+    let bob = t.registered("bob").await;
+    let carol = t.registered("carol").await;
+    let offered = alice.offer("Clock", Cents(100), Some(1)).await.unwrap();
+    let mut c = carol.open_item(offered.item).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let before = auction_server::unix_ms();
+    let BidResult::Accepted { ends_at, .. } = b.bid(Cents(100), None).await.unwrap() else {
+        panic!("bid refused")
+    };
+    // Bid within the last 5 s: the end is now 3 s after the bid, past the original 1 s.
+    assert!(ends_at > offered.ends_at, "end moved later");
+    assert!(
+        ends_at >= before + 3000,
+        "at least the extension after the bid"
+    );
+    match within(5, "HIGHEST", c.next_event()).await {
+        Some(Ok(ChannelBody::Highest {
+            ends_at: announced, ..
+        })) => assert_eq!(announced, ends_at),
+        other => panic!("{other:?}"),
+    }
+    // Past the original end the item is still open and takes bids.
+    tokio::time::sleep(Duration::from_millis(
+        offered.ends_at.saturating_sub(auction_server::unix_ms()) + 200,
+    ))
+    .await;
+    assert_eq!(
+        carol.status(offered.item).await.unwrap().state,
+        ItemState::Open
+    );
+    assert!(matches!(
+        c.bid(Cents(200), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+}
+
+#[tokio::test]
+async fn names_are_unique_and_valid() {
+    let t = start(quick_config()).await;
+    let _alice = t.registered("alice").await;
+    let impostor = t.client("impostor").await;
+    assert_eq!(
+        denied_reason(impostor.register("alice").await),
+        Reason::NameTaken
+    );
+    assert_eq!(
+        denied_reason(impostor.register("bad name").await),
+        Reason::InvalidName
+    );
+    assert_eq!(
+        denied_reason(impostor.register(&"x".repeat(33)).await),
+        Reason::InvalidName
+    );
+    // One key, one account.
+    let again = t.client("alice").await; // same home, so the same key
+    assert_eq!(
+        denied_reason(again.register("alice2").await),
+        Reason::KeyTaken
+    );
+    // Registering again under the same name with the same key is a harmless success.
+    again.register("alice").await.unwrap();
+    impostor.register("alice_2").await.unwrap();
+}
+
+#[tokio::test]
+async fn deregistration_waits_for_open_items_and_leads() {
+    let t = start(quick_config()).await;
+    let alice = t.registered("alice").await;
+    let bob = t.registered("bob").await;
+    let offered = alice.offer("Desk", Cents(1000), Some(2)).await.unwrap();
+    assert_eq!(
+        denied_reason(alice.deregister().await),
+        Reason::HasOpenItems
+    );
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    assert!(matches!(
+        b.bid(Cents(1000), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    assert_eq!(denied_reason(bob.deregister().await), Reason::LeadsAuction);
+    // Bob can still bid: the refused deregistration left the account live.
+    assert!(matches!(
+        b.bid(Cents(1100), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // After the close both may leave.
+    loop {
+        match within(10, "close", b.next_event()).await {
+            Some(Ok(ChannelBody::SoldTo { .. })) => break,
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    within(5, "item closed in registry", async {
+        while alice.status(offered.item).await.unwrap().state != ItemState::Closed {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut tries = 0;
+    loop {
+        // The registry learns of the close just after the channel does.
+        match alice.deregister().await {
+            Ok(()) => break,
+            Err(ClientError::Denied {
+                reason: Reason::HasOpenItems,
+                ..
+            }) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    bob.deregister().await.unwrap();
+    // A deregistered account is gone: its name is free again.
+    let newcomer = t.client("newcomer").await;
+    newcomer.register("alice").await.unwrap();
+}
+
+#[tokio::test]
+async fn offers_are_validated_and_capped_per_seller() {
+    let t = start(quick_config()).await;
+    let alice = t.registered("alice").await;
+    assert_eq!(
+        denied_reason(alice.offer("", Cents(100), None).await),
+        Reason::InvalidDescription
+    );
+    assert_eq!(
+        denied_reason(alice.offer(&"x".repeat(201), Cents(100), None).await),
+        Reason::InvalidDescription
+    );
+    assert_eq!(
+        denied_reason(alice.offer("ok", Cents(0), None).await),
+        Reason::InvalidAmount
+    );
+    assert_eq!(
+        denied_reason(alice.offer("ok", Cents(1), Some(0)).await),
+        Reason::InvalidDuration
+    );
+    assert_eq!(
+        denied_reason(alice.offer("ok", Cents(1), Some(30 * 86400 + 1)).await),
+        Reason::InvalidDuration
+    );
+    for i in 0..3 {
+        alice
+            .offer(&format!("thing {i}"), Cents(100), Some(60))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        denied_reason(alice.offer("one too many", Cents(100), None).await),
+        Reason::TooManyOpenItems
+    );
+    let stranger = t.client("stranger").await;
+    stranger.identity.save_account_name("ghost").unwrap();
+    assert_eq!(
+        denied_reason(stranger.offer("x", Cents(1), None).await),
+        Reason::NotRegistered
+    );
+}
+
+#[tokio::test]
+async fn repeated_bid_id_gets_its_first_answer_across_connections() {
+    let t = start(quick_config()).await;
+    let alice = t.registered("alice").await;
+    let bob = t.registered("bob").await;
+    let carol = t.registered("carol").await;
+    let offered = alice.offer("Vase", Cents(100), Some(60)).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let first = b.bid(Cents(500), Some("bid-1".into())).await.unwrap();
+    assert!(matches!(first, BidResult::Accepted { .. }));
+    let mut c = carol.open_item(offered.item).await.unwrap();
+    assert!(matches!(
+        c.bid(Cents(600), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // Bob reconnects and resends the same bid: same answer, and Carol still leads.
+    b.close().await;
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    assert_eq!(
+        b.bid(Cents(500), Some("bid-1".into())).await.unwrap(),
+        first
+    );
+    let view = bob.status(offered.item).await.unwrap();
+    assert_eq!(
+        (view.highest, view.bidder.as_deref()),
+        (Some(Cents(600)), Some("carol"))
+    );
+}
+
+#[tokio::test]
+async fn item_full_is_refused_with_a_reason() {
+    let config = auction_server::Config {
+        max_bidders_per_item: Some(1),
+        ..quick_config()
+    };
+    let t = start(config).await;
+    let alice = t.registered("alice").await;
+    let bob = t.registered("bob").await;
+    let carol = t.registered("carol").await;
+    let offered = alice
+        .offer("Rare stamp", Cents(100), Some(60))
+        .await
+        .unwrap();
+    let _b = bob.open_item(offered.item).await.unwrap();
+    // The same account may open a second connection; another account may not.
+    let _b2 = bob.open_item(offered.item).await.unwrap();
+    assert_eq!(
+        denied_reason(carol.open_item(offered.item).await),
+        Reason::ItemFull
+    );
+}
