@@ -15,7 +15,6 @@ use ring::signature::Ed25519KeyPair;
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::codec::{FramedRead, LinesCodec};
@@ -52,14 +51,6 @@ impl Raw {
                 return body;
             }
         }
-    }
-
-    /// Nothing arrives within `ms`.
-    async fn silent(&self, ms: u64) -> bool {
-        let mut buf = vec![0u8; 2048];
-        tokio::time::timeout(Duration::from_millis(ms), self.sock.recv_from(&mut buf))
-            .await
-            .is_err()
     }
 
     fn body(&self, req: u64, body: RequestBody) -> Vec<u8> {

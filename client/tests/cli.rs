@@ -1,0 +1,216 @@
+//! The `auction-client` binary end to end against a real server on port 0: a whole auction in
+//! JSON mode, human output, exit codes, and `watch` receiving the winner notices.
+
+use auction_server::{certs, Config, MemoryStorage, Server, TlsIdentity};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UdpSocket;
+use tokio::process::Command;
+
+struct Env {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let sans: Vec<String> = certs::DEFAULT_SANS.map(String::from).to_vec();
+    certs::generate_dev_certs(&dir.path().join("certs"), &sans).unwrap();
+    let tls = TlsIdentity {
+        chain: certs::load_certs(&dir.path().join("certs/server.pem")).unwrap(),
+        key: certs::load_key(&dir.path().join("certs/server.key")).unwrap(),
+    };
+    let config = Config {
+        snipe_window: Duration::ZERO,
+        notice_retry: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage::default()), None)
+        .await
+        .unwrap();
+    Env { server, dir }
+}
+
+impl Env {
+    fn cmd(&self, who: &str, args: &[&str]) -> Command {
+        self.cmd_to(&self.server.udp_addr().to_string(), who, args)
+    }
+
+    fn cmd_to(&self, server: &str, who: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_auction-client"));
+        c.arg("--server")
+            .arg(server)
+            .arg("--ca")
+            .arg(self.dir.path().join("certs/ca.pem"))
+            .arg("--home")
+            .arg(self.home(who))
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        c
+    }
+
+    fn home(&self, who: &str) -> PathBuf {
+        self.dir.path().join("homes").join(who)
+    }
+
+    /// Runs to completion: (exit code, stdout, stderr).
+    async fn run(&self, who: &str, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::time::timeout(Duration::from_secs(20), self.cmd(who, args).output())
+            .await
+            .expect("the client finished")
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn json(&self, who: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = self.run(who, &all).await;
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        serde_json::from_str(stdout.lines().next().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{stdout}: {e}"))
+    }
+}
+
+fn key_exists(home: &Path) -> bool {
+    home.join("identity.key").exists() && home.join("identity.pem").exists()
+}
+
+#[tokio::test]
+async fn whole_auction_through_the_binary() {
+    let env = start().await;
+    for who in ["alice", "bob", "carol"] {
+        let (code, stdout, _) = env.run(who, &["register", who]).await;
+        assert_eq!(code, 0);
+        assert_eq!(stdout.trim(), format!("Registered as {who}."));
+        assert!(key_exists(&env.home(who)), "identity created on first use");
+    }
+    // Alice watches for her announcements from a long-running process.
+    let mut watch = env
+        .cmd("alice", &["--json", "watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut watch_lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+
+    let offer = env
+        .json(
+            "alice",
+            &[
+                "offer",
+                "Vintage lamp",
+                "--min",
+                "12.50",
+                "--duration",
+                "3s",
+            ],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap();
+    assert!(offer["channel"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let item_s = item.to_string();
+
+    // Too low: exit 1, with the reason.
+    let (code, stdout, stderr) = env.run("bob", &["--json", "bid", &item_s, "12.49"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let rejected: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(rejected["accepted"], false);
+    assert_eq!(rejected["reason"], "too-low");
+    assert_eq!(rejected["amount"], 1249);
+    assert!(stderr.contains("rejected"), "{stderr}");
+
+    let bid = env.json("bob", &["bid", &item_s, "12.50"]).await;
+    assert_eq!(
+        (bid["accepted"].clone(), bid["amount"].clone()),
+        (Value::Bool(true), Value::from(1250))
+    );
+    let (code, stdout, _) = env.run("carol", &["bid", &item_s, "13"]).await;
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("Bid of 13.00 on item"), "{stdout}");
+
+    let status = env.json("bob", &["status", &item_s]).await;
+    assert_eq!(status["state"], "open");
+    assert_eq!(status["highest"], 1300);
+    assert_eq!(status["bidder"], "carol");
+
+    let items = env.json("bob", &["items"]).await;
+    assert_eq!(items["item"], item);
+    let (_, table, _) = env.run("bob", &["items"]).await;
+    assert!(table.starts_with("ITEM"), "{table}");
+    assert!(
+        table.contains("Vintage lamp") && table.contains("13.00 (carol)"),
+        "{table}"
+    );
+
+    // Bob follows the channel to the end with a last bid.
+    let (code, stdout, _) = env.run("bob", &["bid", &item_s, "14", "--follow"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!("Item {item}: sold to bob for 14.00.")),
+        "{stdout}"
+    );
+
+    let status = env.json("carol", &["status", &item_s]).await;
+    assert_eq!(status["state"], "closed");
+    assert_eq!(status["winner"], "bob");
+    assert_eq!(status["highest"], 1400);
+
+    // Alice's watch printed the new item and then SOLD.
+    let sold = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = watch_lines.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == "sold" {
+                return v;
+            }
+        }
+        panic!("watch ended")
+    })
+    .await
+    .expect("SOLD reached watch");
+    assert_eq!(
+        (sold["winner"].clone(), sold["amount"].clone()),
+        (Value::from("bob"), Value::from(1400))
+    );
+    watch.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn exit_codes_say_what_went_wrong() {
+    let env = start().await;
+    // Usage: a bad amount, an unknown command.
+    assert_eq!(env.run("x", &["bid", "1", "12.345"]).await.0, 2);
+    assert_eq!(env.run("x", &["fly"]).await.0, 2);
+    // Acting before registering is a usage error with a hint.
+    let (code, _, stderr) = env.run("x", &["offer", "lamp", "--min", "1"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("register"), "{stderr}");
+    // Refused by the server: 1.
+    env.run("a", &["register", "alice"]).await;
+    let (code, _, stderr) = env.run("b", &["register", "alice"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("taken"), "{stderr}");
+    let (code, _, _) = env.run("b", &["status", "999"]).await;
+    assert_eq!(code, 1);
+    // Nobody answering: 3.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        env.cmd_to(&addr, "b", &["items"]).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
+}

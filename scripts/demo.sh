@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs a whole auction on loopback with short durations and prints what happened:
+# a server on free ports with fresh certificates in a temporary folder, three people
+# (alice sells, bob and carol bid), the winner and seller notices, the final status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet --bins
+server_bin=target/debug/auction-server
+client_bin=target/debug/auction-client
+
+work=$(mktemp -d)
+server_pid=""
+watch_pids=()
+cleanup() {
+  for p in "${watch_pids[@]}" $server_pid; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Port 0: the server picks a free port and logs it.
+"$server_bin" --udp 127.0.0.1:0 \
+  --cert "$work/certs/server.pem" --key "$work/certs/server.key" \
+  --snipe-window 2s --snipe-extension 3s 2>"$work/server.log" &
+server_pid=$!
+addr=""
+for _ in $(seq 1 100); do
+  addr=$(sed -n 's/.*auction-server listening udp=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "the server did not start:"; cat "$work/server.log"; exit 1; }
+echo "== server listening on $addr (certificates in $work/certs)"
+
+client() {
+  local who=$1; shift
+  "$client_bin" --server "$addr" --ca "$work/certs/ca.pem" --home "$work/homes/$who" "$@"
+}
+say() { printf '\n== %s\n' "$*"; }
+
+say "three people register (each client makes its key pair on first use)"
+client alice register alice
+client bob register bob
+client carol register carol
+
+say "alice and carol watch for announcements"
+client alice watch >"$work/alice.txt" 2>&1 & watch_pids+=($!)
+client carol watch >"$work/carol.txt" 2>&1 & watch_pids+=($!)
+sleep 0.5
+
+say "alice offers a lamp for at least 12.50, bidding open for 4 seconds"
+item=$(client alice --json offer "Vintage lamp" --min 12.50 --duration 4s | sed -n 's/.*"item":\([0-9]*\).*/\1/p')
+client alice status "$item"
+
+say "the open items"
+client bob items
+
+say "bob bids too little (exit code 1), then the minimum"
+client bob bid "$item" 12.00 || echo "(exit code $?)"
+client bob bid "$item" 12.50
+
+say "carol outbids him"
+client carol bid "$item" 13.75
+
+say "bob bids again and follows the channel to the end (a late bid extends the auction)"
+client bob bid "$item" 15 --follow
+
+say "the result, asked after the close"
+client carol status "$item"
+client carol --json status "$item"
+
+sleep 1
+say "what alice's watch printed"
+cat "$work/alice.txt"
+say "what carol's watch printed"
+cat "$work/carol.txt"
+
+grep -q "sold to bob for 15.00" "$work/alice.txt" || { echo "alice never heard of the sale"; exit 1; }
+say "done"
