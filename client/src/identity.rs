@@ -42,7 +42,13 @@ impl Identity {
         let key_path = home.join(KEY_FILE);
         let cert_path = home.join(CERT_FILE);
         if !key_path.exists() {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+            let v2 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+                .map_err(|_| anyhow::anyhow!("could not generate a key pair"))?;
+            let v1 = pkcs8_v1(v2.as_ref()).context("unexpected Ed25519 key encoding")?;
+            let key = rcgen::KeyPair::from_der_and_sign_algo(
+                &PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(v1)),
+                &rcgen::PKCS_ED25519,
+            )?;
             let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
             params
                 .distinguished_name
@@ -112,6 +118,24 @@ impl Identity {
     }
 }
 
+/// RFC 8410 PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
+const PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// ring writes PKCS#8 v2 (seed and public key); OpenSSL 3 cannot read that for Ed25519, so the
+/// key is stored as v1 (seed only), which both read. The v2 layout starts with a 16-byte header
+/// that differs from v1's only in its length and version bytes, followed by the seed.
+fn pkcs8_v1(v2: &[u8]) -> Option<Vec<u8>> {
+    let seed = v2.get(16..48)?;
+    if v2.get(5..16)? != &PKCS8_V1_PREFIX[5..16] {
+        return None;
+    }
+    let mut v1 = PKCS8_V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    Some(v1)
+}
+
 fn write_private(path: &Path, pem: &str) -> Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -125,4 +149,25 @@ fn write_private(path: &Path, pem: &str) -> Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(pem.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_key_is_pkcs8_v1_and_matches_the_certificate() {
+        let home = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(home.path()).unwrap();
+        let (chain, key) = id.tls_credentials();
+        let PrivateKeyDer::Pkcs8(der) = key else {
+            panic!("not PKCS#8")
+        };
+        assert_eq!(der.secret_pkcs8_der().len(), 48);
+        assert_eq!(&der.secret_pkcs8_der()[..16], &PKCS8_V1_PREFIX);
+        // The certificate holds the same public key, and a reload gives the same identity.
+        assert!(chain[0].as_ref().windows(32).any(|w| w == id.public.0));
+        let again = Identity::load_or_create(home.path()).unwrap();
+        assert_eq!(again.public, id.public);
+    }
 }
