@@ -83,7 +83,7 @@ enum Command {
     Shell,
 }
 
-/// The commands the shell accepts (the same, minus shell and watch).
+/// One line typed in the shell: the same commands as on the command line.
 #[derive(Parser, Debug)]
 #[command(
     name = "",
@@ -93,35 +93,7 @@ enum Command {
 )]
 struct ShellLine {
     #[command(subcommand)]
-    command: ShellCommand,
-}
-
-#[derive(Subcommand, Debug)]
-enum ShellCommand {
-    Register {
-        name: String,
-    },
-    Deregister,
-    Offer {
-        description: String,
-        #[arg(long, value_parser = parse_amount)]
-        min: Cents,
-        #[arg(long, value_parser = parse_duration)]
-        duration: Option<Duration>,
-    },
-    Items,
-    Status {
-        item: u64,
-    },
-    /// Bid; the item's updates are printed until it closes.
-    Bid {
-        item: u64,
-        #[arg(value_parser = parse_amount)]
-        amount: Cents,
-    },
-    Help,
-    Quit,
-    Exit,
+    command: Command,
 }
 
 fn parse_amount(s: &str) -> Result<Cents, String> {
@@ -181,10 +153,23 @@ async fn connect(cli: &Cli) -> Result<Client> {
 
 async fn run(cli: Cli, out: Out) -> Result<Done> {
     let client = Arc::new(connect(&cli).await?);
-    match cli.command.clone() {
+    match cli.command {
+        Command::Watch => watch(client, out).await.map(|()| Done::Ok),
+        Command::Shell => shell(client, out).await.map(|()| Done::Ok),
+        command => execute(&client, command, out, false).await,
+    }
+}
+
+/// Runs one short command. In the shell (`in_shell`), a bid keeps following its item in the
+/// background.
+async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: bool) -> Result<Done> {
+    match command {
         Command::Register { name } => {
             client.register(&name).await?;
             out.registered(&name);
+            if in_shell {
+                client.attach().await?;
+            }
         }
         Command::Deregister => {
             let name = client.name()?;
@@ -212,15 +197,20 @@ async fn run(cli: Cli, out: Out) -> Result<Done> {
             let result = channel.bid(amount, Some(bid_id())).await?;
             out.bid(item, &result, amount);
             let accepted = matches!(result, BidResult::Accepted { .. });
-            if follow {
+            if in_shell {
+                // Updates print as they arrive while the shell takes more commands.
+                tokio::spawn(async move { follow_channel(&mut channel, out).await });
+            } else if follow {
                 follow_channel(&mut channel, out).await;
             } else {
                 channel.close().await;
             }
             return Ok(if accepted { Done::Ok } else { Done::Refused });
         }
-        Command::Watch => watch(client, out).await?,
-        Command::Shell => shell(client, out).await?,
+        // Long-running modes are started by `run`; inside the shell they make no sense.
+        Command::Watch | Command::Shell => anyhow::bail!(ClientError::Local(
+            "the shell already prints announcements as they arrive".into()
+        )),
     }
     Ok(Done::Ok)
 }
@@ -281,10 +271,7 @@ async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
 
 async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     if !out.json {
-        println!("auction-client shell. Commands: register NAME, deregister, offer DESCRIPTION --min AMOUNT [--duration DUR],");
-        println!(
-            "items, status ITEM, bid ITEM AMOUNT, help, quit. Announcements print as they arrive."
-        );
+        println!("auction-client shell; announcements print as they arrive.\n{SHELL_HELP}");
     }
     if client.name().is_ok() {
         if let Err(e) = client.attach().await {
@@ -317,6 +304,14 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
                 continue;
             }
         };
+        match words[0].as_str() {
+            "quit" | "exit" => break,
+            "help" => {
+                println!("{SHELL_HELP}");
+                continue;
+            }
+            _ => {}
+        }
         let parsed = match ShellLine::try_parse_from(&words) {
             Ok(p) => p,
             Err(e) => {
@@ -324,73 +319,16 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
                 continue;
             }
         };
-        if let Err(e) = shell_command(&client, parsed.command, out).await {
-            match e {
-                ShellExit::Quit => break,
-                ShellExit::Error(e) => {
-                    let message = match e.downcast_ref::<ClientError>() {
-                        Some(ClientError::Denied { message, .. }) => message.clone(),
-                        _ => format!("{e:#}"),
-                    };
-                    out.error("error", &message);
-                }
-            }
+        if let Err(e) = execute(&client, parsed.command, out, true).await {
+            let message = match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Denied { message, .. }) => message.clone(),
+                _ => format!("{e:#}"),
+            };
+            out.error("error", &message);
         }
     }
     announcements.abort();
     Ok(())
 }
 
-enum ShellExit {
-    Quit,
-    Error(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for ShellExit {
-    fn from(e: E) -> ShellExit {
-        ShellExit::Error(e.into())
-    }
-}
-
-async fn shell_command(
-    client: &Arc<Client>,
-    command: ShellCommand,
-    out: Out,
-) -> Result<(), ShellExit> {
-    match command {
-        ShellCommand::Register { name } => {
-            client.register(&name).await?;
-            out.registered(&name);
-            client.attach().await?;
-        }
-        ShellCommand::Deregister => {
-            let name = client.name()?;
-            client.deregister().await?;
-            out.deregistered(&name);
-        }
-        ShellCommand::Offer {
-            description,
-            min,
-            duration,
-        } => {
-            let o = client
-                .offer(&description, min, duration.map(|d| d.as_secs()))
-                .await?;
-            out.offered(o.item, &o.channel, o.ends_at);
-        }
-        ShellCommand::Items => out.items(&client.list().await?),
-        ShellCommand::Status { item } => out.status(&client.status(item).await?),
-        ShellCommand::Bid { item, amount } => {
-            let mut channel = client.open_item(item).await?;
-            let result = channel.bid(amount, Some(bid_id())).await?;
-            out.bid(item, &result, amount);
-            // Keep following the item in the background; updates print as they arrive.
-            tokio::spawn(async move { follow_channel(&mut channel, out).await });
-        }
-        ShellCommand::Help => {
-            println!("register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] | items | status ITEM | bid ITEM AMOUNT | quit");
-        }
-        ShellCommand::Quit | ShellCommand::Exit => return Err(ShellExit::Quit),
-    }
-    Ok(())
-}
+const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | bid ITEM AMOUNT (then follows the item) | help | quit";
