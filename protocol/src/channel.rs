@@ -82,7 +82,7 @@ pub enum ChannelBody {
         item: u64,
     },
     /// A line that could not be taken (malformed, too long), or why the server is closing the
-    /// connection (`item-full`, `account-gone`, `slow-reader`, `idle-timeout`).
+    /// connection (`item-full`, `account-gone`, `unavailable`).
     Error {
         req: Option<u64>,
         reason: Reason,

@@ -56,9 +56,8 @@ pub enum Reason {
     InvalidAmount,
     InvalidDuration,
     NoChannelPort,
-    // --- status / ack ---
+    // --- status ---
     UnknownItem,
-    UnknownNotice,
     // --- bids ---
     TooLow,
     AuctionOver,
@@ -66,8 +65,6 @@ pub enum Reason {
     ItemFull,
     AccountGone,
     InvalidBidId,
-    SlowReader,
-    IdleTimeout,
     /// A code this build does not know (sent by a newer peer).
     #[serde(other)]
     Other,
