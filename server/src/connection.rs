@@ -133,8 +133,12 @@ async fn read_lines<R: AsyncRead + Unpin>(reader: R, item: &mpsc::Sender<ItemCmd
     }
 }
 
+/// Most bytes gathered into one write: a backlog goes out in a few large TLS records instead
+/// of one record and one system call per message.
+const WRITE_BATCH: usize = 16 * 1024;
+
 /// Writes queued messages and the latest HIGHEST until the item drops the queue, then closes
-/// the TLS session cleanly (close_notify).
+/// the TLS session cleanly (close_notify). Whatever is ready is written in one batch.
 async fn write_messages<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<ChannelBody>,
@@ -142,33 +146,46 @@ async fn write_messages<W: AsyncWrite + Unpin>(
     write_timeout: Duration,
 ) {
     let mut highest_open = true;
-    loop {
-        let body = tokio::select! {
-            // HIGHEST first: a newer one replaces any older one not yet written, and it is
-            // always written before the BID-OVER that follows it.
+    let mut queue_open = true;
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+    while queue_open {
+        // Wait for something to write. HIGHEST first: a newer one replaces any older one not
+        // yet written, and it is always written before the BID-OVER that follows it.
+        tokio::select! {
             biased;
-            changed = highest.changed(), if highest_open => {
-                if changed.is_err() {
-                    highest_open = false;
-                    continue;
-                }
-                match highest.borrow_and_update().clone() {
-                    Some(body) => body,
-                    None => continue,
+            changed = highest.changed(), if highest_open => match changed {
+                Ok(()) => push_highest(&mut batch, &mut highest),
+                Err(_) => highest_open = false,
+            },
+            queued = queue.recv() => match queued {
+                Some(body) => batch.extend_from_slice(channel::encode_line(body).as_bytes()),
+                None => queue_open = false,
+            },
+        }
+        // Then take whatever else is ready without waiting, in the same order of preference.
+        while queue_open && batch.len() < WRITE_BATCH {
+            if highest_open {
+                match highest.has_changed() {
+                    Ok(true) => push_highest(&mut batch, &mut highest),
+                    Ok(false) => {}
+                    Err(_) => highest_open = false,
                 }
             }
-            queued = queue.recv() => match queued {
-                Some(body) => body,
-                None => break,
-            },
-        };
-        let line = channel::encode_line(body);
+            match queue.try_recv() {
+                Ok(body) => batch.extend_from_slice(channel::encode_line(body).as_bytes()),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => queue_open = false,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let write = async {
-            writer.write_all(line.as_bytes()).await?;
+            writer.write_all(&batch).await?;
             writer.flush().await
         };
         match timeout(write_timeout, write).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => batch.clear(),
             Ok(Err(_)) => return,
             Err(_) => {
                 tracing::info!("a bidder stopped reading; closing its connection");
@@ -177,4 +194,10 @@ async fn write_messages<W: AsyncWrite + Unpin>(
         }
     }
     let _ = timeout(write_timeout, writer.shutdown()).await;
+}
+
+fn push_highest(batch: &mut Vec<u8>, highest: &mut HighestRx) {
+    if let Some(line) = highest.borrow_and_update().as_deref() {
+        batch.extend_from_slice(line.as_bytes());
+    }
 }

@@ -4,7 +4,7 @@
 //! with `try_send`, and HIGHEST goes into one `watch` that every connection's writer reads, so
 //! a reader that stops reading costs only itself.
 
-use auction_protocol::channel::{ChannelBody, ChannelRequest, ChannelRequestBody, LineError};
+use auction_protocol::channel::{self, ChannelBody, ChannelRequest, ChannelRequestBody, LineError};
 use auction_protocol::{names, Cents, ItemState, ItemView, Reason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,8 +52,9 @@ pub struct ItemClosed {
     pub winner: Option<Lead>,
 }
 
-/// The latest HIGHEST of an item, shared by every writer on the item.
-pub type HighestRx = watch::Receiver<Option<ChannelBody>>;
+/// The latest HIGHEST of an item as an encoded line, shared by every writer on the item: it is
+/// serialized once per accepted bid, not once per connection.
+pub type HighestRx = watch::Receiver<Option<Arc<str>>>;
 
 pub enum ItemCmd {
     /// A connection finished its handshake as `account`.
@@ -98,7 +99,7 @@ struct ItemTask {
     ctx: Arc<ItemContext>,
     auction: Auction,
     view: watch::Sender<ItemView>,
-    highest: watch::Sender<Option<ChannelBody>>,
+    highest: watch::Sender<Option<Arc<str>>>,
     conns: HashMap<u64, Conn>,
     /// Connections per account, for `--max-bidders-per-item`.
     accounts: HashMap<AccountId, usize>,
@@ -158,14 +159,22 @@ impl ItemTask {
         self_tx: mpsc::WeakSender<ItemCmd>,
     ) {
         let mut next_conn: u64 = 0;
+        // One timer for the item's life, moved only when the end moves (soft close) or when it
+        // fires early (the wall clock and the runtime's clock disagree).
+        let end = tokio::time::sleep_until(self.end_instant());
+        tokio::pin!(end);
+        let mut armed_for = self.auction.ends_at;
         loop {
-            let wait = self.auction.ends_at.saturating_sub(unix_ms());
-            let deadline = Instant::now() + Duration::from_millis(wait);
+            if self.auction.ends_at != armed_for {
+                armed_for = self.auction.ends_at;
+                end.as_mut().reset(self.end_instant());
+            }
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut end => {
                     if self.auction.is_over(unix_ms()) {
                         break;
                     }
+                    end.as_mut().reset(self.end_instant());
                 }
                 Some(cmd) = commands.recv() => self.handle(cmd).await,
                 accepted = listener.accept() => match accepted {
@@ -189,6 +198,11 @@ impl ItemTask {
         }
         drop(listener);
         self.close().await;
+    }
+
+    /// When the auction ends, on the runtime's clock.
+    fn end_instant(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.auction.ends_at.saturating_sub(unix_ms()))
     }
 
     async fn handle(&mut self, cmd: ItemCmd) {
@@ -341,12 +355,13 @@ impl ItemTask {
                 v.bidder = Some(bidder.name.clone());
                 v.ends_at = ends_at;
             });
-            self.highest.send_replace(Some(ChannelBody::Highest {
+            let line = channel::encode_line(ChannelBody::Highest {
                 item: self.id,
                 amount,
                 bidder: bidder.name.clone(),
                 ends_at,
-            }));
+            });
+            self.highest.send_replace(Some(Arc::from(line)));
         }
     }
 
