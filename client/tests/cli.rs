@@ -1,7 +1,7 @@
 //! The `auction-client` binary end to end against a real server on port 0: a whole auction in
 //! JSON mode, human output, exit codes, and `watch` receiving the winner notices.
 
-use auction_server::{certs, Config, MemoryStorage, Server, TlsIdentity};
+use auction_server::{Config, MemoryStorage, Server, TlsIdentity};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,19 +18,14 @@ struct Env {
 
 async fn start() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let sans: Vec<String> = certs::DEFAULT_SANS.map(String::from).to_vec();
-    certs::generate_dev_certs(&dir.path().join("certs"), &sans).unwrap();
-    let tls = TlsIdentity {
-        chain: certs::load_certs(&dir.path().join("certs/server.pem")).unwrap(),
-        key: certs::load_key(&dir.path().join("certs/server.key")).unwrap(),
-    };
+    let tls = TlsIdentity::dev(&dir.path().join("certs")).unwrap();
     let config = Config {
         snipe_window: Duration::ZERO,
         notice_retry: Duration::from_millis(100),
         ..Config::default()
     };
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage::default()), None)
+    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage), None)
         .await
         .unwrap();
     Env { server, dir }

@@ -77,7 +77,9 @@ impl Auction {
         self.by_bid_id.get(&(bidder, id.to_owned()))
     }
 
-    /// Judges and applies a bid in one step (what the item task does when storage succeeds).
+    /// Judges and applies a bid in one step: the item task's sequence (`previous_outcome`,
+    /// `judge`, make durable, `apply`) without the storage step, for the rule tests.
+    #[cfg(test)]
     pub fn bid(
         &mut self,
         bidder: &Arc<AccountHandle>,

@@ -49,6 +49,24 @@ pub struct TlsIdentity {
     pub key: PrivateKeyDer<'static>,
 }
 
+impl TlsIdentity {
+    /// Reads a PEM certificate chain and a PEM private key.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsIdentity> {
+        Ok(TlsIdentity {
+            chain: certs::load_certs(cert)?,
+            key: certs::load_key(key)?,
+        })
+    }
+
+    /// Writes a fresh development CA and server certificate into `dir` (see
+    /// [`certs::generate_dev_certs`]) and loads the server's half; clients trust `dir/ca.pem`.
+    pub fn dev(dir: &std::path::Path) -> Result<TlsIdentity> {
+        let sans: Vec<String> = certs::DEFAULT_SANS.map(String::from).to_vec();
+        certs::generate_dev_certs(dir, &sans)?;
+        TlsIdentity::load(&dir.join("server.pem"), &dir.join("server.key"))
+    }
+}
+
 /// A running server.
 pub struct Server {
     udp_addr: SocketAddr,

@@ -119,14 +119,7 @@ async fn run(cli: Cli) -> Result<()> {
     let udp = UdpSocket::bind(cli.udp)
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
-    let server = Server::start(
-        udp,
-        tls,
-        config,
-        Arc::new(MemoryStorage::default()),
-        cli.advertise,
-    )
-    .await?;
+    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage), cli.advertise).await?;
     tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, "auction-server listening");
     tracing::info!(
         db = %cli.db.display(),
@@ -164,10 +157,7 @@ fn load_or_generate_tls(cli: &Cli) -> Result<TlsIdentity> {
             cli.key.display()
         ),
     }
-    Ok(TlsIdentity {
-        chain: certs::load_certs(&cli.cert)?,
-        key: certs::load_key(&cli.key)?,
-    })
+    TlsIdentity::load(&cli.cert, &cli.key)
 }
 
 async fn shutdown_signal() {

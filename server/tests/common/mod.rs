@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use auction_client::Client;
-use auction_server::{certs, Config, MemoryStorage, Server, TlsIdentity};
+use auction_server::{Config, MemoryStorage, Server, TlsIdentity};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +18,9 @@ pub struct TestServer {
 pub async fn start(config: Config) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = dir.path().join("certs");
-    let sans: Vec<String> = certs::DEFAULT_SANS.map(String::from).to_vec();
-    certs::generate_dev_certs(&certs_dir, &sans).unwrap();
-    let tls = TlsIdentity {
-        chain: certs::load_certs(&certs_dir.join("server.pem")).unwrap(),
-        key: certs::load_key(&certs_dir.join("server.key")).unwrap(),
-    };
+    let tls = TlsIdentity::dev(&certs_dir).unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage::default()), None)
+    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage), None)
         .await
         .unwrap();
     TestServer {
