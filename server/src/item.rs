@@ -395,6 +395,16 @@ impl ItemTask {
         if let Err(e) = self.ctx.storage.commit(vec![record]).await {
             tracing::error!(error = %e, "could not store the auction result");
         }
+        // The registry hears first: by the time anyone can see the item closed (STATUS, or
+        // SOLD-TO on a channel), the registry has the close queued, and it handles queued closes
+        // before the next datagram, so the seller's open-item count is already right.
+        let closed = ItemClosed {
+            item: self.id,
+            description: self.description.clone(),
+            seller: self.seller.clone(),
+            winner: lead.clone(),
+        };
+        let _ = self.ctx.closed.send(closed).await;
         self.view.send_modify(|v| {
             v.state = ItemState::Closed;
             v.channel = None;
@@ -422,13 +432,6 @@ impl ItemTask {
         }
         // Dropping the queues lets each writer flush what is queued and close the channel.
         self.conns.clear();
-        let closed = ItemClosed {
-            item: self.id,
-            description: self.description.clone(),
-            seller: self.seller.clone(),
-            winner: lead,
-        };
-        let _ = self.ctx.closed.send(closed).await;
     }
 
     fn going_down(&mut self) {

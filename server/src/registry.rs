@@ -145,14 +145,18 @@ impl Registry {
         let shutdown = self.ctx.shutdown.clone();
         loop {
             tokio::select! {
+                // In this order: closes queued by item tasks are applied before the next
+                // datagram (see `ItemTask::close`), and a flood of datagrams cannot starve
+                // notice retransmission.
+                biased;
                 _ = shutdown.cancelled() => break,
+                Some(done) = closed.recv() => self.on_closed(done).await,
+                _ = tick.tick() => self.retransmit().await,
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, src)) => self.on_datagram(&buf[..n], src).await,
                     // ICMP errors from earlier sends surface here on some systems; not fatal.
                     Err(e) => tracing::debug!(error = %e, "UDP receive error"),
                 },
-                Some(done) = closed.recv() => self.on_closed(done).await,
-                _ = tick.tick() => self.retransmit().await,
             }
         }
     }
