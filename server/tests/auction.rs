@@ -3,11 +3,11 @@
 
 mod common;
 
-use auction_client::{BidResult, ClientError};
+use auction_client::{BidResult, ClientError, ItemChannel};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, ItemState, Reason};
-use common::{quick_config, start, within};
+use common::{announcement, next_matching, quick_config, start, within};
 use std::time::Duration;
 
 fn denied_reason<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Reason {
@@ -19,28 +19,32 @@ fn denied_reason<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Reason {
 
 /// The first HIGHEST of at least `at_least`: older ones may or may not be seen first, since a
 /// newer HIGHEST replaces one not yet written.
-async fn highest_reaching(
-    ch: &mut auction_client::ItemChannel,
-    at_least: Cents,
-) -> (Cents, String) {
-    loop {
-        match within(5, "HIGHEST", ch.next_event()).await {
-            Some(Ok(ChannelBody::Highest { amount, bidder, .. })) if amount >= at_least => {
-                return (amount, bidder)
-            }
-            Some(Ok(ChannelBody::Highest { .. })) => continue,
-            Some(Ok(_)) => continue,
-            other => panic!("channel ended: {other:?}"),
+async fn highest_reaching(ch: &mut ItemChannel, at_least: Cents) -> (Cents, String) {
+    next_matching(ch, "HIGHEST", |msg| match msg {
+        ChannelBody::Highest { amount, bidder, .. } if *amount >= at_least => {
+            Some((*amount, bidder.clone()))
         }
+        _ => None,
+    })
+    .await
+}
+
+/// The reason of a rejected bid.
+fn rejection(result: BidResult) -> Reason {
+    match result {
+        BidResult::Rejected { reason, .. } => reason,
+        other => panic!("expected a rejection, got {other:?}"),
     }
+}
+
+fn accepted(result: BidResult) -> bool {
+    matches!(result, BidResult::Accepted { .. })
 }
 
 #[tokio::test]
 async fn whole_auction_with_a_seller_and_two_bidders() {
     let t = start(quick_config()).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
-    let carol = t.registered("carol").await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     alice.attach().await.unwrap();
     carol.attach().await.unwrap();
     bob.attach().await.unwrap();
@@ -77,10 +81,7 @@ async fn whole_auction_with_a_seller_and_two_bidders() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        b.bid(Cents(1250), None).await.unwrap(),
-        BidResult::Accepted { .. }
-    ));
+    assert!(accepted(b.bid(Cents(1250), None).await.unwrap()));
     // Carol sees Bob's bid.
     assert_eq!(
         highest_reaching(&mut c, Cents(1250)).await,
@@ -96,20 +97,17 @@ async fn whole_auction_with_a_seller_and_two_bidders() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        c.bid(Cents(1300), None).await.unwrap(),
-        BidResult::Accepted { .. }
-    ));
+    assert!(accepted(c.bid(Cents(1300), None).await.unwrap()));
     assert_eq!(
         highest_reaching(&mut b, Cents(1300)).await,
         (Cents(1300), "carol".to_owned())
     );
     // The seller may not bid.
     let mut a = alice.open_item(offered.item).await.unwrap();
-    match a.bid(Cents(5000), None).await.unwrap() {
-        BidResult::Rejected { reason, .. } => assert_eq!(reason, Reason::OwnItem),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        rejection(a.bid(Cents(5000), None).await.unwrap()),
+        Reason::OwnItem
+    );
 
     // The end: BID-OVER then SOLD-TO on every channel, then a clean close.
     for ch in [&mut b, &mut c] {
@@ -130,26 +128,22 @@ async fn whole_auction_with_a_seller_and_two_bidders() {
     }
 
     // WIN to the winner, SOLD to the seller, over UDP.
-    let win = loop {
-        match within(5, "WIN", carol.next_announcement()).await {
-            Some(ServerBody::Win {
-                item,
-                amount,
-                seller,
-                ..
-            }) => break (item, amount, seller),
-            Some(ServerBody::NewItem { .. }) => continue,
-            other => panic!("{other:?}"),
-        }
-    };
+    let win = announcement(&carol, "WIN", |msg| match msg {
+        ServerBody::Win {
+            item,
+            amount,
+            seller,
+            ..
+        } => Some((*item, *amount, seller.clone())),
+        _ => None,
+    })
+    .await;
     assert_eq!(win, (offered.item, Cents(1300), "alice".to_owned()));
-    let sold = loop {
-        match within(5, "SOLD", alice.next_announcement()).await {
-            Some(ServerBody::Sold { amount, winner, .. }) => break (amount, winner),
-            Some(ServerBody::NewItem { .. }) => continue,
-            other => panic!("{other:?}"),
-        }
-    };
+    let sold = announcement(&alice, "SOLD", |msg| match msg {
+        ServerBody::Sold { amount, winner, .. } => Some((*amount, winner.clone())),
+        _ => None,
+    })
+    .await;
     assert_eq!(sold, (Cents(1300), "carol".to_owned()));
 
     // The result stays available.
@@ -168,8 +162,7 @@ async fn whole_auction_with_a_seller_and_two_bidders() {
 #[tokio::test]
 async fn unsold_item_sends_not_sold_and_a_bid_after_the_end_is_refused() {
     let t = start(quick_config()).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
     alice.attach().await.unwrap();
     let offered = alice
         .offer("Nobody wants this", Cents(100), Some(1))
@@ -188,16 +181,12 @@ async fn unsold_item_sends_not_sold_and_a_bid_after_the_end_is_refused() {
         Err(ClientError::Tls(_)) => {} // the server had already closed the channel
         other => panic!("a bid after the end must not be accepted: {other:?}"),
     }
-    loop {
-        match within(5, "NOT-SOLD", alice.next_announcement()).await {
-            Some(ServerBody::NotSold { item, .. }) => {
-                assert_eq!(item, offered.item);
-                break;
-            }
-            Some(ServerBody::NewItem { .. }) => continue,
-            other => panic!("{other:?}"),
-        }
-    }
+    let unsold = announcement(&alice, "NOT-SOLD", |msg| match msg {
+        ServerBody::NotSold { item, .. } => Some(*item),
+        _ => None,
+    })
+    .await;
+    assert_eq!(unsold, offered.item);
     let status = bob.status(offered.item).await.unwrap();
     assert_eq!(
         (status.state, status.winner, status.highest),
@@ -213,9 +202,7 @@ async fn soft_close_moves_the_end_and_highest_carries_it() {
         ..quick_config()
     };
     let t = start(config).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
-    let carol = t.registered("carol").await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let offered = alice.offer("Clock", Cents(100), Some(1)).await.unwrap();
     let mut c = carol.open_item(offered.item).await.unwrap();
     let mut b = bob.open_item(offered.item).await.unwrap();
@@ -244,10 +231,7 @@ async fn soft_close_moves_the_end_and_highest_carries_it() {
         carol.status(offered.item).await.unwrap().state,
         ItemState::Open
     );
-    assert!(matches!(
-        c.bid(Cents(200), None).await.unwrap(),
-        BidResult::Accepted { .. }
-    ));
+    assert!(accepted(c.bid(Cents(200), None).await.unwrap()));
 }
 
 #[tokio::test]
@@ -281,53 +265,28 @@ async fn names_are_unique_and_valid() {
 #[tokio::test]
 async fn deregistration_waits_for_open_items_and_leads() {
     let t = start(quick_config()).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
     let offered = alice.offer("Desk", Cents(1000), Some(2)).await.unwrap();
     assert_eq!(
         denied_reason(alice.deregister().await),
         Reason::HasOpenItems
     );
     let mut b = bob.open_item(offered.item).await.unwrap();
-    assert!(matches!(
-        b.bid(Cents(1000), None).await.unwrap(),
-        BidResult::Accepted { .. }
-    ));
+    assert!(accepted(b.bid(Cents(1000), None).await.unwrap()));
     assert_eq!(denied_reason(bob.deregister().await), Reason::LeadsAuction);
     // Bob can still bid: the refused deregistration left the account live.
-    assert!(matches!(
-        b.bid(Cents(1100), None).await.unwrap(),
-        BidResult::Accepted { .. }
-    ));
-    // After the close both may leave.
-    loop {
-        match within(10, "close", b.next_event()).await {
-            Some(Ok(ChannelBody::SoldTo { .. })) => break,
-            Some(Ok(_)) => continue,
-            other => panic!("{other:?}"),
-        }
-    }
-    within(5, "item closed in registry", async {
-        while alice.status(offered.item).await.unwrap().state != ItemState::Closed {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    assert!(accepted(b.bid(Cents(1100), None).await.unwrap()));
+    // Once a bidder has seen SOLD-TO, the close is final everywhere: the seller may leave at
+    // once (no retry), and STATUS says closed.
+    next_matching(&mut b, "SOLD-TO", |msg| {
+        matches!(msg, ChannelBody::SoldTo { .. }).then_some(())
     })
     .await;
-    let mut tries = 0;
-    loop {
-        // The registry learns of the close just after the channel does.
-        match alice.deregister().await {
-            Ok(()) => break,
-            Err(ClientError::Denied {
-                reason: Reason::HasOpenItems,
-                ..
-            }) if tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => panic!("{other:?}"),
-        }
-    }
+    alice.deregister().await.unwrap();
+    assert_eq!(
+        bob.status(offered.item).await.unwrap().state,
+        ItemState::Closed
+    );
     bob.deregister().await.unwrap();
     // A deregistered account is gone: its name is free again.
     let newcomer = t.client("newcomer").await;
@@ -379,18 +338,13 @@ async fn offers_are_validated_and_capped_per_seller() {
 #[tokio::test]
 async fn repeated_bid_id_gets_its_first_answer_across_connections() {
     let t = start(quick_config()).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
-    let carol = t.registered("carol").await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let offered = alice.offer("Vase", Cents(100), Some(60)).await.unwrap();
     let mut b = bob.open_item(offered.item).await.unwrap();
     let first = b.bid(Cents(500), Some("bid-1".into())).await.unwrap();
     assert!(matches!(first, BidResult::Accepted { .. }));
     let mut c = carol.open_item(offered.item).await.unwrap();
-    assert!(matches!(
-        c.bid(Cents(600), None).await.unwrap(),
-        BidResult::Accepted { .. }
-    ));
+    assert!(accepted(c.bid(Cents(600), None).await.unwrap()));
     // Bob reconnects and resends the same bid: same answer, and Carol still leads.
     b.close().await;
     let mut b = bob.open_item(offered.item).await.unwrap();
@@ -412,9 +366,7 @@ async fn item_full_is_refused_with_a_reason() {
         ..quick_config()
     };
     let t = start(config).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
-    let carol = t.registered("carol").await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let offered = alice
         .offer("Rare stamp", Cents(100), Some(60))
         .await

@@ -71,6 +71,26 @@ impl Raw {
         }
     }
 
+    /// `body` as request `req`, signed with `k`.
+    fn signed(&self, k: &Ed25519KeyPair, req: u64, body: RequestBody) -> Vec<u8> {
+        sign::sign_datagram(k, &self.body(req, body))
+    }
+
+    /// A validated peer with a fresh key, registered as `name` with request number `req`.
+    async fn account(t: &TestServer, name: &str, req: u64) -> (Raw, Ed25519KeyPair) {
+        let mut raw = Raw::new(t).await;
+        raw.validate().await;
+        let k = keys();
+        let register = RequestBody::Register {
+            name: name.into(),
+            key: sign::public_key_of(&k),
+        };
+        match raw.ask(&raw.signed(&k, req, register)).await {
+            ServerBody::Registered { .. } => (raw, k),
+            other => panic!("{other:?}"),
+        }
+    }
+
     async fn ask(&self, datagram: &[u8]) -> ServerBody {
         self.send(datagram).await;
         self.recv().await
@@ -86,21 +106,6 @@ fn error_reason(body: ServerBody) -> Reason {
     match body {
         ServerBody::Error { reason, .. } => reason,
         other => panic!("expected an error, got {other:?}"),
-    }
-}
-
-/// Registers `name` by hand with `k`.
-async fn raw_register(raw: &Raw, k: &Ed25519KeyPair, name: &str, req: u64) {
-    let body = raw.body(
-        req,
-        RequestBody::Register {
-            name: name.into(),
-            key: sign::public_key_of(k),
-        },
-    );
-    match raw.ask(&sign::sign_datagram(k, &body)).await {
-        ServerBody::Registered { .. } => {}
-        other => panic!("{other:?}"),
     }
 }
 
@@ -195,10 +200,7 @@ async fn malformed_datagrams_get_an_error_with_a_reason() {
 #[tokio::test]
 async fn unsigned_and_altered_requests_are_refused() {
     let t = start(quick_config()).await;
-    let mut raw = Raw::new(&t).await;
-    raw.validate().await;
-    let k = keys();
-    raw_register(&raw, &k, "alice", 10).await;
+    let (raw, k) = Raw::account(&t, "alice", 10).await;
     let offer = RequestBody::Offer {
         account: "alice".into(),
         description: "lamp".into(),
@@ -217,7 +219,7 @@ async fn unsigned_and_altered_requests_are_refused() {
         Reason::BadSignature
     );
     // Signed, then altered: the minimum changed from 500 to 900.
-    let good = sign::sign_datagram(&k, &raw.body(13, offer.clone()));
+    let good = raw.signed(&k, 13, offer.clone());
     let altered = String::from_utf8(good.clone())
         .unwrap()
         .replace("\"min\":500", "\"min\":900");
@@ -255,21 +257,16 @@ async fn unsigned_and_altered_requests_are_refused() {
 #[tokio::test]
 async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     let t = start(quick_config()).await;
-    let mut raw = Raw::new(&t).await;
-    raw.validate().await;
-    let k = keys();
-    raw_register(&raw, &k, "alice", 100).await;
-    let offer = sign::sign_datagram(
+    let (raw, k) = Raw::account(&t, "alice", 100).await;
+    let offer = raw.signed(
         &k,
-        &raw.body(
-            101,
-            RequestBody::Offer {
-                account: "alice".into(),
-                description: "lamp".into(),
-                min: Cents(500),
-                duration: Some(60),
-            },
-        ),
+        101,
+        RequestBody::Offer {
+            account: "alice".into(),
+            description: "lamp".into(),
+            min: Cents(500),
+            duration: Some(60),
+        },
     );
     let first = raw.ask(&offer).await;
     let ServerBody::OfferConf { item, .. } = first.clone() else {
@@ -283,14 +280,12 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     assert_eq!(items.iter().map(|i| i.item).collect::<Vec<_>>(), vec![item]);
     // Push the offer out of the replay window; then it is refused, never executed again.
     for n in 0..REPLAY_WINDOW as u64 {
-        let attach = sign::sign_datagram(
+        let attach = raw.signed(
             &k,
-            &raw.body(
-                200 + n,
-                RequestBody::Attach {
-                    account: "alice".into(),
-                },
-            ),
+            200 + n,
+            RequestBody::Attach {
+                account: "alice".into(),
+            },
         );
         assert!(matches!(
             raw.ask(&attach).await,
@@ -299,15 +294,13 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     }
     assert_eq!(error_reason(raw.ask(&offer).await), Reason::StaleRequest);
     assert_eq!(t.client("x").await.list().await.unwrap().len(), 1);
-    // Also for a captured deregistration replayed after the account re-registered elsewhere.
-    let dereg = sign::sign_datagram(
+    // A refusal is remembered too: the same DEREGISTER again gets the same DEREG-DENIED.
+    let dereg = raw.signed(
         &k,
-        &raw.body(
-            1000,
-            RequestBody::Deregister {
-                account: "alice".into(),
-            },
-        ),
+        1000,
+        RequestBody::Deregister {
+            account: "alice".into(),
+        },
     );
     assert!(matches!(
         raw.ask(&dereg).await,
@@ -328,31 +321,24 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
 #[tokio::test]
 async fn a_retransmitted_deregistration_is_confirmed_not_refused() {
     let t = start(quick_config()).await;
-    let mut raw = Raw::new(&t).await;
-    raw.validate().await;
-    let k = keys();
-    raw_register(&raw, &k, "bob", 1).await;
-    let dereg = sign::sign_datagram(
+    let (raw, k) = Raw::account(&t, "bob", 1).await;
+    let dereg = raw.signed(
         &k,
-        &raw.body(
-            2,
-            RequestBody::Deregister {
-                account: "bob".into(),
-            },
-        ),
+        2,
+        RequestBody::Deregister {
+            account: "bob".into(),
+        },
     );
     assert_eq!(raw.ask(&dereg).await, ServerBody::DeregConf { req: 2 });
     // The confirmation was "lost"; the client sends the same request again.
     assert_eq!(raw.ask(&dereg).await, ServerBody::DeregConf { req: 2 });
     // But a new request for the gone account is refused.
-    let again = sign::sign_datagram(
+    let again = raw.signed(
         &k,
-        &raw.body(
-            3,
-            RequestBody::Deregister {
-                account: "bob".into(),
-            },
-        ),
+        3,
+        RequestBody::Deregister {
+            account: "bob".into(),
+        },
     );
     assert!(matches!(
         raw.ask(&again).await,
@@ -527,9 +513,7 @@ async fn a_certificate_for_a_registered_key_without_the_private_key_is_refused()
 #[tokio::test]
 async fn malformed_lines_get_an_error_and_the_channel_keeps_working() {
     let t = start(quick_config()).await;
-    let alice = t.registered("alice").await;
-    let bob = t.registered("bob").await;
-    let carol = t.registered("carol").await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let offered = alice.offer("Chair", Cents(100), Some(60)).await.unwrap();
     let tls = raw_tls(&t, &offered.channel, Some(bob.identity.tls_credentials()))
         .await

@@ -2,7 +2,9 @@
 //! registered clients for it.
 #![allow(dead_code)]
 
-use auction_client::Client;
+use auction_client::{Client, ItemChannel};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::udp::ServerBody;
 use auction_server::{Config, MemoryStorage, Server, TlsIdentity};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +55,54 @@ impl TestServer {
         let c = self.client(name).await;
         c.register(name).await.unwrap();
         c
+    }
+
+    /// Clients registered under each of `names`, in order.
+    pub async fn people<const N: usize>(&self, names: [&str; N]) -> [Client; N] {
+        let mut clients = Vec::with_capacity(N);
+        for name in names {
+            clients.push(self.registered(name).await);
+        }
+        clients
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one client per name"))
+    }
+}
+
+/// Reads channel messages until `pick` accepts one; the ones it passes over are skipped.
+pub async fn next_matching<T>(
+    ch: &mut ItemChannel,
+    what: &str,
+    mut pick: impl FnMut(&ChannelBody) -> Option<T>,
+) -> T {
+    loop {
+        match within(10, what, ch.next_event()).await {
+            Some(Ok(msg)) => {
+                if let Some(found) = pick(&msg) {
+                    return found;
+                }
+            }
+            other => panic!("the channel ended while waiting for {what}: {other:?}"),
+        }
+    }
+}
+
+/// Reads announcements until `pick` accepts one; the ones it passes over (NEW-ITEM, say) are
+/// skipped.
+pub async fn announcement<T>(
+    client: &Client,
+    what: &str,
+    mut pick: impl FnMut(&ServerBody) -> Option<T>,
+) -> T {
+    loop {
+        match within(10, what, client.next_announcement()).await {
+            Some(msg) => {
+                if let Some(found) = pick(&msg) {
+                    return found;
+                }
+            }
+            None => panic!("announcements ended while waiting for {what}"),
+        }
     }
 }
 
