@@ -372,34 +372,13 @@ impl rustls::client::ResolvesClientCert for Forged {
     }
 }
 
-async fn forged_tls(
-    t: &TestServer,
-    channel: &str,
-    (chain, key): Creds,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let signer = provider.key_provider.load_private_key(key).unwrap();
-    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
-    let ca = auction_server::certs::load_certs(&t.ca).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca[0].clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(Forged(certified)));
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(channel).await?;
-    connector
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-}
+type ClientAuth = rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>;
 
-/// A TLS client with the given client credentials (or none), trusting the test CA.
-async fn raw_tls(
+/// A TLS 1.3 client trusting the test CA, whose client authentication `auth` sets up.
+async fn tls_with(
     t: &TestServer,
     channel: &str,
-    creds: Option<Creds>,
+    auth: impl FnOnce(ClientAuth) -> rustls::ClientConfig,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let ca = auction_server::certs::load_certs(&t.ca).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -410,15 +389,41 @@ async fn raw_tls(
     .with_protocol_versions(&[&rustls::version::TLS13])
     .unwrap()
     .with_root_certificates(roots);
-    let config = match creds {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(auth(builder)));
     let tcp = TcpStream::connect(channel).await?;
     connector
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
+}
+
+/// Presents `chain` with `key`, whether or not they belong together.
+async fn forged_tls(
+    t: &TestServer,
+    channel: &str,
+    (chain, key): Creds,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let signer = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .unwrap();
+    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
+    tls_with(t, channel, |b| {
+        b.with_client_cert_resolver(Arc::new(Forged(certified)))
+    })
+    .await
+}
+
+/// A TLS client with the given client credentials (or none), trusting the test CA.
+async fn raw_tls(
+    t: &TestServer,
+    channel: &str,
+    creds: Option<Creds>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    tls_with(t, channel, |b| match creds {
+        Some((chain, key)) => b.with_client_auth_cert(chain, key).unwrap(),
+        None => b.with_no_client_auth(),
+    })
+    .await
 }
 
 /// Whether the server refuses the connection: in TLS 1.3 the client finishes its side of the
