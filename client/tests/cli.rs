@@ -1,7 +1,7 @@
 //! The `auction-client` binary end to end against a real server on port 0: a whole auction in
 //! JSON mode, human output, exit codes, and `watch` receiving the winner notices.
 
-use auction_server::{Config, MemoryStorage, Server, TlsIdentity};
+use auction_server::{Config, Server, SqliteOptions, SqliteStorage, TlsIdentity};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,7 +25,9 @@ async fn start() -> Env {
         ..Config::default()
     };
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage), None)
+    let (storage, snapshot) =
+        SqliteStorage::open(&dir.path().join("auction.db"), SqliteOptions::default()).unwrap();
+    let server = Server::start(udp, tls, config, Arc::new(storage), snapshot, None)
         .await
         .unwrap();
     Env { server, dir }

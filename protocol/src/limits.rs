@@ -24,3 +24,7 @@ pub const COOKIE_LIFETIME_SECS: u64 = 120;
 /// A cookie reply is sent only if it is at most this many times the size of the request, so
 /// the UDP port cannot amplify a spoofed flood.
 pub const COOKIE_AMPLIFICATION: usize = 3;
+/// Largest UDP request number: 2^53 - 1, so every language's JSON numbers carry it exactly and
+/// the server can store it as a signed 64-bit integer. Clients use Unix microseconds, which
+/// stay below this until the year 2255.
+pub const MAX_REQ: u64 = (1 << 53) - 1;

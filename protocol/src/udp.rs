@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::limits::MAX_DATAGRAM;
+use crate::limits::{MAX_DATAGRAM, MAX_REQ};
 use crate::{Cents, ItemView, PublicKey, Reason, VERSION};
 
 /// A client request.
@@ -273,6 +273,12 @@ pub fn decode_request(datagram: &[u8]) -> Result<Incoming<'_>, DecodeError> {
         }
         None => return Err(malformed(header.req, "missing \"v\"".into())),
     }
+    if let Some(req) = header.req.filter(|&r| r > MAX_REQ) {
+        return Err(malformed(
+            None,
+            format!("request number {req} is larger than {MAX_REQ} (2^53 - 1)"),
+        ));
+    }
     let request: Request = serde_json::from_slice(body)
         .map_err(|e| malformed(header.req, format!("not a valid request: {e}")))?;
     Ok(Incoming { request, signed })
@@ -421,8 +427,13 @@ mod tests {
 
     #[test]
     fn bad_datagrams_name_their_reason() {
-        let cases: [(&[u8], Reason); 8] = [
+        let cases: [(&[u8], Reason); 9] = [
             (b"", Reason::Malformed),
+            // One above 2^53 - 1.
+            (
+                b"{\"v\":1,\"type\":\"list\",\"req\":9007199254740992}",
+                Reason::Malformed,
+            ),
             (b"\n", Reason::Malformed),
             (b"[1,2]", Reason::Malformed),
             (b"{\"v\":1,\"req\":1}", Reason::Malformed),
@@ -440,6 +451,7 @@ mod tests {
         }
         let err = decode_request(b"{\"v\":2,\"type\":\"list\",\"req\":5}").unwrap_err();
         assert_eq!(err.req, Some(5));
+        assert!(decode_request(b"{\"v\":1,\"type\":\"list\",\"req\":9007199254740991}").is_ok());
         let big = vec![b' '; MAX_DATAGRAM + 1];
         assert_eq!(decode_request(&big).unwrap_err().reason, Reason::TooLarge);
     }

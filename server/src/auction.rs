@@ -56,6 +56,20 @@ impl Auction {
         }
     }
 
+    /// An auction as it was stored: its lead and the first answer to every bid id.
+    pub fn restore(
+        mut self,
+        lead: Option<Lead>,
+        bid_ids: impl IntoIterator<Item = (AccountId, String, Outcome)>,
+    ) -> Auction {
+        self.lead = lead;
+        self.by_bid_id = bid_ids
+            .into_iter()
+            .map(|(bidder, id, outcome)| ((bidder, id), outcome))
+            .collect();
+        self
+    }
+
     pub fn lead(&self) -> Option<&Lead> {
         self.lead.as_ref()
     }

@@ -52,6 +52,9 @@ pub struct Config {
     pub notice_retry: Duration,
     /// Transmissions of a notice per delivery round before waiting for the next ATTACH.
     pub notice_tries: u32,
+    /// Added to the end of every auction still open when the server restarts, because its
+    /// bidders were cut off while it was down.
+    pub recovery_grace: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             outgoing_queue: 256,
             notice_retry: Duration::from_millis(500),
             notice_tries: 8,
+            recovery_grace: Duration::from_secs(60),
         }
     }
 }

@@ -25,7 +25,11 @@ pub async fn serve(
     ctx: Arc<ItemContext>,
     item: mpsc::Sender<ItemCmd>,
 ) {
-    let tls = match timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp)).await {
+    let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
+    let tls = match tokio::select! {
+        done = handshake => done,
+        _ = ctx.shutdown.cancelled() => return,
+    } {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

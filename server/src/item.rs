@@ -3,23 +3,31 @@
 //! channel. It never waits on a connection: replies go into each connection's bounded queue
 //! with `try_send`, and HIGHEST goes into one `watch` that every connection's writer reads, so
 //! a reader that stops reading costs only itself.
+//!
+//! Nor does it wait on the disk. A bid is judged and applied at once and its record appended to
+//! storage; everything the task says afterwards (the answer, HIGHEST, STATE, the view the
+//! registry reads) waits in `outbox` until storage reports durable everything appended before
+//! it was said. So no one learns of a bid a crash could lose, and bids arriving during one
+//! commit are judged meanwhile and committed together in the next.
 
 use auction_protocol::channel::{self, ChannelBody, ChannelRequest, ChannelRequestBody, LineError};
+use auction_protocol::udp::{self, ServerBody};
 use auction_protocol::{names, Cents, ItemState, ItemView, Reason};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::accounts::{AccountHandle, AccountId, KeyDirectory};
 use crate::auction::{Auction, Lead, Outcome, Rules};
 use crate::config::Config;
 use crate::connection;
-use crate::storage::{Record, Storage};
+use crate::storage::{wait_durable, Lsn, NoticeRecord, Record, Storage};
 use crate::unix_ms;
 
 /// What every item task shares.
@@ -31,25 +39,42 @@ pub struct ItemContext {
     /// Where items report that they closed.
     pub closed: mpsc::Sender<ItemClosed>,
     pub shutdown: CancellationToken,
+    /// Item tasks and connections, so shutdown can wait for them to finish.
+    pub tasks: TaskTracker,
 }
 
-/// The registry's view of a new item.
+/// The registry's view of an item to run: a new one, or one resumed after a restart.
 pub struct ItemSpec {
     pub id: u64,
     pub description: String,
     pub seller: Arc<AccountHandle>,
     pub min: Cents,
     pub ends_at: u64,
-    pub channel: String,
+    /// Where bidders connect; `None` for an item that only has to close (its end passed
+    /// while the server was down).
+    pub channel: Option<String>,
+    /// The leading bid, for a resumed item.
+    pub lead: Option<Lead>,
+    /// The first answer to every bid id, for a resumed item.
+    pub bid_ids: Vec<(AccountId, String, Outcome)>,
 }
 
-/// Sent to the registry when an auction has ended and its result is durable.
+/// Sent to the registry when an auction has ended and its result and notices are durable.
 #[derive(Debug)]
 pub struct ItemClosed {
     pub item: u64,
-    pub description: String,
     pub seller: Arc<AccountHandle>,
-    pub winner: Option<Lead>,
+    pub notices: Vec<NoticeRecord>,
+}
+
+/// Notice ids are derived from the item, so each exists once however often it is built.
+pub fn notice_id(item: u64, kind: &str) -> u64 {
+    let k = match kind {
+        "win" => 0,
+        "sold" => 1,
+        _ => 2,
+    };
+    item * 4 + k
 }
 
 /// The latest HIGHEST of an item as an encoded line, shared by every writer on the item: it is
@@ -94,10 +119,28 @@ struct Conn {
     queue: mpsc::Sender<ChannelBody>,
 }
 
+/// Something the task has said that waits for storage to catch up.
+enum Out {
+    /// A message for one connection.
+    To(u64, ChannelBody),
+    /// STATE, built when it is delivered so it shows the durable view.
+    State { conn: u64, req: Option<u64> },
+    /// A new highest bid: the view and the HIGHEST broadcast.
+    Highest {
+        amount: Cents,
+        bidder: String,
+        ends_at: u64,
+    },
+}
+
 struct ItemTask {
     id: u64,
     ctx: Arc<ItemContext>,
     auction: Auction,
+    /// What has been said but not delivered, with the sequence number that must be durable
+    /// first. Numbers only grow along the queue.
+    outbox: VecDeque<(Lsn, Out)>,
+    durable: watch::Receiver<Lsn>,
     view: watch::Sender<ItemView>,
     highest: watch::Sender<Option<Arc<str>>>,
     conns: HashMap<u64, Conn>,
@@ -107,8 +150,8 @@ struct ItemTask {
     description: String,
 }
 
-/// Starts the task of a new item on `listener`.
-pub fn spawn(spec: ItemSpec, listener: TcpListener, ctx: Arc<ItemContext>) -> ItemHandle {
+/// Starts the task of an item; it listens on `listener` if given.
+pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ItemContext>) -> ItemHandle {
     let rules = Rules {
         min_increment: ctx.config.min_increment,
         snipe_window_ms: ctx.config.snipe_window.as_millis() as u64,
@@ -119,29 +162,41 @@ pub fn spawn(spec: ItemSpec, listener: TcpListener, ctx: Arc<ItemContext>) -> It
         description: spec.description.clone(),
         seller: spec.seller.name.clone(),
         min: spec.min,
-        highest: None,
-        bidder: None,
+        highest: spec.lead.as_ref().map(|l| l.amount),
+        bidder: spec.lead.as_ref().map(|l| l.bidder.name.clone()),
         ends_at: spec.ends_at,
         state: ItemState::Open,
-        channel: Some(spec.channel.clone()),
+        channel: spec.channel.clone(),
         winner: None,
         price: None,
     };
+    let highest = spec.lead.as_ref().map(|l| {
+        Arc::from(channel::encode_line(ChannelBody::Highest {
+            item: spec.id,
+            amount: l.amount,
+            bidder: l.bidder.name.clone(),
+            ends_at: spec.ends_at,
+        }))
+    });
     let (view_tx, view_rx) = watch::channel(view);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let auction = Auction::new(spec.min, spec.seller.id, spec.ends_at, rules)
+        .restore(spec.lead, spec.bid_ids);
     let task = ItemTask {
         id: spec.id,
-        auction: Auction::new(spec.min, spec.seller.id, spec.ends_at, rules),
+        auction,
+        outbox: VecDeque::new(),
+        durable: ctx.storage.durable(),
         view: view_tx,
-        highest: watch::channel(None).0,
+        highest: watch::channel(highest).0,
         conns: HashMap::new(),
         accounts: HashMap::new(),
         seller: spec.seller,
         description: spec.description,
-        ctx,
+        ctx: ctx.clone(),
     };
     let span = tracing::info_span!("item", item = spec.id);
-    tokio::spawn(
+    ctx.tasks.spawn(
         task.run(listener, cmd_rx, cmd_tx.downgrade())
             .instrument(span),
     );
@@ -151,10 +206,20 @@ pub fn spawn(spec: ItemSpec, listener: TcpListener, ctx: Arc<ItemContext>) -> It
     }
 }
 
+/// Accepts on `listener`, or never when there is none.
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl ItemTask {
     async fn run(
         mut self,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         mut commands: mpsc::Receiver<ItemCmd>,
         self_tx: mpsc::WeakSender<ItemCmd>,
     ) {
@@ -164,6 +229,8 @@ impl ItemTask {
         let end = tokio::time::sleep_until(self.end_instant());
         tokio::pin!(end);
         let mut armed_for = self.auction.ends_at;
+        let mut durable = self.ctx.storage.durable();
+        let shutdown = self.ctx.shutdown.clone();
         loop {
             if self.auction.ends_at != armed_for {
                 armed_for = self.auction.ends_at;
@@ -176,13 +243,14 @@ impl ItemTask {
                     }
                     end.as_mut().reset(self.end_instant());
                 }
-                Some(cmd) = commands.recv() => self.handle(cmd).await,
-                accepted = listener.accept() => match accepted {
+                Ok(()) = durable.changed(), if !self.outbox.is_empty() => self.flush(),
+                Some(cmd) = commands.recv() => self.handle(cmd),
+                accepted = accept(&listener) => match accepted {
                     Ok((tcp, peer)) => {
                         let Some(tx) = self_tx.upgrade() else { break };
                         next_conn += 1;
                         let _ = tcp.set_nodelay(true);
-                        tokio::spawn(connection::serve(tcp, peer, next_conn, self.ctx.clone(), tx));
+                        self.ctx.tasks.spawn(connection::serve(tcp, peer, next_conn, self.ctx.clone(), tx));
                     }
                     Err(e) => {
                         // Typically out of file descriptors: back off instead of spinning.
@@ -190,8 +258,9 @@ impl ItemTask {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                _ = self.ctx.shutdown.cancelled() => {
-                    self.going_down();
+                _ = shutdown.cancelled() => {
+                    drop(listener);
+                    self.going_down(commands).await;
                     return;
                 }
             }
@@ -205,7 +274,7 @@ impl ItemTask {
         Instant::now() + Duration::from_millis(self.auction.ends_at.saturating_sub(unix_ms()))
     }
 
-    async fn handle(&mut self, cmd: ItemCmd) {
+    fn handle(&mut self, cmd: ItemCmd) {
         match cmd {
             ItemCmd::Join {
                 conn,
@@ -218,17 +287,14 @@ impl ItemTask {
             }
             ItemCmd::Leave { conn } => self.remove(conn),
             ItemCmd::Request { conn, request } => match request.body {
-                ChannelRequestBody::Bid { amount, id } => {
-                    self.bid(conn, request.req, amount, id).await
-                }
-                ChannelRequestBody::Status => {
-                    if let Some(c) = self.conns.get(&conn) {
-                        let state = self.state(Some(request.req), &c.account.name);
-                        self.send(conn, state);
-                    }
-                }
+                ChannelRequestBody::Bid { amount, id } => self.bid(conn, request.req, amount, id),
+                ChannelRequestBody::Status => self.emit(Out::State {
+                    conn,
+                    req: Some(request.req),
+                }),
             },
             ItemCmd::BadLine { conn, error, fatal } => {
+                // Sent at once: it says nothing about the auction.
                 self.send(
                     conn,
                     ChannelBody::Error {
@@ -271,9 +337,8 @@ impl ItemTask {
             }
         }
         *self.accounts.entry(account.id).or_default() += 1;
-        let state = self.state(None, &account.name);
         self.conns.insert(conn, Conn { account, queue });
-        self.send(conn, state);
+        self.emit(Out::State { conn, req: None });
         Ok(self.highest.subscribe())
     }
 
@@ -288,12 +353,68 @@ impl ItemTask {
         }
     }
 
+    /// STATE from the view, which shows only durable bids.
     fn state(&self, req: Option<u64>, you: &str) -> ChannelBody {
+        let item = self.view.borrow().clone();
+        let next_min = match item.highest {
+            None => item.min,
+            Some(h) => Cents(h.0.saturating_add(self.ctx.config.min_increment.0)),
+        };
         ChannelBody::State {
             req,
-            item: self.view.borrow().clone(),
-            next_min: self.auction.next_min(),
+            item,
+            next_min,
             you: you.to_owned(),
+        }
+    }
+
+    /// Says `out` once everything appended to storage so far is durable: at once if it is.
+    fn emit(&mut self, out: Out) {
+        let needed = self.ctx.storage.appended();
+        if self.outbox.is_empty() && *self.durable.borrow() >= needed {
+            self.deliver(out);
+        } else {
+            self.outbox.push_back((needed, out));
+        }
+    }
+
+    /// Delivers what storage has caught up with.
+    fn flush(&mut self) {
+        let durable = *self.durable.borrow();
+        while self.outbox.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+            if let Some((_, out)) = self.outbox.pop_front() {
+                self.deliver(out);
+            }
+        }
+    }
+
+    fn deliver(&mut self, out: Out) {
+        match out {
+            Out::To(conn, body) => self.send(conn, body),
+            Out::State { conn, req } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let state = self.state(req, &c.account.name);
+                    self.send(conn, state);
+                }
+            }
+            Out::Highest {
+                amount,
+                bidder,
+                ends_at,
+            } => {
+                self.view.send_modify(|v| {
+                    v.highest = Some(amount);
+                    v.bidder = Some(bidder.clone());
+                    v.ends_at = ends_at;
+                });
+                let line = channel::encode_line(ChannelBody::Highest {
+                    item: self.id,
+                    amount,
+                    bidder,
+                    ends_at,
+                });
+                self.highest.send_replace(Some(Arc::from(line)));
+            }
         }
     }
 
@@ -309,16 +430,20 @@ impl ItemTask {
         }
     }
 
-    async fn bid(&mut self, conn: u64, req: u64, amount: Cents, id: Option<String>) {
+    fn bid(&mut self, conn: u64, req: u64, amount: Cents, id: Option<String>) {
         let Some(bidder) = self.conns.get(&conn).map(|c| c.account.clone()) else {
             return;
         };
         let now = unix_ms();
         let outcome = match id.as_deref() {
-            Some(id) if !names::valid_bid_id(id) => Outcome::Rejected {
-                reason: Reason::InvalidBidId,
-                message: "a bid id is 1 to 64 printable ASCII characters, no spaces".into(),
-            },
+            Some(id) if !names::valid_bid_id(id) => {
+                let invalid = Outcome::Rejected {
+                    reason: Reason::InvalidBidId,
+                    message: "a bid id is 1 to 64 printable ASCII characters, no spaces".into(),
+                };
+                self.reply(conn, req, &invalid);
+                return;
+            }
             Some(id) => match self.auction.previous_outcome(bidder.id, id) {
                 Some(first) => {
                     let first = first.clone();
@@ -329,39 +454,27 @@ impl ItemTask {
             },
             None => self.auction.judge(&bidder, amount, now),
         };
-        if let Outcome::Accepted { amount, ends_at } = &outcome {
-            let record = Record::BidAccepted {
+        let accepted = matches!(outcome, Outcome::Accepted { .. });
+        // Accepted bids are the auction; rejected ones are kept only when they carry an id,
+        // so that the id is answered the same way after a restart.
+        if accepted || id.is_some() {
+            self.ctx.storage.append(vec![Record::Bid {
                 item: self.id,
                 bidder: bidder.id,
-                amount: *amount,
+                amount,
                 bid_id: id.clone(),
-                ends_at: *ends_at,
-            };
-            if let Err(e) = self.ctx.storage.commit(vec![record]).await {
-                tracing::error!(error = %e, "could not store an accepted bid; refusing it");
-                let refused = Outcome::Rejected {
-                    reason: Reason::Unavailable,
-                    message: "the server could not store the bid; try again".into(),
-                };
-                self.reply(conn, req, &refused);
-                return;
-            }
+                outcome: outcome.clone(),
+                at: now,
+            }]);
         }
         self.auction.apply(&bidder, &outcome, id.as_deref());
         self.reply(conn, req, &outcome);
         if let Outcome::Accepted { amount, ends_at } = outcome {
-            self.view.send_modify(|v| {
-                v.highest = Some(amount);
-                v.bidder = Some(bidder.name.clone());
-                v.ends_at = ends_at;
-            });
-            let line = channel::encode_line(ChannelBody::Highest {
-                item: self.id,
+            self.emit(Out::Highest {
                 amount,
                 bidder: bidder.name.clone(),
                 ends_at,
             });
-            self.highest.send_replace(Some(Arc::from(line)));
         }
     }
 
@@ -380,29 +493,82 @@ impl ItemTask {
                 next_min: self.auction.next_min(),
             },
         };
-        self.send(conn, body);
+        self.emit(Out::To(conn, body));
+    }
+
+    /// WIN and SOLD, or NOT-SOLD, for this item's result.
+    fn notices(&self, lead: Option<&Lead>) -> Vec<NoticeRecord> {
+        let item = self.id;
+        let description = self.description.clone();
+        let notice = |account: AccountId, kind: &'static str, body: ServerBody| NoticeRecord {
+            id: notice_id(item, kind),
+            account,
+            item,
+            kind,
+            datagram: udp::encode(body),
+        };
+        match lead {
+            Some(l) => vec![
+                notice(
+                    l.bidder.id,
+                    "win",
+                    ServerBody::Win {
+                        notice: notice_id(item, "win"),
+                        item,
+                        description: description.clone(),
+                        amount: l.amount,
+                        seller: self.seller.name.clone(),
+                    },
+                ),
+                notice(
+                    self.seller.id,
+                    "sold",
+                    ServerBody::Sold {
+                        notice: notice_id(item, "sold"),
+                        item,
+                        description,
+                        amount: l.amount,
+                        winner: l.bidder.name.clone(),
+                    },
+                ),
+            ],
+            None => vec![notice(
+                self.seller.id,
+                "not-sold",
+                ServerBody::NotSold {
+                    notice: notice_id(item, "not-sold"),
+                    item,
+                    description,
+                },
+            )],
+        }
     }
 
     /// The auction has ended: make the result durable, tell everyone on the channel, and hand
     /// the result to the registry for WIN / SOLD / NOT-SOLD.
     async fn close(mut self) {
         let lead = self.auction.lead().cloned();
-        let record = Record::ItemClosed {
+        let notices = self.notices(lead.as_ref());
+        let lsn = self.ctx.storage.append(vec![Record::ItemClosed {
             item: self.id,
-            winner: lead.as_ref().map(|l| l.bidder.id),
-            price: lead.as_ref().map(|l| l.amount),
-        };
-        if let Err(e) = self.ctx.storage.commit(vec![record]).await {
-            tracing::error!(error = %e, "could not store the auction result");
+            winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
+            notices: notices.clone(),
+            at: unix_ms(),
+        }]);
+        if !wait_durable(&*self.ctx.storage, lsn).await {
+            // The server is stopping for it; the item closes again after the restart.
+            tracing::error!("could not store the auction result");
+            self.conns.clear();
+            return;
         }
+        self.flush();
         // The registry hears first: by the time anyone can see the item closed (STATUS, or
         // SOLD-TO on a channel), the registry has the close queued, and it handles queued closes
         // before the next datagram, so the seller's open-item count is already right.
         let closed = ItemClosed {
             item: self.id,
-            description: self.description.clone(),
             seller: self.seller.clone(),
-            winner: lead.clone(),
+            notices,
         };
         let _ = self.ctx.closed.send(closed).await;
         self.view.send_modify(|v| {
@@ -434,7 +600,16 @@ impl ItemTask {
         self.conns.clear();
     }
 
-    fn going_down(&mut self) {
+    /// The server is stopping: finish the requests already queued, wait until everything said
+    /// is durable and deliver it, then tell every bidder why the channel closes.
+    async fn going_down(&mut self, mut commands: mpsc::Receiver<ItemCmd>) {
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            self.handle(cmd);
+        }
+        if wait_durable(&*self.ctx.storage, self.ctx.storage.appended()).await {
+            self.flush();
+        }
         let conns: Vec<u64> = self.conns.keys().copied().collect();
         for conn in conns {
             self.send(
@@ -442,7 +617,7 @@ impl ItemTask {
                 ChannelBody::Error {
                     req: None,
                     reason: Reason::Unavailable,
-                    message: "the server is shutting down".into(),
+                    message: "the server is shutting down; reconnect when it is back".into(),
                 },
             );
         }

@@ -1,11 +1,12 @@
 //! `auction-server` as a library: [`Server::start`] takes a bound UDP socket, a TLS identity,
-//! a policy and a storage backend, and runs until its shutdown token is cancelled. `main.rs`
-//! only parses arguments, sets up logging and binds; tests start the same server on port 0.
+//! a policy, a storage backend and what that storage held at start, and runs until its
+//! shutdown token is cancelled. `main.rs` only parses arguments, sets up logging, opens the
+//! database and binds; tests start the same server on port 0.
 //!
 //! Where things happen, by file: `registry.rs` answers UDP (accounts, offers, announcements);
 //! `item.rs` owns one auction and its listener; `connection.rs` is one bidder's TLS channel;
 //! `auction.rs` holds the bidding rules; `tls.rs` decides which client certificates are
-//! accepted; `storage.rs` is the durability boundary.
+//! accepted; `storage.rs` is the durability boundary and `sqlite.rs` its SQLite backend.
 
 pub mod accounts;
 pub mod auction;
@@ -15,6 +16,7 @@ pub mod connection;
 pub mod item;
 pub mod registry;
 pub mod replay;
+pub mod sqlite;
 pub mod storage;
 pub mod tls;
 
@@ -22,14 +24,20 @@ use anyhow::{Context, Result};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 pub use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{Config, PortRange};
-pub use storage::{MemoryStorage, Storage};
+pub use sqlite::{SqliteOptions, SqliteStorage};
+pub use storage::{Snapshot, Storage};
+
+/// How long shutdown waits for item tasks and connections to finish their work.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Wall-clock time in Unix milliseconds: the unit of every `ends_at`.
 pub fn unix_ms() -> u64 {
@@ -72,16 +80,20 @@ pub struct Server {
     udp_addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    tasks: TaskTracker,
+    storage: Arc<dyn Storage>,
 }
 
 impl Server {
-    /// Starts serving on `udp`. Item channels listen on the same IP; they are announced with
-    /// `advertise` when given (needed when `udp` is bound to an unspecified address).
+    /// Starts serving on `udp`, carrying on from `snapshot` (what `storage` held when it was
+    /// opened). Item channels listen on the same IP; they are announced with `advertise` when
+    /// given (needed when `udp` is bound to an unspecified address).
     pub async fn start(
         udp: UdpSocket,
         tls: TlsIdentity,
         config: Config,
         storage: Arc<dyn Storage>,
+        snapshot: Snapshot,
         advertise: Option<IpAddr>,
     ) -> Result<Server> {
         let udp_addr = udp
@@ -97,21 +109,26 @@ impl Server {
         let tls_config = tls::server_config(tls.chain, tls.key, keys.clone())
             .context("the server certificate or key is not usable")?;
         let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
         let (closed_tx, closed_rx) = mpsc::channel(1024);
         let ctx = Arc::new(item::ItemContext {
             config,
             acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
             keys,
-            storage,
+            storage: storage.clone(),
             closed: closed_tx,
             shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
         });
-        let registry = registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise);
+        let registry =
+            registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);
         let task = tokio::spawn(registry.run(closed_rx));
         Ok(Server {
             udp_addr,
             shutdown,
             task,
+            tasks,
+            storage,
         })
     }
 
@@ -125,18 +142,39 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Stops the server and waits for the registry to finish.
-    pub async fn shutdown(self) {
+    /// Stops gracefully: no new datagrams or connections; requests already received are
+    /// handled; everything is committed and delivered; bidders are told the server is going
+    /// down; then the storage closes. Fails if the storage failed at any point.
+    pub async fn shutdown(self) -> Result<()> {
         self.shutdown.cancel();
         let _ = self.task.await;
+        self.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some connections did not finish within {DRAIN_TIMEOUT:?}; closing anyway"
+            );
+        }
+        let storage = self.storage.clone();
+        let _ = tokio::task::spawn_blocking(move || storage.close()).await;
+        match self.storage.failure() {
+            Some(e) => anyhow::bail!("storage failed: {e}"),
+            None => Ok(()),
+        }
     }
 
-    /// Runs until `signal` completes, then shuts down.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+    /// Runs until `signal` completes (or the storage fails), then shuts down.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
+        let failed = self.storage.failed();
         tokio::select! {
             _ = signal => {}
             _ = self.shutdown.cancelled() => {}
+            _ = failed.cancelled() => {
+                tracing::error!("the database failed: stopping without acknowledging anything more");
+            }
         }
-        self.shutdown().await;
+        self.shutdown().await
     }
 }

@@ -1,9 +1,11 @@
-//! `auction-server`: parses arguments, sets up logging, makes sure certificates exist, binds the
-//! UDP socket and runs [`auction_server::Server`] until Ctrl-C or SIGTERM.
+//! `auction-server`: parses arguments, sets up logging, makes sure certificates exist, opens the
+//! database, binds the UDP socket and runs [`auction_server::Server`] until Ctrl-C or SIGTERM.
 
 use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
-use auction_server::{certs, Config, MemoryStorage, PortRange, Server, TlsIdentity};
+use auction_server::{
+    certs, Config, PortRange, Server, SqliteOptions, SqliteStorage, Storage, TlsIdentity,
+};
 use clap::{Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -36,9 +38,16 @@ struct Cli {
     /// Server private key (PEM).
     #[arg(long, default_value = "certs/server.key")]
     key: PathBuf,
-    /// Database file. This build keeps state in memory; durable storage is the next step.
-    #[arg(long, default_value = "data/auction.db")]
+    /// SQLite database (created with its folder if missing). See README "Data and recovery".
+    #[arg(long, env = "AUCTION_DB", default_value = "data/auction.db")]
     db: PathBuf,
+    /// Added to the remaining time of every auction still open after a restart.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    recovery_grace: Duration,
+    /// Commit every change in its own transaction instead of in groups. Much slower; only
+    /// for measuring what group commit buys.
+    #[arg(long)]
+    no_group_commit: bool,
     /// Open items one seller may have at once.
     #[arg(long, default_value_t = 3)]
     max_open_items: usize,
@@ -114,19 +123,40 @@ async fn run(cli: Cli) -> Result<()> {
         max_bidders_per_item: cli.max_bidders_per_item,
         item_ports: cli.item_ports,
         handshake_timeout: cli.handshake_timeout,
+        recovery_grace: cli.recovery_grace,
         ..Config::default()
     };
     let udp = UdpSocket::bind(cli.udp)
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
-    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage), cli.advertise).await?;
-    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, "auction-server listening");
+    let options = SqliteOptions {
+        group_commit: !cli.no_group_commit,
+    };
+    let (storage, snapshot) = SqliteStorage::open(&cli.db, options)?;
+    let open_items = snapshot
+        .items
+        .iter()
+        .filter(|i| i.closed_at.is_none())
+        .count();
     tracing::info!(
         db = %cli.db.display(),
-        "state is kept in memory in this build; it is lost when the server stops"
+        accounts = snapshot.accounts.iter().filter(|a| !a.removed).count(),
+        open_items,
+        pending_notices = snapshot.notices.len(),
+        group_commit = options.group_commit,
+        "database opened"
     );
-    server.run_until(shutdown_signal()).await;
-    tracing::info!("auction-server stopped");
+    let storage = Arc::new(storage);
+    let server = Server::start(udp, tls, config, storage.clone(), snapshot, cli.advertise).await?;
+    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, "auction-server listening");
+    server.run_until(shutdown_signal()).await?;
+    let stats = storage.stats();
+    tracing::info!(
+        commits = stats.commits,
+        appends = stats.appends,
+        records = stats.records,
+        "auction-server stopped; everything acknowledged is in the database"
+    );
     Ok(())
 }
 

@@ -8,6 +8,11 @@
 //! 3. signature — requests that act for an account must be signed by its key;
 //! 4. replay window — a repeated request number gets the cached answer, an old one is refused;
 //! 5. the request itself.
+//!
+//! What a request changes is appended to storage as one group with the request's answer (for
+//! the replay window), so a restart cannot keep one without the other. Answers and
+//! announcements wait in `outbox` until storage has made durable everything appended before
+//! them (see `storage.rs`); the task itself never waits for the disk.
 
 use auction_protocol::limits::{
     COOKIE_AMPLIFICATION, DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DATAGRAM, MAX_DURATION_SECS,
@@ -16,6 +21,7 @@ use auction_protocol::limits::{
 use auction_protocol::udp::{self, RequestBody, ServerBody};
 use auction_protocol::{cookie::CookieKey, names, sign, Cents, ItemView, PublicKey, Reason};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::mem;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +30,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::accounts::{AccountHandle, AccountId};
+use crate::auction::Lead;
 use crate::config::PortRange;
 use crate::item::{self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec};
 use crate::replay::{ReplayWindow, Verdict};
-use crate::storage::Record;
+use crate::storage::{Lsn, Record, Snapshot, StoredItem};
 use crate::{unix_ms, unix_secs};
 
 /// Deregistered accounts remembered so a retransmitted DEREGISTER still gets DEREG-CONF.
@@ -52,6 +59,7 @@ struct Pending {
 }
 
 struct Tombstone {
+    id: AccountId,
     key: PublicKey,
     replay: ReplayWindow,
 }
@@ -71,6 +79,7 @@ pub struct Registry {
     /// ...and are announced with this host.
     advertise: IpAddr,
     accounts: HashMap<String, Account>,
+    names: HashMap<AccountId, String>,
     tombstones: HashMap<String, Tombstone>,
     tombstone_order: VecDeque<String>,
     items: BTreeMap<u64, Entry>,
@@ -78,9 +87,15 @@ pub struct Registry {
     with_pending: BTreeSet<String>,
     next_account: AccountId,
     next_item: u64,
-    next_notice: u64,
     /// Rotates through the item port range so a just-closed port is not reused at once.
     next_port: u16,
+    /// What the request being handled changed, appended as one group when it is answered.
+    records: Vec<Record>,
+    /// Datagrams waiting for storage: (sequence number that must be durable, to, datagram).
+    outbox: VecDeque<(Lsn, SocketAddr, Vec<u8>)>,
+    durable: tokio::sync::watch::Receiver<Lsn>,
+    /// Open items from the database, resumed when the task starts.
+    to_resume: Vec<StoredItem>,
 }
 
 /// The result of one request: datagrams to send back, and whether to remember them in the
@@ -107,11 +122,13 @@ impl Answer {
 }
 
 impl Registry {
+    /// The registry of a server that starts from `snapshot` (empty for a new database).
     pub fn new(
         socket: Arc<UdpSocket>,
         ctx: Arc<ItemContext>,
         bind_ip: IpAddr,
         advertise: IpAddr,
+        snapshot: Snapshot,
     ) -> Registry {
         let mut master = [0u8; 32];
         rand::fill(&mut master);
@@ -119,30 +136,205 @@ impl Registry {
             PortRange::Range(lo, _) => lo,
             PortRange::Ephemeral => 0,
         };
-        Registry {
+        let durable = ctx.storage.durable();
+        let mut registry = Registry {
             socket,
             ctx,
             cookies: CookieKey::new(&master),
             bind_ip,
             advertise,
             accounts: HashMap::new(),
+            names: HashMap::new(),
             tombstones: HashMap::new(),
             tombstone_order: VecDeque::new(),
             items: BTreeMap::new(),
             with_pending: BTreeSet::new(),
-            next_account: 1,
-            next_item: 1,
-            next_notice: 1,
+            next_account: snapshot.next_account.max(1),
+            next_item: snapshot.next_item.max(1),
             next_port: first_port,
+            records: Vec::new(),
+            outbox: VecDeque::new(),
+            durable,
+            to_resume: Vec::new(),
+        };
+        registry.restore(snapshot);
+        registry
+    }
+
+    /// Accounts, replay windows, closed items and pending notices from the database. Open
+    /// items are resumed by `run`, which can send their announcements.
+    fn restore(&mut self, snapshot: Snapshot) {
+        let (live, mut removed): (Vec<_>, Vec<_>) =
+            snapshot.accounts.into_iter().partition(|a| !a.removed);
+        for a in live {
+            let handle = Arc::new(AccountHandle::new(a.id, a.name.clone(), a.key));
+            self.ctx.keys.insert(handle.clone());
+            self.names.insert(a.id, a.name.clone());
+            self.accounts.insert(
+                a.name,
+                Account {
+                    handle,
+                    replay: ReplayWindow::restore(a.replay_floor, a.replies),
+                    notify: a.notify,
+                    open_items: 0,
+                    pending: BTreeMap::new(),
+                },
+            );
+        }
+        // Oldest first, so the tombstone order evicts the oldest; a name registered again
+        // has no tombstone.
+        removed.sort_by_key(|a| a.id);
+        for a in removed {
+            if self.accounts.contains_key(&a.name) {
+                continue;
+            }
+            self.tombstones.insert(
+                a.name.clone(),
+                Tombstone {
+                    id: a.id,
+                    key: a.key,
+                    replay: ReplayWindow::restore(a.replay_floor, a.replies),
+                },
+            );
+            self.tombstone_order.push_back(a.name);
+        }
+        for stored in snapshot.items {
+            if stored.closed_at.is_some() {
+                let view = ItemView {
+                    item: stored.id,
+                    description: stored.description,
+                    seller: stored.seller_name,
+                    min: stored.min,
+                    highest: stored.lead.as_ref().map(|l| l.2),
+                    bidder: stored.lead.as_ref().map(|l| l.1.clone()),
+                    ends_at: stored.ends_at,
+                    state: auction_protocol::ItemState::Closed,
+                    channel: None,
+                    winner: stored.lead.as_ref().map(|l| l.1.clone()),
+                    price: stored.lead.as_ref().map(|l| l.2),
+                };
+                let (_, view) = tokio::sync::watch::channel(view);
+                self.items.insert(stored.id, Entry { cmd: None, view });
+            } else {
+                if let Some(account) = self.accounts.get_mut(&stored.seller_name) {
+                    account.open_items += 1;
+                }
+                self.to_resume.push(stored);
+            }
+        }
+        let now = Instant::now();
+        for n in snapshot.notices {
+            let Some(name) = self.names.get(&n.account) else {
+                continue;
+            };
+            if let Some(account) = self.accounts.get_mut(name) {
+                account.pending.insert(
+                    n.id,
+                    Pending {
+                        datagram: n.datagram,
+                        tries: 0,
+                        next_at: now,
+                    },
+                );
+                self.with_pending.insert(name.clone());
+            }
         }
     }
 
+    /// The handle of account `id`, or a handle that cannot bid if the account is gone.
+    fn handle_of(&self, id: AccountId, name: &str) -> Arc<AccountHandle> {
+        match self.accounts.get(name) {
+            Some(a) if a.handle.id == id => a.handle.clone(),
+            _ => {
+                let gone = AccountHandle::new(id, name.to_owned(), PublicKey([0; 32]));
+                gone.set_live(false);
+                Arc::new(gone)
+            }
+        }
+    }
+
+    /// Starts the items that were open when the server stopped. Those whose end passed in the
+    /// meantime close at once (with their results and notices); the others get the time they
+    /// had left plus the recovery grace, listen again (on the same port when it is free) and
+    /// are announced again.
+    async fn resume(&mut self) {
+        let grace = self.ctx.config.recovery_grace.as_millis() as u64;
+        let now = unix_ms();
+        for stored in mem::take(&mut self.to_resume) {
+            let seller = self.handle_of(stored.seller, &stored.seller_name);
+            let lead = stored.lead.as_ref().map(|(id, name, amount)| Lead {
+                amount: *amount,
+                bidder: self.handle_of(*id, name),
+            });
+            let mut spec = ItemSpec {
+                id: stored.id,
+                description: stored.description,
+                seller,
+                min: stored.min,
+                ends_at: stored.ends_at,
+                channel: None,
+                lead,
+                bid_ids: stored.bid_ids,
+            };
+            let mut listener = None;
+            if stored.ends_at > now {
+                let bound = self
+                    .bind(stored.port)
+                    .or_else(|_| self.bind_item_port())
+                    .and_then(|l| Ok((l.local_addr()?.port(), l)));
+                match bound {
+                    Ok((port, l)) => {
+                        spec.ends_at = stored.ends_at.saturating_add(grace);
+                        spec.channel = Some(SocketAddr::new(self.advertise, port).to_string());
+                        self.records.push(Record::ItemResumed {
+                            item: stored.id,
+                            ends_at: spec.ends_at,
+                            port,
+                        });
+                        listener = Some(l);
+                        tracing::info!(
+                            item = stored.id,
+                            port,
+                            ends_at = spec.ends_at,
+                            "item resumed"
+                        );
+                    }
+                    Err(e) => {
+                        // Without a channel no one can bid: the auction closes with what it has.
+                        tracing::error!(item = stored.id, error = %e, "no port to resume the item on; closing it");
+                    }
+                }
+            } else {
+                tracing::info!(
+                    item = stored.id,
+                    "item ended while the server was down; closing it"
+                );
+            }
+            let resumed = listener.is_some();
+            let ItemHandle { cmd, view } = item::spawn(spec, listener, self.ctx.clone());
+            self.items.insert(
+                stored.id,
+                Entry {
+                    cmd: Some(cmd),
+                    view,
+                },
+            );
+            if resumed {
+                self.append_records();
+                self.announce_item(stored.id).await;
+            }
+        }
+        self.append_records();
+    }
+
     pub async fn run(mut self, mut closed: mpsc::Receiver<ItemClosed>) {
+        self.resume().await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.ctx.shutdown.clone();
+        let mut durable = self.ctx.storage.durable();
         loop {
             tokio::select! {
                 // In this order: closes queued by item tasks are applied before the next
@@ -150,6 +342,7 @@ impl Registry {
                 // notice retransmission.
                 biased;
                 _ = shutdown.cancelled() => break,
+                Ok(()) = durable.changed(), if !self.outbox.is_empty() => self.flush().await,
                 Some(done) = closed.recv() => self.on_closed(done).await,
                 _ = tick.tick() => self.retransmit().await,
                 received = self.socket.recv_from(&mut buf) => match received {
@@ -157,6 +350,42 @@ impl Registry {
                     // ICMP errors from earlier sends surface here on some systems; not fatal.
                     Err(e) => tracing::debug!(error = %e, "UDP receive error"),
                 },
+            }
+        }
+        // Answers to requests already handled go out once they are durable.
+        let appended = self.ctx.storage.appended();
+        if crate::storage::wait_durable(&*self.ctx.storage, appended).await {
+            self.flush().await;
+        }
+    }
+
+    /// Appends what the current request changed, as one group.
+    fn append_records(&mut self) {
+        if !self.records.is_empty() {
+            self.ctx.storage.append(mem::take(&mut self.records));
+        }
+    }
+
+    /// Sends `datagram` once everything appended so far is durable: at once if it is.
+    async fn emit(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        let needed = self.ctx.storage.appended();
+        if self.outbox.is_empty() && *self.durable.borrow() >= needed {
+            self.send(to, &datagram).await;
+        } else {
+            self.outbox.push_back((needed, to, datagram));
+        }
+    }
+
+    /// Sends what storage has caught up with.
+    async fn flush(&mut self) {
+        let durable = *self.durable.borrow();
+        while self
+            .outbox
+            .front()
+            .is_some_and(|(lsn, _, _)| *lsn <= durable)
+        {
+            if let Some((_, to, datagram)) = self.outbox.pop_front() {
+                self.send(to, &datagram).await;
             }
         }
     }
@@ -208,7 +437,7 @@ impl Registry {
         }
 
         // Signature and replay window, for requests that act for an account.
-        let mut acting: Option<String> = None;
+        let mut acting: Option<(String, PublicKey)> = None;
         if let Some(name) = request.body.account() {
             let Some(signed) = incoming.signed else {
                 let msg = "this request must be signed with the account's key";
@@ -257,21 +486,31 @@ impl Registry {
                 }
                 Some(Verdict::New) | None => {}
             }
-            acting = Some(name.to_owned());
+            acting = Some((name.to_owned(), key));
         }
 
         let answer = self.execute(request.body, req, src).await;
-        if let Some(name) = acting {
-            if let Some(first) = answer.datagrams.first() {
-                if let Some(account) = self.accounts.get_mut(&name) {
-                    account.replay.record(req, first.clone());
-                } else if let Some(tomb) = self.tombstones.get_mut(&name) {
-                    tomb.replay.record(req, first.clone());
-                }
+        if let (Some((name, key)), Some(first)) = (acting, answer.datagrams.first()) {
+            // Only into the window of the account that signed: a refused REGISTER for a taken
+            // name, signed by another key, must not touch the owner's window.
+            let window = match (self.accounts.get_mut(&name), self.tombstones.get_mut(&name)) {
+                (Some(a), _) if a.handle.key == key => Some((a.handle.id, &mut a.replay)),
+                (None, Some(t)) if t.key == key => Some((t.id, &mut t.replay)),
+                _ => None,
+            };
+            if let Some((account, window)) = window {
+                window.record(req, first.clone());
+                self.records.push(Record::Replied {
+                    account,
+                    req,
+                    answer: first.clone(),
+                    floor: window.floor(),
+                });
             }
         }
-        for datagram in &answer.datagrams {
-            self.send(src, datagram).await;
+        self.append_records();
+        for datagram in answer.datagrams {
+            self.emit(src, datagram).await;
         }
         match answer.after {
             AfterAnswer::Nothing => {}
@@ -291,14 +530,14 @@ impl Registry {
 
     async fn execute(&mut self, body: RequestBody, req: u64, src: SocketAddr) -> Answer {
         match body {
-            RequestBody::Register { name, key } => self.register(req, name, key, src).await,
+            RequestBody::Register { name, key } => self.register(req, name, key, src),
             RequestBody::Deregister { account } => self.deregister(req, &account).await,
             RequestBody::Offer {
                 account,
                 description,
                 min,
                 duration,
-            } => self.offer(req, &account, description, min, duration).await,
+            } => self.offer(req, &account, description, min, duration),
             RequestBody::List => {
                 let views: Vec<ItemView> = self
                     .items
@@ -331,23 +570,21 @@ impl Registry {
                     });
                 };
                 a.notify = Some(src);
+                self.records.push(Record::AccountAttached {
+                    id: a.handle.id,
+                    notify: src,
+                });
                 let pending = a.pending.len() as u32;
                 Answer {
                     datagrams: vec![udp::encode(ServerBody::Attached { req, pending })],
                     after: AfterAnswer::SendPending(account),
                 }
             }
-            RequestBody::Ack { account, notice } => self.ack(req, &account, notice).await,
+            RequestBody::Ack { account, notice } => self.ack(req, &account, notice),
         }
     }
 
-    async fn register(
-        &mut self,
-        req: u64,
-        name: String,
-        key: PublicKey,
-        src: SocketAddr,
-    ) -> Answer {
+    fn register(&mut self, req: u64, name: String, key: PublicKey, src: SocketAddr) -> Answer {
         let denied = |reason, message: String| {
             Answer::one(ServerBody::RegisterDenied {
                 req,
@@ -363,8 +600,12 @@ impl Registry {
         }
         if let Some(existing) = self.accounts.get_mut(&name) {
             if existing.handle.key == key {
-                // Registering again with the same key is a no-op that succeeds.
+                // Registering again with the same key succeeds and moves the announcements.
                 existing.notify = Some(src);
+                self.records.push(Record::AccountAttached {
+                    id: existing.handle.id,
+                    notify: src,
+                });
                 return Answer::one(ServerBody::Registered { req, name });
             }
             return denied(Reason::NameTaken, format!("the name '{name}' is taken"));
@@ -376,20 +617,17 @@ impl Registry {
             );
         }
         let id = self.next_account;
-        let record = Record::AccountCreated {
+        self.records.push(Record::AccountCreated {
             id,
             name: name.clone(),
             key,
-        };
-        if self.ctx.storage.commit(vec![record]).await.is_err() {
-            return denied(
-                Reason::Unavailable,
-                "the server could not store the account".into(),
-            );
-        }
+            notify: src,
+            at: unix_ms(),
+        });
         self.next_account += 1;
         let handle = Arc::new(AccountHandle::new(id, name.clone(), key));
         self.ctx.keys.insert(handle.clone());
+        self.names.insert(id, name.clone());
         self.tombstones.remove(&name);
         self.accounts.insert(
             name.clone(),
@@ -437,20 +675,18 @@ impl Registry {
                 format!("'{name}' holds the highest bid on item {item}; wait until it closes"),
             );
         }
-        let record = Record::AccountRemoved { id: handle.id };
-        if self.ctx.storage.commit(vec![record]).await.is_err() {
-            handle.set_live(true);
-            return denied(
-                Reason::Unavailable,
-                "the server could not store the change".into(),
-            );
-        }
+        self.records.push(Record::AccountRemoved {
+            id: handle.id,
+            at: unix_ms(),
+        });
         self.ctx.keys.remove(&handle.key);
         if let Some(account) = self.accounts.remove(name) {
             self.with_pending.remove(name);
+            self.names.remove(&handle.id);
             self.tombstones.insert(
                 name.to_owned(),
                 Tombstone {
+                    id: handle.id,
                     key: handle.key,
                     replay: account.replay,
                 },
@@ -487,7 +723,7 @@ impl Registry {
         None
     }
 
-    async fn offer(
+    fn offer(
         &mut self,
         req: u64,
         name: &str,
@@ -542,25 +778,23 @@ impl Registry {
                 );
             }
         };
-        let channel = match listener.local_addr() {
-            Ok(addr) => SocketAddr::new(self.advertise, addr.port()).to_string(),
+        let port = match listener.local_addr() {
+            Ok(addr) => addr.port(),
             Err(e) => return denied(Reason::NoChannelPort, e.to_string()),
         };
+        let channel = SocketAddr::new(self.advertise, port).to_string();
         let id = self.next_item;
-        let ends_at = unix_ms() + duration * 1000;
-        let record = Record::ItemOffered {
+        let now = unix_ms();
+        let ends_at = now + duration * 1000;
+        self.records.push(Record::ItemOffered {
             item: id,
             seller: seller.id,
             description: description.clone(),
             min,
             ends_at,
-        };
-        if self.ctx.storage.commit(vec![record]).await.is_err() {
-            return denied(
-                Reason::Unavailable,
-                "the server could not store the item".into(),
-            );
-        }
+            port,
+            at: now,
+        });
         self.next_item += 1;
         let spec = ItemSpec {
             id,
@@ -568,9 +802,11 @@ impl Registry {
             seller,
             min,
             ends_at,
-            channel: channel.clone(),
+            channel: Some(channel.clone()),
+            lead: None,
+            bid_ids: Vec::new(),
         };
-        let ItemHandle { cmd, view } = item::spawn(spec, listener, self.ctx.clone());
+        let ItemHandle { cmd, view } = item::spawn(spec, Some(listener), self.ctx.clone());
         self.items.insert(
             id,
             Entry {
@@ -593,20 +829,21 @@ impl Registry {
         }
     }
 
+    fn bind(&self, port: u16) -> std::io::Result<TcpListener> {
+        let std = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port))?;
+        std.set_nonblocking(true)?;
+        TcpListener::from_std(std)
+    }
+
     fn bind_item_port(&mut self) -> std::io::Result<TcpListener> {
-        let bind = |port| -> std::io::Result<TcpListener> {
-            let std = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port))?;
-            std.set_nonblocking(true)?;
-            TcpListener::from_std(std)
-        };
         match self.ctx.config.item_ports {
-            PortRange::Ephemeral => bind(0),
+            PortRange::Ephemeral => self.bind(0),
             PortRange::Range(lo, hi) => {
                 let span = u32::from(hi - lo) + 1;
                 for _ in 0..span {
                     let port = self.next_port.clamp(lo, hi);
                     self.next_port = if port == hi { lo } else { port + 1 };
-                    if let Ok(listener) = bind(port) {
+                    if let Ok(listener) = self.bind(port) {
                         return Ok(listener);
                     }
                 }
@@ -618,21 +855,20 @@ impl Registry {
         }
     }
 
-    async fn announce_item(&self, item: u64) {
+    async fn announce_item(&mut self, item: u64) {
         let Some(entry) = self.items.get(&item) else {
             return;
         };
         let datagram = udp::encode(ServerBody::NewItem {
             item: entry.view.borrow().clone(),
         });
-        for account in self.accounts.values() {
-            if let Some(to) = account.notify {
-                self.send(to, &datagram).await;
-            }
+        let to: Vec<SocketAddr> = self.accounts.values().filter_map(|a| a.notify).collect();
+        for to in to {
+            self.emit(to, datagram.clone()).await;
         }
     }
 
-    async fn ack(&mut self, req: u64, name: &str, notice: u64) -> Answer {
+    fn ack(&mut self, req: u64, name: &str, notice: u64) -> Answer {
         let Some(account) = self.accounts.get_mut(name) else {
             return Answer::one(ServerBody::Error {
                 req: Some(req),
@@ -645,85 +881,37 @@ impl Registry {
             if account.pending.is_empty() {
                 self.with_pending.remove(name);
             }
-            let _ = self
-                .ctx
-                .storage
-                .commit(vec![Record::NoticeAcked { notice }])
-                .await;
+            self.records.push(Record::NoticeAcked {
+                notice,
+                at: unix_ms(),
+            });
         }
         Answer::one(ServerBody::Acked { req, notice })
     }
 
+    /// An item closed; its result and notices are durable. Deliver the notices.
     async fn on_closed(&mut self, closed: ItemClosed) {
         if let Some(entry) = self.items.get_mut(&closed.item) {
             entry.cmd = None;
         }
-        let seller = closed.seller.name.clone();
-        if let Some(account) = self.accounts.get_mut(&seller) {
+        if let Some(account) = self.accounts.get_mut(&closed.seller.name) {
             account.open_items = account.open_items.saturating_sub(1);
         }
-        let item = closed.item;
-        let description = closed.description;
-        let mut notices = Vec::new();
-        match closed.winner {
-            Some(lead) => {
-                notices.push((
-                    lead.bidder.name.clone(),
-                    ServerBody::Win {
-                        notice: 0,
-                        item,
-                        description: description.clone(),
-                        amount: lead.amount,
-                        seller: seller.clone(),
-                    },
-                ));
-                notices.push((
-                    seller,
-                    ServerBody::Sold {
-                        notice: 0,
-                        item,
-                        description,
-                        amount: lead.amount,
-                        winner: lead.bidder.name.clone(),
-                    },
-                ));
-            }
-            None => notices.push((
-                seller,
-                ServerBody::NotSold {
-                    notice: 0,
-                    item,
-                    description,
-                },
-            )),
-        }
-        for (name, mut body) in notices {
-            let Some(account) = self.accounts.get(&name) else {
+        let now = Instant::now();
+        for notice in closed.notices {
+            let Some(name) = self.names.get(&notice.account) else {
                 continue;
             };
-            let id = self.next_notice;
-            self.next_notice += 1;
-            match &mut body {
-                ServerBody::Win { notice, .. }
-                | ServerBody::Sold { notice, .. }
-                | ServerBody::NotSold { notice, .. } => *notice = id,
-                _ => {}
-            }
-            let record = Record::NoticeQueued {
-                notice: id,
-                account: account.handle.id,
-            };
-            let _ = self.ctx.storage.commit(vec![record]).await;
-            if let Some(account) = self.accounts.get_mut(&name) {
+            if let Some(account) = self.accounts.get_mut(name) {
                 account.pending.insert(
-                    id,
+                    notice.id,
                     Pending {
-                        datagram: udp::encode(body),
+                        datagram: notice.datagram,
                         tries: 0,
-                        next_at: Instant::now(),
+                        next_at: now,
                     },
                 );
-                self.with_pending.insert(name);
+                self.with_pending.insert(name.clone());
             }
         }
         self.retransmit().await;

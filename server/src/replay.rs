@@ -34,6 +34,25 @@ impl ReplayWindow {
         }
     }
 
+    /// A window as it was stored: its floor and its answers.
+    pub fn restore(floor: u64, answers: impl IntoIterator<Item = (u64, Vec<u8>)>) -> ReplayWindow {
+        let mut window = ReplayWindow {
+            answers: BTreeMap::new(),
+            floor,
+        };
+        for (req, answer) in answers {
+            if req > floor {
+                window.record(req, answer);
+            }
+        }
+        window
+    }
+
+    /// Every number at or below this is stale.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
     /// Remembers the answer to a newly executed request.
     pub fn record(&mut self, req: u64, answer: Vec<u8>) {
         self.answers.insert(req, answer);
@@ -68,5 +87,11 @@ mod tests {
         assert_eq!(w.check(11), Verdict::New);
         assert_eq!(w.check(100), Verdict::Repeat(b""));
         assert_eq!(w.check(1000), Verdict::New);
+
+        // Stored and restored (as after a restart), it says the same about every number.
+        let back = ReplayWindow::restore(w.floor(), w.answers.clone());
+        for n in [5, 10, 11, 99, 100, 150, 1000] {
+            assert_eq!(back.check(n), w.check(n), "request {n}");
+        }
     }
 }

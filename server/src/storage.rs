@@ -1,24 +1,53 @@
 //! The storage boundary. Everything the server must not forget passes through [`Storage`] as a
-//! [`Record`], and the server waits for `commit` before it acknowledges what the record
-//! describes. This build keeps state in memory ([`MemoryStorage`]); a durable backend plugs in
-//! behind the same trait without touching the auction logic.
+//! [`Record`]; what it held at the last start comes back as a [`Snapshot`].
+//!
+//! The contract that makes "durable before acknowledged" cheap is a log sequence number
+//! ([`Lsn`]). `append` queues records and returns at once with their number; a background writer
+//! commits everything queued in one transaction (group commit) and then advances `durable`.
+//! Records are committed in the order their numbers were handed out, so a task that holds an
+//! answer until `durable` reaches [`Storage::appended`] (read when the answer was made) never
+//! shows anyone a state that a crash could take back. Tasks never wait for a disk on their own
+//! path: they keep working and release held answers when `durable` moves.
+//!
+//! The one backend is SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
 
 use auction_protocol::{Cents, PublicKey};
-use std::future::Future;
-use std::pin::Pin;
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountId;
+use crate::auction::Outcome;
+
+/// Position in the commit order. 0 means "nothing": every appended batch gets 1, 2, 3...
+pub type Lsn = u64;
 
 /// One durable fact.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     AccountCreated {
         id: AccountId,
         name: String,
         key: PublicKey,
+        notify: SocketAddr,
+        at: u64,
+    },
+    /// Announcements for the account go to `notify` from now on.
+    AccountAttached {
+        id: AccountId,
+        notify: SocketAddr,
     },
     AccountRemoved {
         id: AccountId,
+        at: u64,
+    },
+    /// The answer to a signed request, kept for the replay window: after a restart a
+    /// retransmission still gets this answer and a number at or below `floor` is still stale.
+    Replied {
+        account: AccountId,
+        req: u64,
+        answer: Vec<u8>,
+        floor: u64,
     },
     ItemOffered {
         item: u64,
@@ -26,46 +55,140 @@ pub enum Record {
         description: String,
         min: Cents,
         ends_at: u64,
+        port: u16,
+        at: u64,
     },
-    BidAccepted {
+    /// An open item came back after a restart: new end (grace period) and channel port.
+    ItemResumed {
+        item: u64,
+        ends_at: u64,
+        port: u16,
+    },
+    /// A bid: every accepted one, and every one that carried an id (so a resent id gets its
+    /// first answer even after a restart).
+    Bid {
         item: u64,
         bidder: AccountId,
         amount: Cents,
         bid_id: Option<String>,
-        ends_at: u64,
+        outcome: Outcome,
+        at: u64,
     },
+    /// The auction ended. The notices are written in the same transaction, so a crash cannot
+    /// leave a closed item whose winner is never told.
     ItemClosed {
         item: u64,
-        winner: Option<AccountId>,
-        price: Option<Cents>,
-    },
-    NoticeQueued {
-        notice: u64,
-        account: AccountId,
+        winner: Option<(AccountId, Cents)>,
+        notices: Vec<NoticeRecord>,
+        at: u64,
     },
     NoticeAcked {
         notice: u64,
+        at: u64,
     },
+}
+
+/// A WIN / SOLD / NOT-SOLD waiting for its recipient's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRecord {
+    pub id: u64,
+    pub account: AccountId,
+    pub item: u64,
+    /// `win`, `sold` or `not-sold`.
+    pub kind: &'static str,
+    /// The datagram exactly as it is sent.
+    pub datagram: Vec<u8>,
+}
+
+/// Everything the server needs to carry on after a restart.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Live accounts, and the most recently removed ones (for their replay windows).
+    pub accounts: Vec<StoredAccount>,
+    /// Every item, open and closed, by id.
+    pub items: Vec<StoredItem>,
+    /// Notices not yet acknowledged, by id.
+    pub notices: Vec<StoredNotice>,
+    pub next_account: AccountId,
+    pub next_item: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    pub id: AccountId,
+    pub name: String,
+    pub key: PublicKey,
+    pub notify: Option<SocketAddr>,
+    pub removed: bool,
+    pub replay_floor: u64,
+    /// The replay window's answers, by ascending request number.
+    pub replies: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredItem {
+    pub id: u64,
+    pub seller: AccountId,
+    pub seller_name: String,
+    pub description: String,
+    pub min: Cents,
+    pub ends_at: u64,
+    pub port: u16,
+    /// The leading bid: bidder, bidder's name, amount.
+    pub lead: Option<(AccountId, String, Cents)>,
+    /// Closed items only: when it closed (Unix ms).
+    pub closed_at: Option<u64>,
+    /// For open items: the first answer to every bid id, to answer resends.
+    pub bid_ids: Vec<(AccountId, String, Outcome)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredNotice {
+    pub id: u64,
+    pub account: AccountId,
+    pub datagram: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("storage failed: {0}")]
 pub struct StorageError(pub String);
 
-pub type Commit = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send + 'static>>;
-
-pub trait Storage: Send + Sync + 'static {
-    /// Makes `records` durable, all or none; the future resolves once they are.
-    fn commit(&self, records: Vec<Record>) -> Commit;
+/// Commit counters since start, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// `append` calls they carried.
+    pub appends: u64,
+    /// Records they carried.
+    pub records: u64,
 }
 
-/// Keeps nothing beyond the process: state lives in the registry and item tasks, so every
-/// commit succeeds at once.
-#[derive(Debug, Default)]
-pub struct MemoryStorage;
+pub trait Storage: Send + Sync + 'static {
+    /// Queues `records` to be made durable together, after everything appended before, and
+    /// returns their sequence number. Never blocks on the disk.
+    fn append(&self, records: Vec<Record>) -> Lsn;
+    /// The number of the latest `append`.
+    fn appended(&self) -> Lsn;
+    /// Follows the highest number that is durable.
+    fn durable(&self) -> watch::Receiver<Lsn>;
+    /// Cancelled when a commit failed: from then on nothing becomes durable, and the server
+    /// must stop rather than acknowledge anything more.
+    fn failed(&self) -> CancellationToken;
+    /// Why the storage failed, once it has.
+    fn failure(&self) -> Option<String>;
+    fn stats(&self) -> CommitStats;
+    /// Commits everything appended so far and stops the writer. Blocks: call it from a
+    /// blocking context.
+    fn close(&self);
+}
 
-impl Storage for MemoryStorage {
-    fn commit(&self, _records: Vec<Record>) -> Commit {
-        Box::pin(std::future::ready(Ok(())))
+/// Waits until `lsn` is durable; false if the storage failed first.
+pub async fn wait_durable(storage: &dyn Storage, lsn: Lsn) -> bool {
+    let mut durable = storage.durable();
+    let failed = storage.failed();
+    tokio::select! {
+        done = durable.wait_for(|&d| d >= lsn) => done.is_ok(),
+        _ = failed.cancelled() => false,
     }
 }

@@ -5,7 +5,8 @@
 use auction_client::{Client, ItemChannel};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
-use auction_server::{Config, MemoryStorage, Server, TlsIdentity};
+use auction_server::{Config, Server, SqliteOptions, SqliteStorage, TlsIdentity};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,20 +16,45 @@ pub struct TestServer {
     pub server: Server,
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
+    pub db: PathBuf,
+    pub config: Config,
 }
 
+/// A server on a fresh database in a temporary folder.
 pub async fn start(config: Config) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
+    start_in(dir, config, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A server in `dir`: certificates made on first use, database `dir/auction.db`.
+async fn start_in(dir: tempfile::TempDir, config: Config, udp: SocketAddr) -> TestServer {
     let certs_dir = dir.path().join("certs");
-    let tls = TlsIdentity::dev(&certs_dir).unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(udp, tls, config, Arc::new(MemoryStorage), None)
+    let tls = if certs_dir.join("server.pem").exists() {
+        TlsIdentity::load(&certs_dir.join("server.pem"), &certs_dir.join("server.key")).unwrap()
+    } else {
+        TlsIdentity::dev(&certs_dir).unwrap()
+    };
+    let db = dir.path().join("auction.db");
+    let (storage, snapshot) = SqliteStorage::open(&db, SqliteOptions::default()).unwrap();
+    let udp = UdpSocket::bind(udp).await.unwrap();
+    let server = Server::start(udp, tls, config.clone(), Arc::new(storage), snapshot, None)
         .await
         .unwrap();
     TestServer {
         server,
         ca: certs_dir.join("ca.pem"),
+        db,
         dir,
+        config,
+    }
+}
+
+impl TestServer {
+    /// Stops the server gracefully and starts it again on the same UDP port and database.
+    pub async fn restart(self) -> TestServer {
+        let udp = self.server.udp_addr();
+        self.server.shutdown().await.unwrap();
+        start_in(self.dir, self.config, udp).await
     }
 }
 
