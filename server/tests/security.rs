@@ -7,107 +7,16 @@ mod common;
 use auction_client::ClientError;
 use auction_protocol::channel::{self, ChannelBody};
 use auction_protocol::limits::REPLAY_WINDOW;
-use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
-use auction_protocol::{sign, Cents, Reason, VERSION};
+use auction_protocol::udp::{RequestBody, ServerBody};
+use auction_protocol::{sign, Cents, Reason};
+use common::raw::{error_reason, keys, Raw};
 use common::{quick_config, start, within, TestServer};
 use futures_util::StreamExt;
-use ring::signature::Ed25519KeyPair;
 use rustls::pki_types::ServerName;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LinesCodec};
-
-/// A raw UDP peer: builds datagrams by hand and reads answers.
-struct Raw {
-    sock: UdpSocket,
-    server: SocketAddr,
-    cookie: Option<String>,
-}
-
-impl Raw {
-    async fn new(t: &TestServer) -> Raw {
-        Raw {
-            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            server: t.server.udp_addr(),
-            cookie: None,
-        }
-    }
-
-    async fn send(&self, datagram: &[u8]) {
-        self.sock.send_to(datagram, self.server).await.unwrap();
-    }
-
-    /// The next answer; announcements (NEW-ITEM after a registration here) are skipped.
-    async fn recv(&self) -> ServerBody {
-        let mut buf = vec![0u8; 2048];
-        loop {
-            let (n, _) = within(5, "a datagram", self.sock.recv_from(&mut buf))
-                .await
-                .unwrap();
-            let body = udp::decode_server(&buf[..n]).unwrap().body;
-            if body.req().is_some() || matches!(body, ServerBody::Error { .. }) {
-                return body;
-            }
-        }
-    }
-
-    fn body(&self, req: u64, body: RequestBody) -> Vec<u8> {
-        udp::encode_request(&Request {
-            v: VERSION,
-            req,
-            cookie: self.cookie.clone(),
-            body,
-        })
-    }
-
-    /// Gets a cookie by sending a LIST without one.
-    async fn validate(&mut self) {
-        self.send(&self.body(1, RequestBody::List)).await;
-        match self.recv().await {
-            ServerBody::Cookie { cookie, .. } => self.cookie = Some(cookie),
-            other => panic!("expected a cookie, got {other:?}"),
-        }
-    }
-
-    /// `body` as request `req`, signed with `k`.
-    fn signed(&self, k: &Ed25519KeyPair, req: u64, body: RequestBody) -> Vec<u8> {
-        sign::sign_datagram(k, &self.body(req, body))
-    }
-
-    /// A validated peer with a fresh key, registered as `name` with request number `req`.
-    async fn account(t: &TestServer, name: &str, req: u64) -> (Raw, Ed25519KeyPair) {
-        let mut raw = Raw::new(t).await;
-        raw.validate().await;
-        let k = keys();
-        let register = RequestBody::Register {
-            name: name.into(),
-            key: sign::public_key_of(&k),
-        };
-        match raw.ask(&raw.signed(&k, req, register)).await {
-            ServerBody::Registered { .. } => (raw, k),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    async fn ask(&self, datagram: &[u8]) -> ServerBody {
-        self.send(datagram).await;
-        self.recv().await
-    }
-}
-
-fn keys() -> Ed25519KeyPair {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
-}
-
-fn error_reason(body: ServerBody) -> Reason {
-    match body {
-        ServerBody::Error { reason, .. } => reason,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn unvalidated_addresses_get_only_a_cookie_and_nothing_is_recorded() {

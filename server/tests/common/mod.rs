@@ -2,6 +2,8 @@
 //! registered clients for it.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use auction_client::{Client, ItemChannel};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
@@ -52,9 +54,23 @@ async fn start_in(dir: tempfile::TempDir, config: Config, udp: SocketAddr) -> Te
 impl TestServer {
     /// Stops the server gracefully and starts it again on the same UDP port and database.
     pub async fn restart(self) -> TestServer {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// Stops the server gracefully, waits `down`, and starts it again on the same UDP port and
+    /// database.
+    pub async fn restart_after(self, down: Duration) -> TestServer {
         let udp = self.server.udp_addr();
         self.server.shutdown().await.unwrap();
+        tokio::time::sleep(down).await;
         start_in(self.dir, self.config, udp).await
+    }
+
+    /// One number from the database (read-only, beside the running server).
+    pub fn query(&self, sql: &str) -> i64 {
+        auction_server::sqlite::query_one::<i64>(&self.db, sql)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no row for {sql}"))
     }
 }
 

@@ -1,0 +1,236 @@
+//! Restarts of an in-process server on the same database and UDP port: accounts, open
+//! auctions, bid ids, replay windows and undelivered notices all carry on. (Crashes of a real
+//! server process are in `crash.rs`.)
+
+mod common;
+
+use auction_client::BidResult;
+use auction_protocol::udp::{RequestBody, ServerBody};
+use auction_protocol::{Cents, ItemState, Reason};
+use common::raw::{error_reason, Raw};
+use common::{announcement, quick_config, start, within};
+use std::time::Duration;
+
+fn config() -> auction_server::Config {
+    auction_server::Config {
+        recovery_grace: Duration::from_secs(2),
+        ..quick_config()
+    }
+}
+
+#[tokio::test]
+async fn accounts_and_open_auctions_carry_on_after_a_restart() {
+    let t = start(config()).await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    bob.attach().await.unwrap();
+    let offered = alice.offer("Clock", Cents(1000), Some(60)).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let mut c = carol.open_item(offered.item).await.unwrap();
+    let first = b.bid(Cents(1000), Some("b-1".into())).await.unwrap();
+    let BidResult::Accepted { ends_at, .. } = first else {
+        panic!("{first:?}")
+    };
+    let low = c.bid(Cents(5), Some("c-low".into())).await.unwrap();
+    assert!(matches!(
+        low,
+        BidResult::Rejected {
+            reason: Reason::TooLow,
+            ..
+        }
+    ));
+    assert!(matches!(
+        c.bid(Cents(1200), Some("c-1".into())).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+
+    let t = t.restart().await;
+
+    // The item is open again on the same channel, with its lead, and the grace period added.
+    let view = alice.status(offered.item).await.unwrap();
+    assert_eq!(view.state, ItemState::Open);
+    assert_eq!(view.highest, Some(Cents(1200)));
+    assert_eq!(view.bidder.as_deref(), Some("carol"));
+    assert_eq!(view.ends_at, ends_at + 2_000);
+    assert_eq!(view.channel.as_deref(), Some(offered.channel.as_str()));
+    // ...and announced again to those who listen (the first NEW-ITEM, from the offer, had no
+    // bid yet).
+    let again = announcement(&bob, "NEW-ITEM after the restart", |m| match m {
+        ServerBody::NewItem { item } if item.item == offered.item && item.highest.is_some() => {
+            Some(item.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(again.highest, Some(Cents(1200)));
+    assert_eq!(again.ends_at, ends_at + 2_000);
+
+    // Bid ids keep their first answers: bob's accepted bid, carol's rejected one (even though
+    // its new amount would now be enough).
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    assert_eq!(b.item.highest, Some(Cents(1200)));
+    assert_eq!(b.bid(Cents(9999), Some("b-1".into())).await.unwrap(), first);
+    let mut c = carol.open_item(offered.item).await.unwrap();
+    // The verdict and message are the first ones; `highest` and `next_min` say how things
+    // stand now.
+    let strip = |r: BidResult| match r {
+        BidResult::Rejected {
+            reason, message, ..
+        } => (reason, message),
+        other => panic!("expected the first rejection, got {other:?}"),
+    };
+    let again = c.bid(Cents(5000), Some("c-low".into())).await.unwrap();
+    assert_eq!(strip(again), strip(low));
+    assert_eq!(
+        t.query("SELECT count(*) FROM bids WHERE bid_id = 'b-1'"),
+        1,
+        "a resent id is never recorded twice"
+    );
+    assert!(matches!(
+        b.bid(Cents(1300), Some("b-2".into())).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+
+    // Accounts are still there: the same key registers as a no-op, the seller still has an
+    // open item, and a new account gets a new id.
+    alice.register("alice").await.unwrap();
+    assert!(matches!(
+        alice.deregister().await,
+        Err(auction_client::ClientError::Denied {
+            reason: Reason::HasOpenItems,
+            ..
+        })
+    ));
+    t.registered("dave").await;
+    assert_eq!(
+        t.query("SELECT max(id) FROM accounts WHERE name = 'dave'"),
+        4
+    );
+}
+
+#[tokio::test]
+async fn an_auction_that_ended_while_the_server_was_down_closes_at_restart() {
+    let t = start(config()).await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    alice.attach().await.unwrap();
+    bob.attach().await.unwrap();
+    let offered = alice.offer("Kettle", Cents(300), Some(2)).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    assert!(matches!(
+        b.bid(Cents(450), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // Down for longer than the auction had left.
+    let t = t.restart_after(Duration::from_millis(2500)).await;
+
+    let win = announcement(&bob, "WIN after the restart", |m| match m {
+        ServerBody::Win { item, amount, .. } if *item == offered.item => Some(*amount),
+        _ => None,
+    })
+    .await;
+    assert_eq!(win, Cents(450));
+    let sold = announcement(&alice, "SOLD after the restart", |m| match m {
+        ServerBody::Sold { item, winner, .. } if *item == offered.item => Some(winner.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(sold, "bob");
+    let view = alice.status(offered.item).await.unwrap();
+    assert_eq!(view.state, ItemState::Closed);
+    assert_eq!(view.winner.as_deref(), Some("bob"));
+    assert_eq!(view.price, Some(Cents(450)));
+    // No grace for an auction already over: it closed at once, with no new end.
+    assert_eq!(view.ends_at, offered.ends_at);
+    drop(t);
+}
+
+#[tokio::test]
+async fn unacknowledged_notices_are_delivered_again_after_a_restart() {
+    let t = start(config()).await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    bob.attach().await.unwrap();
+    let offered = alice.offer("Radio", Cents(100), Some(1)).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    assert!(matches!(
+        b.bid(Cents(100), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // Read the WIN off the socket without acknowledging it.
+    let unacked = loop {
+        match within(10, "WIN", bob.udp.next_announcement()).await {
+            Some(ServerBody::Win { notice, .. }) => break notice,
+            Some(_) => continue,
+            None => panic!("announcements ended"),
+        }
+    };
+    let t = t.restart().await;
+    // The server sends it again (same id) until acknowledged; this time the library acks it.
+    let again = announcement(&bob, "WIN again", |m| match m {
+        ServerBody::Win { notice, .. } => Some(*notice),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again, unacked);
+    let acked_at =
+        format!("SELECT count(*) FROM notices WHERE id = {unacked} AND acked_at IS NOT NULL");
+    within(5, "the acknowledgement to be stored", async {
+        while t.query(&acked_at) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let t = t.restart().await;
+    assert_eq!(
+        t.query("SELECT count(*) FROM notices WHERE acked_at IS NULL AND account = (SELECT id FROM accounts WHERE name = 'bob')"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_replay_window_survives_a_restart() {
+    let t = start(config()).await;
+    let (mut raw, k) = Raw::account(&t, "alice", 100).await;
+    let offer = |raw: &Raw| {
+        raw.signed(
+            &k,
+            101,
+            RequestBody::Offer {
+                account: "alice".into(),
+                description: "lamp".into(),
+                min: Cents(500),
+                duration: Some(60),
+            },
+        )
+    };
+    let first = raw.ask(&offer(&raw)).await;
+    assert!(matches!(first, ServerBody::OfferConf { .. }), "{first:?}");
+
+    let t = t.restart().await;
+    // Cookies do not survive a restart: get a new one, then retransmit request 101 (as a
+    // client does when the answer was lost): the first answer again, and no second item.
+    raw.validate().await;
+    assert_eq!(raw.ask(&offer(&raw)).await, first);
+    assert_eq!(t.query("SELECT count(*) FROM items"), 1);
+
+    // Push 101 out of the window; after another restart it is stale, never executed again.
+    for n in 0..auction_protocol::limits::REPLAY_WINDOW as u64 {
+        let attach = raw.signed(
+            &k,
+            200 + n,
+            RequestBody::Attach {
+                account: "alice".into(),
+            },
+        );
+        assert!(matches!(
+            raw.ask(&attach).await,
+            ServerBody::Attached { .. }
+        ));
+    }
+    let t = t.restart().await;
+    raw.validate().await;
+    assert_eq!(
+        error_reason(raw.ask(&offer(&raw)).await),
+        Reason::StaleRequest
+    );
+    assert_eq!(t.query("SELECT count(*) FROM items"), 1);
+    assert_eq!(t.query("SELECT count(*) FROM replies"), 64);
+}
