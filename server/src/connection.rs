@@ -151,23 +151,29 @@ async fn write_messages<W: AsyncWrite + Unpin>(
 ) {
     let mut highest_open = true;
     let mut queue_open = true;
+    // The item's first message (STATE) goes before any HIGHEST: the server speaks first
+    // with the state, and STATE waits for storage while HIGHEST may already have moved on.
+    let mut started = false;
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     while queue_open {
         // Wait for something to write. HIGHEST first: a newer one replaces any older one not
         // yet written, and it is always written before the BID-OVER that follows it.
         tokio::select! {
             biased;
-            changed = highest.changed(), if highest_open => match changed {
+            changed = highest.changed(), if highest_open && started => match changed {
                 Ok(()) => push_highest(&mut batch, &mut highest),
                 Err(_) => highest_open = false,
             },
             queued = queue.recv() => match queued {
-                Some(body) => batch.extend_from_slice(channel::encode_line(body).as_bytes()),
+                Some(body) => {
+                    batch.extend_from_slice(channel::encode_line(body).as_bytes());
+                    started = true;
+                }
                 None => queue_open = false,
             },
         }
         // Then take whatever else is ready without waiting, in the same order of preference.
-        while queue_open && batch.len() < WRITE_BATCH {
+        while queue_open && started && batch.len() < WRITE_BATCH {
             if highest_open {
                 match highest.has_changed() {
                     Ok(true) => push_highest(&mut batch, &mut highest),

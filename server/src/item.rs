@@ -229,6 +229,7 @@ impl ItemTask {
         let end = tokio::time::sleep_until(self.end_instant());
         tokio::pin!(end);
         let mut armed_for = self.auction.ends_at;
+        // Subscribed before anything is said (see `Registry::run`).
         let mut durable = self.ctx.storage.durable();
         let shutdown = self.ctx.shutdown.clone();
         loop {

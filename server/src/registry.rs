@@ -328,13 +328,15 @@ impl Registry {
     }
 
     pub async fn run(mut self, mut closed: mpsc::Receiver<ItemClosed>) {
+        // Subscribed before anything is said: a datagram held in the outbox waits for a
+        // number above the durable one when it was held, so this receiver sees that change.
+        let mut durable = self.ctx.storage.durable();
         self.resume().await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.ctx.shutdown.clone();
-        let mut durable = self.ctx.storage.durable();
         loop {
             tokio::select! {
                 // In this order: closes queued by item tasks are applied before the next

@@ -1,0 +1,461 @@
+//! The server as a real process: killed with SIGKILL in the middle of a stream of bids, stopped
+//! with SIGTERM, and started on damaged databases. What a client saw acknowledged must be in
+//! the database after a crash, and the auctions must then finish with the right winners.
+
+mod common;
+
+use auction_client::{BidResult, Client};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::udp::ServerBody;
+use auction_protocol::{Cents, Reason};
+use common::within;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running `auction-server` process and what it has logged.
+struct Proc {
+    child: Child,
+    udp: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+fn server_command(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auction-server"));
+    c.arg("--udp")
+        .arg(udp)
+        .arg("--db")
+        .arg(db)
+        .arg("--cert")
+        .arg(dir.join("certs/server.pem"))
+        .arg("--key")
+        .arg(dir.join("certs/server.key"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// Starts the server and waits until it listens.
+async fn spawn_server(dir: &Path, udp: &str, extra: &[&str]) -> Proc {
+    let mut child = server_command(dir, &dir.join("auction.db"), udp, extra)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::new(Mutex::new(String::new()));
+    let addr = within(20, "the server to listen", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(rest) = line.split("auction-server listening udp=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                return addr.parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("the server exited:\n{}", log.lock().unwrap());
+    })
+    .await;
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+            if std::env::var_os("SHOW_SERVER_LOG").is_some() {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    Proc {
+        child,
+        udp: addr,
+        log,
+    }
+}
+
+impl Proc {
+    async fn kill_9(mut self) {
+        self.child.start_kill().unwrap();
+        let status = within(10, "the killed server to exit", self.child.wait())
+            .await
+            .unwrap();
+        assert!(!status.success());
+    }
+
+    /// SIGTERM, then the exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        within(20, "the server to stop after SIGTERM", self.child.wait())
+            .await
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn client(dir: &Path, udp: SocketAddr, name: &str) -> Client {
+    let c = Client::new(
+        udp,
+        &dir.join("homes").join(name),
+        &dir.join("certs/ca.pem"),
+    )
+    .await
+    .unwrap();
+    c.register(name).await.unwrap();
+    c
+}
+
+fn db(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        dir.join("auction.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+}
+
+fn count(conn: &rusqlite::Connection, sql: &str, params: impl rusqlite::Params) -> i64 {
+    conn.query_row(sql, params, |r| r.get(0)).unwrap()
+}
+
+/// A bid a client saw accepted: (item, bidder, amount, bid id).
+type Seen = (u64, String, Cents, String);
+
+/// Bids on `items` as fast as answers come back, each just above the latest price it knows,
+/// until the connection breaks. Every acceptance is written to `seen` before the next bid.
+async fn bid_until_cut_off(
+    client: Arc<Client>,
+    items: Vec<u64>,
+    round: u32,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    let name = client.name().unwrap();
+    let mut channels = Vec::new();
+    for &item in &items {
+        channels.push((item, client.open_item(item).await.unwrap()));
+    }
+    let mut next: HashMap<u64, Cents> = channels.iter().map(|(i, c)| (*i, c.next_min)).collect();
+    for n in 0u64.. {
+        let (item, ch) = &mut channels[(n as usize) % items.len()];
+        let amount = Cents(next[item].0 + rand::random_range(0..3));
+        let id = format!("{name}-{round}-{n}");
+        match ch.bid(amount, Some(id.clone())).await {
+            Ok(BidResult::Accepted { amount, .. }) => {
+                seen.lock().unwrap().push((*item, name.clone(), amount, id));
+                next.insert(*item, Cents(amount.0 + 1));
+            }
+            Ok(BidResult::Rejected { next_min, .. }) => {
+                next.insert(*item, next_min);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// With the server down: every acknowledged bid is in the database exactly as acknowledged,
+/// no amount is accepted twice on an item, and each lead is the largest accepted bid. Returns
+/// each item's leader and amount.
+fn check_acknowledged(dir: &Path, seen: &[Seen], items: &[u64]) -> HashMap<u64, (String, Cents)> {
+    let conn = db(dir);
+    for (item, bidder, amount, id) in seen {
+        let n = count(
+            &conn,
+            "SELECT count(*) FROM bids b JOIN accounts a ON a.id = b.bidder
+             WHERE b.item = ?1 AND a.name = ?2 AND b.bid_id = ?3 AND b.accepted = 1
+               AND b.amount_cents = ?4",
+            rusqlite::params![item, bidder, id, amount.0],
+        );
+        assert_eq!(
+            n, 1,
+            "accepted bid {id} ({amount} on item {item}) is missing"
+        );
+    }
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM (SELECT item, amount_cents FROM bids WHERE accepted = 1
+                                   GROUP BY item, amount_cents HAVING count(*) > 1)",
+            [],
+        ),
+        0,
+        "an amount was accepted twice on one item"
+    );
+    let mut leads = HashMap::new();
+    for &item in items {
+        let (highest, bidder, max): (i64, String, i64) = conn
+            .query_row(
+                "SELECT i.highest_cents, a.name,
+                        (SELECT max(amount_cents) FROM bids WHERE item = i.id AND accepted = 1)
+                 FROM items i JOIN accounts a ON a.id = i.highest_bidder WHERE i.id = ?1",
+                [item],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            highest, max,
+            "item {item}: the lead is not the largest accepted bid"
+        );
+        // The database may hold bids committed just before the crash whose answers never
+        // left; it never holds less than what was acknowledged.
+        let seen_max = seen
+            .iter()
+            .filter(|s| s.0 == item)
+            .map(|s| s.2 .0 as i64)
+            .max();
+        assert!(highest >= seen_max.unwrap_or(0));
+        leads.insert(item, (bidder, Cents(highest as u64)));
+    }
+    leads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_bidding_loses_nothing_acknowledged_and_auctions_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let args = ["--recovery-grace", "1s", "--snipe-window", "0s"];
+    let mut server = spawn_server(dir, "127.0.0.1:0", &args).await;
+    let udp = server.udp;
+
+    let seller = client(dir, udp, "seller").await;
+    let mut bidders = Vec::new();
+    for name in ["b1", "b2", "b3", "b4"] {
+        bidders.push(Arc::new(client(dir, udp, name).await));
+    }
+    // C ends while the server is down; A and B stay open through three crashes.
+    let c = seller.offer("C", Cents(100), Some(2)).await.unwrap();
+    let a = seller.offer("A", Cents(100), Some(8)).await.unwrap();
+    let b = seller.offer("B", Cents(100), Some(8)).await.unwrap();
+    let mut on_c = bidders[0].open_item(c.item).await.unwrap();
+    assert!(matches!(
+        on_c.bid(Cents(500), Some("c-bid".into())).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+
+    // Three rounds of: bid from four bidders for a second, SIGKILL, check the database.
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let mut leads = HashMap::new();
+    for round in 1..=3 {
+        let mut streams = Vec::new();
+        for bidder in &bidders {
+            streams.push(tokio::spawn(bid_until_cut_off(
+                bidder.clone(),
+                vec![a.item, b.item],
+                round,
+                seen.clone(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        server.kill_9().await;
+        for s in streams {
+            within(40, "the bidders to notice the crash", s)
+                .await
+                .unwrap();
+        }
+        let seen = seen.lock().unwrap().clone();
+        eprintln!("round {round}: {} bids acknowledged so far", seen.len());
+        leads = check_acknowledged(dir, &seen, &[a.item, b.item, c.item]);
+        if round == 2 {
+            // The next start comes after C's end (as the database has it: each restart so
+            // far added the grace).
+            let ends_at = count(
+                &db(dir),
+                "SELECT ends_at FROM items WHERE id = ?1",
+                [c.item],
+            );
+            let ends_at = ends_at as u64;
+            assert_eq!(ends_at, c.ends_at + 1000, "one restart, one grace period");
+            assert!(
+                auction_server::unix_ms() < ends_at,
+                "the machine was too slow: item C ended before the second crash"
+            );
+            let wait = ends_at.saturating_sub(auction_server::unix_ms()) + 300;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        server = spawn_server(dir, &udp.to_string(), &args).await;
+        // C is still open in the database until the start after its end closes it.
+        let open = if round == 3 { 2 } else { 3 };
+        assert!(
+            server.log().contains(&format!("open_items={open}")),
+            "{}",
+            server.log()
+        );
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 60, "only {} bids were accepted", seen.len());
+
+    // A bid id resent after the restart gets its first answer and is not recorded again.
+    let (item, bidder, amount, id) = seen.last().unwrap().clone();
+    let who = bidders
+        .iter()
+        .find(|b| b.name().unwrap() == bidder)
+        .unwrap();
+    let mut ch = who.open_item(item).await.unwrap();
+    match ch
+        .bid(Cents(amount.0 + 100_000), Some(id.clone()))
+        .await
+        .unwrap()
+    {
+        BidResult::Accepted { amount: again, .. } => assert_eq!(again, amount),
+        other => panic!("resent {id}: expected its first answer, got {other:?}"),
+    }
+    assert_eq!(
+        count(
+            &db(dir),
+            "SELECT count(*) FROM bids WHERE bid_id = ?1",
+            [&id]
+        ),
+        1
+    );
+
+    // Every auction finishes with the lead the database had at the last crash: C when the
+    // server came back after its end, A and B after their time plus the grace.
+    seller.attach().await.unwrap();
+    let mut sold = HashMap::new();
+    within(40, "SOLD for the three items", async {
+        while sold.len() < 3 {
+            match seller.next_announcement().await {
+                Some(ServerBody::Sold {
+                    item,
+                    winner,
+                    amount,
+                    ..
+                }) => {
+                    sold.insert(item, (winner, amount));
+                }
+                Some(_) => {}
+                None => panic!("announcements ended"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(sold, leads);
+    assert_eq!(leads[&c.item], ("b1".to_owned(), Cents(500)));
+
+    // SIGTERM: a clean stop, exit status 0, and the results are in the database.
+    let status = server.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    let conn = db(dir);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM items WHERE closed_at IS NULL",
+            []
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM items
+             WHERE price_cents IS NOT highest_cents OR winner IS NOT highest_bidder",
+            []
+        ),
+        0
+    );
+}
+
+#[tokio::test]
+async fn sigterm_tells_bidders_commits_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = spawn_server(dir, "127.0.0.1:0", &[]).await;
+    let seller = client(dir, server.udp, "seller").await;
+    let bidder = client(dir, server.udp, "bidder").await;
+    let offered = seller.offer("Lamp", Cents(100), Some(120)).await.unwrap();
+    let mut ch = bidder.open_item(offered.item).await.unwrap();
+    assert!(matches!(
+        ch.bid(Cents(250), Some("x".into())).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    let udp = server.udp;
+    let status = server.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    // The bidder was told why the channel closed, then it closed.
+    let mut told = false;
+    while let Some(event) = within(5, "the channel to close", ch.next_event()).await {
+        if let Ok(ChannelBody::Error {
+            reason: Reason::Unavailable,
+            message,
+            ..
+        }) = event
+        {
+            assert!(message.contains("shutting down"), "{message}");
+            told = true;
+        }
+    }
+    assert!(told, "no shutting-down message before the channel closed");
+
+    // Started again, it resumes the auction with its bid.
+    let server = spawn_server(dir, &udp.to_string(), &[]).await;
+    let view = bidder.status(offered.item).await.unwrap();
+    assert_eq!(view.highest, Some(Cents(250)));
+    assert_eq!(view.bidder.as_deref(), Some("bidder"));
+    drop(server);
+}
+
+/// Runs the server on `db` and expects it to refuse to start: (exit code, stderr).
+async fn refused_start(dir: &Path, db: &Path) -> (i32, String) {
+    let mut cmd = server_command(dir, db, "127.0.0.1:0", &[]);
+    let out = within(20, "the server to refuse to start", cmd.output())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_damaged_or_unreadable_database_stops_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+
+    // Not a database at all.
+    let junk: PathBuf = dir.join("junk.db");
+    let bytes: Vec<u8> = (0..20_000u32).map(|i| (i * 31 + 7) as u8).collect();
+    std::fs::write(&junk, &bytes).unwrap();
+    let (code, err) = refused_start(dir, &junk).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not a readable SQLite database"), "{err}");
+    assert!(err.contains("the file was not changed"), "{err}");
+    assert_eq!(std::fs::read(&junk).unwrap(), bytes);
+
+    // A real auction database with its pages overwritten in the middle.
+    let damaged = dir.join("damaged.db");
+    {
+        let (storage, _) =
+            auction_server::SqliteStorage::open(&damaged, Default::default()).unwrap();
+        drop(storage);
+    }
+    let mut data = std::fs::read(&damaged).unwrap();
+    assert!(data.len() > 8192, "{}", data.len());
+    for (i, b) in data[4096..8192].iter_mut().enumerate() {
+        *b = (i * 13) as u8;
+    }
+    std::fs::write(&damaged, &data).unwrap();
+    let (code, err) = refused_start(dir, &damaged).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("damaged") || err.contains("not a readable"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&damaged).unwrap(), data);
+
+    // Something that cannot be opened as a file at all (a folder in its place).
+    let folder = dir.join("folder.db");
+    std::fs::create_dir(&folder).unwrap();
+    let (code, err) = refused_start(dir, &folder).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot open the database"), "{err}");
+}
