@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod error;
 pub mod identity;
+pub mod session;
 pub mod udp;
 
 use auction_protocol::udp::{RequestBody, ServerBody};
@@ -17,6 +18,7 @@ use std::sync::Mutex;
 pub use channel::{BidResult, ItemChannel};
 pub use error::{ClientError, Result};
 pub use identity::Identity;
+pub use session::{ItemSession, Reconnect, SessionEvent};
 pub use udp::UdpClient;
 
 /// What OFFER-CONF says.

@@ -5,8 +5,7 @@
 mod render;
 
 use anyhow::Result;
-use auction_client::{BidResult, Client, ClientError};
-use auction_protocol::channel::ChannelBody;
+use auction_client::{BidResult, Client, ClientError, ItemSession, Reconnect};
 use auction_protocol::Cents;
 use clap::{Parser, Subcommand};
 use render::Out;
@@ -193,17 +192,21 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
             amount,
             follow,
         } => {
-            let mut channel = client.open_item(item).await?;
-            let result = channel.bid(amount, Some(bid_id())).await?;
+            let mut session = ItemSession::open(client.clone(), item, Reconnect::default()).await?;
+            // The id stays the same if the bid has to be sent again after a reconnection, so
+            // the server never counts it twice.
+            let result = session
+                .bid(amount, bid_id(), |e| out.session_event(e))
+                .await?;
             out.bid(item, &result, amount);
             let accepted = matches!(result, BidResult::Accepted { .. });
             if in_shell {
                 // Updates print as they arrive while the shell takes more commands.
-                tokio::spawn(async move { follow_channel(&mut channel, out).await });
+                tokio::spawn(async move { follow_session(&mut session, out).await });
             } else if follow {
-                follow_channel(&mut channel, out).await;
+                follow_session(&mut session, out).await;
             } else {
-                channel.close().await;
+                session.close().await;
             }
             return Ok(if accepted { Done::Ok } else { Done::Refused });
         }
@@ -220,29 +223,54 @@ fn bid_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Prints channel messages until the server closes the channel.
-async fn follow_channel(channel: &mut auction_client::ItemChannel, out: Out) {
-    while let Some(event) = channel.next_event().await {
+/// Prints the item's events until its auction has a result, reconnecting through server
+/// restarts.
+async fn follow_session(session: &mut ItemSession, out: Out) {
+    while let Some(event) = session.next_event().await {
         match event {
-            Ok(event) => {
-                out.channel_event(&event);
-                if matches!(
-                    event,
-                    ChannelBody::SoldTo { .. } | ChannelBody::NotSold { .. }
-                ) {
-                    break;
-                }
-            }
+            Ok(event) => out.session_event(&event),
             Err(e) => {
-                eprintln!("auction-client: the channel ended: {e}");
+                eprintln!("auction-client: gave up following the item: {e}");
                 break;
             }
         }
     }
 }
 
-/// Attaches, then prints announcements. Re-attaches every 30 s so the server keeps the
-/// current address even if it changed (NAT) and pending notices are retried.
+/// Keeps the server sending this account's announcements here: attaches every 10 s (the
+/// server then also retries pending notices). When the server stops answering, says so, and
+/// keeps trying with backoff until it is back.
+async fn keep_attached(client: Arc<Client>) {
+    let mut lost_since: Option<std::time::Instant> = None;
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match client.attach().await {
+            Ok(pending) => {
+                if lost_since.take().is_some() {
+                    eprintln!(
+                        "auction-client: the server is back; announcements resume ({pending} notice(s) pending)."
+                    );
+                }
+                delay = Duration::from_secs(1);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            Err(e) => {
+                let wait = delay.mul_f64(rand::random_range(0.5..1.5));
+                if lost_since.is_none() {
+                    lost_since = Some(std::time::Instant::now());
+                }
+                eprintln!(
+                    "auction-client: lost contact with the server ({e}); trying again in {:.1} s.",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Attaches, then prints announcements, staying attached through server restarts.
 async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
     let pending = client.attach().await?;
     if !out.json {
@@ -251,17 +279,7 @@ async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
             client.name()?
         );
     }
-    let reattach = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                if let Err(e) = client.attach().await {
-                    eprintln!("auction-client: could not refresh the announcement address: {e}");
-                }
-            }
-        })
-    };
+    let reattach = tokio::spawn(keep_attached(client.clone()));
     while let Some(msg) = client.next_announcement().await {
         out.announcement(&msg);
     }
@@ -273,11 +291,10 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     if !out.json {
         println!("auction-client shell; announcements print as they arrive.\n{SHELL_HELP}");
     }
-    if client.name().is_ok() {
-        if let Err(e) = client.attach().await {
-            eprintln!("auction-client: could not subscribe to announcements: {e}");
-        }
-    }
+    let reattach = client
+        .name()
+        .is_ok()
+        .then(|| tokio::spawn(keep_attached(client.clone())));
     let announcements = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -328,6 +345,9 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
         }
     }
     announcements.abort();
+    if let Some(reattach) = reattach {
+        reattach.abort();
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Everything `auction-client` prints: sentences and tables for people, one JSON object per
 //! line with `--json`. Commands compute plain values; these functions only render them.
 
-use auction_client::BidResult;
+use auction_client::{BidResult, SessionEvent};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{ItemState, ItemView};
@@ -218,6 +218,57 @@ impl Out {
             ChannelBody::State { item, .. } => self.status(item),
             ChannelBody::BidAccepted { amount, .. } => println!("Bid of {amount} accepted."),
             ChannelBody::BidRejected { message, .. } => println!("Bid rejected: {message}."),
+        }
+    }
+
+    /// What a reconnecting item session reports.
+    pub fn session_event(&self, event: &SessionEvent) {
+        match event {
+            SessionEvent::Channel(body) => self.channel_event(body),
+            SessionEvent::Reconnecting {
+                item,
+                attempt,
+                delay,
+                error,
+            } => {
+                if self.json {
+                    self.line(json!({
+                        "type": "reconnecting",
+                        "item": item,
+                        "attempt": attempt,
+                        "delay_ms": delay.as_millis() as u64,
+                        "error": error,
+                    }));
+                } else {
+                    println!(
+                        "Lost the channel to item {item} ({error}); reconnecting in {:.1} s (attempt {attempt}).",
+                        delay.as_secs_f64()
+                    );
+                }
+            }
+            SessionEvent::Reconnected { item } => {
+                if self.json {
+                    self.line(json!({ "type": "reconnected", "item": item }));
+                } else {
+                    let lead = match (&item.highest, &item.bidder) {
+                        (Some(h), Some(b)) => format!("highest bid {h} by {b}"),
+                        _ => format!("no bids yet, minimum {}", item.min),
+                    };
+                    println!(
+                        "Reconnected to item {}: {lead}; bidding closes {}.",
+                        item.item,
+                        until(item.ends_at)
+                    );
+                }
+            }
+            SessionEvent::Ended { item } => {
+                if self.json {
+                    self.line(json!({ "type": "ended", "item": item }));
+                } else {
+                    println!("Item {} ended while the connection was down.", item.item);
+                    self.status(item);
+                }
+            }
         }
     }
 

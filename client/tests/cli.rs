@@ -14,26 +14,50 @@ use tokio::process::Command;
 struct Env {
     server: Server,
     dir: tempfile::TempDir,
+    config: Config,
 }
 
 async fn start() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsIdentity::dev(&dir.path().join("certs")).unwrap();
     let config = Config {
         snipe_window: Duration::ZERO,
         notice_retry: Duration::from_millis(100),
+        recovery_grace: Duration::from_secs(1),
         ..Config::default()
     };
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    start_in(dir, config, "127.0.0.1:0").await
+}
+
+async fn start_in(dir: tempfile::TempDir, config: Config, udp: &str) -> Env {
+    let certs = dir.path().join("certs");
+    let tls = if certs.join("server.pem").exists() {
+        TlsIdentity::load(&certs.join("server.pem"), &certs.join("server.key")).unwrap()
+    } else {
+        TlsIdentity::dev(&certs).unwrap()
+    };
+    let udp = UdpSocket::bind(udp).await.unwrap();
     let (storage, snapshot) =
         SqliteStorage::open(&dir.path().join("auction.db"), SqliteOptions::default()).unwrap();
-    let server = Server::start(udp, tls, config, Arc::new(storage), snapshot, None)
+    let server = Server::start(udp, tls, config.clone(), Arc::new(storage), snapshot, None)
         .await
         .unwrap();
-    Env { server, dir }
+    Env {
+        server,
+        dir,
+        config,
+    }
 }
 
 impl Env {
+    /// Stops the server gracefully, waits `down`, and starts it again on the same port and
+    /// database.
+    async fn restart_after(self, down: Duration) -> Env {
+        let udp = self.server.udp_addr().to_string();
+        self.server.shutdown().await.unwrap();
+        tokio::time::sleep(down).await;
+        start_in(self.dir, self.config, &udp).await
+    }
+
     fn cmd(&self, who: &str, args: &[&str]) -> Command {
         self.cmd_to(&self.server.udp_addr().to_string(), who, args)
     }
@@ -210,4 +234,89 @@ async fn exit_codes_say_what_went_wrong() {
     .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
+}
+
+/// Reads JSON lines from `lines` until one has `"type": kind`; returns it and everything read.
+async fn until_type(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    kind: &str,
+    seen: &mut Vec<Value>,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            seen.push(v.clone());
+            if v["type"] == kind {
+                return v;
+            }
+        }
+        panic!("output ended before a '{kind}' line: {seen:?}")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no '{kind}' line within 30 s: {seen:?}"))
+}
+
+#[tokio::test]
+async fn follow_and_watch_carry_on_through_a_server_restart() {
+    let env = start().await;
+    for who in ["alice", "bob", "carol"] {
+        assert_eq!(env.run(who, &["register", who]).await.0, 0);
+    }
+    let mut watch = env
+        .cmd("alice", &["--json", "watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut watch_lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let offer = env
+        .json(
+            "alice",
+            &["offer", "Globe", "--min", "10", "--duration", "6s"],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+
+    let mut follow = env
+        .cmd("bob", &["--json", "bid", &item, "10", "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["accepted"], true, "{first}");
+
+    // The server goes down for a second and comes back on the same port and database.
+    let env = env.restart_after(Duration::from_secs(1)).await;
+    let lost = until_type(&mut lines, "reconnecting", &mut seen).await;
+    assert_eq!(
+        lost["item"].as_u64().map(|i| i.to_string()),
+        Some(item.clone())
+    );
+    let back = until_type(&mut lines, "reconnected", &mut seen).await;
+    assert_eq!(back["item"]["highest"], 1000, "{back}");
+
+    // Bidding goes on; bob's follow sees carol's bid and the end of the auction.
+    assert_eq!(env.run("carol", &["bid", &item, "11"]).await.0, 0);
+    let highest = until_type(&mut lines, "highest", &mut seen).await;
+    assert_eq!(highest["bidder"], "carol");
+    let sold = until_type(&mut lines, "sold-to", &mut seen).await;
+    assert_eq!(sold["winner"], "carol");
+    let status = tokio::time::timeout(Duration::from_secs(10), follow.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    // alice's watch, started before the restart, still gets the SOLD that came after it.
+    let mut watched = Vec::new();
+    let sold = until_type(&mut watch_lines, "sold", &mut watched).await;
+    assert_eq!(sold["winner"], "carol");
+    assert_eq!(sold["amount"], 1100);
+    watch.kill().await.unwrap();
 }

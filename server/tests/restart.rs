@@ -234,3 +234,68 @@ async fn the_replay_window_survives_a_restart() {
     assert_eq!(t.query("SELECT count(*) FROM items"), 1);
     assert_eq!(t.query("SELECT count(*) FROM replies"), 64);
 }
+
+#[tokio::test]
+async fn a_session_rides_out_a_restart_and_its_bid_counts_once() {
+    let t = start(config()).await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    let offered = alice.offer("Vase", Cents(1000), Some(60)).await.unwrap();
+    let bob = std::sync::Arc::new(bob);
+    let policy = auction_client::Reconnect {
+        first_delay: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let mut session = auction_client::ItemSession::open(bob.clone(), offered.item, policy)
+        .await
+        .unwrap();
+    let first = session
+        .bid(Cents(1000), "one".into(), |_| {})
+        .await
+        .unwrap();
+    assert!(matches!(first, BidResult::Accepted { .. }));
+
+    // The server goes down for a second. A bid made meanwhile waits for it, reconnects, and
+    // is sent again with its id until answered.
+    let restart = tokio::spawn(t.restart_after(Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut events = Vec::new();
+    let second = within(
+        30,
+        "the bid across the restart",
+        session.bid(Cents(2000), "two".into(), |e| events.push(e.clone())),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            second,
+            BidResult::Accepted {
+                amount: Cents(2000),
+                ..
+            }
+        ),
+        "{second:?}"
+    );
+    assert!(
+        matches!(
+            events.first(),
+            Some(auction_client::SessionEvent::Reconnecting { .. })
+        ),
+        "{events:?}"
+    );
+    assert!(
+        matches!(
+            events.last(),
+            Some(auction_client::SessionEvent::Reconnected { .. })
+        ),
+        "{events:?}"
+    );
+    let t = restart.await.unwrap();
+    // Sent once more (as after a lost answer): the first answer, one row.
+    assert_eq!(
+        session.bid(Cents(1), "two".into(), |_| {}).await.unwrap(),
+        second
+    );
+    assert_eq!(t.query("SELECT count(*) FROM bids WHERE bid_id = 'two'"), 1);
+    assert_eq!(t.query("SELECT count(*) FROM bids"), 2);
+}
