@@ -21,7 +21,7 @@ trap cleanup EXIT
 
 # Port 0: the server picks a free port and logs it.
 "$server_bin" --udp 127.0.0.1:0 \
-  --cert "$work/certs/server.pem" --key "$work/certs/server.key" \
+  --cert "$work/certs/server.pem" --key "$work/certs/server.key" --db "$work/auction.db" \
   --snipe-window 2s --snipe-extension 3s 2>"$work/server.log" &
 server_pid=$!
 addr=""
