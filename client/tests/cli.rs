@@ -80,6 +80,20 @@ impl Env {
         self.dir.path().join("homes").join(who)
     }
 
+    /// Starts a long-running command with its stdout read line by line.
+    fn spawn_lines(
+        &self,
+        who: &str,
+        args: &[&str],
+    ) -> (
+        tokio::process::Child,
+        tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    ) {
+        let mut child = self.cmd(who, args).stdout(Stdio::piped()).spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        (child, lines)
+    }
+
     /// Runs to completion: (exit code, stdout, stderr).
     async fn run(&self, who: &str, args: &[&str]) -> (i32, String, String) {
         let out = tokio::time::timeout(Duration::from_secs(20), self.cmd(who, args).output())
@@ -117,12 +131,7 @@ async fn whole_auction_through_the_binary() {
         assert!(key_exists(&env.home(who)), "identity created on first use");
     }
     // Alice watches for her announcements from a long-running process.
-    let mut watch = env
-        .cmd("alice", &["--json", "watch"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut watch_lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut watch_lines) = env.spawn_lines("alice", &["--json", "watch"]);
 
     let offer = env
         .json(
@@ -262,12 +271,7 @@ async fn follow_and_watch_carry_on_through_a_server_restart() {
     for who in ["alice", "bob", "carol"] {
         assert_eq!(env.run(who, &["register", who]).await.0, 0);
     }
-    let mut watch = env
-        .cmd("alice", &["--json", "watch"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut watch_lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut watch_lines) = env.spawn_lines("alice", &["--json", "watch"]);
     let offer = env
         .json(
             "alice",
@@ -276,12 +280,8 @@ async fn follow_and_watch_carry_on_through_a_server_restart() {
         .await;
     let item = offer["item"].as_u64().unwrap().to_string();
 
-    let mut follow = env
-        .cmd("bob", &["--json", "bid", &item, "10", "--follow"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let (mut follow, mut lines) =
+        env.spawn_lines("bob", &["--json", "bid", &item, "10", "--follow"]);
     let mut seen = Vec::new();
     let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await

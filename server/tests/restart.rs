@@ -212,19 +212,7 @@ async fn the_replay_window_survives_a_restart() {
     assert_eq!(t.query("SELECT count(*) FROM items"), 1);
 
     // Push 101 out of the window; after another restart it is stale, never executed again.
-    for n in 0..auction_protocol::limits::REPLAY_WINDOW as u64 {
-        let attach = raw.signed(
-            &k,
-            200 + n,
-            RequestBody::Attach {
-                account: "alice".into(),
-            },
-        );
-        assert!(matches!(
-            raw.ask(&attach).await,
-            ServerBody::Attached { .. }
-        ));
-    }
+    raw.fill_window(&k, "alice", 200).await;
     let t = t.restart().await;
     raw.validate().await;
     assert_eq!(

@@ -6,7 +6,6 @@ mod common;
 
 use auction_client::ClientError;
 use auction_protocol::channel::{self, ChannelBody};
-use auction_protocol::limits::REPLAY_WINDOW;
 use auction_protocol::udp::{RequestBody, ServerBody};
 use auction_protocol::{sign, Cents, Reason};
 use common::raw::{error_reason, keys, Raw};
@@ -188,19 +187,7 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     let items = t.client("x").await.list().await.unwrap();
     assert_eq!(items.iter().map(|i| i.item).collect::<Vec<_>>(), vec![item]);
     // Push the offer out of the replay window; then it is refused, never executed again.
-    for n in 0..REPLAY_WINDOW as u64 {
-        let attach = raw.signed(
-            &k,
-            200 + n,
-            RequestBody::Attach {
-                account: "alice".into(),
-            },
-        );
-        assert!(matches!(
-            raw.ask(&attach).await,
-            ServerBody::Attached { .. }
-        ));
-    }
+    raw.fill_window(&k, "alice", 200).await;
     assert_eq!(error_reason(raw.ask(&offer).await), Reason::StaleRequest);
     assert_eq!(t.client("x").await.list().await.unwrap().len(), 1);
     // A refusal is remembered too: the same DEREGISTER again gets the same DEREG-DENIED.

@@ -80,6 +80,22 @@ impl Raw {
         }
     }
 
+    /// Executes REPLAY_WINDOW signed ATTACHes numbered `from`, `from + 1`, ..., which pushes
+    /// every older request number of `account` out of its replay window.
+    pub async fn fill_window(&self, k: &Ed25519KeyPair, account: &str, from: u64) {
+        for n in 0..auction_protocol::limits::REPLAY_WINDOW as u64 {
+            let attach = self.signed(
+                k,
+                from + n,
+                RequestBody::Attach {
+                    account: account.into(),
+                },
+            );
+            let answer = self.ask(&attach).await;
+            assert!(matches!(answer, ServerBody::Attached { .. }), "{answer:?}");
+        }
+    }
+
     pub async fn ask(&self, datagram: &[u8]) -> ServerBody {
         self.send(datagram).await;
         self.recv().await
