@@ -167,7 +167,10 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
             client.register(&name).await?;
             out.registered(&name);
             if in_shell {
+                // Announcements for the new account come to this shell from now on, through
+                // server restarts too (the task ends with the process).
                 client.attach().await?;
+                tokio::spawn(keep_attached(client.clone()));
             }
         }
         Command::Deregister => {

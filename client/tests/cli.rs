@@ -320,3 +320,59 @@ async fn follow_and_watch_carry_on_through_a_server_restart() {
     assert_eq!(sold["amount"], 1100);
     watch.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_shell_keeps_following_a_bid_through_a_server_restart() {
+    use tokio::io::AsyncWriteExt;
+    let env = start().await;
+    for who in ["alice", "bob", "carol"] {
+        assert_eq!(env.run(who, &["register", who]).await.0, 0);
+    }
+    let offer = env
+        .json(
+            "alice",
+            &["offer", "Map", "--min", "10", "--duration", "30s"],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+    let mut shell = env
+        .cmd("bob", &["shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut lines = BufReader::new(shell.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str, seen: &mut String| {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(needle) {
+                    return;
+                }
+            }
+            panic!("the shell ended before '{needle}':\n{seen}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no '{needle}' within 30 s:\n{seen}"));
+    };
+    stdin
+        .write_all(format!("bid {item} 10\n").as_bytes())
+        .await
+        .unwrap();
+    read_until("accepted", &mut seen).await;
+
+    let env = env.restart_after(Duration::from_millis(500)).await;
+    read_until(&format!("Lost the channel to item {item}"), &mut seen).await;
+    read_until(&format!("Reconnected to item {item}"), &mut seen).await;
+    assert_eq!(env.run("carol", &["bid", &item, "11"]).await.0, 0);
+    read_until("new highest bid 11.00 by carol", &mut seen).await;
+    stdin.write_all(b"quit\n").await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), shell.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{seen}");
+}
