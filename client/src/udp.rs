@@ -5,7 +5,7 @@
 
 use auction_protocol::limits::MAX_DATAGRAM;
 use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
-use auction_protocol::{sign, ItemView, VERSION};
+use auction_protocol::{sign, ItemView, Reason, VERSION};
 use ring::signature::Ed25519KeyPair;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -103,18 +103,35 @@ impl UdpClient {
         body: RequestBody,
         keys: Option<&Ed25519KeyPair>,
     ) -> Result<Vec<ServerBody>> {
-        let req = self.next_req();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(req, tx);
-        let result = self.exchange(req, body, keys, &mut rx).await;
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&req);
-        result
+        let mut reused = 0;
+        loop {
+            let req = self.next_req();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            self.waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(req, tx);
+            let result = self.exchange(req, body.clone(), keys, &mut rx).await;
+            self.waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&req);
+            let collided = matches!(
+                result.as_deref(),
+                Ok([ServerBody::Error {
+                    reason: Reason::RequestReused,
+                    ..
+                }])
+            );
+            if !collided || reused >= 5 {
+                return result;
+            }
+            // Another process of this account used the same number (clocks that stand still
+            // or step back make that possible): jump ahead by a random amount and try again.
+            reused += 1;
+            let mut last = self.last_req.lock().unwrap_or_else(|p| p.into_inner());
+            *last += rand::random_range(1..1_000_000);
+        }
     }
 
     async fn exchange(

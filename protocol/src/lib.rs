@@ -39,6 +39,9 @@ pub enum Reason {
     BadSignature,
     /// The request number is below the account's replay window: an old or replayed request.
     StaleRequest,
+    /// The request number was already used by this account for a different request: pick
+    /// another number (a retransmission must repeat the request exactly).
+    RequestReused,
     /// The named account does not exist (never registered, or deregistered).
     NotRegistered,
     /// The server is shutting down or otherwise cannot take the request now; retry later.

@@ -33,7 +33,7 @@ use crate::accounts::{AccountHandle, AccountId};
 use crate::auction::Lead;
 use crate::config::PortRange;
 use crate::item::{self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec};
-use crate::replay::{ReplayWindow, Verdict};
+use crate::replay::{self, ReplayWindow, Verdict};
 use crate::storage::{Lsn, Record, Snapshot, StoredItem};
 use crate::{unix_ms, unix_secs};
 
@@ -439,7 +439,7 @@ impl Registry {
         }
 
         // Signature and replay window, for requests that act for an account.
-        let mut acting: Option<(String, PublicKey)> = None;
+        let mut acting: Option<(String, PublicKey, replay::RequestDigest)> = None;
         if let Some(name) = request.body.account() {
             let Some(signed) = incoming.signed else {
                 let msg = "this request must be signed with the account's key";
@@ -475,7 +475,8 @@ impl Registry {
                 (None, Some(t)) if t.key == key => Some(&t.replay),
                 _ => None,
             };
-            match window.map(|w| w.check(req)) {
+            let digest = replay::digest(&request.body);
+            match window.map(|w| w.check(req, &digest)) {
                 Some(Verdict::Repeat(answer)) => {
                     let answer = answer.to_vec();
                     self.send(src, &answer).await;
@@ -486,13 +487,18 @@ impl Registry {
                     self.refuse(src, req, Reason::StaleRequest, msg).await;
                     return;
                 }
+                Some(Verdict::Reused) => {
+                    let msg = "this request number was already used for a different request; use a new one";
+                    self.refuse(src, req, Reason::RequestReused, msg).await;
+                    return;
+                }
                 Some(Verdict::New) | None => {}
             }
-            acting = Some((name.to_owned(), key));
+            acting = Some((name.to_owned(), key, digest));
         }
 
         let answer = self.execute(request.body, req, src).await;
-        if let (Some((name, key)), Some(first)) = (acting, answer.datagrams.first()) {
+        if let (Some((name, key, digest)), Some(first)) = (acting, answer.datagrams.first()) {
             // Only into the window of the account that signed: a refused REGISTER for a taken
             // name, signed by another key, must not touch the owner's window.
             let window = match (self.accounts.get_mut(&name), self.tombstones.get_mut(&name)) {
@@ -501,10 +507,11 @@ impl Registry {
                 _ => None,
             };
             if let Some((account, window)) = window {
-                window.record(req, first.clone());
+                window.record(req, digest, first.clone());
                 self.records.push(Record::Replied {
                     account,
                     req,
+                    digest,
                     answer: first.clone(),
                     floor: window.floor(),
                 });

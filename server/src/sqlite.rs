@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auction::Outcome;
 use crate::storage::{
     CommitStats, Lsn, Record, Snapshot, Storage, StoredAccount, StoredItem, StoredNotice,
+    StoredReply,
 };
 
 /// "AUCT": marks the file as ours, so another program's SQLite file is not mistaken for one.
@@ -96,6 +97,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE replies (
         account  INTEGER NOT NULL REFERENCES accounts(id),
         req      INTEGER NOT NULL,
+        digest   BLOB    NOT NULL,                -- SHA-256 of the request's body
         answer   BLOB    NOT NULL,
         PRIMARY KEY (account, req)
     ) WITHOUT ROWID;
@@ -348,13 +350,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 fn load(conn: &Connection) -> Result<Snapshot> {
-    let mut replies: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
+    let mut replies: HashMap<u64, Vec<StoredReply>> = HashMap::new();
     let mut stmt =
-        conn.prepare("SELECT account, req, answer FROM replies ORDER BY account, req")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get(1)?, r.get(2)?)))?;
+        conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, u64>(0)?,
+            r.get::<_, u64>(1)?,
+            r.get::<_, [u8; 32]>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
     for row in rows {
-        let (account, req, answer) = row?;
-        replies.entry(account).or_default().push((req, answer));
+        let (account, req, digest, answer) = row?;
+        replies
+            .entry(account)
+            .or_default()
+            .push((req, digest, answer));
     }
 
     let mut accounts = Vec::new();
@@ -588,13 +600,15 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
         Record::Replied {
             account,
             req,
+            digest,
             answer,
             floor,
         } => {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO replies (account, req, answer) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO replies (account, req, digest, answer)
+                 VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![account, req, answer])?;
+            .execute(params![account, req, digest, answer])?;
             if *floor > 0 {
                 tx.prepare_cached("DELETE FROM replies WHERE account = ?1 AND req <= ?2")?
                     .execute(params![account, floor])?;
@@ -718,6 +732,7 @@ mod tests {
             Record::Replied {
                 account: 1,
                 req: 10,
+                digest: [3; 32],
                 answer: b"ten".to_vec(),
                 floor: 0,
             },
@@ -769,7 +784,10 @@ mod tests {
         }
         let (storage, snap) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(snap.accounts.len(), 2);
-        assert_eq!(snap.accounts[0].replies, vec![(10, b"ten".to_vec())]);
+        assert_eq!(
+            snap.accounts[0].replies,
+            vec![(10, [3; 32], b"ten".to_vec())]
+        );
         assert_eq!((snap.next_account, snap.next_item), (3, 2));
         let item = &snap.items[0];
         assert_eq!(item.lead, Some((2, "bob".to_owned(), Cents(150))));

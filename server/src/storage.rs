@@ -46,6 +46,8 @@ pub enum Record {
     Replied {
         account: AccountId,
         req: u64,
+        /// What the request asked for (see `replay::digest`).
+        digest: [u8; 32],
         answer: Vec<u8>,
         floor: u64,
     },
@@ -121,9 +123,12 @@ pub struct StoredAccount {
     pub notify: Option<SocketAddr>,
     pub removed: bool,
     pub replay_floor: u64,
-    /// The replay window's answers, by ascending request number.
-    pub replies: Vec<(u64, Vec<u8>)>,
+    /// The replay window, by ascending request number.
+    pub replies: Vec<StoredReply>,
 }
+
+/// One replay-window entry: request number, request digest, answer.
+pub type StoredReply = (u64, [u8; 32], Vec<u8>);
 
 #[derive(Debug, Clone)]
 pub struct StoredItem {

@@ -184,6 +184,17 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     // the same answer, and no second item.
     assert_eq!(raw.ask(&offer).await, first);
     assert_eq!(raw.ask(&offer).await, first);
+    // The same number on a different request is refused, not answered with the offer's answer
+    // (two processes of one account with a clock that stands still can collide like this).
+    let other = raw.signed(
+        &k,
+        101,
+        RequestBody::Attach {
+            account: "alice".into(),
+        },
+    );
+    assert_eq!(error_reason(raw.ask(&other).await), Reason::RequestReused);
+    assert_eq!(raw.ask(&offer).await, first);
     let items = t.client("x").await.list().await.unwrap();
     assert_eq!(items.iter().map(|i| i.item).collect::<Vec<_>>(), vec![item]);
     // Push the offer out of the replay window; then it is refused, never executed again.
