@@ -478,8 +478,9 @@ impl Registry {
             let digest = replay::digest(&request.body);
             match window.map(|w| w.check(req, &digest)) {
                 Some(Verdict::Repeat(answer)) => {
+                    // The first answer may not be durable yet: it waits like the first did.
                     let answer = answer.to_vec();
-                    self.send(src, &answer).await;
+                    self.emit(src, answer).await;
                     return;
                 }
                 Some(Verdict::Stale) => {
