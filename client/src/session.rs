@@ -108,11 +108,6 @@ impl ItemSession {
         })
     }
 
-    /// The channel's view of the item when it was (re)opened.
-    pub fn view(&self) -> Option<&ItemView> {
-        self.channel.as_ref().map(|c| &c.item)
-    }
-
     /// Bids `amount` with `id`. If the connection breaks before the answer, reconnects and
     /// sends the same bid with the same id until it is answered (or the session gives up);
     /// `on_event` hears about each reconnection as it happens.

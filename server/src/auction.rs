@@ -18,6 +18,14 @@ pub struct Rules {
     pub snipe_extension_ms: u64,
 }
 
+/// The smallest acceptable bid: the minimum, or the highest bid plus the increment.
+pub fn next_min(min: Cents, highest: Option<Cents>, increment: Cents) -> Cents {
+    match highest {
+        None => min,
+        Some(h) => Cents(h.0.saturating_add(increment.0)),
+    }
+}
+
 /// The leading bid.
 #[derive(Debug, Clone)]
 pub struct Lead {
@@ -76,10 +84,11 @@ impl Auction {
 
     /// The smallest amount that would be accepted now.
     pub fn next_min(&self) -> Cents {
-        match &self.lead {
-            None => self.min,
-            Some(lead) => Cents(lead.amount.0.saturating_add(self.rules.min_increment.0)),
-        }
+        next_min(
+            self.min,
+            self.lead.as_ref().map(|l| l.amount),
+            self.rules.min_increment,
+        )
     }
 
     pub fn is_over(&self, now_ms: u64) -> bool {

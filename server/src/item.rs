@@ -13,7 +13,7 @@
 use auction_protocol::channel::{self, ChannelBody, ChannelRequest, ChannelRequestBody, LineError};
 use auction_protocol::udp::{self, ServerBody};
 use auction_protocol::{names, Cents, ItemState, ItemView, Reason};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -24,10 +24,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::accounts::{AccountHandle, AccountId, KeyDirectory};
-use crate::auction::{Auction, Lead, Outcome, Rules};
+use crate::auction::{self, Auction, Lead, Outcome, Rules};
 use crate::config::Config;
 use crate::connection;
-use crate::storage::{wait_durable, Lsn, NoticeRecord, Record, Storage};
+use crate::storage::{wait_durable, NoticeKind, NoticeRecord, Outbox, Record, Storage};
 use crate::unix_ms;
 
 /// What every item task shares.
@@ -65,16 +65,6 @@ pub struct ItemClosed {
     pub item: u64,
     pub seller: Arc<AccountHandle>,
     pub notices: Vec<NoticeRecord>,
-}
-
-/// Notice ids are derived from the item, so each exists once however often it is built.
-pub fn notice_id(item: u64, kind: &str) -> u64 {
-    let k = match kind {
-        "win" => 0,
-        "sold" => 1,
-        _ => 2,
-    };
-    item * 4 + k
 }
 
 /// The latest HIGHEST of an item as an encoded line, shared by every writer on the item: it is
@@ -137,10 +127,8 @@ struct ItemTask {
     id: u64,
     ctx: Arc<ItemContext>,
     auction: Auction,
-    /// What has been said but not delivered, with the sequence number that must be durable
-    /// first. Numbers only grow along the queue.
-    outbox: VecDeque<(Lsn, Out)>,
-    durable: watch::Receiver<Lsn>,
+    /// What has been said but waits for storage.
+    outbox: Outbox<Out>,
     view: watch::Sender<ItemView>,
     highest: watch::Sender<Option<Arc<str>>>,
     conns: HashMap<u64, Conn>,
@@ -185,8 +173,7 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ItemContext
     let task = ItemTask {
         id: spec.id,
         auction,
-        outbox: VecDeque::new(),
-        durable: ctx.storage.durable(),
+        outbox: Outbox::new(&*ctx.storage),
         view: view_tx,
         highest: watch::channel(highest).0,
         conns: HashMap::new(),
@@ -229,8 +216,6 @@ impl ItemTask {
         let end = tokio::time::sleep_until(self.end_instant());
         tokio::pin!(end);
         let mut armed_for = self.auction.ends_at;
-        // Subscribed before anything is said (see `Registry::run`).
-        let mut durable = self.ctx.storage.durable();
         let shutdown = self.ctx.shutdown.clone();
         loop {
             if self.auction.ends_at != armed_for {
@@ -244,7 +229,7 @@ impl ItemTask {
                     }
                     end.as_mut().reset(self.end_instant());
                 }
-                Ok(()) = durable.changed(), if !self.outbox.is_empty() => self.flush(),
+                _ = self.outbox.progress() => self.flush(),
                 Some(cmd) = commands.recv() => self.handle(cmd),
                 accepted = accept(&listener) => match accepted {
                     Ok((tcp, peer)) => {
@@ -357,35 +342,25 @@ impl ItemTask {
     /// STATE from the view, which shows only durable bids.
     fn state(&self, req: Option<u64>, you: &str) -> ChannelBody {
         let item = self.view.borrow().clone();
-        let next_min = match item.highest {
-            None => item.min,
-            Some(h) => Cents(h.0.saturating_add(self.ctx.config.min_increment.0)),
-        };
         ChannelBody::State {
             req,
+            next_min: auction::next_min(item.min, item.highest, self.ctx.config.min_increment),
             item,
-            next_min,
             you: you.to_owned(),
         }
     }
 
     /// Says `out` once everything appended to storage so far is durable: at once if it is.
     fn emit(&mut self, out: Out) {
-        let needed = self.ctx.storage.appended();
-        if self.outbox.is_empty() && *self.durable.borrow() >= needed {
+        if let Some(out) = self.outbox.admit(&*self.ctx.storage, out) {
             self.deliver(out);
-        } else {
-            self.outbox.push_back((needed, out));
         }
     }
 
     /// Delivers what storage has caught up with.
     fn flush(&mut self) {
-        let durable = *self.durable.borrow();
-        while self.outbox.front().is_some_and(|(lsn, _)| *lsn <= durable) {
-            if let Some((_, out)) = self.outbox.pop_front() {
-                self.deliver(out);
-            }
+        while let Some(out) = self.outbox.release() {
+            self.deliver(out);
         }
     }
 
@@ -501,8 +476,8 @@ impl ItemTask {
     fn notices(&self, lead: Option<&Lead>) -> Vec<NoticeRecord> {
         let item = self.id;
         let description = self.description.clone();
-        let notice = |account: AccountId, kind: &'static str, body: ServerBody| NoticeRecord {
-            id: notice_id(item, kind),
+        let notice = |account: AccountId, kind: NoticeKind, body: ServerBody| NoticeRecord {
+            id: kind.id(item),
             account,
             item,
             kind,
@@ -512,9 +487,9 @@ impl ItemTask {
             Some(l) => vec![
                 notice(
                     l.bidder.id,
-                    "win",
+                    NoticeKind::Win,
                     ServerBody::Win {
-                        notice: notice_id(item, "win"),
+                        notice: NoticeKind::Win.id(item),
                         item,
                         description: description.clone(),
                         amount: l.amount,
@@ -523,9 +498,9 @@ impl ItemTask {
                 ),
                 notice(
                     self.seller.id,
-                    "sold",
+                    NoticeKind::Sold,
                     ServerBody::Sold {
-                        notice: notice_id(item, "sold"),
+                        notice: NoticeKind::Sold.id(item),
                         item,
                         description,
                         amount: l.amount,
@@ -535,9 +510,9 @@ impl ItemTask {
             ],
             None => vec![notice(
                 self.seller.id,
-                "not-sold",
+                NoticeKind::NotSold,
                 ServerBody::NotSold {
-                    notice: notice_id(item, "not-sold"),
+                    notice: NoticeKind::NotSold.id(item),
                     item,
                     description,
                 },

@@ -34,7 +34,7 @@ use crate::auction::Lead;
 use crate::config::PortRange;
 use crate::item::{self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec};
 use crate::replay::{self, ReplayWindow, Verdict};
-use crate::storage::{Lsn, Record, Snapshot, StoredItem};
+use crate::storage::{Outbox, Record, Snapshot, StoredItem};
 use crate::{unix_ms, unix_secs};
 
 /// Deregistered accounts remembered so a retransmitted DEREGISTER still gets DEREG-CONF.
@@ -91,9 +91,8 @@ pub struct Registry {
     next_port: u16,
     /// What the request being handled changed, appended as one group when it is answered.
     records: Vec<Record>,
-    /// Datagrams waiting for storage: (sequence number that must be durable, to, datagram).
-    outbox: VecDeque<(Lsn, SocketAddr, Vec<u8>)>,
-    durable: tokio::sync::watch::Receiver<Lsn>,
+    /// Datagrams waiting for storage: (to, datagram).
+    outbox: Outbox<(SocketAddr, Vec<u8>)>,
     /// Open items from the database, resumed when the task starts.
     to_resume: Vec<StoredItem>,
 }
@@ -136,7 +135,7 @@ impl Registry {
             PortRange::Range(lo, _) => lo,
             PortRange::Ephemeral => 0,
         };
-        let durable = ctx.storage.durable();
+        let outbox = Outbox::new(&*ctx.storage);
         let mut registry = Registry {
             socket,
             ctx,
@@ -153,8 +152,7 @@ impl Registry {
             next_item: snapshot.next_item.max(1),
             next_port: first_port,
             records: Vec::new(),
-            outbox: VecDeque::new(),
-            durable,
+            outbox,
             to_resume: Vec::new(),
         };
         registry.restore(snapshot);
@@ -222,22 +220,33 @@ impl Registry {
                 self.to_resume.push(stored);
             }
         }
-        let now = Instant::now();
         for n in snapshot.notices {
-            let Some(name) = self.names.get(&n.account) else {
-                continue;
+            self.queue_notice(n.account, n.id, n.datagram);
+        }
+    }
+
+    /// Keeps a durable notice for `account` until acknowledged; sent at the next retransmit.
+    fn queue_notice(&mut self, account: AccountId, id: u64, datagram: Vec<u8>) {
+        let Some(name) = self.names.get(&account) else {
+            return;
+        };
+        if let Some(a) = self.accounts.get_mut(name) {
+            let pending = Pending {
+                datagram,
+                tries: 0,
+                next_at: Instant::now(),
             };
-            if let Some(account) = self.accounts.get_mut(name) {
-                account.pending.insert(
-                    n.id,
-                    Pending {
-                        datagram: n.datagram,
-                        tries: 0,
-                        next_at: now,
-                    },
-                );
-                self.with_pending.insert(name.clone());
-            }
+            a.pending.insert(id, pending);
+            self.with_pending.insert(name.clone());
+        }
+    }
+
+    /// The replay window of account `name` if `key` is its key (live or deregistered).
+    fn window_of(&mut self, name: &str, key: &PublicKey) -> Option<(AccountId, &mut ReplayWindow)> {
+        match (self.accounts.get_mut(name), self.tombstones.get_mut(name)) {
+            (Some(a), _) if a.handle.key == *key => Some((a.handle.id, &mut a.replay)),
+            (None, Some(t)) if t.key == *key => Some((t.id, &mut t.replay)),
+            _ => None,
         }
     }
 
@@ -328,9 +337,6 @@ impl Registry {
     }
 
     pub async fn run(mut self, mut closed: mpsc::Receiver<ItemClosed>) {
-        // Subscribed before anything is said: a datagram held in the outbox waits for a
-        // number above the durable one when it was held, so this receiver sees that change.
-        let mut durable = self.ctx.storage.durable();
         self.resume().await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -344,7 +350,7 @@ impl Registry {
                 // notice retransmission.
                 biased;
                 _ = shutdown.cancelled() => break,
-                Ok(()) = durable.changed(), if !self.outbox.is_empty() => self.flush().await,
+                _ = self.outbox.progress() => self.flush().await,
                 Some(done) = closed.recv() => self.on_closed(done).await,
                 _ = tick.tick() => self.retransmit().await,
                 received = self.socket.recv_from(&mut buf) => match received {
@@ -370,25 +376,15 @@ impl Registry {
 
     /// Sends `datagram` once everything appended so far is durable: at once if it is.
     async fn emit(&mut self, to: SocketAddr, datagram: Vec<u8>) {
-        let needed = self.ctx.storage.appended();
-        if self.outbox.is_empty() && *self.durable.borrow() >= needed {
+        if let Some((to, datagram)) = self.outbox.admit(&*self.ctx.storage, (to, datagram)) {
             self.send(to, &datagram).await;
-        } else {
-            self.outbox.push_back((needed, to, datagram));
         }
     }
 
     /// Sends what storage has caught up with.
     async fn flush(&mut self) {
-        let durable = *self.durable.borrow();
-        while self
-            .outbox
-            .front()
-            .is_some_and(|(lsn, _, _)| *lsn <= durable)
-        {
-            if let Some((_, to, datagram)) = self.outbox.pop_front() {
-                self.send(to, &datagram).await;
-            }
+        while let Some((to, datagram)) = self.outbox.release() {
+            self.send(to, &datagram).await;
         }
     }
 
@@ -470,13 +466,11 @@ impl Registry {
                     .await;
                 return;
             }
-            let window = match (self.accounts.get(name), self.tombstones.get(name)) {
-                (Some(a), _) if a.handle.key == key => Some(&a.replay),
-                (None, Some(t)) if t.key == key => Some(&t.replay),
-                _ => None,
-            };
             let digest = replay::digest(&request.body);
-            match window.map(|w| w.check(req, &digest)) {
+            match self
+                .window_of(name, &key)
+                .map(|(_, w)| w.check(req, &digest))
+            {
                 Some(Verdict::Repeat(answer)) => {
                     // The first answer may not be durable yet: it waits like the first did.
                     let answer = answer.to_vec();
@@ -502,19 +496,17 @@ impl Registry {
         if let (Some((name, key, digest)), Some(first)) = (acting, answer.datagrams.first()) {
             // Only into the window of the account that signed: a refused REGISTER for a taken
             // name, signed by another key, must not touch the owner's window.
-            let window = match (self.accounts.get_mut(&name), self.tombstones.get_mut(&name)) {
-                (Some(a), _) if a.handle.key == key => Some((a.handle.id, &mut a.replay)),
-                (None, Some(t)) if t.key == key => Some((t.id, &mut t.replay)),
-                _ => None,
-            };
-            if let Some((account, window)) = window {
+            let recorded = self.window_of(&name, &key).map(|(account, window)| {
                 window.record(req, digest, first.clone());
+                (account, window.floor())
+            });
+            if let Some((account, floor)) = recorded {
                 self.records.push(Record::Replied {
                     account,
                     req,
                     digest,
                     answer: first.clone(),
-                    floor: window.floor(),
+                    floor,
                 });
             }
         }
@@ -907,22 +899,8 @@ impl Registry {
         if let Some(account) = self.accounts.get_mut(&closed.seller.name) {
             account.open_items = account.open_items.saturating_sub(1);
         }
-        let now = Instant::now();
         for notice in closed.notices {
-            let Some(name) = self.names.get(&notice.account) else {
-                continue;
-            };
-            if let Some(account) = self.accounts.get_mut(name) {
-                account.pending.insert(
-                    notice.id,
-                    Pending {
-                        datagram: notice.datagram,
-                        tries: 0,
-                        next_at: now,
-                    },
-                );
-                self.with_pending.insert(name.clone());
-            }
+            self.queue_notice(notice.account, notice.id, notice.datagram);
         }
         self.retransmit().await;
     }

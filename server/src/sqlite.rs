@@ -145,7 +145,6 @@ impl Shared {
 pub struct SqliteStorage {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    path: PathBuf,
     /// Held (locked) for as long as this storage is open.
     _lock: File,
 }
@@ -189,15 +188,10 @@ impl SqliteStorage {
             SqliteStorage {
                 shared,
                 writer: Mutex::new(Some(writer)),
-                path: path.to_owned(),
                 _lock: lock,
             },
             snapshot,
         ))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -688,7 +682,14 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                     "INSERT INTO notices (id, account, item, kind, datagram, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![n.id, n.account, n.item, n.kind, n.datagram, at])?;
+                .execute(params![
+                    n.id,
+                    n.account,
+                    n.item,
+                    n.kind.as_str(),
+                    n.datagram,
+                    at
+                ])?;
             }
         }
         Record::NoticeAcked { notice, at } => {
@@ -806,7 +807,7 @@ mod tests {
             id: 4,
             account: 2,
             item: 1,
-            kind: "win",
+            kind: crate::storage::NoticeKind::Win,
             datagram: b"{}".to_vec(),
         };
         storage.append(vec![Record::ItemClosed {

@@ -12,6 +12,7 @@
 //! The one backend is SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
 
 use auction_protocol::{Cents, PublicKey};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -96,10 +97,38 @@ pub struct NoticeRecord {
     pub id: u64,
     pub account: AccountId,
     pub item: u64,
-    /// `win`, `sold` or `not-sold`.
-    pub kind: &'static str,
+    pub kind: NoticeKind,
     /// The datagram exactly as it is sent.
     pub datagram: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Win,
+    Sold,
+    NotSold,
+}
+
+impl NoticeKind {
+    /// As stored: `win`, `sold`, `not-sold`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Win => "win",
+            NoticeKind::Sold => "sold",
+            NoticeKind::NotSold => "not-sold",
+        }
+    }
+
+    /// Notice ids derive from the item (item * 4 + kind), so each notice exists once however
+    /// often it is built, and keeps its id across restarts.
+    pub fn id(self, item: u64) -> u64 {
+        item * 4
+            + match self {
+                NoticeKind::Win => 0,
+                NoticeKind::Sold => 1,
+                NoticeKind::NotSold => 2,
+            }
+    }
 }
 
 /// Everything the server needs to carry on after a restart.
@@ -154,10 +183,6 @@ pub struct StoredNotice {
     pub datagram: Vec<u8>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("storage failed: {0}")]
-pub struct StorageError(pub String);
-
 /// Commit counters since start, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
@@ -186,6 +211,51 @@ pub trait Storage: Send + Sync + 'static {
     /// Commits everything appended so far and stops the writer. Blocks: call it from a
     /// blocking context.
     fn close(&self);
+}
+
+/// What a task has said, held until storage has made durable everything appended before it
+/// was said. Owning its own subscription to storage progress from the moment it is made, it
+/// cannot miss the commit that releases what it holds.
+pub struct Outbox<T> {
+    held: VecDeque<(Lsn, T)>,
+    durable: watch::Receiver<Lsn>,
+}
+
+impl<T> Outbox<T> {
+    pub fn new(storage: &dyn Storage) -> Outbox<T> {
+        Outbox {
+            held: VecDeque::new(),
+            durable: storage.durable(),
+        }
+    }
+
+    /// `out` back if it may be said at once; otherwise it is held.
+    pub fn admit(&mut self, storage: &dyn Storage, out: T) -> Option<T> {
+        let needed = storage.appended();
+        if self.held.is_empty() && *self.durable.borrow() >= needed {
+            Some(out)
+        } else {
+            self.held.push_back((needed, out));
+            None
+        }
+    }
+
+    /// The next held message storage has caught up with, in the order they were said.
+    pub fn release(&mut self) -> Option<T> {
+        let durable = *self.durable.borrow();
+        if self.held.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+            self.held.pop_front().map(|(_, out)| out)
+        } else {
+            None
+        }
+    }
+
+    /// Resolves when storage has moved on while something is held; never while nothing is.
+    pub async fn progress(&mut self) {
+        if self.held.is_empty() || self.durable.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Waits until `lsn` is durable; false if the storage failed first.
