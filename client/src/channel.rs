@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use rustls::pki_types::ServerName;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -36,12 +36,17 @@ pub enum BidResult {
     },
 }
 
+/// A message from the server and the moment it was read off the connection (taken by the
+/// task that reads the socket, so a busy consumer does not inflate measured latencies).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub body: ChannelBody,
+}
+
 pub struct ItemChannel {
-    writer: WriteHalf<TlsStream<TcpStream>>,
-    incoming: mpsc::Receiver<Result<ChannelBody>>,
-    /// Messages that arrived while waiting for an answer, kept for `next_event`.
-    backlog: VecDeque<ChannelBody>,
-    next_req: u64,
+    writer: ChannelWriter,
+    reader: ChannelReader,
     /// The item as it was when the channel opened.
     pub item: ItemView,
     pub next_min: Cents,
@@ -78,9 +83,10 @@ impl ItemChannel {
         tokio::spawn(async move {
             let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
             while let Some(line) = lines.next().await {
+                let at = Instant::now();
                 let msg = match line {
                     Ok(line) => channel::decode_message(&line)
-                        .map(|m| m.body)
+                        .map(|m| Received { at, body: m.body })
                         .map_err(|e| ClientError::Protocol(e.to_string())),
                     Err(tokio_util::codec::LinesCodecError::Io(e)) => Err(tls_error(e)),
                     Err(e) => Err(ClientError::Protocol(e.to_string())),
@@ -92,20 +98,28 @@ impl ItemChannel {
             }
         });
         let mut ch = ItemChannel {
-            writer,
-            incoming: rx,
-            backlog: VecDeque::new(),
-            next_req: 1,
+            writer: ChannelWriter {
+                writer,
+                next_req: 1,
+            },
+            reader: ChannelReader {
+                incoming: rx,
+                backlog: VecDeque::new(),
+            },
             item: placeholder_item(),
             next_min: Cents(0),
             you: String::new(),
         };
         // The server speaks first: the item's state, or why it will not take this connection.
-        match timeout(ANSWER_TIMEOUT, ch.incoming.recv()).await {
-            Ok(Some(Ok(ChannelBody::State {
-                item,
-                next_min,
-                you,
+        match timeout(ANSWER_TIMEOUT, ch.reader.incoming.recv()).await {
+            Ok(Some(Ok(Received {
+                body:
+                    ChannelBody::State {
+                        item,
+                        next_min,
+                        you,
+                        ..
+                    },
                 ..
             }))) => {
                 ch.item = item;
@@ -113,11 +127,15 @@ impl ItemChannel {
                 ch.you = you;
                 Ok(ch)
             }
-            Ok(Some(Ok(ChannelBody::Error {
-                reason, message, ..
+            Ok(Some(Ok(Received {
+                body: ChannelBody::Error {
+                    reason, message, ..
+                },
+                ..
             }))) => Err(ClientError::Denied { reason, message }),
             Ok(Some(Ok(other))) => Err(ClientError::Protocol(format!(
-                "expected state, got {other:?}"
+                "expected state, got {:?}",
+                other.body
             ))),
             Ok(Some(Err(e))) => Err(e),
             Ok(None) => Err(ClientError::Tls(
@@ -129,20 +147,12 @@ impl ItemChannel {
         }
     }
 
-    async fn send(&mut self, body: ChannelRequestBody) -> Result<u64> {
-        let req = self.next_req;
-        self.next_req += 1;
-        let line = channel::encode_request(req, body);
-        self.writer.write_all(line.as_bytes()).await?;
-        self.writer.flush().await?;
-        Ok(req)
-    }
-
     /// Bids `amount` and waits for the answer. `id` makes the bid idempotent (see PROTOCOL.md).
     pub async fn bid(&mut self, amount: Cents, id: Option<String>) -> Result<BidResult> {
-        let req = self.send(ChannelRequestBody::Bid { amount, id }).await?;
+        let req = self.writer.send_bid(amount, id).await?;
         loop {
-            match self.recv_direct().await? {
+            let Received { at, body } = self.recv_direct().await?;
+            match body {
                 ChannelBody::BidAccepted {
                     req: r,
                     amount,
@@ -172,7 +182,7 @@ impl ItemChannel {
                         other,
                         ChannelBody::SoldTo { .. } | ChannelBody::NotSold { .. }
                     );
-                    self.backlog.push_back(other);
+                    self.reader.push_back(at, other);
                     if ended {
                         return Ok(BidResult::Rejected {
                             reason: Reason::AuctionOver,
@@ -188,9 +198,10 @@ impl ItemChannel {
 
     /// Asks for the item's state again.
     pub async fn status(&mut self) -> Result<ItemView> {
-        let req = self.send(ChannelRequestBody::Status).await?;
+        let req = self.writer.send(ChannelRequestBody::Status).await?;
         loop {
-            match self.recv_direct().await? {
+            let Received { at, body } = self.recv_direct().await?;
+            match body {
                 ChannelBody::State {
                     req: Some(r),
                     item,
@@ -200,13 +211,13 @@ impl ItemChannel {
                     self.next_min = next_min;
                     return Ok(item);
                 }
-                other => self.backlog.push_back(other),
+                other => self.reader.push_back(at, other),
             }
         }
     }
 
-    async fn recv_direct(&mut self) -> Result<ChannelBody> {
-        match timeout(ANSWER_TIMEOUT, self.incoming.recv()).await {
+    async fn recv_direct(&mut self) -> Result<Received> {
+        match timeout(ANSWER_TIMEOUT, self.reader.incoming.recv()).await {
             Ok(Some(msg)) => msg,
             Ok(None) => Err(ClientError::Tls("the server closed the channel".into())),
             Err(_) => Err(ClientError::Timeout {
@@ -219,15 +230,89 @@ impl ItemChannel {
     /// The next message from the server (HIGHEST, BID-OVER, SOLD-TO, ...); `None` once the
     /// server has closed the channel.
     pub async fn next_event(&mut self) -> Option<Result<ChannelBody>> {
+        self.reader.recv().await.map(|m| m.map(|m| m.body))
+    }
+
+    /// Closes the channel cleanly.
+    pub async fn close(self) {
+        self.writer.close().await
+    }
+
+    /// Separates sending from receiving, for callers that keep several requests in flight or
+    /// read several channels at once (the load generator). Messages already received come
+    /// first from the reader.
+    pub fn split(self) -> (ChannelWriter, ChannelReader) {
+        (self.writer, self.reader)
+    }
+}
+
+/// The sending half of an [`ItemChannel`]: requests go out numbered 1, 2, ...
+pub struct ChannelWriter {
+    writer: WriteHalf<TlsStream<TcpStream>>,
+    next_req: u64,
+}
+
+impl ChannelWriter {
+    async fn send(&mut self, body: ChannelRequestBody) -> Result<u64> {
+        let req = self.next_req;
+        self.next_req += 1;
+        let line = channel::encode_request(req, body);
+        self.writer.write_all(line.as_bytes()).await?;
+        self.writer.flush().await?;
+        Ok(req)
+    }
+
+    /// Sends a bid without waiting for its answer; returns its `req`, which the
+    /// `bid-accepted` / `bid-rejected` for it carries.
+    pub async fn send_bid(&mut self, amount: Cents, id: Option<String>) -> Result<u64> {
+        self.send(ChannelRequestBody::Bid { amount, id }).await
+    }
+
+    /// Closes the channel cleanly (TLS close_notify, then TCP shutdown).
+    pub async fn close(mut self) {
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+/// The receiving half of an [`ItemChannel`].
+pub struct ChannelReader {
+    incoming: mpsc::Receiver<Result<Received>>,
+    /// Messages that arrived while a caller waited for an answer, handed out first.
+    backlog: VecDeque<Received>,
+}
+
+impl ChannelReader {
+    fn push_back(&mut self, at: Instant, body: ChannelBody) {
+        self.backlog.push_back(Received { at, body });
+    }
+
+    /// The next message from the server; `None` once the server has closed the channel.
+    pub async fn recv(&mut self) -> Option<Result<Received>> {
         if let Some(msg) = self.backlog.pop_front() {
             return Some(Ok(msg));
         }
         self.incoming.recv().await
     }
 
-    /// Closes the channel cleanly.
-    pub async fn close(mut self) {
-        let _ = self.writer.shutdown().await;
+    /// Polls for the next message, for callers that drive several readers from one task.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Received>>> {
+        if let Some(msg) = self.backlog.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(msg)));
+        }
+        self.incoming.poll_recv(cx)
+    }
+}
+
+impl futures_util::Stream for ChannelReader {
+    type Item = Result<Received>;
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
     }
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 const KEY_FILE: &str = "identity.key";
 const CERT_FILE: &str = "identity.pem";
@@ -20,7 +21,14 @@ pub struct Identity {
     pkcs8: Vec<u8>,
     cert: CertificateDer<'static>,
     pub public: PublicKey,
-    home: PathBuf,
+    store: Store,
+}
+
+/// Where the account name lives: next to the key in a home directory, or only in memory
+/// (load generators and tests that need many throwaway identities).
+enum Store {
+    Home(PathBuf),
+    Memory(Mutex<Option<String>>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,42 +50,47 @@ impl Identity {
         let key_path = home.join(KEY_FILE);
         let cert_path = home.join(CERT_FILE);
         if !key_path.exists() {
-            let v2 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-                .map_err(|_| anyhow::anyhow!("could not generate a key pair"))?;
-            let v1 = pkcs8_v1(v2.as_ref()).context("unexpected Ed25519 key encoding")?;
-            let key = rcgen::KeyPair::from_der_and_sign_algo(
-                &PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(v1)),
-                &rcgen::PKCS_ED25519,
-            )?;
-            let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, "auction-client account key");
-            let cert = params.self_signed(&key)?;
-            write_private(&key_path, &key.serialize_pem())?;
-            fs::write(&cert_path, cert.pem())
+            let (key_pem, cert_pem) = generate()?;
+            write_private(&key_path, &key_pem)?;
+            fs::write(&cert_path, cert_pem)
                 .with_context(|| format!("cannot write {}", cert_path.display()))?;
         }
         let key_pem =
             fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-        let pkcs8 = match rustls_pemfile::private_key(&mut key_pem.as_slice()) {
-            Ok(Some(PrivateKeyDer::Pkcs8(der))) => der.secret_pkcs8_der().to_vec(),
-            _ => anyhow::bail!("{} is not a PKCS#8 Ed25519 key", key_path.display()),
-        };
-        let keys = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 key", key_path.display()))?;
         let cert_pem =
             fs::read(&cert_path).with_context(|| format!("cannot read {}", cert_path.display()))?;
-        let cert = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        Identity::from_pem(&key_pem, &cert_pem, Store::Home(home.to_owned()))
+            .with_context(|| format!("the identity in {}", home.display()))
+    }
+
+    /// A new identity kept only in memory: nothing is written to disk, and the account name
+    /// lives as long as this value.
+    pub fn ephemeral() -> Result<Identity> {
+        let (key_pem, cert_pem) = generate()?;
+        Identity::from_pem(
+            key_pem.as_bytes(),
+            cert_pem.as_bytes(),
+            Store::Memory(Mutex::new(None)),
+        )
+    }
+
+    fn from_pem(key_pem: &[u8], cert_pem: &[u8], store: Store) -> Result<Identity> {
+        let pkcs8 = match rustls_pemfile::private_key(&mut &key_pem[..]) {
+            Ok(Some(PrivateKeyDer::Pkcs8(der))) => der.secret_pkcs8_der().to_vec(),
+            _ => anyhow::bail!("{KEY_FILE} is not a PKCS#8 Ed25519 key"),
+        };
+        let keys = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| anyhow::anyhow!("{KEY_FILE} is not an Ed25519 key"))?;
+        let cert = rustls_pemfile::certs(&mut &cert_pem[..])
             .next()
             .and_then(|c| c.ok())
-            .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
+            .with_context(|| format!("{CERT_FILE} holds no certificate"))?;
         Ok(Identity {
             public: sign::public_key_of(&keys),
             keys,
             pkcs8,
             cert,
-            home: home.to_owned(),
+            store,
         })
     }
 
@@ -93,29 +106,67 @@ impl Identity {
 
     /// The name this identity was registered under, if any.
     pub fn account_name(&self) -> Option<String> {
-        let text = fs::read_to_string(self.home.join(ACCOUNT_FILE)).ok()?;
-        serde_json::from_str::<AccountFile>(&text)
-            .ok()
-            .map(|a| a.name)
+        match &self.store {
+            Store::Home(home) => {
+                let text = fs::read_to_string(home.join(ACCOUNT_FILE)).ok()?;
+                serde_json::from_str::<AccountFile>(&text)
+                    .ok()
+                    .map(|a| a.name)
+            }
+            Store::Memory(name) => name.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
     }
 
     pub fn save_account_name(&self, name: &str) -> Result<()> {
-        let path = self.home.join(ACCOUNT_FILE);
-        let text = serde_json::to_string(&AccountFile {
-            name: name.to_owned(),
-        })?;
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        match &self.store {
+            Store::Home(home) => {
+                let path = home.join(ACCOUNT_FILE);
+                let text = serde_json::to_string(&AccountFile {
+                    name: name.to_owned(),
+                })?;
+                fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+            }
+            Store::Memory(slot) => {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.to_owned());
+                Ok(())
+            }
+        }
     }
 
     pub fn forget_account_name(&self) -> Result<()> {
-        let path = self.home.join(ACCOUNT_FILE);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        match &self.store {
+            Store::Home(home) => {
+                let path = home.join(ACCOUNT_FILE);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(e).with_context(|| format!("cannot remove {}", path.display()))
+                    }
+                    _ => Ok(()),
+                }
             }
-            _ => Ok(()),
+            Store::Memory(slot) => {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
         }
     }
+}
+
+/// A fresh Ed25519 key (PKCS#8 v1 PEM) and a self-signed certificate for it (PEM).
+fn generate() -> Result<(String, String)> {
+    let v2 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .map_err(|_| anyhow::anyhow!("could not generate a key pair"))?;
+    let v1 = pkcs8_v1(v2.as_ref()).context("unexpected Ed25519 key encoding")?;
+    let key = rcgen::KeyPair::from_der_and_sign_algo(
+        &PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(v1)),
+        &rcgen::PKCS_ED25519,
+    )?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "auction-client account key");
+    let cert = params.self_signed(&key)?;
+    Ok((key.serialize_pem(), cert.pem()))
 }
 
 /// RFC 8410 PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
@@ -169,5 +220,18 @@ mod tests {
         assert!(chain[0].as_ref().windows(32).any(|w| w == id.public.0));
         let again = Identity::load_or_create(home.path()).unwrap();
         assert_eq!(again.public, id.public);
+    }
+
+    #[test]
+    fn ephemeral_identities_keep_their_name_in_memory() {
+        let a = Identity::ephemeral().unwrap();
+        let b = Identity::ephemeral().unwrap();
+        assert_ne!(a.public, b.public);
+        assert_eq!(a.account_name(), None);
+        a.save_account_name("alice").unwrap();
+        assert_eq!(a.account_name().as_deref(), Some("alice"));
+        assert_eq!(b.account_name(), None);
+        a.forget_account_name().unwrap();
+        assert_eq!(a.account_name(), None);
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use channel::{BidResult, ItemChannel};
+pub use channel::{BidResult, ChannelReader, ChannelWriter, ItemChannel, Received};
 pub use error::{ClientError, Result};
 pub use identity::Identity;
 pub use session::{ItemSession, Reconnect, SessionEvent};
@@ -43,6 +43,16 @@ impl Client {
     /// use), trusting `ca` for item channels.
     pub async fn new(server: SocketAddr, home: &Path, ca: &Path) -> anyhow::Result<Client> {
         let identity = Identity::load_or_create(home)?;
+        Ok(Client::with_identity(server, identity, ca).await?)
+    }
+
+    /// A client of the server at `server` with an identity made elsewhere (for instance
+    /// [`Identity::ephemeral`]), trusting `ca` for item channels.
+    pub async fn with_identity(
+        server: SocketAddr,
+        identity: Identity,
+        ca: &Path,
+    ) -> Result<Client> {
         Ok(Client {
             udp: UdpClient::connect(server).await?,
             identity,

@@ -1,0 +1,16 @@
+//! `loadgen`: simulated sellers and bidders driving an auction server through the client
+//! library (no second protocol implementation), with HdrHistogram latency distributions, a
+//! JSON report, the `.hgrm` percentile distribution, result verification, and a bare TLS echo
+//! baseline to compare against. See README "Load generator and benchmarks".
+
+pub mod baseline;
+pub mod hgrm;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod scrape;
+pub mod stats;
+
+pub use report::Report;
+pub use run::{run, Options, Outcome, RunError};

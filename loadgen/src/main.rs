@@ -1,0 +1,212 @@
+//! `loadgen`: hundreds of simulated bidders against an auction server, or (`loadgen baseline`)
+//! against a bare TLS echo server, with honest latency histograms.
+//!
+//! Exit codes: 0 ok, 1 errors or a failed verification, 2 usage, 3 cannot reach the server.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use loadgen::{baseline, hgrm, Report, RunError};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for the auction server: simulated bidders over the real protocol, HdrHistogram latencies",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    shape: Shape,
+    /// The server's UDP address.
+    #[arg(long, env = "AUCTION_SERVER", default_value = "127.0.0.1:7400")]
+    server: String,
+    /// CA certificate that signed the server's channel certificates.
+    #[arg(long, env = "AUCTION_CA", default_value = "certs/ca.pem")]
+    ca: PathBuf,
+    /// Open loop: this many bids per second across all bidders, latency measured from each
+    /// bid's scheduled time. Without it: closed loop (next bid after the answer to the last).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Write the bid round-trip percentile distribution (HdrHistogram text format, ms) here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// After the run, wait for every auction to close and check winners and prices.
+    #[arg(long)]
+    verify: bool,
+    /// Seed of the bidders' choices (amounts, deliberately low bids).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long the offered auctions run (default: set-up allowance + --duration).
+    #[arg(long, value_parser = parse_duration)]
+    item_duration: Option<Duration>,
+    /// The server's Prometheus metrics, e.g. http://127.0.0.1:9400/metrics, read before and
+    /// after the run; their figures go into the report.
+    #[arg(long)]
+    metrics_url: Option<String>,
+}
+
+/// Flags the auction run and the baseline share.
+#[derive(Args, Debug, Clone)]
+struct Shape {
+    /// Simulated bidders (each its own account, UDP socket and TLS channels).
+    #[arg(long, required = true)]
+    bidders: Option<usize>,
+    /// Items offered (by as many seller accounts as the server's per-seller limit needs).
+    #[arg(long, required = true)]
+    items: Option<usize>,
+    /// Items each bidder joins (default: the fewest that give every item two bidders or more).
+    #[arg(long)]
+    items_per_bidder: Option<usize>,
+    /// Length of the measured phase.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Write the report as JSON here (schema in README).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drive a bare TLS echo server inside loadgen with the same connections and message
+    /// sizes: the physical limit the auction's throughput is compared with.
+    Baseline {
+        #[command(flatten)]
+        shape: Shape,
+        /// Seed of the message ids.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (write it like 30s, 5m)"))
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    std::process::exit(match run(cli).await {
+        Ok(report) if report.failed() => 1,
+        Ok(_) => 0,
+        Err(Failure::Usage(e)) => {
+            eprintln!("loadgen: {e}");
+            2
+        }
+        Err(Failure::Unreachable(e)) => {
+            eprintln!("loadgen: {e}");
+            3
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("loadgen: {e:#}");
+            1
+        }
+    });
+}
+
+enum Failure {
+    Usage(String),
+    Unreachable(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+fn check_shape(shape: &Shape) -> Result<(usize, usize), Failure> {
+    let (bidders, items) = (shape.bidders.unwrap_or(0), shape.items.unwrap_or(0));
+    if bidders == 0 || items == 0 {
+        return Err(Failure::Usage(
+            "--bidders and --items must be at least 1".into(),
+        ));
+    }
+    if shape.items_per_bidder.is_some_and(|k| k == 0 || k > items) {
+        return Err(Failure::Usage(format!(
+            "--items-per-bidder must be between 1 and --items ({items})"
+        )));
+    }
+    if shape.duration.is_zero() {
+        return Err(Failure::Usage("--duration must be more than 0".into()));
+    }
+    Ok((bidders, items))
+}
+
+async fn run(cli: Cli) -> Result<Report, Failure> {
+    if let Some(Command::Baseline { shape, seed }) = cli.command {
+        let (bidders, items) = check_shape(&shape)?;
+        let outcome = baseline::run(baseline::Options {
+            bidders,
+            items,
+            items_per_bidder: shape.items_per_bidder,
+            duration: shape.duration,
+            progress: !shape.quiet && std::io::stderr().is_terminal(),
+            seed,
+        })
+        .await?;
+        print!("{}", outcome.report.table());
+        write_json(shape.json.as_deref(), &outcome.report)?;
+        return Ok(outcome.report);
+    }
+    let shape = cli.shape;
+    let (bidders, items) = check_shape(&shape)?;
+    if cli.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(Failure::Usage(
+            "--rate must be a positive number of bids per second".into(),
+        ));
+    }
+    let server: SocketAddr = auction_client::resolve(&cli.server)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let outcome = loadgen::run(loadgen::Options {
+        server,
+        ca: cli.ca,
+        bidders,
+        items,
+        items_per_bidder: shape.items_per_bidder,
+        duration: shape.duration,
+        rate: cli.rate,
+        verify: cli.verify,
+        seed: cli.seed,
+        item_duration: cli.item_duration,
+        progress: !shape.quiet && std::io::stderr().is_terminal(),
+        metrics_url: cli.metrics_url,
+    })
+    .await
+    .map_err(|e| match e {
+        RunError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
+        RunError::Failed(e) => Failure::Other(e),
+    })?;
+    print!("{}", outcome.report.table());
+    write_json(shape.json.as_deref(), &outcome.report)?;
+    if let Some(path) = &cli.hgrm {
+        std::fs::write(path, hgrm::percentile_distribution(&outcome.round_trip))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(outcome.report)
+}
+
+fn write_json(path: Option<&Path>, report: &Report) -> Result<(), Failure> {
+    if let Some(path) = path {
+        let text = serde_json::to_string_pretty(report).context("encoding the report")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

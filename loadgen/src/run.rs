@@ -1,0 +1,1054 @@
+//! A load run against an auction server, through the client library: register sellers and
+//! bidders over UDP, offer the items, open every bidder's mutual-TLS channels, bid for the
+//! measured phase (closed or open loop), then optionally wait for the auctions to close and
+//! check their results against what the bidders saw.
+
+use crate::plan;
+use crate::report::{
+    Counts, Latencies, Machine, Report, RunConfigReport, Spread, Throughput, Verification,
+};
+use crate::scrape::{self, Scrape, ServerFigures};
+use crate::stats::{Latency, PerSecond, Summary, Tally};
+use auction_client::{
+    ChannelReader, ChannelWriter, Client, ClientError, Identity, ItemChannel, Received,
+};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::udp::ServerBody;
+use auction_protocol::{Cents, ItemState, Reason};
+use futures_util::stream::{self, SelectAll, StreamExt};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::time::{sleep_until, timeout};
+
+/// Registrations and channel set-ups in flight at once.
+const SETUP_CONCURRENCY: usize = 64;
+/// How long a bid may wait for its answer before it counts as unanswered.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sent bid is remembered for matching other bidders' HIGHEST to it.
+const FAN_OUT_MEMORY: Duration = Duration::from_secs(10);
+/// Share of bids sent below the current price on purpose.
+const LOW_BID_SHARE: f64 = 0.05;
+/// The first bid an item accepts.
+const ITEM_MIN: Cents = Cents(1000);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server: SocketAddr,
+    pub ca: PathBuf,
+    pub bidders: usize,
+    pub items: usize,
+    pub items_per_bidder: Option<usize>,
+    pub duration: Duration,
+    /// Open loop at this many bids per second in all; `None` = closed loop.
+    pub rate: Option<f64>,
+    pub verify: bool,
+    pub seed: u64,
+    /// How long the offered auctions run; default: long enough for set-up and the run.
+    pub item_duration: Option<Duration>,
+    pub progress: bool,
+    pub metrics_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The server does not answer at all (exit code 3).
+    #[error("cannot reach the auction server at {server}: {reason}")]
+    Unreachable { server: SocketAddr, reason: String },
+    /// Anything else that stops the run before it can report (exit code 1).
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+pub struct Outcome {
+    pub report: Report,
+    /// The bid round-trip histogram, for `--hgrm`.
+    pub round_trip: Histogram<u64>,
+}
+
+#[derive(Default)]
+struct Stats {
+    round_trip: Latency,
+    fan_out: Latency,
+    connect: Latency,
+    register: Latency,
+    sent: AtomicU64,
+    answered: AtomicU64,
+    accepted: AtomicU64,
+    low: AtomicU64,
+    unanswered: AtomicU64,
+    rejected: Tally,
+    errors: Tally,
+}
+
+/// What loadgen knows about one item.
+struct ItemShared {
+    id: u64,
+    /// Bids sent, by (amount, bidder), with their send time: a HIGHEST another bidder reads
+    /// is matched to its bid here. Rejected bids are removed; the rest age out.
+    sent: Mutex<SentBids>,
+    ledger: Mutex<Ledger>,
+}
+
+struct SentBids {
+    at: HashMap<(u64, u32), Instant>,
+    pruned: Instant,
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Highest accepted amount and its bidder.
+    best: Option<(Cents, usize)>,
+    amounts: HashSet<u64>,
+    /// Amounts that were accepted twice (must stay empty).
+    twice: Vec<u64>,
+    accepted: u64,
+    /// Latest end time the server announced (OFFER-CONF, BID-ACCEPTED), Unix ms.
+    ends_at: u64,
+}
+
+struct Shared {
+    stats: Stats,
+    items: Vec<ItemShared>,
+    prefix: String,
+    /// Answers per second of the measured phase.
+    per_second: PerSecond,
+    /// Results announced over UDP: item -> (SOLD / NOT-SOLD to the seller, WIN to a bidder).
+    notices: Mutex<HashMap<u64, NoticesSeen>>,
+}
+
+#[derive(Default, Debug, Clone)]
+struct NoticesSeen {
+    sold: Option<(String, Cents)>,
+    not_sold: bool,
+    win: Option<(String, Cents)>,
+}
+
+fn bidder_name(prefix: &str, b: usize) -> String {
+    format!("{prefix}-b{b}")
+}
+
+/// The bidder index in a name this run made, if it is one.
+fn bidder_index(prefix: &str, name: &str) -> Option<usize> {
+    name.strip_prefix(prefix)?.strip_prefix("-b")?.parse().ok()
+}
+
+/// Unix time in milliseconds, the protocol's unit for `ends_at`.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn error_kind(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Denied { .. } => "refused",
+        ClientError::Timeout { .. } => "timeout",
+        ClientError::Io(_) => "io",
+        ClientError::Tls(_) => "tls",
+        ClientError::Protocol(_) => "protocol",
+        ClientError::Local(_) => "local",
+    }
+}
+
+pub async fn run(opts: Options) -> Result<Outcome, RunError> {
+    let started_at = unix_ms() / 1000;
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    // Names unique to this run, so runs against the same server do not collide.
+    let prefix = format!("lg{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let k = opts
+        .items_per_bidder
+        .unwrap_or_else(|| plan::default_items_per_bidder(opts.bidders, opts.items))
+        .min(opts.items);
+    let assignment = plan::assign(opts.bidders, opts.items, k);
+    let per_item = plan::bidders_per_item(&assignment, opts.items);
+    let channels: usize = assignment.iter().map(Vec::len).sum();
+    let mut notes = Vec::new();
+    if per_item.iter().any(|&n| n < 2) {
+        notes.push(format!(
+            "some items have fewer than two bidders ({}-{} per item): no competition there",
+            per_item.iter().min().unwrap_or(&0),
+            per_item.iter().max().unwrap_or(&0)
+        ));
+    }
+
+    // --- registration (sellers first: the first answer tells whether the server is there)
+    let stats = Stats::default();
+    let first_seller = new_client(&opts).await?;
+    let t = Instant::now();
+    match first_seller.register(&format!("{prefix}-s0")).await {
+        Ok(()) => stats.register.record(t.elapsed()),
+        Err(e @ (ClientError::Timeout { .. } | ClientError::Io(_))) => {
+            return Err(RunError::Unreachable {
+                server: opts.server,
+                reason: e.to_string(),
+            })
+        }
+        Err(e) => {
+            return Err(RunError::Failed(anyhow::anyhow!(
+                "the server refused loadgen's seller: {e}"
+            )))
+        }
+    }
+    let mut sellers = vec![Arc::new(first_seller)];
+
+    let bidder_clients: Vec<Option<Arc<Client>>> = {
+        let results: Vec<(usize, Result<Client, ClientError>, Duration)> =
+            stream::iter(0..opts.bidders)
+                .map(|b| {
+                    let opts = &opts;
+                    let name = bidder_name(&prefix, b);
+                    async move {
+                        let client = match new_client(opts).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                return (b, Err(ClientError::Local(e.to_string())), Duration::ZERO)
+                            }
+                        };
+                        let t = Instant::now();
+                        let r = client.register(&name).await.map(|()| client);
+                        (b, r, t.elapsed())
+                    }
+                })
+                .buffer_unordered(SETUP_CONCURRENCY)
+                .collect()
+                .await;
+        let mut clients: Vec<Option<Arc<Client>>> = (0..opts.bidders).map(|_| None).collect();
+        for (b, r, took) in results {
+            match r {
+                Ok(c) => {
+                    stats.register.record(took);
+                    clients[b] = Some(Arc::new(c));
+                }
+                Err(e) => {
+                    tracing::warn!(bidder = b, error = %e, "registration failed");
+                    stats.errors.add(format!("register-{}", error_kind(&e)));
+                }
+            }
+        }
+        clients
+    };
+
+    tracing::info!(
+        registered = bidder_clients.iter().flatten().count(),
+        "bidders registered"
+    );
+    // --- items: long enough for the channel set-up and the run, unless told otherwise
+    let item_duration = opts.item_duration.unwrap_or_else(|| {
+        Duration::from_secs(10) + opts.duration + Duration::from_millis(2 * channels as u64)
+    });
+    let mut offered = Vec::new();
+    for i in 0..opts.items {
+        loop {
+            let seller = sellers.last().expect("one seller at least").clone();
+            match seller
+                .offer(
+                    &format!("loadgen {prefix} item {i}"),
+                    ITEM_MIN,
+                    Some(item_duration.as_secs().max(1)),
+                )
+                .await
+            {
+                Ok(o) => {
+                    offered.push((o, sellers.len() - 1));
+                    break;
+                }
+                Err(ClientError::Denied {
+                    reason: Reason::TooManyOpenItems,
+                    ..
+                }) => {
+                    // The server's per-seller limit: carry on with another seller.
+                    let s = new_client(&opts).await?;
+                    let t = Instant::now();
+                    s.register(&format!("{prefix}-s{}", sellers.len()))
+                        .await
+                        .map_err(|e| {
+                            RunError::Failed(anyhow::anyhow!("registering a seller: {e}"))
+                        })?;
+                    stats.register.record(t.elapsed());
+                    sellers.push(Arc::new(s));
+                }
+                Err(e) => return Err(RunError::Failed(anyhow::anyhow!("offering item {i}: {e}"))),
+            }
+        }
+    }
+    let items: Vec<ItemShared> = offered
+        .iter()
+        .map(|(o, _)| ItemShared {
+            id: o.item,
+            sent: Mutex::new(SentBids {
+                at: HashMap::new(),
+                pruned: Instant::now(),
+            }),
+            ledger: Mutex::new(Ledger {
+                ends_at: o.ends_at,
+                ..Ledger::default()
+            }),
+        })
+        .collect();
+    let earliest_end = offered.iter().map(|(o, _)| o.ends_at).min().unwrap_or(0);
+    let shared = Arc::new(Shared {
+        stats,
+        items,
+        prefix: prefix.clone(),
+        per_second: PerSecond::new(opts.duration.as_secs() as usize + 1),
+        notices: Mutex::new(HashMap::new()),
+    });
+
+    // Every client reads its announcements (acknowledging WIN / SOLD / NOT-SOLD).
+    let mut drains = Vec::new();
+    for client in sellers.iter().chain(bidder_clients.iter().flatten()) {
+        drains.push(tokio::spawn(drain_announcements(
+            client.clone(),
+            shared.clone(),
+        )));
+    }
+
+    let scrape_before = scrape_opt(&opts, &shared).await;
+
+    // --- channels
+    let pairs: Vec<(usize, usize)> = assignment
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| bidder_clients[*b].is_some())
+        .flat_map(|(b, joined)| joined.iter().map(move |&i| (b, i)))
+        .collect();
+    let opened: Vec<(usize, usize, Result<ItemChannel, ClientError>)> = stream::iter(pairs)
+        .map(|(b, i)| {
+            let client = bidder_clients[b].clone().expect("filtered above");
+            let channel = offered[i].0.channel.clone();
+            let shared = &shared;
+            async move {
+                let t = Instant::now();
+                let r = client.open_channel(&channel).await;
+                if r.is_ok() {
+                    shared.stats.connect.record(t.elapsed());
+                }
+                (b, i, r)
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+    let mut per_bidder: Vec<Vec<(usize, ItemChannel)>> =
+        (0..opts.bidders).map(|_| Vec::new()).collect();
+    for (b, i, r) in opened {
+        match r {
+            Ok(ch) => per_bidder[b].push((i, ch)),
+            Err(e) => {
+                tracing::warn!(bidder = b, item = i, error = %e, "could not open a channel");
+                shared
+                    .stats
+                    .errors
+                    .add(format!("connect-{}", error_kind(&e)));
+            }
+        }
+    }
+    tracing::info!(
+        channels = per_bidder.iter().map(Vec::len).sum::<usize>(),
+        "channels open"
+    );
+    let scrape_with = scrape_opt(&opts, &shared).await;
+
+    // --- the measured phase
+    let start = Instant::now();
+    let mut stop = start + opts.duration;
+    // Stop a second before the first auction ends, should the set-up have eaten the margin.
+    let ms_left = earliest_end.saturating_sub(unix_ms());
+    let end_guard = start + Duration::from_millis(ms_left.saturating_sub(1000));
+    if end_guard < stop {
+        notes.push(format!(
+            "the run was cut to {:.1} s because the auctions end then (set-up took long); pass --item-duration",
+            end_guard.duration_since(start).as_secs_f64()
+        ));
+        stop = end_guard;
+    }
+    let interval = opts
+        .rate
+        .map(|r| Duration::from_secs_f64(opts.bidders as f64 / r.max(0.001)));
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = opts.progress.then(|| {
+        let shared = shared.clone();
+        tokio::spawn(crate::progress::line(
+            start,
+            opts.duration,
+            done.clone(),
+            move || {
+                let s = &shared.stats;
+                (
+                    s.answered.load(Ordering::Relaxed),
+                    s.round_trip.p99(),
+                    s.errors.total() + s.unanswered.load(Ordering::Relaxed),
+                )
+            },
+        ))
+    });
+    let mut tasks = Vec::new();
+    for (b, chans) in per_bidder.into_iter().enumerate() {
+        if chans.is_empty() {
+            continue;
+        }
+        let offset = match (interval, opts.rate) {
+            (Some(_), Some(rate)) => Duration::from_secs_f64(b as f64 / rate.max(0.001)),
+            _ => Duration::ZERO,
+        };
+        let bidder = Bidder::new(b, chans, shared.clone(), rng.random());
+        tasks.push(tokio::spawn(bidder.run(start, stop, interval, offset)));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            shared.stats.errors.add("bidder-task-failed");
+            tracing::error!(error = %e, "a bidder task failed");
+        }
+    }
+    let elapsed = start.elapsed();
+    tracing::info!(elapsed = ?elapsed, "bidding done");
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    let scrape_after = scrape_opt(&opts, &shared).await;
+
+    // --- verification
+    let verify = if opts.verify {
+        Some(verify(&shared, &sellers[0], &scrape_with, &scrape_after).await)
+    } else {
+        None
+    };
+    for d in drains {
+        d.abort();
+    }
+
+    let s = &shared.stats;
+    let answered = s.answered.load(Ordering::Relaxed);
+    let accepted = s.accepted.load(Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let round_trip = s.round_trip.snapshot();
+    let server = match (
+        &opts.metrics_url,
+        &scrape_before,
+        &scrape_with,
+        &scrape_after,
+    ) {
+        (Some(url), Some(a), Some(b), Some(c)) => {
+            Some(ServerFigures::from_scrapes(url, a, b, c, channels))
+        }
+        _ => None,
+    };
+    let report = Report {
+        schema: crate::report::SCHEMA.into(),
+        kind: "auction".into(),
+        started_at,
+        config: RunConfigReport {
+            server: Some(opts.server.to_string()),
+            bidders: opts.bidders,
+            items: opts.items,
+            items_per_bidder: k,
+            duration_s: opts.duration.as_secs_f64(),
+            mode: if opts.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .into(),
+            target_rate: opts.rate,
+            seed: opts.seed,
+            verify: opts.verify,
+        },
+        machine: Machine::this(),
+        spread: Spread {
+            channels,
+            bidders_per_item_min: per_item.iter().copied().min().unwrap_or(0),
+            bidders_per_item_max: per_item.iter().copied().max().unwrap_or(0),
+        },
+        elapsed_s: (secs * 1000.0).round() / 1000.0,
+        counts: Counts {
+            sent: s.sent.load(Ordering::Relaxed),
+            answered,
+            accepted,
+            rejected: s.rejected.snapshot(),
+            deliberately_low: s.low.load(Ordering::Relaxed),
+            unanswered: s.unanswered.load(Ordering::Relaxed),
+            errors: s.errors.snapshot(),
+        },
+        throughput: Throughput {
+            answered_per_s: (answered as f64 / secs).round(),
+            accepted_per_s: (accepted as f64 / secs).round(),
+            target_rate: opts.rate,
+            achieved_fraction: opts
+                .rate
+                .map(|r| ((answered as f64 / secs) / r * 1000.0).round() / 1000.0),
+            per_second: shared
+                .per_second
+                .values(elapsed.as_secs_f64().ceil() as usize),
+        },
+        latency_us: Latencies {
+            bid_round_trip: Summary::of(&round_trip),
+            fan_out: Summary::of(&s.fan_out.snapshot()),
+            tls_connect: Summary::of(&s.connect.snapshot()),
+            udp_register: Summary::of(&s.register.snapshot()),
+        },
+        verify,
+        server,
+        notes,
+    };
+    Ok(Outcome { report, round_trip })
+}
+
+async fn new_client(opts: &Options) -> Result<Client, RunError> {
+    let identity = Identity::ephemeral().map_err(RunError::Failed)?;
+    Client::with_identity(opts.server, identity, &opts.ca)
+        .await
+        .map_err(|e| RunError::Failed(e.into()))
+}
+
+async fn scrape_opt(opts: &Options, shared: &Shared) -> Option<Scrape> {
+    let url = opts.metrics_url.as_ref()?;
+    match scrape::fetch(url).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(url, error = %e, "could not read the server's metrics");
+            shared.stats.errors.add("metrics-scrape");
+            None
+        }
+    }
+}
+
+async fn drain_announcements(client: Arc<Client>, shared: Arc<Shared>) {
+    let me = client.name().unwrap_or_default();
+    while let Some(msg) = client.next_announcement().await {
+        let mut notices = shared.notices.lock().unwrap_or_else(|p| p.into_inner());
+        match msg {
+            ServerBody::Sold {
+                item,
+                amount,
+                winner,
+                ..
+            } => notices.entry(item).or_default().sold = Some((winner, amount)),
+            ServerBody::NotSold { item, .. } => notices.entry(item).or_default().not_sold = true,
+            ServerBody::Win { item, amount, .. } => {
+                notices.entry(item).or_default().win = Some((me.clone(), amount))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One reader of a bidder's channels, tagged with its slot; ends with one `None` when the
+/// server closes the channel.
+struct Tagged {
+    slot: usize,
+    reader: Option<ChannelReader>,
+}
+
+impl futures_util::Stream for Tagged {
+    type Item = (usize, Option<auction_client::Result<Received>>);
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(reader) = this.reader.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match reader.poll_recv(cx) {
+            Poll::Ready(Some(m)) => Poll::Ready(Some((this.slot, Some(m)))),
+            Poll::Ready(None) => {
+                this.reader = None;
+                Poll::Ready(Some((this.slot, None)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+struct Slot {
+    item: usize,
+    writer: Option<ChannelWriter>,
+    /// Smallest bid the server would accept, as far as this bidder knows.
+    next_min: Cents,
+    increment: u64,
+}
+
+/// The bid a bidder waits for.
+struct Pending {
+    slot: usize,
+    req: u64,
+    amount: Cents,
+    sent: Instant,
+    /// When it was due (open loop) or sent (closed loop): latency counts from here.
+    due: Instant,
+}
+
+struct Bidder {
+    index: usize,
+    slots: Vec<Slot>,
+    readers: SelectAll<Tagged>,
+    shared: Arc<Shared>,
+    rng: StdRng,
+    seq: u64,
+    measure_from: Instant,
+}
+
+impl Bidder {
+    fn new(
+        index: usize,
+        chans: Vec<(usize, ItemChannel)>,
+        shared: Arc<Shared>,
+        seed: u64,
+    ) -> Bidder {
+        let mut slots = Vec::new();
+        let mut readers = SelectAll::new();
+        for (slot, (item, ch)) in chans.into_iter().enumerate() {
+            let increment = match ch.item.highest {
+                Some(h) if ch.next_min.0 > h.0 => ch.next_min.0 - h.0,
+                _ => 1,
+            };
+            let next_min = ch.next_min;
+            let (writer, reader) = ch.split();
+            slots.push(Slot {
+                item,
+                writer: Some(writer),
+                next_min,
+                increment,
+            });
+            readers.push(Tagged {
+                slot,
+                reader: Some(reader),
+            });
+        }
+        Bidder {
+            index,
+            slots,
+            readers,
+            shared,
+            rng: StdRng::seed_from_u64(seed),
+            seq: 0,
+            measure_from: Instant::now(),
+        }
+    }
+
+    async fn run(
+        mut self,
+        start: Instant,
+        stop: Instant,
+        interval: Option<Duration>,
+        offset: Duration,
+    ) {
+        self.measure_from = start;
+        let mut due = start + offset;
+        let mut turn = 0usize;
+        loop {
+            if interval.is_some() {
+                // Open loop: wait for the bid's scheduled time, reading meanwhile.
+                while Instant::now() < due && due < stop {
+                    let deadline = tokio::time::Instant::from_std(due);
+                    tokio::select! {
+                        _ = sleep_until(deadline) => {}
+                        msg = self.readers.next() => match msg {
+                            Some((slot, m)) => { self.handle(slot, m, None); }
+                            None => return self.close().await,
+                        },
+                    }
+                }
+                if due >= stop {
+                    break;
+                }
+            } else {
+                due = Instant::now();
+                if due >= stop {
+                    break;
+                }
+            }
+            let open: Vec<usize> = (0..self.slots.len())
+                .filter(|&s| self.slots[s].writer.is_some())
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            let slot = open[turn % open.len()];
+            turn += 1;
+            if let Some(pending) = self.send(slot, due).await {
+                self.await_answer(pending).await;
+            }
+            if let Some(interval) = interval {
+                due += interval;
+            }
+        }
+        self.close().await
+    }
+
+    async fn close(self) {
+        for slot in self.slots {
+            if let Some(w) = slot.writer {
+                w.close().await;
+            }
+        }
+    }
+
+    fn choose_amount(&mut self, slot: usize) -> (Cents, bool) {
+        let s = &self.slots[slot];
+        if s.next_min.0 > 1 && self.rng.random_bool(LOW_BID_SHARE) {
+            let below = self.rng.random_range(1..=(s.next_min.0 - 1).min(100));
+            return (Cents(s.next_min.0 - below), true);
+        }
+        let steps = self.rng.random_range(0..3);
+        (Cents(s.next_min.0 + steps * s.increment), false)
+    }
+
+    async fn send(&mut self, slot: usize, due: Instant) -> Option<Pending> {
+        let (amount, low) = self.choose_amount(slot);
+        self.seq += 1;
+        let id = format!("{}-{}-{}", self.shared.prefix, self.index, self.seq);
+        let item = &self.shared.items[self.slots[slot].item];
+        let sent = Instant::now();
+        {
+            let mut bids = item.sent.lock().unwrap_or_else(|p| p.into_inner());
+            if sent.duration_since(bids.pruned) > Duration::from_secs(1) {
+                bids.at
+                    .retain(|_, t| sent.duration_since(*t) < FAN_OUT_MEMORY);
+                bids.pruned = sent;
+            }
+            bids.at.insert((amount.0, self.index as u32), sent);
+        }
+        let writer = self.slots[slot].writer.as_mut()?;
+        match writer.send_bid(amount, Some(id)).await {
+            Ok(req) => {
+                let s = &self.shared.stats;
+                s.sent.fetch_add(1, Ordering::Relaxed);
+                if low {
+                    s.low.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Pending {
+                    slot,
+                    req,
+                    amount,
+                    sent,
+                    due,
+                })
+            }
+            Err(e) => {
+                self.shared
+                    .stats
+                    .errors
+                    .add(format!("send-{}", error_kind(&e)));
+                self.slots[slot].writer = None;
+                None
+            }
+        }
+    }
+
+    async fn await_answer(&mut self, pending: Pending) {
+        let deadline = tokio::time::Instant::from_std(pending.sent + ANSWER_TIMEOUT);
+        loop {
+            match timeout(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                self.readers.next(),
+            )
+            .await
+            {
+                Ok(Some((slot, m))) => {
+                    if self.handle(slot, m, Some(&pending)) {
+                        return;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let s = &self.shared.stats;
+                    s.unanswered.fetch_add(1, Ordering::Relaxed);
+                    s.errors.add("no-answer");
+                    tracing::warn!(bidder = self.index, item = self.shared.items[self.slots[pending.slot].item].id,
+                        amount = %pending.amount, "a bid got no answer");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one message; true when it answers `pending`.
+    fn handle(
+        &mut self,
+        slot: usize,
+        msg: Option<auction_client::Result<Received>>,
+        pending: Option<&Pending>,
+    ) -> bool {
+        let ours = |req: u64| pending.is_some_and(|p| p.slot == slot && p.req == req);
+        let item_ix = self.slots[slot].item;
+        let item = &self.shared.items[item_ix];
+        let stats = &self.shared.stats;
+        let Some(msg) = msg else {
+            // The server closed the channel.
+            self.slots[slot].writer = None;
+            if pending.is_some_and(|p| p.slot == slot) {
+                stats.unanswered.fetch_add(1, Ordering::Relaxed);
+                stats.errors.add("closed-with-bid-unanswered");
+                return true;
+            }
+            return false;
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                stats.errors.add(format!("channel-{}", error_kind(&e)));
+                tracing::warn!(bidder = self.index, item = item.id, error = %e, "channel failed");
+                self.slots[slot].writer = None;
+                return false;
+            }
+        };
+        match msg.body {
+            ChannelBody::Highest { amount, bidder, .. } => {
+                let s = &mut self.slots[slot];
+                s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
+                if let Some(b) = bidder_index(&self.shared.prefix, &bidder) {
+                    if b != self.index {
+                        let sent = item
+                            .sent
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .at
+                            .get(&(amount.0, b as u32))
+                            .copied();
+                        if let Some(sent) = sent {
+                            stats.fan_out.record(msg.at.saturating_duration_since(sent));
+                        }
+                    }
+                }
+                false
+            }
+            ChannelBody::BidAccepted {
+                req,
+                amount,
+                ends_at,
+            } if ours(req) => {
+                let p = pending.expect("ours");
+                self.answered(p, msg.at);
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let s = &mut self.slots[slot];
+                s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
+                let mut ledger = item.ledger.lock().unwrap_or_else(|p| p.into_inner());
+                ledger.accepted += 1;
+                ledger.ends_at = ledger.ends_at.max(ends_at);
+                if !ledger.amounts.insert(amount.0) {
+                    ledger.twice.push(amount.0);
+                }
+                if ledger.best.is_none_or(|(best, _)| amount > best) {
+                    ledger.best = Some((amount, self.index));
+                }
+                true
+            }
+            ChannelBody::BidRejected {
+                req,
+                reason,
+                next_min,
+                ..
+            } if ours(req) => {
+                let p = pending.expect("ours");
+                self.answered(p, msg.at);
+                stats.rejected.add(reason.code());
+                item.sent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .at
+                    .remove(&(p.amount.0, self.index as u32));
+                if next_min.0 > 0 {
+                    self.slots[slot].next_min = next_min;
+                }
+                if reason == Reason::AuctionOver {
+                    self.slots[slot].writer = None;
+                }
+                true
+            }
+            ChannelBody::Error {
+                req: Some(req),
+                reason,
+                ..
+            } if ours(req) => {
+                stats.errors.add(format!("bid-error-{}", reason.code()));
+                true
+            }
+            ChannelBody::Error {
+                req: None, reason, ..
+            } => {
+                stats.errors.add(format!("channel-error-{}", reason.code()));
+                false
+            }
+            ChannelBody::BidOver { .. }
+            | ChannelBody::SoldTo { .. }
+            | ChannelBody::NotSold { .. } => {
+                self.slots[slot].writer = None;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn answered(&self, p: &Pending, at: Instant) {
+        let s = &self.shared.stats;
+        s.answered.fetch_add(1, Ordering::Relaxed);
+        s.round_trip.record(at.saturating_duration_since(p.due));
+        self.shared
+            .per_second
+            .add(at.saturating_duration_since(self.measure_from));
+    }
+}
+
+/// Waits for every item to close and compares the server's results with what the bidders saw.
+async fn verify(
+    shared: &Shared,
+    client: &Client,
+    scrape_with: &Option<Scrape>,
+    scrape_after: &Option<Scrape>,
+) -> Verification {
+    let mut problems = Vec::new();
+    let s = &shared.stats;
+    let unanswered = s.unanswered.load(Ordering::Relaxed);
+    if unanswered > 0 {
+        problems.push(format!("{unanswered} bids were sent and never answered"));
+    }
+    let sent = s.sent.load(Ordering::Relaxed);
+    let answered = s.answered.load(Ordering::Relaxed);
+    if sent != answered + unanswered {
+        problems.push(format!(
+            "{sent} bids sent but {answered} answered and {unanswered} unanswered"
+        ));
+    }
+    let accepted = s.accepted.load(Ordering::Relaxed);
+    if let (Some(a), Some(b)) = (scrape_with, scrape_after) {
+        if let (Some(x), Some(y)) = (
+            a.sum("auction_bids_accepted_total"),
+            b.sum("auction_bids_accepted_total"),
+        ) {
+            let server = (y - x).round() as u64;
+            if server < accepted {
+                problems.push(format!(
+                    "the server counted {server} accepted bids but loadgen was told {accepted}"
+                ));
+            }
+        }
+    }
+    let last_end = shared
+        .items
+        .iter()
+        .map(|i| i.ledger.lock().unwrap_or_else(|p| p.into_inner()).ends_at)
+        .max()
+        .unwrap_or(0);
+    let deadline = Instant::now()
+        + Duration::from_millis(last_end.saturating_sub(unix_ms()))
+        + Duration::from_secs(30);
+    let mut checked = 0;
+    for item in &shared.items {
+        let (best, twice, ends_at) = {
+            let l = item.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            (l.best, l.twice.clone(), l.ends_at)
+        };
+        for amount in twice {
+            problems.push(format!(
+                "item {}: {} was accepted twice",
+                item.id,
+                Cents(amount)
+            ));
+        }
+        let wait = Duration::from_millis(ends_at.saturating_sub(unix_ms()));
+        tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+        let view = loop {
+            match client.status(item.id).await {
+                Ok(v) if v.state == ItemState::Closed => break Some(v),
+                Ok(_) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                _ => break None,
+            }
+        };
+        let Some(view) = view else {
+            problems.push(format!("item {} did not close in time", item.id));
+            continue;
+        };
+        checked += 1;
+        let expected = best.map(|(amount, b)| (bidder_name(&shared.prefix, b), amount));
+        let actual = match (view.winner.clone(), view.price) {
+            (Some(w), Some(p)) => Some((w, p)),
+            _ => None,
+        };
+        if expected != actual {
+            problems.push(format!(
+                "item {}: loadgen saw {} accepted last, the server closed it {}",
+                item.id,
+                describe(&expected),
+                describe(&actual)
+            ));
+        }
+        // The UDP notices: SOLD / NOT-SOLD to the seller, WIN to the winner.
+        let seen = loop {
+            let seen = shared
+                .notices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&item.id)
+                .cloned()
+                .unwrap_or_default();
+            let complete = match &expected {
+                Some(_) => seen.sold.is_some() && seen.win.is_some(),
+                None => seen.not_sold,
+            };
+            if complete || Instant::now() >= deadline {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        match &expected {
+            Some(e) => {
+                if seen.sold.as_ref() != Some(e) {
+                    problems.push(format!(
+                        "item {}: the seller's SOLD notice says {}",
+                        item.id,
+                        describe(&seen.sold)
+                    ));
+                }
+                if seen.win.as_ref() != Some(e) {
+                    problems.push(format!(
+                        "item {}: the WIN notice went to {}",
+                        item.id,
+                        describe(&seen.win)
+                    ));
+                }
+            }
+            None if !seen.not_sold => problems.push(format!(
+                "item {}: no bids were accepted but the seller got no NOT-SOLD notice",
+                item.id
+            )),
+            None => {}
+        }
+    }
+    Verification {
+        passed: problems.is_empty(),
+        items_checked: checked,
+        problems,
+    }
+}
+
+fn describe(result: &Option<(String, Cents)>) -> String {
+    match result {
+        Some((who, amount)) => format!("{amount} by {who}"),
+        None => "with no winner".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidder_names_round_trip() {
+        assert_eq!(
+            bidder_index("lgabc123", &bidder_name("lgabc123", 42)),
+            Some(42)
+        );
+        assert_eq!(bidder_index("lgabc123", "lgabc123-s0"), None);
+        assert_eq!(bidder_index("lgabc123", "alice"), None);
+        assert_eq!(bidder_index("lgabc123", "lgabc123-bx"), None);
+    }
+}
