@@ -167,7 +167,10 @@ impl ServerFigures {
         after: &Scrape,
         channels: usize,
     ) -> ServerFigures {
-        let delta = |name: &str| Some(after.sum(name)? - with_channels.sum(name)?);
+        // A labelled family has no samples until its first event: absent counts as 0.
+        let delta = |name: &str| {
+            Some(after.sum(name).unwrap_or(0.0) - with_channels.sum(name).unwrap_or(0.0))
+        };
         let commits = delta("auction_commit_batch_changes_count");
         let changes = delta("auction_commit_batch_changes_sum");
         let commit_s = delta("auction_commit_duration_seconds_sum");

@@ -80,10 +80,17 @@ pub async fn serve(
         }
         Err(_) => return,
     };
+    ctx.metrics.connections.inc();
+    ctx.metrics.connections_total.inc();
     tokio::select! {
         _ = read_lines(reader, &item, conn) => {}
-        _ = write_messages(writer, queue_rx, highest, ctx.config.write_timeout) => {}
+        stuck = write_messages(writer, queue_rx, highest, ctx.config.write_timeout) => {
+            if stuck == Err(Stuck) {
+                ctx.metrics.dropped("write-timeout");
+            }
+        }
     }
+    ctx.metrics.connections.dec();
     let _ = item.send(ItemCmd::Leave { conn }).await;
 }
 
@@ -141,6 +148,10 @@ async fn read_lines<R: AsyncRead + Unpin>(reader: R, item: &mpsc::Sender<ItemCmd
 /// of one record and one system call per message.
 const WRITE_BATCH: usize = 16 * 1024;
 
+/// A write to the peer took longer than the write timeout: it is not reading.
+#[derive(Debug, PartialEq, Eq)]
+struct Stuck;
+
 /// Writes queued messages and the latest HIGHEST until the item drops the queue, then closes
 /// the TLS session cleanly (close_notify). Whatever is ready is written in one batch.
 async fn write_messages<W: AsyncWrite + Unpin>(
@@ -148,7 +159,7 @@ async fn write_messages<W: AsyncWrite + Unpin>(
     mut queue: mpsc::Receiver<ChannelBody>,
     mut highest: HighestRx,
     write_timeout: Duration,
-) {
+) -> Result<(), Stuck> {
     let mut highest_open = true;
     let mut queue_open = true;
     // The item's first message (STATE) goes before any HIGHEST: the server speaks first
@@ -196,14 +207,15 @@ async fn write_messages<W: AsyncWrite + Unpin>(
         };
         match timeout(write_timeout, write).await {
             Ok(Ok(())) => batch.clear(),
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return Ok(()),
             Err(_) => {
                 tracing::info!("a bidder stopped reading; closing its connection");
-                return;
+                return Err(Stuck);
             }
         }
     }
     let _ = timeout(write_timeout, writer.shutdown()).await;
+    Ok(())
 }
 
 fn push_highest(batch: &mut Vec<u8>, highest: &mut HighestRx) {

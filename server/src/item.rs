@@ -41,6 +41,7 @@ pub struct ItemContext {
     pub shutdown: CancellationToken,
     /// Item tasks and connections, so shutdown can wait for them to finish.
     pub tasks: TaskTracker,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The registry's view of an item to run: a new one, or one resumed after a restart.
@@ -402,6 +403,7 @@ impl ItemTask {
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = c.queue.try_send(body) {
             tracing::info!(conn, account = %c.account.name, "dropping a connection that does not read");
+            self.ctx.metrics.dropped("queue-full");
             self.remove(conn);
         }
     }
@@ -417,6 +419,7 @@ impl ItemTask {
                     reason: Reason::InvalidBidId,
                     message: "a bid id is 1 to 64 printable ASCII characters, no spaces".into(),
                 };
+                self.ctx.metrics.bid_rejected(Reason::InvalidBidId);
                 self.reply(conn, req, &invalid);
                 return;
             }
@@ -431,6 +434,12 @@ impl ItemTask {
             None => self.auction.judge(&bidder, amount, now),
         };
         let accepted = matches!(outcome, Outcome::Accepted { .. });
+        match &outcome {
+            Outcome::Accepted { .. } => {
+                self.ctx.metrics.bids_accepted.inc();
+            }
+            Outcome::Rejected { reason, .. } => self.ctx.metrics.bid_rejected(*reason),
+        }
         // Accepted bids are the auction; rejected ones are kept only when they carry an id,
         // so that the id is answered the same way after a restart.
         if accepted || id.is_some() {

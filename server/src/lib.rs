@@ -14,6 +14,7 @@ pub mod certs;
 pub mod config;
 pub mod connection;
 pub mod item;
+pub mod metrics;
 pub mod registry;
 pub mod replay;
 pub mod sqlite;
@@ -33,6 +34,7 @@ pub use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, PortRange};
+pub use metrics::Metrics;
 pub use sqlite::{SqliteOptions, SqliteStorage};
 pub use storage::{Snapshot, Storage};
 
@@ -82,6 +84,7 @@ pub struct Server {
     task: JoinHandle<()>,
     tasks: TaskTracker,
     storage: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -111,6 +114,11 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (closed_tx, closed_rx) = mpsc::channel(1024);
+        let metrics = Arc::new(Metrics::new());
+        {
+            let metrics = metrics.clone();
+            storage.observe_commits(Box::new(move |changes, took| metrics.commit(changes, took)));
+        }
         let ctx = Arc::new(item::ItemContext {
             config,
             acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
@@ -119,6 +127,7 @@ impl Server {
             closed: closed_tx,
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
+            metrics: metrics.clone(),
         });
         let registry =
             registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);
@@ -129,7 +138,24 @@ impl Server {
             task,
             tasks,
             storage,
+            metrics,
         })
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves the metrics at `http://ADDR/metrics` on `listener` until shutdown; returns the
+    /// address.
+    pub fn serve_metrics(&self, listener: tokio::net::TcpListener) -> Result<SocketAddr> {
+        metrics::serve(
+            listener,
+            self.metrics.clone(),
+            self.shutdown.clone(),
+            &self.tasks,
+        )
     }
 
     /// The UDP address the registration plane answers on.

@@ -63,6 +63,10 @@ struct Cli {
     /// Distinct accounts connected to one item at once (default: no cap).
     #[arg(long)]
     max_bidders_per_item: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; e.g.
+    /// 127.0.0.1:9400, or port 0 for any free port, logged at start).
+    #[arg(long, env = "AUCTION_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -148,6 +152,13 @@ async fn run(cli: Cli) -> Result<()> {
     );
     let storage = Arc::new(storage);
     let server = Server::start(udp, tls, config, storage.clone(), snapshot, cli.advertise).await?;
+    if let Some(addr) = cli.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the metrics address {addr}"))?;
+        let addr = server.serve_metrics(listener)?;
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, "auction-server listening");
     server.run_until(shutdown_signal()).await?;
     let stats = storage.stats();

@@ -217,6 +217,7 @@ impl Registry {
                 if let Some(account) = self.accounts.get_mut(&stored.seller_name) {
                     account.open_items += 1;
                 }
+                self.ctx.metrics.open_items.inc();
                 self.to_resume.push(stored);
             }
         }
@@ -641,6 +642,7 @@ impl Registry {
                 pending: BTreeMap::new(),
             },
         );
+        self.ctx.metrics.registrations.inc();
         tracing::info!(%name, key = %key.fingerprint(), "registered");
         Answer::one(ServerBody::Registered { req, name })
     }
@@ -819,6 +821,7 @@ impl Registry {
         if let Some(account) = self.accounts.get_mut(name) {
             account.open_items += 1;
         }
+        self.ctx.metrics.open_items.inc();
         tracing::info!(item = id, seller = %name, %channel, "item offered");
         Answer {
             datagrams: vec![udp::encode(ServerBody::OfferConf {
@@ -899,6 +902,7 @@ impl Registry {
         if let Some(account) = self.accounts.get_mut(&closed.seller.name) {
             account.open_items = account.open_items.saturating_sub(1);
         }
+        self.ctx.metrics.open_items.dec();
         for notice in closed.notices {
             self.queue_notice(notice.account, notice.id, notice.datagram);
         }

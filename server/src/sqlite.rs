@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auction::Outcome;
 use crate::storage::{
-    CommitStats, Lsn, Record, Snapshot, Storage, StoredAccount, StoredItem, StoredNotice,
-    StoredReply,
+    CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage, StoredAccount, StoredItem,
+    StoredNotice, StoredReply,
 };
 
 /// "AUCT": marks the file as ours, so another program's SQLite file is not mistaken for one.
@@ -134,6 +134,7 @@ struct Shared {
     commits: AtomicU64,
     appends: AtomicU64,
     records: AtomicU64,
+    observer: std::sync::OnceLock<CommitObserver>,
 }
 
 impl Shared {
@@ -176,6 +177,7 @@ impl SqliteStorage {
             commits: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         });
         let writer = {
             let shared = shared.clone();
@@ -227,6 +229,10 @@ impl Storage for SqliteStorage {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn observe_commits(&self, observer: CommitObserver) {
+        let _ = self.shared.observer.set(observer);
     }
 
     fn stats(&self) -> CommitStats {
@@ -520,8 +526,12 @@ fn write_loop(mut conn: Connection, shared: &Shared, options: SqliteOptions) {
         let Some(&(last, _)) = batch.last() else {
             continue;
         };
+        let started = std::time::Instant::now();
         match commit(&mut conn, &batch) {
             Ok(()) => {
+                if let Some(observe) = shared.observer.get() {
+                    observe(batch.len(), started.elapsed());
+                }
                 let records: usize = batch.iter().map(|(_, r)| r.len()).sum();
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared

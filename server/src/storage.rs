@@ -194,6 +194,9 @@ pub struct CommitStats {
     pub records: u64,
 }
 
+/// See [`Storage::observe_commits`].
+pub type CommitObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
 pub trait Storage: Send + Sync + 'static {
     /// Queues `records` to be made durable together, after everything appended before, and
     /// returns their sequence number. Never blocks on the disk.
@@ -208,6 +211,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Why the storage failed, once it has.
     fn failure(&self) -> Option<String>;
     fn stats(&self) -> CommitStats;
+    /// Calls `observer` after every commit with the changes (`append` calls) it carried and
+    /// how long it took. Set once, before the server starts; later calls are ignored.
+    fn observe_commits(&self, observer: CommitObserver) {
+        let _ = observer;
+    }
     /// Commits everything appended so far and stops the writer. Blocks: call it from a
     /// blocking context.
     fn close(&self);

@@ -1,0 +1,230 @@
+//! loadgen against a real server (in this process, real UDP, TLS and SQLite on 127.0.0.1):
+//! the counts add up, the server's own figures agree, verification passes on an honest run
+//! and fails when someone else wins, open loop sends no more than scheduled, the report and
+//! `.hgrm` files are well formed, and the exit codes hold.
+
+use auction_client::{BidResult, Client, Identity};
+use auction_protocol::Cents;
+use auction_server::{Config, Server, SqliteOptions, SqliteStorage, TlsIdentity};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct TestServer {
+    server: Server,
+    udp: SocketAddr,
+    metrics_url: String,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsIdentity::dev(&dir.path().join("certs")).unwrap();
+    let (storage, snapshot) =
+        SqliteStorage::open(&dir.path().join("auction.db"), SqliteOptions::default()).unwrap();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let config = Config {
+        // No soft-close extension: the auctions end when loadgen planned.
+        snipe_window: Duration::ZERO,
+        ..Config::default()
+    };
+    let server = Server::start(udp, tls, config, Arc::new(storage), snapshot, None)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = server.serve_metrics(listener).unwrap();
+    TestServer {
+        udp: server.udp_addr(),
+        metrics_url: format!("http://{metrics}/metrics"),
+        ca: dir.path().join("certs/ca.pem"),
+        server,
+        _dir: dir,
+    }
+}
+
+fn options(t: &TestServer, bidders: usize, items: usize) -> loadgen::Options {
+    loadgen::Options {
+        server: t.udp,
+        ca: t.ca.clone(),
+        bidders,
+        items,
+        items_per_bidder: None,
+        duration: Duration::from_millis(1500),
+        rate: None,
+        verify: true,
+        seed: 7,
+        item_duration: Some(Duration::from_secs(4)),
+        progress: false,
+        metrics_url: Some(t.metrics_url.clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_run_adds_up_and_verifies() {
+    let t = start().await;
+    let outcome = loadgen::run(options(&t, 12, 5)).await.unwrap();
+    let r = &outcome.report;
+    let n = &r.counts;
+    assert!(!r.failed(), "{}", r.table());
+    let v = r.verify.as_ref().unwrap();
+    assert!(v.passed && v.items_checked == 5, "{v:?}");
+    // Every bid sent was answered, as accepted or rejected.
+    assert_eq!(n.sent, n.answered);
+    assert_eq!(n.answered, n.accepted + n.rejected_total());
+    assert!(n.accepted > 0 && n.rejected.get("too-low").copied().unwrap_or(0) > 0);
+    assert!(n.deliberately_low > 0);
+    assert_eq!(n.unanswered, 0);
+    // 12 bidders over 5 items: each item has 2 or more bidders competing.
+    assert_eq!(r.config.items_per_bidder, 1);
+    assert!(r.spread.bidders_per_item_min >= 2, "{:?}", r.spread);
+    assert_eq!(r.spread.channels, 12);
+    // Histograms hold what was counted.
+    let rtt = r.latency_us.bid_round_trip.as_ref().unwrap();
+    assert_eq!(rtt.count, n.answered);
+    assert!(rtt.p50 <= rtt.p99 && rtt.p99 <= rtt.max);
+    assert_eq!(r.latency_us.tls_connect.as_ref().unwrap().count, 12);
+    // 12 bidders and at least 2 sellers (3 open items each at most).
+    assert!(r.latency_us.udp_register.as_ref().unwrap().count >= 14);
+    assert!(r.latency_us.fan_out.as_ref().unwrap().count > 0);
+    assert_eq!(
+        r.throughput.per_second.iter().sum::<u64>(),
+        n.answered,
+        "every answer falls in some second"
+    );
+    // The server counted exactly the bids loadgen saw decided.
+    let server = r.server.as_ref().unwrap();
+    assert_eq!(server.bids_accepted, Some(n.accepted as f64));
+    assert_eq!(server.bids_rejected, Some(n.rejected_total() as f64));
+    assert_eq!(server.open_connections, Some(12.0));
+    assert!(server.commits.unwrap() > 0.0);
+
+    // The JSON report round-trips, and the .hgrm has the plotter's columns.
+    let json = serde_json::to_value(r).unwrap();
+    assert_eq!(json["schema"], "auction-loadgen/1");
+    assert_eq!(json["kind"], "auction");
+    assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert_eq!(json["config"]["mode"], "closed");
+    let back: loadgen::Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back.counts.accepted, n.accepted);
+    let hgrm = loadgen::hgrm::percentile_distribution(&outcome.round_trip);
+    assert!(hgrm.contains(&format!("Total count    = {:>12}]", n.answered)));
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_sends_no_more_than_scheduled() {
+    let t = start().await;
+    let opts = loadgen::Options {
+        rate: Some(400.0),
+        verify: false,
+        ..options(&t, 8, 2)
+    };
+    let r = loadgen::run(opts).await.unwrap().report;
+    assert!(!r.failed(), "{}", r.table());
+    assert_eq!(r.config.mode, "open");
+    // 400/s for 1.5 s is 600 bids; each bidder's first is due at once.
+    assert!(r.counts.sent <= 600 + 8, "sent {}", r.counts.sent);
+    assert!(r.counts.sent > 0);
+    let f = r.throughput.achieved_fraction.unwrap();
+    assert!(f > 0.0 && f <= 1.1, "achieved fraction {f}");
+    t.server.shutdown().await.unwrap();
+}
+
+/// Someone outside loadgen outbids it: verification must notice the winner is not the one
+/// loadgen saw accepted last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_fails_when_the_result_differs() {
+    let t = start().await;
+    let (udp, ca) = (t.udp, t.ca.clone());
+    let outsider = tokio::spawn(async move {
+        let c = Arc::new(
+            Client::with_identity(udp, Identity::ephemeral().unwrap(), &ca)
+                .await
+                .unwrap(),
+        );
+        c.register("outsider").await.unwrap();
+        // Wait for loadgen's item, then bid the highest amount there is: nobody can outbid it.
+        let item = loop {
+            let items = c.list().await.unwrap();
+            if let Some(i) = items.iter().find(|i| i.description.starts_with("loadgen ")) {
+                break i.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut ch = c
+            .open_channel(item.channel.as_ref().unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = ch
+            .bid(Cents(auction_protocol::limits::MAX_AMOUNT_CENTS), None)
+            .await
+            .unwrap();
+        assert!(matches!(r, BidResult::Accepted { .. }), "{r:?}");
+    });
+    let opts = loadgen::Options {
+        metrics_url: None,
+        ..options(&t, 3, 1)
+    };
+    let r = loadgen::run(opts).await.unwrap().report;
+    outsider.await.unwrap();
+    let v = r.verify.as_ref().unwrap();
+    assert!(!v.passed, "{}", r.table());
+    assert!(r.failed());
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("the server closed it 100000000000.00 by outsider")),
+        "{:?}",
+        v.problems
+    );
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_echoes_every_message() {
+    let r = loadgen::baseline::run(loadgen::baseline::Options {
+        bidders: 6,
+        items: 3,
+        items_per_bidder: None,
+        duration: Duration::from_millis(500),
+        progress: false,
+        seed: 1,
+    })
+    .await
+    .unwrap()
+    .report;
+    assert!(!r.failed(), "{}", r.table());
+    assert_eq!(r.kind, "baseline");
+    assert!(r.counts.answered > 0);
+    assert_eq!(r.counts.sent, r.counts.answered);
+    assert_eq!(r.latency_us.tls_connect.as_ref().unwrap().count, 6);
+}
+
+fn loadgen_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+}
+
+#[test]
+fn exit_codes() {
+    // Usage errors: 2.
+    let out = loadgen_bin().args(["--items", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = loadgen_bin()
+        .args(["--bidders", "0", "--items", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+    // Nothing listening: 3, with the reason.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = loadgen_bin()
+        .args(["--server", &addr, "--bidders", "2", "--items", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the auction server"));
+}
