@@ -11,6 +11,7 @@ pub mod report;
 pub mod run;
 pub mod scrape;
 pub mod stats;
+pub mod summary;
 
 pub use report::Report;
 pub use run::{run, Options, Outcome, RunError};

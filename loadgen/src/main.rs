@@ -85,6 +85,13 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Medians over JSON reports and the auction / baseline ratio (pairs in the order given).
+    /// Exits 1 when any report had errors or failed verification.
+    Summarize {
+        /// Reports written with --json.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -149,6 +156,19 @@ fn check_shape(shape: &Shape) -> Result<(usize, usize), Failure> {
 }
 
 async fn run(cli: Cli) -> Result<Report, Failure> {
+    if let Some(Command::Summarize { reports }) = &cli.command {
+        let mut all = Vec::new();
+        for path in reports {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let report: Report = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a loadgen report", path.display()))?;
+            all.push(report);
+        }
+        let (text, failed) = loadgen::summary::summarize(&all);
+        print!("{text}");
+        std::process::exit(i32::from(failed));
+    }
     if let Some(Command::Baseline { shape, seed }) = cli.command {
         let (bidders, items) = check_shape(&shape)?;
         let outcome = baseline::run(baseline::Options {
