@@ -43,6 +43,11 @@ pub struct Options {
     pub duration: Duration,
     pub progress: bool,
     pub seed: u64,
+    /// Run the echo server as a child process of this executable (`loadgen echo-server`), as
+    /// the auction server is a process of its own; `None` runs it in this process (on its own
+    /// runtime). A child also has its own open-files limit: 10,000 connections need 20,000
+    /// descriptors when both ends live in one process.
+    pub echo_exe: Option<std::path::PathBuf>,
 }
 
 pub struct Outcome {
@@ -65,12 +70,15 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     let per_item = plan::bidders_per_item(&assignment, opts.items);
     let channels: usize = assignment.iter().map(Vec::len).sum();
 
-    // The echo server's certificate, and a client config per bidder.
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-        .context("generating the echo server's certificate")?;
-    let server_chain = vec![cert.cert.der().clone()];
-    let server_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    let server = EchoServer::start(opts.items, server_chain.clone(), server_key)?;
+    // The echo server, and a client config per bidder trusting its certificate.
+    let server = match &opts.echo_exe {
+        Some(exe) => Echo::Child(EchoChild::spawn(exe, opts.items)?),
+        None => Echo::InProcess(EchoServer::start(opts.items)?),
+    };
+    let (addrs, server_chain) = match &server {
+        Echo::Child(c) => (c.addrs.clone(), vec![c.cert.clone()]),
+        Echo::InProcess(s) => (s.addrs.clone(), vec![s.cert.clone()]),
+    };
 
     let errors = Arc::new(Tally::default());
     let connect = Arc::new(Latency::default());
@@ -94,7 +102,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     let opened: Vec<(usize, Result<Conn>)> = futures_util::stream::iter(pairs)
         .map(|(b, i)| {
             let connector = connectors[b].clone();
-            let addr = server.addrs[i];
+            let addr = addrs[i];
             let connect = connect.clone();
             async move {
                 let t = Instant::now();
@@ -196,7 +204,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     if let Some(p) = progress {
         let _ = p.await;
     }
-    server.stop();
+    drop(server);
 
     let answered = answered.load(Ordering::Relaxed);
     let sent = sent.load(Ordering::Relaxed);
@@ -293,18 +301,102 @@ impl Conn {
     }
 }
 
+enum Echo {
+    Child(EchoChild),
+    InProcess(EchoServer),
+}
+
+/// What `loadgen echo-server` prints on its first line.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EchoHello {
+    addrs: Vec<SocketAddr>,
+    /// The echo server's self-signed certificate (DER, hex).
+    cert: String,
+}
+
+/// `loadgen echo-server`: serves until its standard input closes (the parent exited or is
+/// done), after printing where it listens and its certificate.
+pub fn serve_echo_until_stdin_closes(listeners: usize) -> Result<()> {
+    use std::io::{Read, Write};
+    let server = EchoServer::start(listeners)?;
+    let hello = EchoHello {
+        addrs: server.addrs.clone(),
+        cert: hex::encode(server.cert.as_ref()),
+    };
+    println!("{}", serde_json::to_string(&hello)?);
+    std::io::stdout().flush()?;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(server);
+    Ok(())
+}
+
+/// The echo server as a child process; it exits when this value is dropped (its stdin
+/// closes), and is killed should it not.
+struct EchoChild {
+    child: std::process::Child,
+    addrs: Vec<SocketAddr>,
+    cert: CertificateDer<'static>,
+}
+
+impl EchoChild {
+    fn spawn(exe: &std::path::Path, listeners: usize) -> Result<EchoChild> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(exe)
+            .args(["echo-server", "--listeners", &listeners.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {} echo-server", exe.display()))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("no stdout")?;
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let hello: EchoHello = match serde_json::from_str(&line) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("the echo server did not start ({e}): {line:?}");
+            }
+        };
+        let cert = hex::decode(&hello.cert).context("the echo server's certificate")?;
+        Ok(EchoChild {
+            child,
+            addrs: hello.addrs,
+            cert: CertificateDer::from(cert),
+        })
+    }
+}
+
+impl Drop for EchoChild {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The echo server: one listener per item on 127.0.0.1, on its own runtime.
 struct EchoServer {
     addrs: Vec<SocketAddr>,
+    cert: CertificateDer<'static>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl EchoServer {
-    fn start(
-        listeners: usize,
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Result<EchoServer> {
+    fn start(listeners: usize) -> Result<EchoServer> {
+        let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .context("generating the echo server's certificate")?;
+        let cert = generated.cert.der().clone();
+        let chain = vec![cert.clone()];
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -342,14 +434,9 @@ impl EchoServer {
         drop(_context);
         Ok(EchoServer {
             addrs,
+            cert,
             runtime: Some(runtime),
         })
-    }
-
-    fn stop(mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

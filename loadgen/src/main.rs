@@ -85,6 +85,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The TLS echo server of `loadgen baseline`, run as a child process (internal).
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long)]
+        listeners: usize,
+    },
     /// Medians over JSON reports and the auction / baseline ratio (pairs in the order given).
     /// Exits 1 when any report had errors or failed verification.
     Summarize {
@@ -107,6 +113,10 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Every channel is a file descriptor: take the hard limit, not the (often 1024) soft one.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open files limit");
+    }
     std::process::exit(match run(cli).await {
         Ok(report) if report.failed() => 1,
         Ok(_) => 0,
@@ -156,6 +166,13 @@ fn check_shape(shape: &Shape) -> Result<(usize, usize), Failure> {
 }
 
 async fn run(cli: Cli) -> Result<Report, Failure> {
+    if let Some(Command::EchoServer { listeners }) = &cli.command {
+        let listeners = *listeners;
+        tokio::task::spawn_blocking(move || baseline::serve_echo_until_stdin_closes(listeners))
+            .await
+            .map_err(|e| Failure::Other(e.into()))??;
+        std::process::exit(0);
+    }
     if let Some(Command::Summarize { reports }) = &cli.command {
         let mut all = Vec::new();
         for path in reports {
@@ -178,6 +195,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
             duration: shape.duration,
             progress: !shape.quiet && std::io::stderr().is_terminal(),
             seed,
+            echo_exe: std::env::current_exe().ok(),
         })
         .await?;
         print!("{}", outcome.report.table());

@@ -192,6 +192,8 @@ async fn baseline_echoes_every_message() {
         duration: Duration::from_millis(500),
         progress: false,
         seed: 1,
+        // The echo server as loadgen runs it: a child process.
+        echo_exe: Some(env!("CARGO_BIN_EXE_loadgen").into()),
     })
     .await
     .unwrap()

@@ -109,6 +109,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    raise_open_files_limit();
     if let Some(Command::GenCerts { out, sans }) = &cli.command {
         certs::generate_dev_certs(out, sans)?;
         println!(
@@ -199,6 +200,15 @@ fn load_or_generate_tls(cli: &Cli) -> Result<TlsIdentity> {
         ),
     }
     TlsIdentity::load(&cli.cert, &cli.key)
+}
+
+/// Every channel connection is a file descriptor: take the hard limit, not the (often 1024)
+/// soft one.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
 }
 
 async fn shutdown_signal() {
