@@ -102,6 +102,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, req)
     ) WITHOUT ROWID;
     "#,
+    // 2: drop bids_by_item. Nothing the server runs needs it (the UNIQUE (item, bidder, bid_id)
+    // index serves lookups by item), and under load every commit wrote its scattered pages
+    // to the WAL: a second random-order index on the busiest table.
+    r#"
+    DROP INDEX bids_by_item;
+    "#,
 ];
 
 /// How the writer commits.
@@ -873,6 +879,40 @@ mod tests {
         assert_eq!(
             query_one::<i64>(&path, "SELECT count(*) FROM bids").unwrap(),
             Some(2)
+        );
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.execute(
+                "INSERT INTO accounts (id, name, public_key, created_at) VALUES (1, 'old', ?1, 0)",
+                [PublicKey([7; 32]).to_hex()],
+            )
+            .unwrap();
+        }
+        let (storage, snapshot) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(snapshot.accounts.len(), 1);
+        storage.close();
+        drop(storage);
+        assert_eq!(
+            query_one::<i64>(&path, "PRAGMA user_version").unwrap(),
+            Some(MIGRATIONS.len() as i64)
+        );
+        assert_eq!(
+            query_one::<i64>(
+                &path,
+                "SELECT count(*) FROM sqlite_master WHERE name = 'bids_by_item'"
+            )
+            .unwrap(),
+            Some(0)
         );
     }
 
