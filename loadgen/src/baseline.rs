@@ -12,7 +12,7 @@
 //! not share a scheduler with the clients, as a separate server process would not.
 
 use crate::plan;
-use crate::report::{Counts, Latencies, Machine, Report, RunConfigReport, Spread, Throughput};
+use crate::report::{Counts, Latencies, Machine, Report, RunConfigReport, Throughput};
 use crate::stats::{Latency, PerSecond, Summary, Tally};
 use anyhow::{Context, Result};
 use auction_client::Identity;
@@ -62,13 +62,8 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let k = opts
-        .items_per_bidder
-        .unwrap_or_else(|| plan::default_items_per_bidder(opts.bidders, opts.items))
-        .min(opts.items);
-    let assignment = plan::assign(opts.bidders, opts.items, k);
-    let per_item = plan::bidders_per_item(&assignment, opts.items);
-    let channels: usize = assignment.iter().map(Vec::len).sum();
+    let layout = plan::Layout::new(opts.bidders, opts.items, opts.items_per_bidder);
+    let (k, assignment) = (layout.per_bidder, &layout.assignment);
 
     // The echo server, and a client config per bidder trusting its certificate.
     let server = match &opts.echo_exe {
@@ -226,11 +221,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
             verify: false,
         },
         machine: Machine::this(),
-        spread: Spread {
-            channels,
-            bidders_per_item_min: per_item.iter().copied().min().unwrap_or(0),
-            bidders_per_item_max: per_item.iter().copied().max().unwrap_or(0),
-        },
+        spread: layout.spread(),
         elapsed_s: (secs * 1000.0).round() / 1000.0,
         counts: Counts {
             sent,

@@ -4,6 +4,43 @@
 //! this way gives every item `bidders*k/items` bidders, rounded down or up, so the load is even
 //! and, with the default `k`, every item has at least two bidders competing for it.
 
+/// Who joins what, and the figures a report gives about it.
+pub struct Layout {
+    /// Items per bidder.
+    pub per_bidder: usize,
+    /// `assignment[b]`: the item indices bidder `b` joins.
+    pub assignment: Vec<Vec<usize>>,
+    /// Bidders on each item.
+    pub per_item: Vec<usize>,
+    /// Channels in all (bidder x item pairs).
+    pub channels: usize,
+}
+
+impl Layout {
+    /// `per_bidder` items for each bidder, or the default spread when `None`.
+    pub fn new(bidders: usize, items: usize, per_bidder: Option<usize>) -> Layout {
+        let k = per_bidder
+            .unwrap_or_else(|| default_items_per_bidder(bidders, items))
+            .min(items);
+        let assignment = assign(bidders, items, k);
+        let per_item = bidders_per_item(&assignment, items);
+        Layout {
+            per_bidder: k,
+            channels: assignment.iter().map(Vec::len).sum(),
+            assignment,
+            per_item,
+        }
+    }
+
+    pub fn spread(&self) -> crate::report::Spread {
+        crate::report::Spread {
+            channels: self.channels,
+            bidders_per_item_min: self.per_item.iter().copied().min().unwrap_or(0),
+            bidders_per_item_max: self.per_item.iter().copied().max().unwrap_or(0),
+        }
+    }
+}
+
 /// The default number of items per bidder: the fewest that put at least two bidders on every
 /// item (one when there are twice as many bidders as items), never more than there are items.
 pub fn default_items_per_bidder(bidders: usize, items: usize) -> usize {

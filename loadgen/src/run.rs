@@ -5,7 +5,7 @@
 
 use crate::plan;
 use crate::report::{
-    Counts, Latencies, Machine, Report, RunConfigReport, Spread, Throughput, Verification,
+    Counts, Latencies, Machine, Report, RunConfigReport, Throughput, Verification,
 };
 use crate::scrape::{self, Scrape, ServerFigures};
 use crate::stats::{Latency, PerSecond, Summary, Tally};
@@ -164,13 +164,13 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     // Names unique to this run, so runs against the same server do not collide.
     let prefix = format!("lg{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let k = opts
-        .items_per_bidder
-        .unwrap_or_else(|| plan::default_items_per_bidder(opts.bidders, opts.items))
-        .min(opts.items);
-    let assignment = plan::assign(opts.bidders, opts.items, k);
-    let per_item = plan::bidders_per_item(&assignment, opts.items);
-    let channels: usize = assignment.iter().map(Vec::len).sum();
+    let layout = plan::Layout::new(opts.bidders, opts.items, opts.items_per_bidder);
+    let (k, assignment, per_item, channels) = (
+        layout.per_bidder,
+        &layout.assignment,
+        &layout.per_item,
+        layout.channels,
+    );
     let mut notes = Vec::new();
     if per_item.iter().any(|&n| n < 2) {
         notes.push(format!(
@@ -464,11 +464,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
             verify: opts.verify,
         },
         machine: Machine::this(),
-        spread: Spread {
-            channels,
-            bidders_per_item_min: per_item.iter().copied().min().unwrap_or(0),
-            bidders_per_item_max: per_item.iter().copied().max().unwrap_or(0),
-        },
+        spread: layout.spread(),
         elapsed_s: (secs * 1000.0).round() / 1000.0,
         counts: Counts {
             sent: s.sent.load(Ordering::Relaxed),
