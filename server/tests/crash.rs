@@ -232,10 +232,12 @@ async fn kill_9_during_bidding_loses_nothing_acknowledged_and_auctions_finish() 
     for name in ["b1", "b2", "b3", "b4"] {
         bidders.push(Arc::new(client(dir, udp, name).await));
     }
-    // C ends while the server is down; A and B stay open through three crashes.
-    let c = seller.offer("C", Cents(100), Some(2)).await.unwrap();
-    let a = seller.offer("A", Cents(100), Some(8)).await.unwrap();
-    let b = seller.offer("B", Cents(100), Some(8)).await.unwrap();
+    // C ends while the server is down; A and B stay open through three crashes. C's 5 s
+    // leave room for two rounds on a loaded machine (2 s did not, once, with the whole CI
+    // running); the test then waits for C's end before the second restart.
+    let c = seller.offer("C", Cents(100), Some(5)).await.unwrap();
+    let a = seller.offer("A", Cents(100), Some(14)).await.unwrap();
+    let b = seller.offer("B", Cents(100), Some(14)).await.unwrap();
     let mut on_c = bidders[0].open_item(c.item).await.unwrap();
     assert!(matches!(
         on_c.bid(Cents(500), Some("c-bid".into())).await.unwrap(),
