@@ -79,7 +79,7 @@ for round in $(seq 1 "$ROUNDS"); do
   [ -f "$OUT/auction-$round.json" ] && reports+=("$OUT/auction-$round.json")
 
   echo
-  echo "== round $round: baseline (TLS echo inside loadgen, same connections and line sizes)"
+  echo "== round $round: baseline (TLS echo server, a loadgen child process; same connections and line sizes)"
   status=0
   baseline_args=(--bidders "$BIDDERS" --items "$ITEMS" --duration "$DURATION" --quiet
     --json "$OUT/baseline-$round.json")
