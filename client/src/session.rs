@@ -84,7 +84,10 @@ enum Found {
 /// Errors after which reconnecting can help: the connection, not the request, failed.
 fn is_connection_loss(e: &ClientError) -> bool {
     match e {
-        ClientError::Denied { reason, .. } => *reason == Reason::Unavailable,
+        // Shutting down, or at its connection limit: both pass; try again with backoff.
+        ClientError::Denied { reason, .. } => {
+            matches!(reason, Reason::Unavailable | Reason::ServerFull)
+        }
         ClientError::Io(_) | ClientError::Tls(_) | ClientError::Timeout { .. } => true,
         ClientError::Protocol(_) | ClientError::Local(_) => false,
     }

@@ -66,6 +66,8 @@ pub enum Reason {
     AuctionOver,
     OwnItem,
     ItemFull,
+    /// The server is at its limit of open connections (`--max-connections`).
+    ServerFull,
     AccountGone,
     InvalidBidId,
     /// A code this build does not know (sent by a newer peer).

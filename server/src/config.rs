@@ -32,6 +32,10 @@ impl std::str::FromStr for PortRange {
     }
 }
 
+/// Enough for 500 bidders on 20 items each (10,000 channels) with room to spare, and within
+/// common open-file limits once the server raised its soft limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Open items one seller may have at once.
@@ -41,6 +45,9 @@ pub struct Config {
     pub snipe_extension: Duration,
     /// Distinct accounts connected to one item's channel at once; `None` = no cap.
     pub max_bidders_per_item: Option<usize>,
+    /// TCP connections to item channels at once, server-wide, handshakes included. One more is
+    /// told `server-full` (see `connection::refuse`) and closed.
+    pub max_connections: usize,
     pub item_ports: PortRange,
     /// Time a TLS client gets to complete its handshake.
     pub handshake_timeout: Duration,
@@ -65,6 +72,7 @@ impl Default for Config {
             snipe_window: Duration::from_secs(30),
             snipe_extension: Duration::from_secs(30),
             max_bidders_per_item: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             item_ports: PortRange::Ephemeral,
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),

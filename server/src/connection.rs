@@ -18,12 +18,47 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use crate::item::{HighestRx, ItemCmd, ItemContext};
 use crate::tls::key_from_cert;
 
+/// A client over the server's connection limit: finish the handshake (the client can only
+/// read a reason over TLS) and say `server-full`, if few refusals are in progress; otherwise
+/// just close the TCP connection. Either way it holds no connection permit.
+pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ItemContext>) {
+    ctx.metrics.refused("server-full");
+    let Ok(permit) = ctx.refusals.clone().try_acquire_owned() else {
+        tracing::debug!(%peer, "server full; closing without a handshake");
+        return;
+    };
+    tracing::info!(%peer, limit = ctx.config.max_connections, "server full: refusing a connection");
+    let ctx2 = ctx.clone();
+    ctx.tasks.spawn(async move {
+        let _permit = permit;
+        let handshake = timeout(ctx2.config.handshake_timeout, ctx2.acceptor.accept(tcp));
+        let Ok(Ok(mut tls)) = (tokio::select! {
+            done = handshake => done,
+            _ = ctx2.shutdown.cancelled() => return,
+        }) else {
+            return;
+        };
+        let line = channel::encode_line(ChannelBody::Error {
+            req: None,
+            reason: Reason::ServerFull,
+            message: format!(
+                "the server is at its limit of {} connections; try again later",
+                ctx2.config.max_connections
+            ),
+        });
+        let write_timeout = ctx2.config.write_timeout;
+        let _ = timeout(write_timeout, tls.write_all(line.as_bytes())).await;
+        let _ = timeout(write_timeout, tls.shutdown()).await;
+    });
+}
+
 pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     conn: u64,
     ctx: Arc<ItemContext>,
     item: mpsc::Sender<ItemCmd>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
     let tls = match tokio::select! {

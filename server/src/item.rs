@@ -42,6 +42,11 @@ pub struct ItemContext {
     /// Item tasks and connections, so shutdown can wait for them to finish.
     pub tasks: TaskTracker,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// One permit per open channel connection, server-wide (`Config::max_connections`).
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// Refusals in progress: a refused client still gets a handshake and a `server-full`
+    /// line, but only this many at once; beyond that the TCP connection is just closed.
+    pub refusals: Arc<tokio::sync::Semaphore>,
 }
 
 /// The registry's view of an item to run: a new one, or one resumed after a restart.
@@ -235,9 +240,14 @@ impl ItemTask {
                 accepted = accept(&listener) => match accepted {
                     Ok((tcp, peer)) => {
                         let Some(tx) = self_tx.upgrade() else { break };
-                        next_conn += 1;
                         let _ = tcp.set_nodelay(true);
-                        self.ctx.tasks.spawn(connection::serve(tcp, peer, next_conn, self.ctx.clone(), tx));
+                        match self.ctx.connections.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                next_conn += 1;
+                                self.ctx.tasks.spawn(connection::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
+                            }
+                            Err(_) => connection::refuse_full(tcp, peer, &self.ctx),
+                        }
                     }
                     Err(e) => {
                         // Typically out of file descriptors: back off instead of spinning.

@@ -38,6 +38,9 @@ pub use metrics::Metrics;
 pub use sqlite::{SqliteOptions, SqliteStorage};
 pub use storage::{Snapshot, Storage};
 
+/// Refused connections (server full) that get a handshake and a reason at once.
+const REFUSALS_AT_ONCE: usize = 32;
+
 /// How long shutdown waits for item tasks and connections to finish their work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -115,6 +118,7 @@ impl Server {
         let tasks = TaskTracker::new();
         let (closed_tx, closed_rx) = mpsc::channel(1024);
         let metrics = Arc::new(Metrics::new());
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         {
             let metrics = metrics.clone();
             storage.observe_commits(Box::new(move |changes, took| metrics.commit(changes, took)));
@@ -128,6 +132,8 @@ impl Server {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
             metrics: metrics.clone(),
+            connections,
+            refusals: Arc::new(tokio::sync::Semaphore::new(REFUSALS_AT_ONCE)),
         });
         let registry =
             registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);

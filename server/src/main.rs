@@ -67,6 +67,10 @@ struct Cli {
     /// 127.0.0.1:9400, or port 0 for any free port, logged at start).
     #[arg(long, env = "AUCTION_METRICS")]
     metrics: Option<SocketAddr>,
+    /// TCP connections to item channels at once, server-wide (handshakes included); one more
+    /// is told `server-full` and closed.
+    #[arg(long, default_value_t = auction_server::config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -126,6 +130,7 @@ async fn run(cli: Cli) -> Result<()> {
         snipe_window: cli.snipe_window,
         snipe_extension: cli.snipe_extension,
         max_bidders_per_item: cli.max_bidders_per_item,
+        max_connections: cli.max_connections,
         item_ports: cli.item_ports,
         handshake_timeout: cli.handshake_timeout,
         recovery_grace: cli.recovery_grace,

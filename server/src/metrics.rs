@@ -43,6 +43,7 @@ pub struct Metrics {
     pub commit_batch: Histogram,
     pub commit_duration: Histogram,
     pub outgoing_dropped: Family<KindLabel, Counter>,
+    pub refused: Family<ReasonLabel, Counter>,
     resident_memory: Gauge,
 }
 
@@ -67,6 +68,7 @@ impl Metrics {
             // 50 us .. ~1.6 s.
             commit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             outgoing_dropped: Family::default(),
+            refused: Family::default(),
             resident_memory: Gauge::default(),
             registry: Registry::default(),
         };
@@ -116,6 +118,11 @@ impl Metrics {
             m.outgoing_dropped.clone(),
         );
         registry.register(
+            "auction_channel_refused",
+            "Channel connections refused before joining, by reason (server-full)",
+            m.refused.clone(),
+        );
+        registry.register(
             "process_resident_memory_bytes",
             "Resident memory of the server process (Linux; 0 elsewhere)",
             m.resident_memory.clone(),
@@ -127,6 +134,14 @@ impl Metrics {
         self.bids_rejected
             .get_or_create(&ReasonLabel {
                 reason: reason.code(),
+            })
+            .inc();
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
             })
             .inc();
     }
