@@ -145,6 +145,7 @@ impl UdpClient {
         let mut parts: BTreeMap<u32, ServerBody> = BTreeMap::new();
         let mut sends = 0;
         let mut cookie_refreshes = 0;
+        let mut limited: Option<String> = None;
         'send: while sends < self.retry.tries {
             let cookie = self
                 .cookie
@@ -183,6 +184,18 @@ impl UdpClient {
                     }
                 };
                 match answer {
+                    ServerBody::Error {
+                        reason: Reason::RateLimited,
+                        message,
+                        ..
+                    } => {
+                        // The server drops what this address sends for a while: wait out the
+                        // backoff as for a lost answer, then send again.
+                        limited = Some(message);
+                        tokio::time::sleep_until(deadline).await;
+                        wait = (wait * 2).min(self.retry.max);
+                        continue 'send;
+                    }
                     ServerBody::Cookie { cookie, .. } => {
                         // Address validation: resend at once with the cookie. Bounded, in
                         // case the server and client disagree about it for good.
@@ -208,10 +221,16 @@ impl UdpClient {
                 }
             }
         }
-        Err(ClientError::Timeout {
-            server: self.server.to_string(),
-            tries: self.retry.tries,
-        })
+        match limited {
+            Some(message) => Err(ClientError::Denied {
+                reason: Reason::RateLimited,
+                message,
+            }),
+            None => Err(ClientError::Timeout {
+                server: self.server.to_string(),
+                tries: self.retry.tries,
+            }),
+        }
     }
 
     /// Sends one request and returns its single answer, turning `error` into `Err`.

@@ -46,6 +46,8 @@ pub enum Reason {
     NotRegistered,
     /// The server is shutting down or otherwise cannot take the request now; retry later.
     Unavailable,
+    /// Too many datagrams from this address; the server drops them for a while. Retry later.
+    RateLimited,
     // --- register ---
     NameTaken,
     InvalidName,

@@ -45,6 +45,10 @@ pub struct Config {
     pub snipe_extension: Duration,
     /// Distinct accounts connected to one item's channel at once; `None` = no cap.
     pub max_bidders_per_item: Option<usize>,
+    /// UDP datagrams per second from one source IP, and how many at once (burst); the rest
+    /// are dropped, and the source told `rate-limited` at most once a second.
+    pub udp_rate: f64,
+    pub udp_burst: f64,
     /// TCP connections to item channels at once, server-wide, handshakes included. One more is
     /// told `server-full` (see `connection::refuse`) and closed.
     pub max_connections: usize,
@@ -73,6 +77,8 @@ impl Default for Config {
             snipe_extension: Duration::from_secs(30),
             max_bidders_per_item: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            udp_rate: 1000.0,
+            udp_burst: 2000.0,
             item_ports: PortRange::Ephemeral,
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),

@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod item;
 pub mod metrics;
+pub mod ratelimit;
 pub mod registry;
 pub mod replay;
 pub mod sqlite;

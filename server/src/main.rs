@@ -71,6 +71,13 @@ struct Cli {
     /// is told `server-full` and closed.
     #[arg(long, default_value_t = auction_server::config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// UDP datagrams per second accepted from one source IP; more are dropped and the source
+    /// is told `rate-limited` (at most once a second).
+    #[arg(long, default_value_t = 1000.0)]
+    udp_rate: f64,
+    /// How many datagrams one source IP may send at once before --udp-rate applies.
+    #[arg(long, default_value_t = 2000.0)]
+    udp_burst: f64,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -131,6 +138,8 @@ async fn run(cli: Cli) -> Result<()> {
         snipe_extension: cli.snipe_extension,
         max_bidders_per_item: cli.max_bidders_per_item,
         max_connections: cli.max_connections,
+        udp_rate: cli.udp_rate,
+        udp_burst: cli.udp_burst,
         item_ports: cli.item_ports,
         handshake_timeout: cli.handshake_timeout,
         recovery_grace: cli.recovery_grace,

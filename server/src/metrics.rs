@@ -44,6 +44,7 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub outgoing_dropped: Family<KindLabel, Counter>,
     pub refused: Family<ReasonLabel, Counter>,
+    pub udp_limited: Counter,
     resident_memory: Gauge,
 }
 
@@ -69,6 +70,7 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             outgoing_dropped: Family::default(),
             refused: Family::default(),
+            udp_limited: Counter::default(),
             resident_memory: Gauge::default(),
             registry: Registry::default(),
         };
@@ -121,6 +123,11 @@ impl Metrics {
             "auction_channel_refused",
             "Channel connections refused before joining, by reason (server-full)",
             m.refused.clone(),
+        );
+        registry.register(
+            "auction_udp_rate_limited",
+            "UDP datagrams dropped by the per-source rate limit",
+            m.udp_limited.clone(),
         );
         registry.register(
             "process_resident_memory_bytes",

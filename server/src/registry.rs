@@ -14,6 +14,7 @@
 //! announcements wait in `outbox` until storage has made durable everything appended before
 //! them (see `storage.rs`); the task itself never waits for the disk.
 
+use crate::ratelimit::{self, SourceLimiter};
 use auction_protocol::limits::{
     COOKIE_AMPLIFICATION, DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DATAGRAM, MAX_DURATION_SECS,
     MIN_DURATION_SECS,
@@ -74,6 +75,8 @@ pub struct Registry {
     socket: Arc<UdpSocket>,
     ctx: Arc<ItemContext>,
     cookies: CookieKey,
+    /// Per-source rate limit, checked before anything else (see `ratelimit.rs`).
+    limiter: SourceLimiter,
     /// Item listeners bind here (the UDP socket's IP)...
     bind_ip: IpAddr,
     /// ...and are announced with this host.
@@ -136,10 +139,16 @@ impl Registry {
             PortRange::Ephemeral => 0,
         };
         let outbox = Outbox::new(&*ctx.storage);
+        let limiter = SourceLimiter::new(
+            ctx.config.udp_rate,
+            ctx.config.udp_burst,
+            ratelimit::MAX_SOURCES,
+        );
         let mut registry = Registry {
             socket,
             ctx,
             cookies: CookieKey::new(&master),
+            limiter,
             bind_ip,
             advertise,
             accounts: HashMap::new(),
@@ -408,6 +417,28 @@ impl Registry {
     }
 
     async fn on_datagram(&mut self, data: &[u8], src: SocketAddr) {
+        if let ratelimit::Verdict::Limited { tell } =
+            self.limiter.check(src.ip(), std::time::Instant::now())
+        {
+            self.ctx.metrics.udp_limited.inc();
+            if tell {
+                tracing::info!(%src, "rate-limiting a source");
+                let req = match udp::decode_request(data) {
+                    Ok(incoming) => Some(incoming.request.req),
+                    Err(e) => e.req,
+                };
+                let body = ServerBody::Error {
+                    req,
+                    reason: Reason::RateLimited,
+                    message: format!(
+                        "more than {} datagrams per second from this address; slow down",
+                        self.ctx.config.udp_rate
+                    ),
+                };
+                self.send_unvalidated(src, data.len(), body).await;
+            }
+            return;
+        }
         let incoming = match udp::decode_request(data) {
             Ok(incoming) => incoming,
             Err(e) => {

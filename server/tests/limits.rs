@@ -154,3 +154,90 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_are_served() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_flooding_source_is_rate_limited_while_others_are_served() {
+    let t = start(auction_server::Config {
+        udp_rate: 20.0,
+        udp_burst: 20.0,
+        ..quick_config()
+    })
+    .await;
+    // The flood comes from 127.0.0.2, another loopback address: the limit is per source IP.
+    let flood = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let junk = format!(
+        r#"{{"v":1,"req":5,"type":"nonsense","padding":"{}"}}"#,
+        "x".repeat(300)
+    );
+    for _ in 0..200 {
+        flood
+            .send_to(junk.as_bytes(), t.server.udp_addr())
+            .await
+            .unwrap();
+    }
+    // Meanwhile someone else registers and offers as usual.
+    let [alice] = t.people(["alice"]).await;
+    alice.offer("Lamp", Cents(1000), Some(60)).await.unwrap();
+
+    // The flooder got about a burst of answers and one rate-limited notice, not 200 answers.
+    let (mut malformed, mut limited) = (0, 0);
+    let mut buf = [0u8; 2048];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(300), flood.recv_from(&mut buf)).await
+    {
+        match auction_protocol::udp::decode_server(&buf[..n])
+            .unwrap()
+            .body
+        {
+            auction_protocol::udp::ServerBody::Error { reason, req, .. } => {
+                assert_eq!(req, Some(5));
+                match reason {
+                    Reason::Malformed => malformed += 1,
+                    Reason::RateLimited => limited += 1,
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!((20..=40).contains(&malformed), "{malformed} answered");
+    assert_eq!(limited, 1, "told once, not for every datagram");
+    let metrics = t.server.metrics().render();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("auction_udp_rate_limited_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        dropped >= 100.0 && dropped + f64::from(malformed) <= 200.0,
+        "{dropped}"
+    );
+}
+
+#[tokio::test]
+async fn a_limited_client_backs_off_and_gets_through() {
+    let t = start(auction_server::Config {
+        udp_rate: 4.0,
+        udp_burst: 2.0,
+        ..quick_config()
+    })
+    .await;
+    // Register (with its cookie round trip) takes the burst; the next requests are limited
+    // at first, and the client retries with backoff until they pass.
+    let [alice] = t.people(["alice"]).await;
+    for i in 0..3 {
+        within(
+            20,
+            "the offer to get through",
+            alice.offer(&format!("Item {i}"), Cents(100), Some(60)),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(!t
+        .server
+        .metrics()
+        .render()
+        .contains("auction_udp_rate_limited_total 0\n"));
+}
