@@ -36,6 +36,8 @@ pub struct Client {
     connector: tokio::sync::OnceCell<tokio_rustls::TlsConnector>,
     /// Notice ids already handed to the application, so a retransmitted WIN is shown once.
     seen_notices: Mutex<HashSet<u64>>,
+    /// Notices received and not yet handed over (see `next_announcement`).
+    ready: Mutex<std::collections::VecDeque<ServerBody>>,
 }
 
 impl Client {
@@ -59,6 +61,7 @@ impl Client {
             ca_path: ca.to_owned(),
             connector: tokio::sync::OnceCell::new(),
             seen_notices: Mutex::new(HashSet::new()),
+            ready: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -189,23 +192,38 @@ impl Client {
 
     /// The next announcement for the application. WIN / SOLD / NOT-SOLD are acknowledged to
     /// the server and handed over once each, however often they were retransmitted.
+    ///
+    /// Cancel-safe (it may lose a `select!`): a notice is queued for the application before
+    /// its acknowledgement is sent, so a call dropped while acknowledging cannot lose it even
+    /// if the server got the ack (and so will not send the notice again).
     pub async fn next_announcement(&self) -> Option<ServerBody> {
         loop {
+            if let Some(msg) = self
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()
+            {
+                return Some(msg);
+            }
             let msg = self.udp.next_announcement().await?;
             let Some(notice) = msg.notice() else {
                 return Some(msg);
             };
-            if let Err(e) = self.ack(notice).await {
-                // The server retransmits until acknowledged, so a lost ack is retried then.
-                tracing::warn!(notice, error = %e, "could not acknowledge a notice");
-            }
             let first_time = self
                 .seen_notices
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(notice);
             if first_time {
-                return Some(msg);
+                self.ready
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(msg);
+            }
+            // Every copy is acknowledged: the server retransmits until one ack gets through.
+            if let Err(e) = self.ack(notice).await {
+                tracing::warn!(notice, error = %e, "could not acknowledge a notice");
             }
         }
     }
