@@ -5,6 +5,7 @@
 
 pub mod baseline;
 pub mod hgrm;
+pub mod lossy;
 pub mod plan;
 pub mod progress;
 pub mod report;
