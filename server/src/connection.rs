@@ -83,7 +83,17 @@ pub async fn serve(
         .and_then(|cert| key_from_cert(cert))
         .and_then(|key| ctx.keys.lookup(&key));
     let Some(account) = account else {
-        // The verifier accepted the key a moment ago; the account was deregistered since.
+        // The account was deregistered since the verifier accepted its key, or this is a
+        // resumed TLS session (resumption skips the certificate check): say so and close.
+        let mut tls = tls;
+        let line = channel::encode_line(ChannelBody::Error {
+            req: None,
+            reason: Reason::AccountGone,
+            message: "this account has been deregistered".into(),
+        });
+        let write_timeout = ctx.config.write_timeout;
+        let _ = timeout(write_timeout, tls.write_all(line.as_bytes())).await;
+        let _ = timeout(write_timeout, tls.shutdown()).await;
         return;
     };
     tracing::debug!(%peer, conn, account = %account.name, "bidder connected");

@@ -102,6 +102,10 @@ pub enum ItemCmd {
     Leader {
         reply: oneshot::Sender<Option<AccountId>>,
     },
+    /// The account was deregistered: close its connections, saying why.
+    AccountGone {
+        account: AccountId,
+    },
 }
 
 /// How the registry reaches an item.
@@ -283,6 +287,27 @@ impl ItemTask {
                 let _ = reply.send(result);
             }
             ItemCmd::Leave { conn } => self.remove(conn),
+            ItemCmd::AccountGone { account } => {
+                let gone: Vec<u64> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.account.id == account)
+                    .map(|(&conn, _)| conn)
+                    .collect();
+                for conn in gone {
+                    // Said at once (it says nothing about the auction); dropping the queue
+                    // then lets the writer send it and close the connection.
+                    self.send(
+                        conn,
+                        ChannelBody::Error {
+                            req: None,
+                            reason: Reason::AccountGone,
+                            message: "this account has been deregistered".into(),
+                        },
+                    );
+                    self.remove(conn);
+                }
+            }
             ItemCmd::Request { conn, request } => match request.body {
                 ChannelRequestBody::Bid { amount, id } => self.bid(conn, request.req, amount, id),
                 ChannelRequestBody::Status => self.emit(Out::State {

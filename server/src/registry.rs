@@ -733,6 +733,12 @@ impl Registry {
                 }
             }
         }
+        // Its open channels close now rather than refuse its bids one by one.
+        for entry in self.items.values() {
+            if let Some(cmd) = &entry.cmd {
+                let _ = cmd.send(ItemCmd::AccountGone { account: handle.id }).await;
+            }
+        }
         tracing::info!(%name, "deregistered");
         Answer::one(ServerBody::DeregConf { req })
     }

@@ -241,3 +241,79 @@ async fn a_limited_client_backs_off_and_gets_through() {
         .render()
         .contains("auction_udp_rate_limited_total 0\n"));
 }
+
+#[tokio::test]
+async fn deregistering_closes_the_accounts_open_channels_with_a_reason() {
+    let t = start(quick_config()).await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let offered = alice.offer("Lamp", Cents(1000), Some(60)).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let mut c = carol.open_item(offered.item).await.unwrap();
+    bob.deregister().await.unwrap();
+    let said = within(5, "bob's channel to be told", b.next_event()).await;
+    match said {
+        Some(Ok(auction_protocol::channel::ChannelBody::Error {
+            reason: Reason::AccountGone,
+            req: None,
+            ..
+        })) => {}
+        other => panic!("expected account-gone, got {other:?}"),
+    }
+    assert!(within(5, "bob's channel to close", b.next_event())
+        .await
+        .is_none());
+    // Carol's channel is untouched.
+    assert!(matches!(
+        c.bid(Cents(1000), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+}
+
+/// TLS 1.3 session resumption skips the client-certificate check: the server must still
+/// refuse a resumed session of an account deregistered since.
+#[tokio::test]
+async fn a_resumed_tls_session_of_a_deregistered_account_is_refused() {
+    use tokio::io::AsyncBufReadExt;
+    let t = start(quick_config()).await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    let offered = alice.offer("Lamp", Cents(1000), Some(60)).await.unwrap();
+    let ca = auction_server::certs::load_certs(&t.ca).unwrap();
+    let (chain, key) = bob.identity.tls_credentials();
+    // One connector (and so one session cache) for both connections, as a client keeps.
+    let connector = auction_client::channel::connector(&ca, chain, key).unwrap();
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(&offered.channel)
+            .await
+            .unwrap();
+        let tls = connector
+            .connect(
+                rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        let kind = tls.get_ref().1.handshake_kind();
+        let mut lines = tokio::io::BufReader::new(tls);
+        let mut first = String::new();
+        let n = within(5, "the first line", lines.read_line(&mut first)).await;
+        (kind, n.map(|_| first).unwrap_or_default())
+    };
+    let (kind, first) = connect().await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    assert!(first.contains("\"state\""), "{first}");
+    let (kind, first) = connect().await;
+    assert_eq!(
+        kind,
+        Some(rustls::HandshakeKind::Resumed),
+        "the server resumes sessions"
+    );
+    assert!(first.contains("\"state\""), "{first}");
+
+    bob.deregister().await.unwrap();
+    let (kind, first) = connect().await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Resumed));
+    assert!(
+        first.contains("\"account-gone\""),
+        "a resumed session of a deregistered account got in: {first}"
+    );
+}
