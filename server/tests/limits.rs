@@ -317,3 +317,69 @@ async fn a_resumed_tls_session_of_a_deregistered_account_is_refused() {
         "a resumed session of a deregistered account got in: {first}"
     );
 }
+
+/// Junk datagrams at full speed from one address and connections opened and dropped in a loop,
+/// each from its own thread and runtime (as other processes would be): an honest client still
+/// registers, offers and bids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_and_connection_churn_do_not_starve_an_honest_client() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let t = start(quick_config()).await;
+    let [alice] = t.people(["alice"]).await;
+    let offered = alice.offer("Lamp", Cents(1000), Some(120)).await.unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (junk_sent, churned) = (
+        std::sync::Arc::new(AtomicU64::new(0)),
+        std::sync::Arc::new(AtomicU64::new(0)),
+    );
+    let udp = t.server.udp_addr();
+    let flood = {
+        let (stop, sent) = (stop.clone(), junk_sent.clone());
+        std::thread::spawn(move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+            let junk = [b'{'; 900];
+            while !stop.load(Ordering::Relaxed) {
+                let _ = socket.send_to(&junk, udp);
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let churn = {
+        let (stop, churned, channel) = (stop.clone(), churned.clone(), offered.channel.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // Connect and hang up, or send garbage instead of a TLS hello.
+                if let Ok(mut s) = std::net::TcpStream::connect(&channel) {
+                    if churned.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                        let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n");
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let honest = within(30, "the honest client to register and bid", async {
+        let bob = t.registered("bob").await;
+        let mut ch = bob.open_item(offered.item).await.unwrap();
+        for i in 0..20 {
+            let r = ch.bid(Cents(1000 + i), None).await.unwrap();
+            assert!(matches!(r, BidResult::Accepted { .. }), "{r:?}");
+        }
+        bob.status(offered.item).await.unwrap()
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    churn.join().unwrap();
+    assert_eq!(honest.highest, Some(Cents(1019)));
+    let (sent, churned) = (
+        junk_sent.load(Ordering::Relaxed),
+        churned.load(Ordering::Relaxed),
+    );
+    assert!(
+        sent > 1000 && churned > 50,
+        "junk {sent}, connections {churned}"
+    );
+    eprintln!("meanwhile: {sent} junk datagrams, {churned} connections opened and dropped");
+}
