@@ -238,6 +238,12 @@ impl ItemChannel {
         self.writer.close().await
     }
 
+    /// Sends a blank line: no answer, but it tells the server this client is still there
+    /// (see the idle timeout in PROTOCOL.md).
+    pub async fn keepalive(&mut self) -> Result<()> {
+        self.writer.keepalive().await
+    }
+
     /// Separates sending from receiving, for callers that keep several requests in flight or
     /// read several channels at once (the load generator). Messages already received come
     /// first from the reader.
@@ -266,6 +272,13 @@ impl ChannelWriter {
     /// `bid-accepted` / `bid-rejected` for it carries.
     pub async fn send_bid(&mut self, amount: Cents, id: Option<String>) -> Result<u64> {
         self.send(ChannelRequestBody::Bid { amount, id }).await
+    }
+
+    /// Sends a blank line (ignored by the server, but it resets the idle timeout).
+    pub async fn keepalive(&mut self) -> Result<()> {
+        self.writer.write_all(b"\n").await?;
+        self.writer.flush().await?;
+        Ok(())
     }
 
     /// Closes the channel cleanly (TLS close_notify, then TCP shutdown).

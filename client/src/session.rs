@@ -25,6 +25,9 @@ pub struct Reconnect {
     pub max_delay: Duration,
     /// Gives up when the item has been unreachable this long.
     pub give_up_after: Duration,
+    /// A blank line goes to the server this often while the session waits for events, so
+    /// the server's idle timeout (default 300 s) does not close a channel that only listens.
+    pub keepalive: Duration,
 }
 
 impl Default for Reconnect {
@@ -33,6 +36,7 @@ impl Default for Reconnect {
             first_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(5),
             give_up_after: Duration::from_secs(300),
+            keepalive: Duration::from_secs(auction_protocol::limits::KEEPALIVE_SECS),
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct ItemSession {
     /// Set while the channel is lost: the next attempt.
     retry: Option<Retry>,
     ended: bool,
+    /// When this session last sent something on the channel (a bid or a keep-alive).
+    last_sent: tokio::time::Instant,
 }
 
 struct Retry {
@@ -108,6 +114,7 @@ impl ItemSession {
             policy,
             retry: None,
             ended: false,
+            last_sent: tokio::time::Instant::now(),
         })
     }
 
@@ -122,7 +129,10 @@ impl ItemSession {
     ) -> Result<BidResult> {
         loop {
             match self.channel.as_mut() {
-                Some(channel) => match channel.bid(amount, Some(id.clone())).await {
+                Some(channel) => match {
+                    self.last_sent = tokio::time::Instant::now();
+                    channel.bid(amount, Some(id.clone())).await
+                } {
                     Ok(result) => return Ok(result),
                     Err(e) if is_connection_loss(&e) => on_event(&self.lost(e.to_string())),
                     Err(e) => return Err(e),
@@ -154,7 +164,21 @@ impl ItemSession {
             self.ended = matches!(event, Err(_) | Ok(SessionEvent::Ended { .. }));
             return Some(event);
         };
-        let lost = match channel.next_event().await {
+        // Wait for the next message, sending a keep-alive line whenever the wait gets long.
+        // (Counted from the last thing sent: a channel full of HIGHEST still needs them.)
+        let next = loop {
+            let due = self.last_sent + self.policy.keepalive;
+            tokio::select! {
+                next = channel.next_event() => break next,
+                _ = tokio::time::sleep_until(due) => {
+                    self.last_sent = tokio::time::Instant::now();
+                    if let Err(e) = channel.keepalive().await {
+                        break Some(Err(e));
+                    }
+                }
+            }
+        };
+        let lost = match next {
             Some(Ok(ChannelBody::Error {
                 req: None,
                 reason: Reason::Unavailable,
@@ -216,6 +240,7 @@ impl ItemSession {
             Ok(Found::Channel(ch)) => {
                 let item = ch.item.clone();
                 self.channel = Some(ch);
+                self.last_sent = tokio::time::Instant::now();
                 self.retry = None;
                 Ok(SessionEvent::Reconnected { item })
             }

@@ -70,6 +70,8 @@ pub enum Reason {
     ItemFull,
     /// The server is at its limit of open connections (`--max-connections`).
     ServerFull,
+    /// Nothing was received on a channel for the server's idle timeout.
+    IdleTimeout,
     AccountGone,
     InvalidBidId,
     /// A code this build does not know (sent by a newer peer).

@@ -4,6 +4,12 @@
 pub const MAX_DATAGRAM: usize = 1200;
 /// Largest line on a TLS channel, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
+/// A channel on which nothing (not even a blank line) arrives for this long is closed with
+/// `idle-timeout`, unless the server is configured otherwise.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+/// How often the reference client sends a blank line on a channel where it has nothing else to
+/// say: well inside the idle timeout.
+pub const KEEPALIVE_SECS: u64 = 60;
 /// Item descriptions: 1 to this many Unicode scalar values, no control characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 /// Account names: 1 to this many of `A-Z a-z 0-9 _ . -`.

@@ -55,6 +55,8 @@ pub struct Config {
     pub item_ports: PortRange,
     /// Time a TLS client gets to complete its handshake.
     pub handshake_timeout: Duration,
+    /// A channel connection on which nothing arrives for this long is closed (`idle-timeout`).
+    pub idle_timeout: Duration,
     /// Time one write to a channel may take before the reader is considered stuck.
     pub write_timeout: Duration,
     /// Messages (other than HIGHEST, which is coalesced) that may wait for one connection.
@@ -81,6 +83,7 @@ impl Default for Config {
             udp_burst: 2000.0,
             item_ports: PortRange::Ephemeral,
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(auction_protocol::limits::DEFAULT_IDLE_TIMEOUT_SECS),
             write_timeout: Duration::from_secs(10),
             outgoing_queue: 256,
             notice_retry: Duration::from_millis(500),

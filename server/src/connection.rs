@@ -128,7 +128,7 @@ pub async fn serve(
     ctx.metrics.connections.inc();
     ctx.metrics.connections_total.inc();
     tokio::select! {
-        _ = read_lines(reader, &item, conn) => {}
+        _ = read_lines(reader, &item, conn, ctx.config.idle_timeout) => {}
         stuck = write_messages(writer, queue_rx, highest, ctx.config.write_timeout) => {
             if stuck == Err(Stuck) {
                 ctx.metrics.dropped("write-timeout");
@@ -141,9 +141,39 @@ pub async fn serve(
 
 /// Reads request lines until the peer closes. Bad lines are reported through the item task so
 /// that every write to the connection goes through one queue.
-async fn read_lines<R: AsyncRead + Unpin>(reader: R, item: &mpsc::Sender<ItemCmd>, conn: u64) {
+async fn read_lines<R: AsyncRead + Unpin>(
+    reader: R,
+    item: &mpsc::Sender<ItemCmd>,
+    conn: u64,
+    idle_timeout: Duration,
+) {
     let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
-    while let Some(next) = lines.next().await {
+    loop {
+        let next = match timeout(idle_timeout, lines.next()).await {
+            Ok(Some(next)) => next,
+            Ok(None) => return,
+            Err(_) => {
+                // Nothing, not even a blank line, for the whole idle timeout: say so and close
+                // (through the item's queue, like every other write).
+                let error = LineError {
+                    reason: Reason::IdleTimeout,
+                    req: None,
+                    detail: format!(
+                        "nothing received for {} s; clients send a blank line now and then to stay connected",
+                        idle_timeout.as_secs()
+                    ),
+                };
+                let _ = item
+                    .send(ItemCmd::BadLine {
+                        conn,
+                        error,
+                        fatal: true,
+                    })
+                    .await;
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
         let cmd = match next {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => match channel::decode_request(line.trim_end_matches('\r')) {

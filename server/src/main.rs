@@ -78,6 +78,10 @@ struct Cli {
     /// How many datagrams one source IP may send at once before --udp-rate applies.
     #[arg(long, default_value_t = 2000.0)]
     udp_burst: f64,
+    /// A channel connection on which nothing arrives (not even the reference client's blank
+    /// keep-alive line) for this long is closed with idle-timeout.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> Result<()> {
         udp_burst: cli.udp_burst,
         item_ports: cli.item_ports,
         handshake_timeout: cli.handshake_timeout,
+        idle_timeout: cli.idle_timeout,
         recovery_grace: cli.recovery_grace,
         ..Config::default()
     };

@@ -383,3 +383,75 @@ async fn a_flood_and_connection_churn_do_not_starve_an_honest_client() {
     );
     eprintln!("meanwhile: {sent} junk datagrams, {churned} connections opened and dropped");
 }
+
+#[tokio::test]
+async fn a_quiet_channel_is_closed_at_the_idle_timeout_unless_kept_alive() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let t = start(auction_server::Config {
+        idle_timeout: Duration::from_millis(400),
+        ..quick_config()
+    })
+    .await;
+    let [alice, bob, carol, dave] = t.people(["alice", "bob", "carol", "dave"]).await;
+    let offered = alice.offer("Lamp", Cents(1000), Some(60)).await.unwrap();
+
+    // Bob says nothing after the handshake: STATE, then idle-timeout and the close.
+    let quiet = tokio::io::BufReader::new(tls_as(&t, &bob, &offered.channel).await);
+    let mut lines = quiet.lines();
+    let state = within(5, "STATE", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.contains("\"state\""), "{state}");
+    let error = within(5, "the idle timeout", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(error.contains("\"idle-timeout\""), "{error}");
+    assert!(within(5, "the close", lines.next_line())
+        .await
+        .map(|l| l.is_none())
+        .unwrap_or(true));
+
+    // Carol sends a blank line every 100 ms: still connected after three timeouts' worth.
+    let mut kept = tls_as(&t, &carol, &offered.channel).await;
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        kept.write_all(b"\n").await.unwrap();
+    }
+    kept.write_all(
+        auction_protocol::channel::encode_request(
+            1,
+            auction_protocol::channel::ChannelRequestBody::Status,
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(kept).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.contains("\"state\""));
+    let answer = within(5, "the status answer", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer.contains("\"state\"") && answer.contains("\"req\":1"),
+        "{answer}"
+    );
+
+    // The reference client's session sends its keep-alives by itself.
+    let policy = auction_client::Reconnect {
+        keepalive: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let dave = std::sync::Arc::new(dave);
+    let mut session = auction_client::ItemSession::open(dave.clone(), offered.item, policy)
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(1500), session.next_event()).await;
+    assert!(
+        waited.is_err(),
+        "the session reported {waited:?} instead of staying quiet"
+    );
+}
