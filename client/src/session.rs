@@ -129,14 +129,15 @@ impl ItemSession {
     ) -> Result<BidResult> {
         loop {
             match self.channel.as_mut() {
-                Some(channel) => match {
+                Some(channel) => {
                     self.last_sent = tokio::time::Instant::now();
-                    channel.bid(amount, Some(id.clone())).await
-                } {
-                    Ok(result) => return Ok(result),
-                    Err(e) if is_connection_loss(&e) => on_event(&self.lost(e.to_string())),
-                    Err(e) => return Err(e),
-                },
+                    let sent = channel.bid(amount, Some(id.clone())).await;
+                    match sent {
+                        Ok(result) => return Ok(result),
+                        Err(e) if is_connection_loss(&e) => on_event(&self.lost(e.to_string())),
+                        Err(e) => return Err(e),
+                    }
+                }
                 None => {
                     let event = self.step().await?;
                     on_event(&event);
