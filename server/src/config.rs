@@ -59,6 +59,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Time one write to a channel may take before the reader is considered stuck.
     pub write_timeout: Duration,
+    /// The kernel send buffer of each channel connection (SO_SNDBUF), `None` for the system's
+    /// default (which grows to megabytes on Linux). Smaller bounds what a connection that does
+    /// not read can hold in the kernel, and makes HIGHEST coalescing start sooner.
+    pub channel_send_buffer: Option<usize>,
     /// Messages (other than HIGHEST, which is coalesced) that may wait for one connection.
     pub outgoing_queue: usize,
     /// First retransmission delay of WIN / SOLD / NOT-SOLD; doubles each try.
@@ -85,6 +89,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(auction_protocol::limits::DEFAULT_IDLE_TIMEOUT_SECS),
             write_timeout: Duration::from_secs(10),
+            channel_send_buffer: None,
             outgoing_queue: 256,
             notice_retry: Duration::from_millis(500),
             notice_tries: 8,

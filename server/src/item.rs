@@ -245,6 +245,9 @@ impl ItemTask {
                     Ok((tcp, peer)) => {
                         let Some(tx) = self_tx.upgrade() else { break };
                         let _ = tcp.set_nodelay(true);
+                        if let Some(size) = self.ctx.config.channel_send_buffer {
+                            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);
+                        }
                         match self.ctx.connections.clone().try_acquire_owned() {
                             Ok(permit) => {
                                 next_conn += 1;

@@ -82,6 +82,10 @@ struct Cli {
     /// keep-alive line) for this long is closed with idle-timeout.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Kernel send buffer of each channel connection in bytes (default: the system's). Smaller
+    /// bounds what a client that does not read holds in the kernel.
+    #[arg(long)]
+    channel_send_buffer: Option<usize>,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> Result<()> {
         item_ports: cli.item_ports,
         handshake_timeout: cli.handshake_timeout,
         idle_timeout: cli.idle_timeout,
+        channel_send_buffer: cli.channel_send_buffer,
         recovery_grace: cli.recovery_grace,
         ..Config::default()
     };

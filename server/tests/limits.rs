@@ -455,3 +455,63 @@ async fn a_quiet_channel_is_closed_at_the_idle_timeout_unless_kept_alive() {
         "the session reported {waited:?} instead of staying quiet"
     );
 }
+
+/// A reader that falls behind gets the newest HIGHEST, not every one: while its socket is
+/// full the server keeps only the latest, so catching up costs it (and the server) little.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_the_latest_highest_not_every_one() {
+    use tokio::io::AsyncBufReadExt;
+    let t = start(auction_server::Config {
+        // Carol must not be dropped as stuck while Bob bids; small kernel buffers so that
+        // what Bob's bids produce does not all fit in them.
+        write_timeout: Duration::from_secs(60),
+        channel_send_buffer: Some(4096),
+        ..quick_config()
+    })
+    .await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let offered = alice.offer("Lamp", Cents(1000), Some(120)).await.unwrap();
+    // Carol's receive buffer is tiny and she does not read while Bob bids 2000 times: more
+    // HIGHEST than the buffers between them (TCP both ends, TLS) hold.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket
+        .connect(offered.channel.parse().unwrap())
+        .await
+        .unwrap();
+    let ca = auction_server::certs::load_certs(&t.ca).unwrap();
+    let (chain, key) = carol.identity.tls_credentials();
+    let connector = auction_client::channel::connector(&ca, chain, key).unwrap();
+    let slow = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    for i in 0..2000 {
+        assert!(matches!(
+            b.bid(Cents(1000 + i), None).await.unwrap(),
+            BidResult::Accepted { .. }
+        ));
+    }
+    // Now Carol reads what there is: fewer than 2000 HIGHEST, the last one the latest.
+    let mut lines = tokio::io::BufReader::new(slow).lines();
+    let mut highest = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+    {
+        if line.contains("\"highest\"") && line.contains("\"type\":\"highest\"") {
+            highest.push(line);
+        }
+    }
+    assert!(
+        highest.len() < 1500,
+        "{} HIGHEST lines: nothing was coalesced",
+        highest.len()
+    );
+    let last = highest.last().expect("at least the latest HIGHEST");
+    assert!(last.contains("\"amount\":2999"), "{last}");
+    eprintln!("{} of 2000 HIGHEST reached the slow reader", highest.len());
+}
