@@ -45,6 +45,10 @@ struct Cli {
     /// How long the offered auctions run (default: set-up allowance + --duration).
     #[arg(long, value_parser = parse_duration)]
     item_duration: Option<Duration>,
+    /// Extra clients that join every item and then stop reading, to see what slow readers
+    /// cost the others (they are not measured).
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
     /// The server's Prometheus metrics, e.g. http://127.0.0.1:9400/metrics, read before and
     /// after the run; their figures go into the report.
     #[arg(long)]
@@ -225,6 +229,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         item_duration: cli.item_duration,
         progress: !shape.quiet && std::io::stderr().is_terminal(),
         metrics_url: cli.metrics_url,
+        stalled: cli.stalled,
     })
     .await
     .map_err(|e| match e {

@@ -56,6 +56,9 @@ pub struct Options {
     pub item_duration: Option<Duration>,
     pub progress: bool,
     pub metrics_url: Option<String>,
+    /// Extra clients that join every item and then stop reading (slow-reader experiments);
+    /// they are not bidders and are not measured.
+    pub stalled: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +359,35 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         channels = per_bidder.iter().map(Vec::len).sum::<usize>(),
         "channels open"
     );
+    // Clients that join every item and stop reading: their channels' readers take up to
+    // 1024 messages and then stop, so the server sees a full socket from then on.
+    let mut stalled = Vec::new();
+    for s in 0..opts.stalled {
+        let client = new_client(&opts).await?;
+        if let Err(e) = client.register(&format!("{prefix}-x{s}")).await {
+            shared
+                .stats
+                .errors
+                .add(format!("stalled-register-{}", error_kind(&e)));
+            continue;
+        }
+        for (o, _) in &offered {
+            match client.open_channel(&o.channel).await {
+                Ok(ch) => stalled.push(ch),
+                Err(e) => shared
+                    .stats
+                    .errors
+                    .add(format!("stalled-connect-{}", error_kind(&e))),
+            }
+        }
+    }
+    if opts.stalled > 0 {
+        notes.push(format!(
+            "{} stalled clients joined every item and stopped reading ({} channels)",
+            opts.stalled,
+            stalled.len()
+        ));
+    }
     let scrape_with = scrape_opt(&opts, &shared).await;
 
     // --- the measured phase
@@ -411,6 +443,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     }
     let elapsed = start.elapsed();
     tracing::info!(elapsed = ?elapsed, "bidding done");
+    drop(stalled);
     done.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         let _ = p.await;

@@ -58,6 +58,7 @@ fn options(t: &TestServer, bidders: usize, items: usize) -> loadgen::Options {
         item_duration: Some(Duration::from_secs(4)),
         progress: false,
         metrics_url: Some(t.metrics_url.clone()),
+        stalled: 0,
     }
 }
 
