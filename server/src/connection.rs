@@ -38,17 +38,17 @@ pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ItemContext>) {
         }) else {
             return;
         };
-        let line = channel::encode_line(ChannelBody::Error {
-            req: None,
-            reason: Reason::ServerFull,
-            message: format!(
-                "the server is at its limit of {} connections; try again later",
-                ctx2.config.max_connections
-            ),
-        });
-        let write_timeout = ctx2.config.write_timeout;
-        let _ = timeout(write_timeout, tls.write_all(line.as_bytes())).await;
-        let _ = timeout(write_timeout, tls.shutdown()).await;
+        let message = format!(
+            "the server is at its limit of {} connections; try again later",
+            ctx2.config.max_connections
+        );
+        say_and_close(
+            &mut tls,
+            Reason::ServerFull,
+            message,
+            ctx2.config.write_timeout,
+        )
+        .await;
     });
 }
 
@@ -86,14 +86,14 @@ pub async fn serve(
         // The account was deregistered since the verifier accepted its key, or this is a
         // resumed TLS session (resumption skips the certificate check): say so and close.
         let mut tls = tls;
-        let line = channel::encode_line(ChannelBody::Error {
-            req: None,
-            reason: Reason::AccountGone,
-            message: "this account has been deregistered".into(),
-        });
-        let write_timeout = ctx.config.write_timeout;
-        let _ = timeout(write_timeout, tls.write_all(line.as_bytes())).await;
-        let _ = timeout(write_timeout, tls.shutdown()).await;
+        let message = "this account has been deregistered".to_owned();
+        say_and_close(
+            &mut tls,
+            Reason::AccountGone,
+            message,
+            ctx.config.write_timeout,
+        )
+        .await;
         return;
     };
     tracing::debug!(%peer, conn, account = %account.name, "bidder connected");
@@ -113,14 +113,7 @@ pub async fn serve(
     let highest = match reply_rx.await {
         Ok(Ok(highest)) => highest,
         Ok(Err((reason, message))) => {
-            let line = channel::encode_line(ChannelBody::Error {
-                req: None,
-                reason,
-                message,
-            });
-            let write_timeout = ctx.config.write_timeout;
-            let _ = timeout(write_timeout, writer.write_all(line.as_bytes())).await;
-            let _ = timeout(write_timeout, writer.shutdown()).await;
+            say_and_close(&mut writer, reason, message, ctx.config.write_timeout).await;
             return;
         }
         Err(_) => return,
@@ -137,6 +130,23 @@ pub async fn serve(
     }
     ctx.metrics.connections.dec();
     let _ = item.send(ItemCmd::Leave { conn }).await;
+}
+
+/// Writes one `error` line (`req` null) and closes the TLS session, each step bounded by the
+/// write timeout: how a connection is refused once its handshake is done.
+async fn say_and_close<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    reason: Reason,
+    message: String,
+    write_timeout: Duration,
+) {
+    let line = channel::encode_line(ChannelBody::Error {
+        req: None,
+        reason,
+        message,
+    });
+    let _ = timeout(write_timeout, writer.write_all(line.as_bytes())).await;
+    let _ = timeout(write_timeout, writer.shutdown()).await;
 }
 
 /// Reads request lines until the peer closes. Bad lines are reported through the item task so

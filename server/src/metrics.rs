@@ -36,6 +36,8 @@ pub struct Metrics {
     registry: Registry,
     pub bids_accepted: Counter,
     pub bids_rejected: Family<ReasonLabel, Counter>,
+    /// The counters of `bids_rejected` by reason, so the bid path need not build labels.
+    rejected_by_reason: std::sync::RwLock<std::collections::HashMap<Reason, Counter>>,
     pub open_items: Gauge,
     pub connections: Gauge,
     pub connections_total: Counter,
@@ -60,6 +62,7 @@ impl Metrics {
         let m = Metrics {
             bids_accepted: Counter::default(),
             bids_rejected: Family::default(),
+            rejected_by_reason: Default::default(),
             open_items: Gauge::default(),
             connections: Gauge::default(),
             connections_total: Counter::default(),
@@ -137,12 +140,29 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Counts a rejected bid. On the bid path: after the first rejection for a reason, this is
+    /// a read lock and an atomic add (no label string is built).
     pub fn bid_rejected(&self, reason: Reason) {
-        self.bids_rejected
-            .get_or_create(&ReasonLabel {
-                reason: reason.code(),
-            })
-            .inc();
+        let known = self
+            .rejected_by_reason
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&reason)
+            .cloned();
+        let counter = known.unwrap_or_else(|| {
+            let counter = self
+                .bids_rejected
+                .get_or_create(&ReasonLabel {
+                    reason: reason.code(),
+                })
+                .clone();
+            self.rejected_by_reason
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(reason, counter.clone());
+            counter
+        });
+        counter.inc();
     }
 
     pub fn refused(&self, reason: &str) {
