@@ -319,16 +319,6 @@ impl ChannelReader {
     }
 }
 
-impl futures_util::Stream for ChannelReader {
-    type Item = Result<Received>;
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.get_mut().poll_recv(cx)
-    }
-}
-
 impl std::fmt::Debug for ItemChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ItemChannel")

@@ -432,8 +432,8 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
             (Some(_), Some(rate)) => Duration::from_secs_f64(b as f64 / rate.max(0.001)),
             _ => Duration::ZERO,
         };
-        let bidder = Bidder::new(b, chans, shared.clone(), rng.random());
-        tasks.push(tokio::spawn(bidder.run(start, stop, interval, offset)));
+        let bidder = Bidder::new(b, chans, shared.clone(), rng.random(), start);
+        tasks.push(tokio::spawn(bidder.run(stop, interval, offset)));
     }
     for t in tasks {
         if let Err(e) = t.await {
@@ -621,7 +621,8 @@ struct Bidder {
     shared: Arc<Shared>,
     rng: StdRng,
     seq: u64,
-    measure_from: Instant,
+    /// When the measured phase started (answers per second count from here).
+    start: Instant,
 }
 
 impl Bidder {
@@ -630,6 +631,7 @@ impl Bidder {
         chans: Vec<(usize, ItemChannel)>,
         shared: Arc<Shared>,
         seed: u64,
+        start: Instant,
     ) -> Bidder {
         let mut slots = Vec::new();
         let mut readers = SelectAll::new();
@@ -658,19 +660,12 @@ impl Bidder {
             shared,
             rng: StdRng::seed_from_u64(seed),
             seq: 0,
-            measure_from: Instant::now(),
+            start,
         }
     }
 
-    async fn run(
-        mut self,
-        start: Instant,
-        stop: Instant,
-        interval: Option<Duration>,
-        offset: Duration,
-    ) {
-        self.measure_from = start;
-        let mut due = start + offset;
+    async fn run(mut self, stop: Instant, interval: Option<Duration>, offset: Duration) {
+        let mut due = self.start + offset;
         let mut turn = 0usize;
         loop {
             if interval.is_some() {
@@ -921,7 +916,7 @@ impl Bidder {
         s.round_trip.record(at.saturating_duration_since(p.due));
         self.shared
             .per_second
-            .add(at.saturating_duration_since(self.measure_from));
+            .add(at.saturating_duration_since(self.start));
     }
 }
 

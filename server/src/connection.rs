@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use crate::item::{HighestRx, ItemCmd, ItemContext};
@@ -151,6 +152,9 @@ async fn say_and_close<W: AsyncWrite + Unpin>(
 
 /// Reads request lines until the peer closes. Bad lines are reported through the item task so
 /// that every write to the connection goes through one queue.
+///
+/// The idle timeout is one timer per connection, re-armed only when it fires early (something
+/// arrived since it was set), not one timer registration per line on the bid path.
 async fn read_lines<R: AsyncRead + Unpin>(
     reader: R,
     item: &mpsc::Sender<ItemCmd>,
@@ -158,32 +162,29 @@ async fn read_lines<R: AsyncRead + Unpin>(
     idle_timeout: Duration,
 ) {
     let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut last_heard = Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
-        let next = match timeout(idle_timeout, lines.next()).await {
-            Ok(Some(next)) => next,
-            Ok(None) => return,
-            Err(_) => {
-                // Nothing, not even a blank line, for the whole idle timeout: say so and close
-                // (through the item's queue, like every other write).
-                let error = LineError {
-                    reason: Reason::IdleTimeout,
-                    req: None,
-                    detail: format!(
-                        "nothing received for {} s; clients send a blank line now and then to stay connected",
-                        idle_timeout.as_secs()
-                    ),
-                };
-                let _ = item
-                    .send(ItemCmd::BadLine {
-                        conn,
-                        error,
-                        fatal: true,
-                    })
-                    .await;
-                std::future::pending::<()>().await;
-                return;
+        let next = tokio::select! {
+            next = lines.next() => match next {
+                Some(next) => next,
+                None => return,
+            },
+            _ = &mut idle => {
+                if last_heard.elapsed() < idle_timeout {
+                    idle.as_mut().reset(last_heard + idle_timeout);
+                    continue;
+                }
+                // Nothing, not even a blank line, for the whole idle timeout.
+                let detail = format!(
+                    "nothing received for {} s; clients send a blank line now and then to stay connected",
+                    idle_timeout.as_secs()
+                );
+                return fail(item, conn, Reason::IdleTimeout, detail).await;
             }
         };
+        last_heard = Instant::now();
         let cmd = match next {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => match channel::decode_request(line.trim_end_matches('\r')) {
@@ -194,39 +195,38 @@ async fn read_lines<R: AsyncRead + Unpin>(
                     fatal: false,
                 },
             },
-            Err(e) => {
-                let (reason, detail) = match e {
-                    LinesCodecError::MaxLineLengthExceeded => (
-                        Reason::TooLarge,
-                        format!("lines are limited to {MAX_LINE} bytes"),
-                    ),
-                    LinesCodecError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        (Reason::Malformed, "lines must be UTF-8".to_owned())
-                    }
-                    LinesCodecError::Io(_) => return,
-                };
-                let error = LineError {
-                    reason,
-                    req: None,
-                    detail,
-                };
-                let _ = item
-                    .send(ItemCmd::BadLine {
-                        conn,
-                        error,
-                        fatal: true,
-                    })
-                    .await;
-                // The writer sends the error and closes; nothing more is read.
-                std::future::pending::<()>().await;
-                return;
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                let detail = format!("lines are limited to {MAX_LINE} bytes");
+                return fail(item, conn, Reason::TooLarge, detail).await;
             }
+            Err(LinesCodecError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return fail(item, conn, Reason::Malformed, "lines must be UTF-8".into()).await;
+            }
+            Err(LinesCodecError::Io(_)) => return,
         };
         if item.send(cmd).await.is_err() {
             // The item is gone; the writer finishes what was queued and closes.
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Ends reading with an error the item sends before closing the connection (through its queue,
+/// like every other write); nothing more is read, so this waits until the writer is done.
+async fn fail(item: &mpsc::Sender<ItemCmd>, conn: u64, reason: Reason, detail: String) {
+    let error = LineError {
+        reason,
+        req: None,
+        detail,
+    };
+    let _ = item
+        .send(ItemCmd::BadLine {
+            conn,
+            error,
+            fatal: true,
+        })
+        .await;
+    std::future::pending::<()>().await;
 }
 
 /// Most bytes gathered into one write: a backlog goes out in a few large TLS records instead

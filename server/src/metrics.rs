@@ -58,8 +58,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let m = Metrics {
+        let mut m = Metrics {
             bids_accepted: Counter::default(),
             bids_rejected: Family::default(),
             rejected_by_reason: Default::default(),
@@ -77,6 +76,7 @@ impl Metrics {
             resident_memory: Gauge::default(),
             registry: Registry::default(),
         };
+        let registry = &mut m.registry;
         registry.register(
             "auction_bids_accepted",
             "Bids accepted (each bid once; a resent bid id is not counted again)",
@@ -137,7 +137,7 @@ impl Metrics {
             "Resident memory of the server process (Linux; 0 elsewhere)",
             m.resident_memory.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// Counts a rejected bid. On the bid path: after the first rejection for a reason, this is
