@@ -5,7 +5,7 @@
 mod common;
 
 use auction_client::BidResult;
-use auction_protocol::udp::{self, RequestBody, ServerBody};
+use auction_protocol::udp::{self, ServerBody};
 use auction_protocol::Cents;
 use common::raw::Raw;
 use common::{quick_config, start, within};
@@ -40,16 +40,7 @@ async fn answer_within(raw: &Raw, ms: u64) -> Option<ServerBody> {
 async fn answers_and_retransmissions_wait_for_the_commit() {
     let t = start(quick_config()).await;
     let (raw, k) = Raw::account(&t, "alice", 100).await;
-    let offer = raw.signed(
-        &k,
-        101,
-        RequestBody::Offer {
-            account: "alice".into(),
-            description: "lamp".into(),
-            min: Cents(500),
-            duration: Some(60),
-        },
-    );
+    let offer = raw.lamp_offer(&k, "alice", 101);
     let lock = WriteLock::take(&t.db);
     raw.send(&offer).await;
     assert_eq!(

@@ -5,7 +5,7 @@
 mod common;
 
 use auction_client::BidResult;
-use auction_protocol::udp::{RequestBody, ServerBody};
+use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, ItemState, Reason};
 use common::raw::{error_reason, Raw};
 use common::{announcement, quick_config, start, within};
@@ -189,18 +189,7 @@ async fn unacknowledged_notices_are_delivered_again_after_a_restart() {
 async fn the_replay_window_survives_a_restart() {
     let t = start(config()).await;
     let (mut raw, k) = Raw::account(&t, "alice", 100).await;
-    let offer = |raw: &Raw| {
-        raw.signed(
-            &k,
-            101,
-            RequestBody::Offer {
-                account: "alice".into(),
-                description: "lamp".into(),
-                min: Cents(500),
-                duration: Some(60),
-            },
-        )
-    };
+    let offer = |raw: &Raw| raw.lamp_offer(&k, "alice", 101);
     let first = raw.ask(&offer(&raw)).await;
     assert!(matches!(first, ServerBody::OfferConf { .. }), "{first:?}");
 

@@ -166,16 +166,7 @@ async fn unsigned_and_altered_requests_are_refused() {
 async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     let t = start(quick_config()).await;
     let (raw, k) = Raw::account(&t, "alice", 100).await;
-    let offer = raw.signed(
-        &k,
-        101,
-        RequestBody::Offer {
-            account: "alice".into(),
-            description: "lamp".into(),
-            min: Cents(500),
-            duration: Some(60),
-        },
-    );
+    let offer = raw.lamp_offer(&k, "alice", 101);
     let first = raw.ask(&offer).await;
     let ServerBody::OfferConf { item, .. } = first.clone() else {
         panic!("{first:?}")

@@ -65,6 +65,20 @@ impl Raw {
         sign::sign_datagram(k, &self.body(req, body))
     }
 
+    /// `account`'s signed offer of a lamp (minimum 5.00, 60 s) as request `req`.
+    pub fn lamp_offer(&self, k: &Ed25519KeyPair, account: &str, req: u64) -> Vec<u8> {
+        self.signed(
+            k,
+            req,
+            RequestBody::Offer {
+                account: account.into(),
+                description: "lamp".into(),
+                min: auction_protocol::Cents(500),
+                duration: Some(60),
+            },
+        )
+    }
+
     /// A validated peer with a fresh key, registered as `name` with request number `req`.
     pub async fn account(t: &TestServer, name: &str, req: u64) -> (Raw, Ed25519KeyPair) {
         let mut raw = Raw::new(t).await;
