@@ -21,12 +21,35 @@ use crate::error::{ClientError, Result};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a bid offers: a fixed amount, or a private maximum the server bids up to for you
+/// (proxy bidding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Amount(Cents),
+    Max(Cents),
+}
+
+impl Offer {
+    fn request(self, id: Option<String>) -> ChannelRequestBody {
+        match self {
+            Offer::Amount(amount) => ChannelRequestBody::Bid { amount, id },
+            Offer::Max(max) => ChannelRequestBody::ProxyBid { max, id },
+        }
+    }
+}
+
 /// The answer to a bid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BidResult {
     Accepted {
+        /// The bid as placed (for a proxy bid: the price it reached, or its maximum when
+        /// another proxy outbid it at once).
         amount: Cents,
         ends_at: u64,
+        /// False when someone's proxy outbid this bid at once.
+        leading: bool,
+        /// A proxy bid's maximum.
+        max: Option<Cents>,
     },
     Rejected {
         reason: Reason,
@@ -149,7 +172,12 @@ impl ItemChannel {
 
     /// Bids `amount` and waits for the answer. `id` makes the bid idempotent (see PROTOCOL.md).
     pub async fn bid(&mut self, amount: Cents, id: Option<String>) -> Result<BidResult> {
-        let req = self.writer.send_bid(amount, id).await?;
+        self.place(Offer::Amount(amount), id).await
+    }
+
+    /// Places a bid or a proxy bid and waits for the answer.
+    pub async fn place(&mut self, offer: Offer, id: Option<String>) -> Result<BidResult> {
+        let req = self.writer.send(offer.request(id)).await?;
         loop {
             let Received { at, body } = self.recv_direct().await?;
             match body {
@@ -157,7 +185,16 @@ impl ItemChannel {
                     req: r,
                     amount,
                     ends_at,
-                } if r == req => return Ok(BidResult::Accepted { amount, ends_at }),
+                    leading,
+                    max,
+                } if r == req => {
+                    return Ok(BidResult::Accepted {
+                        amount,
+                        ends_at,
+                        leading,
+                        max,
+                    })
+                }
                 ChannelBody::BidRejected {
                     req: r,
                     reason,

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use channel::{BidResult, ChannelReader, ChannelWriter, ItemChannel, Received};
+pub use channel::{BidResult, ChannelReader, ChannelWriter, ItemChannel, Offer, Received};
 pub use error::{ClientError, Result};
 pub use identity::Identity;
 pub use session::{ItemSession, Reconnect, SessionEvent};

@@ -5,7 +5,7 @@
 mod render;
 
 use anyhow::Result;
-use auction_client::{BidResult, Client, ClientError, ItemSession, Reconnect};
+use auction_client::{BidResult, Client, ClientError, ItemSession, Offer, Reconnect};
 use auction_protocol::Cents;
 use clap::{Parser, Subcommand};
 use render::Out;
@@ -67,11 +67,15 @@ enum Command {
     Items,
     /// Show one item, open or closed.
     Status { item: u64 },
-    /// Bid on an item.
+    /// Bid on an item: an amount, or with --max a private maximum the server bids up to.
     Bid {
         item: u64,
-        #[arg(value_parser = parse_amount)]
-        amount: Cents,
+        #[arg(value_parser = parse_amount, required_unless_present = "max", conflicts_with = "max")]
+        amount: Option<Cents>,
+        /// Proxy bid: the server bids for you, one increment above any competitor, up to this
+        /// amount. No one else sees it. Again while leading: raises your maximum.
+        #[arg(long, value_parser = parse_amount)]
+        max: Option<Cents>,
         /// Stay on the item's channel and print updates until the auction ends.
         #[arg(long)]
         follow: bool,
@@ -193,15 +197,23 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
         Command::Bid {
             item,
             amount,
+            max,
             follow,
         } => {
+            let (offer, asked) = match (amount, max) {
+                (_, Some(max)) => (Offer::Max(max), max),
+                (Some(amount), None) => (Offer::Amount(amount), amount),
+                (None, None) => anyhow::bail!(ClientError::Local(
+                    "give an amount, or --max AMOUNT for a proxy bid".into()
+                )),
+            };
             let mut session = ItemSession::open(client.clone(), item, Reconnect::default()).await?;
             // The id stays the same if the bid has to be sent again after a reconnection, so
             // the server never counts it twice.
             let result = session
-                .bid(amount, bid_id(), |e| out.session_event(e))
+                .bid(offer, bid_id(), |e| out.session_event(e))
                 .await?;
-            out.bid(item, &result, amount);
+            out.bid(item, &result, asked);
             let accepted = matches!(result, BidResult::Accepted { .. });
             if in_shell {
                 // Updates print as they arrive while the shell takes more commands.
@@ -354,4 +366,4 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     Ok(())
 }
 
-const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | bid ITEM AMOUNT (then follows the item) | help | quit";
+const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | bid ITEM AMOUNT | bid ITEM --max AMOUNT (then follows the item) | help | quit";

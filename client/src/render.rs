@@ -162,14 +162,33 @@ impl Out {
 
     pub fn bid(&self, item: u64, result: &BidResult, asked: auction_protocol::Cents) {
         match result {
-            BidResult::Accepted { amount, ends_at } => {
+            BidResult::Accepted {
+                amount,
+                ends_at,
+                leading,
+                max,
+            } => {
                 if self.json {
-                    self.line(json!({"accepted": true, "item": item, "amount": amount, "ends_at": ends_at}));
-                } else {
-                    println!(
-                        "Bid of {amount} on item {item} accepted: you are the highest bidder; bidding closes {}.",
-                        until(*ends_at)
-                    );
+                    self.line(json!({
+                        "accepted": true, "item": item, "amount": amount, "ends_at": ends_at,
+                        "leading": leading, "max": max
+                    }));
+                    return;
+                }
+                let closes = until(*ends_at);
+                match (max, leading) {
+                    (None, true) => println!(
+                        "Bid of {amount} on item {item} accepted: you are the highest bidder; bidding closes {closes}."
+                    ),
+                    (None, false) => println!(
+                        "Bid of {amount} on item {item} accepted, but another bidder's proxy outbid it at once; bidding closes {closes}."
+                    ),
+                    (Some(max), true) => println!(
+                        "Proxy bid on item {item} accepted: you lead at {amount}; the server will bid for you up to {max} (no one else sees it); bidding closes {closes}."
+                    ),
+                    (Some(max), false) => println!(
+                        "Proxy bid up to {max} on item {item} accepted, but another bidder's higher (or earlier) maximum outbid it at once; bidding closes {closes}."
+                    ),
                 }
             }
             BidResult::Rejected {
@@ -216,7 +235,14 @@ impl Out {
             ChannelBody::NotSold { item } => println!("Item {item}: not sold (no bids)."),
             ChannelBody::Error { message, .. } => println!("The server says: {message}."),
             ChannelBody::State { item, .. } => self.status(item),
-            ChannelBody::BidAccepted { amount, .. } => println!("Bid of {amount} accepted."),
+            ChannelBody::BidAccepted {
+                amount,
+                leading: true,
+                ..
+            } => println!("Bid of {amount} accepted."),
+            ChannelBody::BidAccepted { amount, .. } => {
+                println!("Bid of {amount} accepted, but a proxy outbid it at once.")
+            }
             ChannelBody::BidRejected { message, .. } => println!("Bid rejected: {message}."),
         }
     }

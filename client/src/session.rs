@@ -123,7 +123,7 @@ impl ItemSession {
     /// `on_event` hears about each reconnection as it happens.
     pub async fn bid(
         &mut self,
-        amount: Cents,
+        offer: crate::Offer,
         id: String,
         mut on_event: impl FnMut(&SessionEvent),
     ) -> Result<BidResult> {
@@ -131,7 +131,7 @@ impl ItemSession {
             match self.channel.as_mut() {
                 Some(channel) => {
                     self.last_sent = tokio::time::Instant::now();
-                    let sent = channel.bid(amount, Some(id.clone())).await;
+                    let sent = channel.place(offer, Some(id.clone())).await;
                     match sent {
                         Ok(result) => return Ok(result),
                         Err(e) if is_connection_loss(&e) => on_event(&self.lost(e.to_string())),

@@ -376,3 +376,43 @@ async fn the_shell_keeps_following_a_bid_through_a_server_restart() {
         .unwrap();
     assert!(status.success(), "{seen}");
 }
+
+#[tokio::test]
+async fn proxy_bids_from_the_command_line() {
+    let env = start().await;
+    for who in ["alice", "bob", "carol"] {
+        assert_eq!(env.run(who, &["register", who]).await.0, 0);
+    }
+    let offer = env
+        .json("alice", &["offer", "Typewriter", "--min", "10"])
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+
+    let bid = env.json("bob", &["bid", &item, "--max", "30"]).await;
+    assert_eq!(bid["accepted"], true);
+    assert_eq!(bid["leading"], true);
+    assert_eq!(
+        (bid["amount"].clone(), bid["max"].clone()),
+        (Value::from(1000), Value::from(3000))
+    );
+
+    // Carol's direct bid is accepted but outbid at once, and says so.
+    let (code, stdout, stderr) = env.run("carol", &["bid", &item, "20"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("outbid it at once"), "{stdout}");
+    let status = env.json("carol", &["status", &item]).await;
+    assert_eq!(
+        (status["highest"].clone(), status["bidder"].clone()),
+        (Value::from(2001), Value::from("bob"))
+    );
+
+    // Human output for a winning proxy; an amount and --max together is a usage error.
+    let (code, stdout, _) = env.run("carol", &["bid", &item, "--max", "45.50"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("you lead at 30.01") && stdout.contains("up to 45.50"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = env.run("carol", &["bid", &item, "40", "--max", "50"]).await;
+    assert_eq!(code, 2, "{stderr}");
+}

@@ -847,6 +847,7 @@ impl Bidder {
                 req,
                 amount,
                 ends_at,
+                ..
             } if ours(req) => {
                 let p = pending.expect("ours");
                 self.answered(p, msg.at);

@@ -26,6 +26,14 @@ pub enum ChannelRequestBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// Proxy bid: the server bids for this account, one increment above any competitor, up
+    /// to `max`, which no one else sees. Sent again by the leader, it raises the maximum
+    /// without moving the price. `id` works as for `bid`.
+    ProxyBid {
+        max: Cents,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Send the item's state again.
     Status,
 }
@@ -51,8 +59,17 @@ pub enum ChannelBody {
     },
     BidAccepted {
         req: u64,
+        /// The bid as placed: a direct bid's amount, the price a proxy bid reached, or the
+        /// maximum of a proxy bid another proxy outbid at once.
         amount: Cents,
         ends_at: u64,
+        /// False when a competitor's proxy outbid this bid at once (it counted: the price
+        /// rose). Absent means true.
+        #[serde(default = "yes")]
+        leading: bool,
+        /// A proxy bid's maximum, echoed to its own bidder only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<Cents>,
     },
     BidRejected {
         req: u64,
@@ -88,6 +105,10 @@ pub enum ChannelBody {
         reason: Reason,
         message: String,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why a line could not be decoded.

@@ -58,13 +58,22 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn channel_body() -> impl Strategy<Value = ChannelBody> {
     prop_oneof![
-        (any::<u64>(), cents(), any::<u64>()).prop_map(|(req, amount, ends_at)| {
-            ChannelBody::BidAccepted {
-                req,
-                amount,
-                ends_at,
-            }
-        }),
+        (
+            any::<u64>(),
+            cents(),
+            any::<u64>(),
+            any::<bool>(),
+            proptest::option::of(cents())
+        )
+            .prop_map(|(req, amount, ends_at, leading, max)| {
+                ChannelBody::BidAccepted {
+                    req,
+                    amount,
+                    ends_at,
+                    leading,
+                    max,
+                }
+            }),
         (any::<u64>(), text(), proptest::option::of(cents()), cents()).prop_map(
             |(req, message, highest, next_min)| ChannelBody::BidRejected {
                 req,
@@ -187,8 +196,12 @@ proptest! {
     }
 
     #[test]
-    fn channel_requests_round_trip(req in any::<u64>(), amount in cents(), id in proptest::option::of("[!-~]{1,64}"), status in any::<bool>()) {
-        let body = if status { ChannelRequestBody::Status } else { ChannelRequestBody::Bid { amount, id } };
+    fn channel_requests_round_trip(req in any::<u64>(), amount in cents(), id in proptest::option::of("[!-~]{1,64}"), kind in 0..3u8) {
+        let body = match kind {
+            0 => ChannelRequestBody::Status,
+            1 => ChannelRequestBody::Bid { amount, id },
+            _ => ChannelRequestBody::ProxyBid { max: amount, id },
+        };
         let line = channel::encode_request(req, body.clone());
         prop_assert!(line.ends_with('\n'));
         let back = channel::decode_request(line.trim_end()).unwrap();

@@ -1,6 +1,13 @@
 //! The rules of one auction, without I/O or clocks: what bid is acceptable, when the auction
-//! ends (including soft-close extensions), who won. The item task (`item.rs`) owns one of these
-//! and passes the current time in.
+//! ends (including soft-close extensions), who won, and how proxy bids answer each other. The
+//! item task (`item.rs`) owns one of these and passes the current time in.
+//!
+//! Proxy bidding (eBay-style): a bid may name a private maximum instead of an amount. The
+//! server then bids for that account, one increment above whoever challenges it, up to the
+//! maximum. Only the leader's maximum can matter (a proxy that was outbid is below the price,
+//! and prices only rise), so the state is the lead plus the leader's maximum. Visible prices
+//! follow the second-highest maximum plus one increment; between equal maximums the earlier
+//! one wins.
 
 use auction_protocol::{Cents, Reason};
 use std::collections::HashMap;
@@ -29,15 +36,75 @@ pub fn next_min(min: Cents, highest: Option<Cents>, increment: Cents) -> Cents {
 /// The leading bid.
 #[derive(Debug, Clone)]
 pub struct Lead {
+    /// The visible price.
     pub amount: Cents,
     pub bidder: Arc<AccountHandle>,
+    /// The leader's private proxy maximum, when it bid by proxy and the maximum is above the
+    /// price. Never shown to anyone else.
+    pub max: Option<Cents>,
+}
+
+impl Lead {
+    /// The most the leader has agreed to pay.
+    pub fn ceiling(&self) -> Cents {
+        self.max.map_or(self.amount, |m| m.max(self.amount))
+    }
 }
 
 /// The answer to one bid; kept per bid id so a repeated id gets the same answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Accepted { amount: Cents, ends_at: u64 },
-    Rejected { reason: Reason, message: String },
+    Accepted {
+        /// The bid as placed: the amount of a direct bid, the price a proxy bid reached (or
+        /// its maximum, when another proxy outbid it at once).
+        amount: Cents,
+        ends_at: u64,
+        /// False when a competitor's proxy outbid this bid at once: it counted (the price
+        /// rose) but someone else leads.
+        leading: bool,
+        /// The maximum of a proxy bid, echoed to its bidder only.
+        max: Option<Cents>,
+    },
+    Rejected {
+        reason: Reason,
+        message: String,
+    },
+}
+
+/// A judged bid: the answer, and the lead afterwards when the bid changed it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// The new lead (price, leader, leader's maximum); `None` when nothing changed.
+    pub lead: Option<Lead>,
+    /// The auction's end after the bid.
+    pub ends_at: u64,
+}
+
+impl Decision {
+    fn rejected(reason: Reason, message: String, ends_at: u64) -> Decision {
+        Decision {
+            outcome: Outcome::Rejected { reason, message },
+            lead: None,
+            ends_at,
+        }
+    }
+}
+
+/// What a bid offers: a fixed amount, or a proxy maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Amount(Cents),
+    Max(Cents),
+}
+
+impl Offer {
+    /// The most this bid will pay.
+    fn ceiling(self) -> Cents {
+        match self {
+            Offer::Amount(a) | Offer::Max(a) => a,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -82,6 +149,10 @@ impl Auction {
         self.lead.as_ref()
     }
 
+    pub fn increment(&self) -> Cents {
+        self.rules.min_increment
+    }
+
     /// The smallest amount that would be accepted now.
     pub fn next_min(&self) -> Cents {
         next_min(
@@ -101,43 +172,43 @@ impl Auction {
     }
 
     /// Judges and applies a bid in one step: the item task's sequence (`previous_outcome`,
-    /// `judge`, make durable, `apply`) without the storage step, for the rule tests.
+    /// `judge`, append to storage, `apply`), for the rule tests.
     #[cfg(test)]
     pub fn bid(
         &mut self,
         bidder: &Arc<AccountHandle>,
-        amount: Cents,
+        offer: Offer,
         id: Option<&str>,
         now_ms: u64,
     ) -> Outcome {
         if let Some(first) = id.and_then(|id| self.previous_outcome(bidder.id, id)) {
             return first.clone();
         }
-        let outcome = self.judge(bidder, amount, now_ms);
-        self.apply(bidder, &outcome, id);
-        outcome
+        let decision = self.judge(bidder, offer, now_ms);
+        self.apply(bidder, &decision, id);
+        decision.outcome
     }
 
-    /// Makes a judged outcome take effect: the bidder leads and the end moves, and the bid id
-    /// remembers its answer. Separate from `judge` so the caller can make an acceptance durable
-    /// in between.
-    pub fn apply(&mut self, bidder: &Arc<AccountHandle>, outcome: &Outcome, id: Option<&str>) {
-        if let Outcome::Accepted { amount, ends_at } = outcome {
-            self.lead = Some(Lead {
-                amount: *amount,
-                bidder: bidder.clone(),
-            });
-            self.ends_at = *ends_at;
+    /// Makes a judged bid take effect: the new lead and end, and the bid id's answer.
+    pub fn apply(&mut self, bidder: &Arc<AccountHandle>, decision: &Decision, id: Option<&str>) {
+        if let Some(lead) = &decision.lead {
+            self.lead = Some(lead.clone());
         }
+        self.ends_at = decision.ends_at;
         if let Some(id) = id {
             self.by_bid_id
-                .insert((bidder.id, id.to_owned()), outcome.clone());
+                .insert((bidder.id, id.to_owned()), decision.outcome.clone());
         }
+    }
+
+    /// Lowers the minimum (an accepted negotiation). Only before the first bid.
+    pub fn lower_min(&mut self, min: Cents) {
+        self.min = min;
     }
 
     /// What a bid at `now_ms` would get, without changing anything.
-    pub fn judge(&self, bidder: &Arc<AccountHandle>, amount: Cents, now_ms: u64) -> Outcome {
-        let reject = |reason, message: String| Outcome::Rejected { reason, message };
+    pub fn judge(&self, bidder: &Arc<AccountHandle>, offer: Offer, now_ms: u64) -> Decision {
+        let reject = |reason, message: String| Decision::rejected(reason, message, self.ends_at);
         if self.is_over(now_ms) {
             return reject(Reason::AuctionOver, "bidding on this item has ended".into());
         }
@@ -153,30 +224,122 @@ impl Auction {
                 "this account has been deregistered".into(),
             );
         }
-        if amount.0 > auction_protocol::limits::MAX_AMOUNT_CENTS {
+        let ceiling = offer.ceiling();
+        if ceiling.0 > auction_protocol::limits::MAX_AMOUNT_CENTS {
             return reject(
                 Reason::InvalidAmount,
                 "the amount is larger than allowed".into(),
             );
         }
         let next = self.next_min();
-        if amount < next {
+        if ceiling < next {
             let message = match &self.lead {
                 None => format!("the minimum bid is {next}"),
                 Some(l) => format!("the highest bid is {}; bid at least {next}", l.amount),
             };
             return reject(Reason::TooLow, message);
         }
-        let ends_at = if self.ends_at.saturating_sub(now_ms) < self.rules.snipe_window_ms {
-            self.ends_at
-                .max(now_ms.saturating_add(self.rules.snipe_extension_ms))
-        } else {
-            self.ends_at
+        let inc = self.rules.min_increment.0;
+        let plus_inc = |c: Cents| Cents(c.0.saturating_add(inc));
+        let proxy_max = |price: Cents| match offer {
+            Offer::Max(m) if m > price => Some(m),
+            _ => None,
         };
-        Outcome::Accepted { amount, ends_at }
+        // The lead after the bid, and whether the bidder holds it.
+        let (lead, leading) = match &self.lead {
+            // The leader raises its own bid, or its maximum.
+            Some(l) if l.bidder.id == bidder.id => match offer {
+                Offer::Amount(a) => {
+                    let max = l.max.filter(|&m| m > a);
+                    (
+                        Lead {
+                            amount: a,
+                            bidder: bidder.clone(),
+                            max,
+                        },
+                        true,
+                    )
+                }
+                Offer::Max(m) if m <= l.ceiling() => {
+                    return reject(
+                        Reason::TooLow,
+                        format!("you already lead with a maximum of {}", l.ceiling()),
+                    );
+                }
+                Offer::Max(m) => (
+                    Lead {
+                        max: Some(m),
+                        ..l.clone()
+                    },
+                    true,
+                ),
+            },
+            None => {
+                let price = match offer {
+                    Offer::Amount(a) => a,
+                    Offer::Max(_) => next,
+                };
+                let lead = Lead {
+                    amount: price,
+                    bidder: bidder.clone(),
+                    max: proxy_max(price),
+                };
+                (lead, true)
+            }
+            // A challenger that beats the leader's ceiling leads, one increment above it.
+            Some(l) if ceiling > l.ceiling() => {
+                let price = match offer {
+                    Offer::Amount(a) => a,
+                    Offer::Max(m) => m.min(plus_inc(l.ceiling())),
+                };
+                let lead = Lead {
+                    amount: price,
+                    bidder: bidder.clone(),
+                    max: proxy_max(price),
+                };
+                (lead, true)
+            }
+            // The leader's proxy answers: it stays ahead, one increment above the challenger
+            // (or at its maximum; at equal maximums the earlier one wins).
+            Some(l) => {
+                let top = l.ceiling();
+                let price = top.min(plus_inc(ceiling));
+                let lead = Lead {
+                    amount: price,
+                    bidder: l.bidder.clone(),
+                    max: Some(top).filter(|&m| m > price),
+                };
+                (lead, false)
+            }
+        };
+        let price_moved = self
+            .lead
+            .as_ref()
+            .is_none_or(|l| l.amount != lead.amount || l.bidder.id != lead.bidder.id);
+        let ends_at =
+            if price_moved && self.ends_at.saturating_sub(now_ms) < self.rules.snipe_window_ms {
+                self.ends_at
+                    .max(now_ms.saturating_add(self.rules.snipe_extension_ms))
+            } else {
+                self.ends_at
+            };
+        let (amount, max) = match (offer, leading) {
+            (Offer::Amount(a), _) => (a, None),
+            (Offer::Max(m), true) => (lead.amount, Some(m)),
+            (Offer::Max(m), false) => (m, Some(m)),
+        };
+        Decision {
+            outcome: Outcome::Accepted {
+                amount,
+                ends_at,
+                leading,
+                max,
+            },
+            lead: Some(lead),
+            ends_at,
+        }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,16 +380,16 @@ mod tests {
         let mut a = auction();
         let (b, c) = (who(2), who(3));
         assert_eq!(
-            reason(&a.bid(&b, Cents(999), None, 0)),
+            reason(&a.bid(&b, Offer::Amount(Cents(999)), None, 0)),
             Some(Reason::TooLow)
         );
-        assert!(accepted(&a.bid(&b, Cents(1000), None, 0)));
+        assert!(accepted(&a.bid(&b, Offer::Amount(Cents(1000)), None, 0)));
         assert_eq!(a.next_min(), Cents(1050));
         assert_eq!(
-            reason(&a.bid(&c, Cents(1049), None, 1)),
+            reason(&a.bid(&c, Offer::Amount(Cents(1049)), None, 1)),
             Some(Reason::TooLow)
         );
-        assert!(accepted(&a.bid(&c, Cents(1050), None, 1)));
+        assert!(accepted(&a.bid(&c, Offer::Amount(Cents(1050)), None, 1)));
         assert_eq!(a.lead().unwrap().bidder.id, 3);
     }
 
@@ -234,17 +397,17 @@ mod tests {
     fn seller_dead_accounts_and_late_bids_are_refused() {
         let mut a = auction();
         assert_eq!(
-            reason(&a.bid(&who(1), Cents(5000), None, 0)),
+            reason(&a.bid(&who(1), Offer::Amount(Cents(5000)), None, 0)),
             Some(Reason::OwnItem)
         );
         let gone = who(4);
         gone.set_live(false);
         assert_eq!(
-            reason(&a.bid(&gone, Cents(5000), None, 0)),
+            reason(&a.bid(&gone, Offer::Amount(Cents(5000)), None, 0)),
             Some(Reason::AccountGone)
         );
         assert_eq!(
-            reason(&a.bid(&who(2), Cents(5000), None, 300_000)),
+            reason(&a.bid(&who(2), Offer::Amount(Cents(5000)), None, 300_000)),
             Some(Reason::AuctionOver)
         );
         assert!(a.lead().is_none());
@@ -255,23 +418,32 @@ mod tests {
         let mut a = auction();
         // 100 s before the end: no change.
         assert_eq!(
-            a.bid(&who(2), Cents(1000), None, 200_000),
+            a.bid(&who(2), Offer::Amount(Cents(1000)), None, 200_000),
             Outcome::Accepted {
                 amount: Cents(1000),
-                ends_at: 300_000
+                ends_at: 300_000,
+                leading: true,
+                max: None,
             }
         );
         // 10 s before the end: the end moves to 30 s after the bid.
         assert_eq!(
-            a.bid(&who(3), Cents(2000), None, 290_000),
+            a.bid(&who(3), Offer::Amount(Cents(2000)), None, 290_000),
             Outcome::Accepted {
                 amount: Cents(2000),
-                ends_at: 320_000
+                ends_at: 320_000,
+                leading: true,
+                max: None,
             }
         );
         // A bid just before the new end extends again; the old end no longer applies.
         assert!(!a.is_over(300_000));
-        assert!(accepted(&a.bid(&who(2), Cents(3000), None, 319_999)));
+        assert!(accepted(&a.bid(
+            &who(2),
+            Offer::Amount(Cents(3000)),
+            None,
+            319_999
+        )));
         assert_eq!(a.ends_at, 349_999);
         assert!(a.is_over(349_999));
     }
@@ -280,17 +452,182 @@ mod tests {
     fn a_repeated_bid_id_gets_its_first_answer_and_counts_once() {
         let mut a = auction();
         let (b, c) = (who(2), who(3));
-        let first = a.bid(&b, Cents(1000), Some("x"), 0);
+        let first = a.bid(&b, Offer::Amount(Cents(1000)), Some("x"), 0);
         assert!(accepted(&first));
-        assert!(accepted(&a.bid(&c, Cents(2000), None, 1)));
+        assert!(accepted(&a.bid(&c, Offer::Amount(Cents(2000)), None, 1)));
         // b resends "x" after c outbid: same answer as before, and c still leads.
-        assert_eq!(a.bid(&b, Cents(1000), Some("x"), 2), first);
+        assert_eq!(a.bid(&b, Offer::Amount(Cents(1000)), Some("x"), 2), first);
         assert_eq!(a.lead().unwrap().bidder.id, 3);
         // A rejection is remembered too, even once the amount would now be acceptable.
-        let low = a.bid(&b, Cents(10), Some("y"), 3);
+        let low = a.bid(&b, Offer::Amount(Cents(10)), Some("y"), 3);
         assert_eq!(reason(&low), Some(Reason::TooLow));
-        assert_eq!(a.bid(&b, Cents(10), Some("y"), 4), low);
+        assert_eq!(a.bid(&b, Offer::Amount(Cents(10)), Some("y"), 4), low);
         // Ids are per account: c may use "x" too.
-        assert!(accepted(&a.bid(&c, Cents(3000), Some("x"), 5)));
+        assert!(accepted(&a.bid(
+            &c,
+            Offer::Amount(Cents(3000)),
+            Some("x"),
+            5
+        )));
+    }
+
+    /// The price and leader now, and the leader's private maximum.
+    fn state(a: &Auction) -> (Cents, AccountId, Option<Cents>) {
+        let l = a.lead().unwrap();
+        (l.amount, l.bidder.id, l.max)
+    }
+
+    fn leading(o: &Outcome) -> bool {
+        matches!(o, Outcome::Accepted { leading: true, .. })
+    }
+
+    #[test]
+    fn a_proxy_bid_starts_at_the_minimum_and_keeps_its_maximum_private() {
+        let mut a = auction();
+        let o = a.bid(&who(2), Offer::Max(Cents(5000)), None, 0);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                amount: Cents(1000),
+                ends_at: 300_000,
+                leading: true,
+                max: Some(Cents(5000)),
+            }
+        );
+        assert_eq!(state(&a), (Cents(1000), 2, Some(Cents(5000))));
+        // What others see is the price: the next acceptable bid is one increment above it.
+        assert_eq!(a.next_min(), Cents(1050));
+        // A maximum below the minimum is too low, like a bid.
+        let mut b = auction();
+        assert_eq!(
+            reason(&b.bid(&who(2), Offer::Max(Cents(999)), None, 0)),
+            Some(Reason::TooLow)
+        );
+    }
+
+    #[test]
+    fn a_direct_bid_below_the_proxy_maximum_is_answered_one_increment_above() {
+        let mut a = auction();
+        a.bid(&who(2), Offer::Max(Cents(5000)), None, 0);
+        let o = a.bid(&who(3), Offer::Amount(Cents(2000)), None, 1);
+        // It counted (the price rose) but the proxy leads.
+        assert!(accepted(&o) && !leading(&o), "{o:?}");
+        assert_eq!(state(&a), (Cents(2050), 2, Some(Cents(5000))));
+        // A bid just under the maximum: the proxy can only go to its maximum.
+        let o = a.bid(&who(3), Offer::Amount(Cents(4990)), None, 2);
+        assert!(!leading(&o));
+        assert_eq!(state(&a), (Cents(5000), 2, None));
+        // Above the maximum: the direct bidder leads at its amount.
+        let o = a.bid(&who(3), Offer::Amount(Cents(5050)), None, 3);
+        assert!(leading(&o));
+        assert_eq!(state(&a), (Cents(5050), 3, None));
+    }
+
+    #[test]
+    fn a_bid_equal_to_the_proxy_maximum_loses_to_the_earlier_maximum() {
+        let mut a = auction();
+        a.bid(&who(2), Offer::Max(Cents(5000)), None, 0);
+        let o = a.bid(&who(3), Offer::Amount(Cents(5000)), None, 1);
+        assert!(accepted(&o) && !leading(&o));
+        assert_eq!(state(&a), (Cents(5000), 2, None));
+    }
+
+    #[test]
+    fn two_proxies_the_higher_maximum_leads_at_the_second_maximum_plus_one_increment() {
+        let mut a = auction();
+        a.bid(&who(2), Offer::Max(Cents(3000)), None, 0);
+        let o = a.bid(&who(3), Offer::Max(Cents(8000)), None, 1);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                amount: Cents(3050),
+                ends_at: 300_000,
+                leading: true,
+                max: Some(Cents(8000)),
+            }
+        );
+        assert_eq!(state(&a), (Cents(3050), 3, Some(Cents(8000))));
+        // A lower proxy arriving later is answered at once: it shows its maximum as its bid.
+        let o = a.bid(&who(4), Offer::Max(Cents(6000)), None, 2);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                amount: Cents(6000),
+                ends_at: 300_000,
+                leading: false,
+                max: Some(Cents(6000)),
+            }
+        );
+        assert_eq!(state(&a), (Cents(6050), 3, Some(Cents(8000))));
+    }
+
+    #[test]
+    fn equal_maximums_the_earlier_proxy_wins() {
+        let mut a = auction();
+        a.bid(&who(2), Offer::Max(Cents(4000)), None, 0);
+        let o = a.bid(&who(3), Offer::Max(Cents(4000)), None, 1);
+        assert!(accepted(&o) && !leading(&o));
+        assert_eq!(state(&a), (Cents(4000), 2, None));
+        // One cent more does beat it, at that amount (an increment would exceed the maximum).
+        let o = a.bid(&who(3), Offer::Max(Cents(4060)), None, 2);
+        assert!(leading(&o));
+        assert_eq!(state(&a), (Cents(4050), 3, Some(Cents(4060))));
+    }
+
+    #[test]
+    fn the_leader_may_raise_its_maximum_without_moving_the_price() {
+        let mut a = auction();
+        a.bid(&who(2), Offer::Max(Cents(2000)), None, 0);
+        let o = a.bid(&who(2), Offer::Max(Cents(9000)), None, 1);
+        assert!(leading(&o));
+        assert_eq!(state(&a), (Cents(1000), 2, Some(Cents(9000))));
+        // Lowering it, or repeating it, is refused and changes nothing.
+        assert_eq!(
+            reason(&a.bid(&who(2), Offer::Max(Cents(5000)), None, 2)),
+            Some(Reason::TooLow)
+        );
+        assert_eq!(state(&a), (Cents(1000), 2, Some(Cents(9000))));
+    }
+
+    #[test]
+    fn a_proxy_answer_in_the_snipe_window_extends_the_end_but_a_new_maximum_does_not() {
+        let mut a = auction();
+        a.bid(&who(2), Offer::Max(Cents(5000)), None, 0);
+        a.bid(&who(2), Offer::Max(Cents(6000)), None, 290_000);
+        assert_eq!(a.ends_at, 300_000, "only the private maximum changed");
+        a.bid(&who(3), Offer::Amount(Cents(2000)), None, 295_000);
+        assert_eq!(a.ends_at, 325_000, "the price moved");
+    }
+
+    #[test]
+    fn proxy_bids_never_pass_their_maximum_or_lose_to_a_lower_ceiling() {
+        // Many mixed bids: the price never exceeds the leader's ceiling, and the leader's
+        // ceiling is the highest any bidder offered (earliest on ties).
+        let mut a = auction();
+        let mut best: Option<(Cents, AccountId)> = None;
+        let mut seed = 7u64;
+        for t in 0..2000u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let who_id = 2 + (seed >> 33) % 5;
+            let amount = Cents(1000 + (seed >> 40) % 20_000);
+            let offer = if seed & 1 == 0 {
+                Offer::Amount(amount)
+            } else {
+                Offer::Max(amount)
+            };
+            let o = a.bid(&who(who_id), offer, None, t);
+            if accepted(&o) && best.is_none_or(|(b, _)| amount > b) {
+                best = Some((amount, who_id));
+            }
+            if let Some(l) = a.lead() {
+                assert!(l.amount <= l.ceiling());
+                assert_eq!(
+                    Some((l.ceiling(), l.bidder.id)).map(|x| x.0),
+                    best.map(|b| b.0)
+                );
+            }
+        }
     }
 }

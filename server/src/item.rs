@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::accounts::{AccountHandle, AccountId, KeyDirectory};
-use crate::auction::{self, Auction, Lead, Outcome, Rules};
+use crate::auction::{self, Auction, Decision, Lead, Offer, Outcome, Rules};
 use crate::config::Config;
 use crate::connection;
 use crate::storage::{wait_durable, NoticeKind, NoticeRecord, Outbox, Record, Storage};
@@ -312,7 +312,12 @@ impl ItemTask {
                 }
             }
             ItemCmd::Request { conn, request } => match request.body {
-                ChannelRequestBody::Bid { amount, id } => self.bid(conn, request.req, amount, id),
+                ChannelRequestBody::Bid { amount, id } => {
+                    self.bid(conn, request.req, Offer::Amount(amount), id)
+                }
+                ChannelRequestBody::ProxyBid { max, id } => {
+                    self.bid(conn, request.req, Offer::Max(max), id)
+                }
                 ChannelRequestBody::Status => self.emit(Out::State {
                     conn,
                     req: Some(request.req),
@@ -446,12 +451,12 @@ impl ItemTask {
         }
     }
 
-    fn bid(&mut self, conn: u64, req: u64, amount: Cents, id: Option<String>) {
+    fn bid(&mut self, conn: u64, req: u64, offer: Offer, id: Option<String>) {
         let Some(bidder) = self.conns.get(&conn).map(|c| c.account.clone()) else {
             return;
         };
         let now = unix_ms();
-        let outcome = match id.as_deref() {
+        let decision = match id.as_deref() {
             Some(id) if !names::valid_bid_id(id) => {
                 let invalid = Outcome::Rejected {
                     reason: Reason::InvalidBidId,
@@ -467,12 +472,13 @@ impl ItemTask {
                     self.reply(conn, req, &first);
                     return;
                 }
-                None => self.auction.judge(&bidder, amount, now),
+                None => self.auction.judge(&bidder, offer, now),
             },
-            None => self.auction.judge(&bidder, amount, now),
+            None => self.auction.judge(&bidder, offer, now),
         };
+        let Decision { outcome, lead, .. } = &decision;
         let accepted = matches!(outcome, Outcome::Accepted { .. });
-        match &outcome {
+        match outcome {
             Outcome::Accepted { .. } => {
                 self.ctx.metrics.bids_accepted.inc();
             }
@@ -481,32 +487,53 @@ impl ItemTask {
         // Accepted bids are the auction; rejected ones are kept only when they carry an id,
         // so that the id is answered the same way after a restart.
         if accepted || id.is_some() {
+            let (Offer::Amount(amount) | Offer::Max(amount)) = offer;
             self.ctx.storage.append(vec![Record::Bid {
                 item: self.id,
                 bidder: bidder.id,
-                amount,
+                amount: match outcome {
+                    Outcome::Accepted { amount, .. } => *amount,
+                    Outcome::Rejected { .. } => amount,
+                },
                 bid_id: id.clone(),
                 outcome: outcome.clone(),
+                lead: lead.as_ref().map(|l| (l.bidder.id, l.amount, l.max)),
                 at: now,
             }]);
         }
-        self.auction.apply(&bidder, &outcome, id.as_deref());
-        self.reply(conn, req, &outcome);
-        if let Outcome::Accepted { amount, ends_at } = outcome {
-            self.emit(Out::Highest {
-                amount,
-                bidder: bidder.name.clone(),
-                ends_at,
-            });
+        let before = self
+            .auction
+            .lead()
+            .map(|l| (l.amount, l.bidder.id, self.auction.ends_at));
+        self.auction.apply(&bidder, &decision, id.as_deref());
+        self.reply(conn, req, &decision.outcome);
+        // HIGHEST only when what others see moved (a new private maximum moves nothing).
+        if let Some(l) = self.auction.lead() {
+            if before != Some((l.amount, l.bidder.id, self.auction.ends_at)) {
+                let (amount, bidder, ends_at) =
+                    (l.amount, l.bidder.name.clone(), self.auction.ends_at);
+                self.emit(Out::Highest {
+                    amount,
+                    bidder,
+                    ends_at,
+                });
+            }
         }
     }
 
     fn reply(&mut self, conn: u64, req: u64, outcome: &Outcome) {
         let body = match outcome {
-            Outcome::Accepted { amount, ends_at } => ChannelBody::BidAccepted {
+            Outcome::Accepted {
+                amount,
+                ends_at,
+                leading,
+                max,
+            } => ChannelBody::BidAccepted {
                 req,
                 amount: *amount,
                 ends_at: *ends_at,
+                leading: *leading,
+                max: *max,
             },
             Outcome::Rejected { reason, message } => ChannelBody::BidRejected {
                 req,

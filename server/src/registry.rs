@@ -281,9 +281,10 @@ impl Registry {
         let now = unix_ms();
         for stored in mem::take(&mut self.to_resume) {
             let seller = self.handle_of(stored.seller, &stored.seller_name);
-            let lead = stored.lead.as_ref().map(|(id, name, amount)| Lead {
+            let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
                 amount: *amount,
                 bidder: self.handle_of(*id, name),
+                max: *max,
             });
             let mut spec = ItemSpec {
                 id: stored.id,

@@ -108,6 +108,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX bids_by_item;
     "#,
+    // 3: proxy bids. A bid's private maximum and whether it led; the leader's maximum.
+    r#"
+    ALTER TABLE bids ADD COLUMN max_cents INTEGER;       -- a proxy bid's maximum
+    ALTER TABLE bids ADD COLUMN leading INTEGER;         -- accepted: 0 if a proxy outbid it at once
+    ALTER TABLE items ADD COLUMN lead_max_cents INTEGER; -- the leader's private proxy maximum
+    "#,
 ];
 
 /// How the writer commits.
@@ -417,7 +423,8 @@ fn load(conn: &Connection) -> Result<Snapshot> {
 
     let mut bid_ids: HashMap<u64, Vec<_>> = HashMap::new();
     let mut stmt = conn.prepare(
-        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.reason, b.message
+        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.reason, b.message,
+                b.leading, b.max_cents
          FROM bids b JOIN items i ON i.id = b.item
          WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
          ORDER BY b.id",
@@ -428,6 +435,8 @@ fn load(conn: &Connection) -> Result<Snapshot> {
             Outcome::Accepted {
                 amount: Cents(r.get(4)?),
                 ends_at: r.get::<_, Option<u64>>(5)?.unwrap_or(0),
+                leading: r.get::<_, Option<bool>>(8)?.unwrap_or(true),
+                max: r.get::<_, Option<u64>>(9)?.map(Cents),
             }
         } else {
             let code: Option<String> = r.get(6)?;
@@ -451,7 +460,7 @@ fn load(conn: &Connection) -> Result<Snapshot> {
     let mut items = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT i.id, i.seller, s.name, i.description, i.min_cents, i.ends_at, i.port,
-                i.highest_bidder, b.name, i.highest_cents, i.closed_at
+                i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -463,7 +472,12 @@ fn load(conn: &Connection) -> Result<Snapshot> {
             r.get::<_, Option<String>>(8)?,
             r.get::<_, Option<u64>>(9)?,
         ) {
-            (Some(bidder), Some(name), Some(amount)) => Some((bidder, name, Cents(amount))),
+            (Some(bidder), Some(name), Some(amount)) => Some((
+                bidder,
+                name,
+                Cents(amount),
+                r.get::<_, Option<u64>>(11)?.map(Cents),
+            )),
             _ => None,
         };
         Ok(StoredItem {
@@ -665,25 +679,56 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
             amount,
             bid_id,
             outcome,
+            lead,
             at,
         } => {
-            let (accepted, reason, message, ends_at) = match outcome {
-                Outcome::Accepted { ends_at, .. } => (true, None, None, Some(*ends_at)),
-                Outcome::Rejected { reason, message } => {
-                    (false, Some(reason.code()), Some(message.as_str()), None)
-                }
+            let (accepted, reason, message, ends_at, leading, max) = match outcome {
+                Outcome::Accepted {
+                    ends_at,
+                    leading,
+                    max,
+                    ..
+                } => (true, None, None, Some(*ends_at), Some(*leading), *max),
+                Outcome::Rejected { reason, message } => (
+                    false,
+                    Some(reason.code()),
+                    Some(message.as_str()),
+                    None,
+                    None,
+                    None,
+                ),
             };
             tx.prepare_cached(
-                "INSERT INTO bids (item, bidder, amount_cents, bid_id, accepted, reason, message, ends_at, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO bids (item, bidder, amount_cents, bid_id, accepted, reason, message,
+                                   ends_at, leading, max_cents, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![item, bidder, amount.0, bid_id, accepted, reason, message, ends_at, at])?;
-            if let Outcome::Accepted { amount, ends_at } = outcome {
+            .execute(params![
+                item,
+                bidder,
+                amount.0,
+                bid_id,
+                accepted,
+                reason,
+                message,
+                ends_at,
+                leading,
+                max.map(|m| m.0),
+                at
+            ])?;
+            if let (Some((leader, price, lead_max)), Some(ends_at)) = (lead, ends_at) {
                 tx.prepare_cached(
-                    "UPDATE items SET highest_cents = ?2, highest_bidder = ?3, ends_at = ?4
+                    "UPDATE items SET highest_cents = ?2, highest_bidder = ?3, ends_at = ?4,
+                                      lead_max_cents = ?5
                      WHERE id = ?1",
                 )?
-                .execute(params![item, amount.0, bidder, ends_at])?;
+                .execute(params![
+                    item,
+                    price.0,
+                    leader,
+                    ends_at,
+                    lead_max.map(|m| m.0)
+                ])?;
             }
         }
         Record::ItemClosed {
@@ -778,7 +823,10 @@ mod tests {
                 outcome: Outcome::Accepted {
                     amount: Cents(150),
                     ends_at: 2_000,
+                    leading: true,
+                    max: Some(Cents(400)),
                 },
+                lead: Some((2, Cents(150), Some(Cents(400)))),
                 at: 2,
             },
             Record::Bid {
@@ -790,6 +838,7 @@ mod tests {
                     reason: Reason::TooLow,
                     message: "low".into(),
                 },
+                lead: None,
                 at: 3,
             },
         ]
@@ -815,7 +864,10 @@ mod tests {
         );
         assert_eq!((snap.next_account, snap.next_item), (3, 2));
         let item = &snap.items[0];
-        assert_eq!(item.lead, Some((2, "bob".to_owned(), Cents(150))));
+        assert_eq!(
+            item.lead,
+            Some((2, "bob".to_owned(), Cents(150), Some(Cents(400))))
+        );
         assert_eq!(item.ends_at, 2_000);
         assert_eq!(item.closed_at, None);
         assert_eq!(item.bid_ids.len(), 2);

@@ -75,6 +75,9 @@ pub enum Record {
         amount: Cents,
         bid_id: Option<String>,
         outcome: Outcome,
+        /// The item's lead after the bid, when it changed (it may be another bidder's proxy
+        /// answering this bid).
+        lead: Option<LeadRecord>,
         at: u64,
     },
     /// The auction ended. The notices are written in the same transaction, so a crash cannot
@@ -90,6 +93,9 @@ pub enum Record {
         at: u64,
     },
 }
+
+/// An item's lead as stored: leader, price, the leader's private proxy maximum.
+pub type LeadRecord = (AccountId, Cents, Option<Cents>);
 
 /// A WIN / SOLD / NOT-SOLD waiting for its recipient's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,8 +174,8 @@ pub struct StoredItem {
     pub min: Cents,
     pub ends_at: u64,
     pub port: u16,
-    /// The leading bid: bidder, bidder's name, amount.
-    pub lead: Option<(AccountId, String, Cents)>,
+    /// The leading bid: bidder, bidder's name, price, the bidder's proxy maximum.
+    pub lead: Option<(AccountId, String, Cents, Option<Cents>)>,
     /// Closed items only: when it closed (Unix ms).
     pub closed_at: Option<u64>,
     /// For open items: the first answer to every bid id, to answer resends.

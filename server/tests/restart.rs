@@ -4,7 +4,7 @@
 
 mod common;
 
-use auction_client::BidResult;
+use auction_client::{BidResult, Offer};
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, ItemState, Reason};
 use common::raw::{error_reason, Raw};
@@ -226,7 +226,7 @@ async fn a_session_rides_out_a_restart_and_its_bid_counts_once() {
         .await
         .unwrap();
     let first = session
-        .bid(Cents(1000), "one".into(), |_| {})
+        .bid(Offer::Amount(Cents(1000)), "one".into(), |_| {})
         .await
         .unwrap();
     assert!(matches!(first, BidResult::Accepted { .. }));
@@ -239,7 +239,9 @@ async fn a_session_rides_out_a_restart_and_its_bid_counts_once() {
     let second = within(
         30,
         "the bid across the restart",
-        session.bid(Cents(2000), "two".into(), |e| events.push(e.clone())),
+        session.bid(Offer::Amount(Cents(2000)), "two".into(), |e| {
+            events.push(e.clone())
+        }),
     )
     .await
     .unwrap();
@@ -270,7 +272,10 @@ async fn a_session_rides_out_a_restart_and_its_bid_counts_once() {
     let t = restart.await.unwrap();
     // Sent once more (as after a lost answer): the first answer, one row.
     assert_eq!(
-        session.bid(Cents(1), "two".into(), |_| {}).await.unwrap(),
+        session
+            .bid(Offer::Amount(Cents(1)), "two".into(), |_| {})
+            .await
+            .unwrap(),
         second
     );
     assert_eq!(t.query("SELECT count(*) FROM bids WHERE bid_id = 'two'"), 1);
