@@ -72,6 +72,8 @@ pub struct Config {
     /// Added to the end of every auction still open when the server restarts, because its
     /// bidders were cut off while it was down.
     pub recovery_grace: Duration,
+    /// Items the house offers at start (`--catalog`), skipping those offered before.
+    pub catalog: Option<crate::catalog::Catalog>,
 }
 
 impl Default for Config {
@@ -94,6 +96,7 @@ impl Default for Config {
             notice_retry: Duration::from_millis(500),
             notice_tries: 8,
             recovery_grace: Duration::from_secs(60),
+            catalog: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod auction;
+pub mod catalog;
 pub mod certs;
 pub mod config;
 pub mod connection;

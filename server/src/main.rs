@@ -86,6 +86,10 @@ struct Cli {
     /// bounds what a client that does not read holds in the kernel.
     #[arg(long)]
     channel_send_buffer: Option<usize>,
+    /// Offer the items of this catalog at start, as its house seller, skipping entries already
+    /// offered in this database (format: README "Catalog"; sample: scripts/catalog.json).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -139,7 +143,13 @@ async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let tls = load_or_generate_tls(&cli)?;
+    let catalog = cli
+        .catalog
+        .as_deref()
+        .map(auction_server::catalog::Catalog::load)
+        .transpose()?;
     let config = Config {
+        catalog,
         max_open_items: cli.max_open_items,
         min_increment: cli.min_increment,
         snipe_window: cli.snipe_window,

@@ -21,7 +21,7 @@ use auction_protocol::limits::{
 };
 use auction_protocol::udp::{self, RequestBody, ServerBody};
 use auction_protocol::{cookie::CookieKey, names, sign, Cents, ItemView, PublicKey, Reason};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::mem;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -98,6 +98,8 @@ pub struct Registry {
     outbox: Outbox<(SocketAddr, Vec<u8>)>,
     /// Open items from the database, resumed when the task starts.
     to_resume: Vec<StoredItem>,
+    /// Catalog entries offered so far (`--catalog`), by entry id.
+    catalog_ids: HashSet<String>,
 }
 
 /// The result of one request: datagrams to send back, and whether to remember them in the
@@ -163,6 +165,7 @@ impl Registry {
             records: Vec::new(),
             outbox,
             to_resume: Vec::new(),
+            catalog_ids: HashSet::new(),
         };
         registry.restore(snapshot);
         registry
@@ -206,6 +209,9 @@ impl Registry {
             self.tombstone_order.push_back(a.name);
         }
         for stored in snapshot.items {
+            if let Some(id) = &stored.catalog_id {
+                self.catalog_ids.insert(id.clone());
+            }
             if stored.closed_at.is_some() {
                 let view = ItemView {
                     item: stored.id,
@@ -349,6 +355,7 @@ impl Registry {
 
     pub async fn run(mut self, mut closed: mpsc::Receiver<ItemClosed>) {
         self.resume().await;
+        self.offer_catalog().await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -656,7 +663,7 @@ impl Registry {
             id,
             name: name.clone(),
             key,
-            notify: src,
+            notify: Some(src),
             at: unix_ms(),
         });
         self.next_account += 1;
@@ -803,26 +810,59 @@ impl Registry {
             );
         }
         let max = self.ctx.config.max_open_items;
-        if account.open_items >= max {
+        let house = self
+            .ctx
+            .config
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.seller == name);
+        if account.open_items >= max && !house {
             return denied(
                 Reason::TooManyOpenItems,
                 format!("'{name}' already has {max} open items, the most allowed"),
             );
         }
+        match self.open_item(name, description, min, duration, None) {
+            Ok((item, channel, ends_at)) => Answer {
+                datagrams: vec![udp::encode(ServerBody::OfferConf {
+                    req,
+                    item,
+                    channel,
+                    ends_at,
+                })],
+                after: AfterAnswer::AnnounceItem(item),
+            },
+            Err((reason, message)) => denied(reason, message),
+        }
+    }
+
+    /// Starts the auction of a new item (checked already) for the account `name`: its
+    /// listener, its task and its record. Returns the item number, channel and end.
+    fn open_item(
+        &mut self,
+        name: &str,
+        description: String,
+        min: Cents,
+        duration: u64,
+        catalog_id: Option<String>,
+    ) -> Result<(u64, String, u64), (Reason, String)> {
+        let Some(account) = self.accounts.get(name) else {
+            return Err((Reason::NotRegistered, not_registered(name)));
+        };
         let seller = account.handle.clone();
         let listener = match self.bind_item_port() {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "no port for a new item channel");
-                return denied(
+                return Err((
                     Reason::NoChannelPort,
                     "no free port for the item's channel".into(),
-                );
+                ));
             }
         };
         let port = match listener.local_addr() {
             Ok(addr) => addr.port(),
-            Err(e) => return denied(Reason::NoChannelPort, e.to_string()),
+            Err(e) => return Err((Reason::NoChannelPort, e.to_string())),
         };
         let channel = SocketAddr::new(self.advertise, port).to_string();
         let id = self.next_item;
@@ -836,6 +876,7 @@ impl Registry {
             ends_at,
             port,
             at: now,
+            catalog_id: catalog_id.clone(),
         });
         self.next_item += 1;
         let spec = ItemSpec {
@@ -859,17 +900,78 @@ impl Registry {
         if let Some(account) = self.accounts.get_mut(name) {
             account.open_items += 1;
         }
+        if let Some(catalog_id) = catalog_id {
+            self.catalog_ids.insert(catalog_id);
+        }
         self.ctx.metrics.open_items.inc();
         tracing::info!(item = id, seller = %name, %channel, "item offered");
-        Answer {
-            datagrams: vec![udp::encode(ServerBody::OfferConf {
-                req,
-                item: id,
-                channel,
-                ends_at,
-            })],
-            after: AfterAnswer::AnnounceItem(id),
+        Ok((id, channel, ends_at))
+    }
+
+    /// Offers the catalog's entries not offered before (`--catalog`), for its seller account
+    /// (created, with a key nobody holds, when no account has that name).
+    async fn offer_catalog(&mut self) {
+        let Some(catalog) = self.ctx.config.catalog.clone() else {
+            return;
+        };
+        if !self.accounts.contains_key(&catalog.seller) {
+            let mut key = [0u8; 32];
+            rand::fill(&mut key);
+            let id = self.next_account;
+            self.next_account += 1;
+            self.records.push(Record::AccountCreated {
+                id,
+                name: catalog.seller.clone(),
+                key: PublicKey(key),
+                notify: None,
+                at: unix_ms(),
+            });
+            let handle = Arc::new(AccountHandle::new(
+                id,
+                catalog.seller.clone(),
+                PublicKey(key),
+            ));
+            self.ctx.keys.insert(handle.clone());
+            self.names.insert(id, catalog.seller.clone());
+            self.tombstones.remove(&catalog.seller);
+            self.accounts.insert(
+                catalog.seller.clone(),
+                Account {
+                    handle,
+                    replay: ReplayWindow::default(),
+                    notify: None,
+                    open_items: 0,
+                    pending: BTreeMap::new(),
+                },
+            );
+            tracing::info!(seller = %catalog.seller, "created the catalog's seller account");
         }
+        let (mut offered, mut skipped) = (0, 0);
+        for entry in catalog.entries {
+            if self.catalog_ids.contains(&entry.id) {
+                skipped += 1;
+                continue;
+            }
+            let opened = self.open_item(
+                &catalog.seller,
+                entry.description,
+                entry.min,
+                entry.duration_secs,
+                Some(entry.id.clone()),
+            );
+            match opened {
+                Ok((item, _, _)) => {
+                    offered += 1;
+                    self.append_records();
+                    self.announce_item(item).await;
+                }
+                Err((reason, message)) => {
+                    tracing::error!(entry = %entry.id, %reason, %message, "could not offer a catalog item")
+                }
+            }
+        }
+        self.append_records();
+        tracing::info!(offered, skipped, "catalog loaded");
     }
 
     fn bind(&self, port: u16) -> std::io::Result<TcpListener> {

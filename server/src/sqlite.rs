@@ -114,6 +114,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE bids ADD COLUMN leading INTEGER;         -- accepted: 0 if a proxy outbid it at once
     ALTER TABLE items ADD COLUMN lead_max_cents INTEGER; -- the leader's private proxy maximum
     "#,
+    // 4: --catalog. Which catalog entry an item was offered for, so none is offered twice.
+    r#"
+    ALTER TABLE items ADD COLUMN catalog_id TEXT;
+    CREATE UNIQUE INDEX items_by_catalog_id ON items(catalog_id) WHERE catalog_id IS NOT NULL;
+    "#,
 ];
 
 /// How the writer commits.
@@ -460,7 +465,8 @@ fn load(conn: &Connection) -> Result<Snapshot> {
     let mut items = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT i.id, i.seller, s.name, i.description, i.min_cents, i.ends_at, i.port,
-                i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents
+                i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents,
+                i.catalog_id
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -491,6 +497,7 @@ fn load(conn: &Connection) -> Result<Snapshot> {
             lead,
             closed_at: r.get(10)?,
             bid_ids: Vec::new(),
+            catalog_id: r.get(12)?,
         })
     })?;
     for row in rows {
@@ -619,7 +626,13 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 "INSERT INTO accounts (id, name, public_key, created_at, notify_addr)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id, name, key.to_hex(), at, notify.to_string()])?;
+            .execute(params![
+                id,
+                name,
+                key.to_hex(),
+                at,
+                notify.map(|n| n.to_string())
+            ])?;
         }
         Record::AccountAttached { id, notify } => {
             tx.prepare_cached("UPDATE accounts SET notify_addr = ?2 WHERE id = ?1")?
@@ -658,12 +671,23 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
             ends_at,
             port,
             at,
+            catalog_id,
         } => {
             tx.prepare_cached(
-                "INSERT INTO items (id, seller, description, min_cents, ends_at, port, offered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO items (id, seller, description, min_cents, ends_at, port, offered_at,
+                                    catalog_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![item, seller, description, min.0, ends_at, port, at])?;
+            .execute(params![
+                item,
+                seller,
+                description,
+                min.0,
+                ends_at,
+                port,
+                at,
+                catalog_id
+            ])?;
         }
         Record::ItemResumed {
             item,
@@ -789,14 +813,14 @@ mod tests {
                 id: 1,
                 name: "ann".into(),
                 key,
-                notify: "127.0.0.1:5000".parse().unwrap(),
+                notify: Some("127.0.0.1:5000".parse().unwrap()),
                 at: 1,
             },
             Record::AccountCreated {
                 id: 2,
                 name: "bob".into(),
                 key: PublicKey([8; 32]),
-                notify: "127.0.0.1:5001".parse().unwrap(),
+                notify: Some("127.0.0.1:5001".parse().unwrap()),
                 at: 1,
             },
             Record::Replied {
@@ -814,6 +838,7 @@ mod tests {
                 ends_at: 1_000,
                 port: 4000,
                 at: 1,
+                catalog_id: Some("lot-1".into()),
             },
             Record::Bid {
                 item: 1,

@@ -30,7 +30,8 @@ pub enum Record {
         id: AccountId,
         name: String,
         key: PublicKey,
-        notify: SocketAddr,
+        /// `None` for an account the server made itself (a catalog's seller).
+        notify: Option<SocketAddr>,
         at: u64,
     },
     /// Announcements for the account go to `notify` from now on.
@@ -60,6 +61,8 @@ pub enum Record {
         ends_at: u64,
         port: u16,
         at: u64,
+        /// The `--catalog` entry it was offered for.
+        catalog_id: Option<String>,
     },
     /// An open item came back after a restart: new end (grace period) and channel port.
     ItemResumed {
@@ -180,6 +183,8 @@ pub struct StoredItem {
     pub closed_at: Option<u64>,
     /// For open items: the first answer to every bid id, to answer resends.
     pub bid_ids: Vec<(AccountId, String, Outcome)>,
+    /// The `--catalog` entry it was offered for.
+    pub catalog_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,204 @@
+//! `--catalog items.json`: items the house offers when the server starts.
+//!
+//! ```json
+//! {
+//!   "seller": "house",
+//!   "items": [
+//!     { "id": "lamp-1", "description": "Vintage lamp", "min": "12.50", "duration": "10m" },
+//!     { "description": "Tea set", "min": "5" }
+//!   ]
+//! }
+//! ```
+//!
+//! `seller` (default `house`) is the account that offers them: an existing account of that name,
+//! or one the server creates with a key nobody holds. `id` names the entry (default: its
+//! description); an entry whose id was offered before, in this database, is skipped, so starting
+//! again with the same catalog offers nothing twice. `min` is a decimal string (no floating
+//! point money), `duration` is written like `90s`, `10m`, `2h` (default 5m). The whole file is
+//! checked before anything is offered: any bad entry stops the start with its position and why.
+
+use anyhow::{bail, Context, Result};
+use auction_protocol::limits::{
+    DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DURATION_SECS, MIN_DURATION_SECS,
+};
+use auction_protocol::{names, Cents};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Larger catalog files are refused rather than read.
+pub const MAX_CATALOG_BYTES: u64 = 16 << 20;
+/// Entries one catalog may hold.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Longest entry id.
+pub const MAX_ID_CHARS: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    pub seller: String,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: String,
+    pub description: String,
+    pub min: Cents,
+    pub duration_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "house")]
+    seller: String,
+    items: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    id: Option<String>,
+    description: String,
+    min: String,
+    duration: Option<String>,
+}
+
+fn house() -> String {
+    "house".into()
+}
+
+impl Catalog {
+    pub fn load(path: &Path) -> Result<Catalog> {
+        let shown = path.display();
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the catalog {shown}"))?
+            .len();
+        if size > MAX_CATALOG_BYTES {
+            bail!("the catalog {shown} is {size} bytes; at most {MAX_CATALOG_BYTES} are read");
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the catalog {shown}"))?;
+        Catalog::parse(&text).with_context(|| format!("in the catalog {shown}"))
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog> {
+        let file: File = serde_json::from_str(text).context("not a catalog (see README)")?;
+        if !names::valid_name(&file.seller) {
+            bail!(
+                "seller '{}' is not a valid account name (1 to 32 of A-Z a-z 0-9 _ . -)",
+                file.seller
+            );
+        }
+        if file.items.len() > MAX_ENTRIES {
+            bail!(
+                "{} items; a catalog holds at most {MAX_ENTRIES}",
+                file.items.len()
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut entries = Vec::with_capacity(file.items.len());
+        for (i, raw) in file.items.into_iter().enumerate() {
+            let entry = check(raw).with_context(|| format!("item {} (counting from 1)", i + 1))?;
+            if !seen.insert(entry.id.clone()) {
+                bail!("item {}: the id '{}' appears twice", i + 1, entry.id);
+            }
+            entries.push(entry);
+        }
+        Ok(Catalog {
+            seller: file.seller,
+            entries,
+        })
+    }
+}
+
+fn check(raw: RawEntry) -> Result<Entry> {
+    if !names::valid_description(&raw.description) {
+        bail!("a description is 1 to 200 characters, without control characters");
+    }
+    let id = raw.id.unwrap_or_else(|| raw.description.clone());
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
+        bail!("an id is 1 to {MAX_ID_CHARS} characters, without control characters");
+    }
+    let min = Cents::parse_decimal(&raw.min).map_err(|e| anyhow::anyhow!("min: {e}"))?;
+    if min.0 == 0 || min.0 > MAX_AMOUNT_CENTS {
+        bail!("min must be between 0.01 and 100000000000.00");
+    }
+    let duration_secs = match raw.duration {
+        None => DEFAULT_DURATION_SECS,
+        Some(d) => humantime::parse_duration(&d)
+            .map_err(|e| anyhow::anyhow!("duration '{d}': {e} (write it like 90s, 10m, 2h)"))?
+            .as_secs(),
+    };
+    if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
+        bail!("the duration must be between 1 second and 30 days");
+    }
+    Ok(Entry {
+        id,
+        description: raw.description,
+        min,
+        duration_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_catalog_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/catalog.json");
+        let c = Catalog::load(&path).unwrap();
+        assert_eq!(c.seller, "house");
+        assert!(c.entries.len() >= 3);
+    }
+
+    #[test]
+    fn defaults_and_decimal_amounts() {
+        let c = Catalog::parse(r#"{"items":[{"description":"Tea set","min":"5"}]}"#).unwrap();
+        assert_eq!(c.seller, "house");
+        assert_eq!(
+            c.entries,
+            vec![Entry {
+                id: "Tea set".into(),
+                description: "Tea set".into(),
+                min: Cents(500),
+                duration_secs: 300,
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        for (text, says) in [
+            (r#"{"items":[{"description":"","min":"5"}]}"#, "description"),
+            (
+                r#"{"items":[{"description":"a","min":5}]}"#,
+                "not a catalog",
+            ),
+            (r#"{"items":[{"description":"a","min":"5.001"}]}"#, "min"),
+            (r#"{"items":[{"description":"a","min":"0"}]}"#, "min must"),
+            (
+                r#"{"items":[{"description":"a","min":"1","duration":"31 days"}]}"#,
+                "duration",
+            ),
+            (
+                r#"{"items":[{"description":"a","min":"1","duration":"soon"}]}"#,
+                "duration 'soon'",
+            ),
+            (
+                r#"{"items":[{"description":"a","min":"1"},{"description":"a","min":"2"}]}"#,
+                "appears twice",
+            ),
+            (r#"{"seller":"no one","items":[]}"#, "seller"),
+            (
+                r#"{"items":[{"description":"a","min":"1","colour":"red"}]}"#,
+                "not a catalog",
+            ),
+            ("[1,2", "not a catalog"),
+        ] {
+            let err = format!("{:#}", Catalog::parse(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+}
