@@ -103,6 +103,7 @@ pub async fn serve(
     let (reply_tx, reply_rx) = oneshot::channel();
     let join = ItemCmd::Join {
         conn,
+        peer,
         account,
         queue: queue_tx,
         reply: reply_tx,

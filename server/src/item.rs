@@ -47,6 +47,8 @@ pub struct ItemContext {
     /// Refusals in progress: a refused client still gets a handshake and a `server-full`
     /// line, but only this many at once; beyond that the TCP connection is just closed.
     pub refusals: Arc<tokio::sync::Semaphore>,
+    /// The next row of the connection log (`Record::ChannelOpened`).
+    pub next_session: std::sync::atomic::AtomicU64,
 }
 
 /// The registry's view of an item to run: a new one, or one resumed after a restart.
@@ -81,6 +83,7 @@ pub enum ItemCmd {
     /// A connection finished its handshake as `account`.
     Join {
         conn: u64,
+        peer: std::net::SocketAddr,
         account: Arc<AccountHandle>,
         queue: mpsc::Sender<ChannelBody>,
         reply: oneshot::Sender<Result<HighestRx, (Reason, String)>>,
@@ -117,6 +120,8 @@ pub struct ItemHandle {
 struct Conn {
     account: Arc<AccountHandle>,
     queue: mpsc::Sender<ChannelBody>,
+    /// Its row in the connection log.
+    session: u64,
 }
 
 /// Something the task has said that waits for storage to catch up.
@@ -282,11 +287,12 @@ impl ItemTask {
         match cmd {
             ItemCmd::Join {
                 conn,
+                peer,
                 account,
                 queue,
                 reply,
             } => {
-                let result = self.join(conn, account, queue);
+                let result = self.join(conn, peer, account, queue);
                 let _ = reply.send(result);
             }
             ItemCmd::Leave { conn } => self.remove(conn),
@@ -346,6 +352,7 @@ impl ItemTask {
     fn join(
         &mut self,
         conn: u64,
+        peer: std::net::SocketAddr,
         account: Arc<AccountHandle>,
         queue: mpsc::Sender<ChannelBody>,
     ) -> Result<HighestRx, (Reason, String)> {
@@ -367,13 +374,38 @@ impl ItemTask {
             }
         }
         *self.accounts.entry(account.id).or_default() += 1;
-        self.conns.insert(conn, Conn { account, queue });
+        let session = self
+            .ctx
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let account_id = account.id;
+        self.conns.insert(
+            conn,
+            Conn {
+                account,
+                queue,
+                session,
+            },
+        );
         self.emit(Out::State { conn, req: None });
+        // The connection log, for the operator's `auction-server status`. Appended after the
+        // STATE is said, so that STATE does not wait for the log's commit.
+        self.ctx.storage.append(vec![Record::ChannelOpened {
+            session,
+            item: self.id,
+            account: account_id,
+            peer,
+            at: unix_ms(),
+        }]);
         Ok(self.highest.subscribe())
     }
 
     fn remove(&mut self, conn: u64) {
         if let Some(c) = self.conns.remove(&conn) {
+            self.ctx.storage.append(vec![Record::ChannelClosed {
+                session: c.session,
+                at: unix_ms(),
+            }]);
             if let Some(n) = self.accounts.get_mut(&c.account.id) {
                 *n -= 1;
                 if *n == 0 {
@@ -647,7 +679,7 @@ impl ItemTask {
             None => tracing::info!("auction closed: not sold"),
         }
         // Dropping the queues lets each writer flush what is queued and close the channel.
-        self.conns.clear();
+        self.clear_conns();
     }
 
     /// The server is stopping: finish the requests already queued, wait until everything said
@@ -671,6 +703,23 @@ impl ItemTask {
                 },
             );
         }
-        self.conns.clear();
+        self.clear_conns();
+    }
+
+    /// Lets go of every connection (their writers then close them), logging it.
+    fn clear_conns(&mut self) {
+        let at = unix_ms();
+        let closed: Vec<Record> = self
+            .conns
+            .drain()
+            .map(|(_, c)| Record::ChannelClosed {
+                session: c.session,
+                at,
+            })
+            .collect();
+        if !closed.is_empty() {
+            self.ctx.storage.append(closed);
+        }
+        self.accounts.clear();
     }
 }

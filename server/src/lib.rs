@@ -20,6 +20,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod replay;
 pub mod sqlite;
+pub mod status;
 pub mod storage;
 pub mod tls;
 
@@ -136,6 +137,7 @@ impl Server {
             metrics: metrics.clone(),
             connections,
             refusals: Arc::new(tokio::sync::Semaphore::new(REFUSALS_AT_ONCE)),
+            next_session: std::sync::atomic::AtomicU64::new(snapshot.next_session.max(1)),
         });
         let registry =
             registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);

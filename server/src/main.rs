@@ -39,7 +39,12 @@ struct Cli {
     #[arg(long, default_value = "certs/server.key")]
     key: PathBuf,
     /// SQLite database (created with its folder if missing). See README "Data and recovery".
-    #[arg(long, env = "AUCTION_DB", default_value = "data/auction.db")]
+    #[arg(
+        long,
+        env = "AUCTION_DB",
+        default_value = "data/auction.db",
+        global = true
+    )]
     db: PathBuf,
     /// Added to the remaining time of every auction still open after a restart.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -97,6 +102,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The operator's view: accounts, open items with their highest bids, and who connected to
+    /// each item's channel and when. Read from the database (--db), beside a running server or
+    /// without one; the report says which.
+    Status {
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a development CA and a server certificate signed by it.
     GenCerts {
         /// Folder for ca.pem, ca.key, server.pem, server.key.
@@ -132,6 +145,15 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Status { json }) = &cli.command {
+        let report = auction_server::status::read(&cli.db)?;
+        if *json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", auction_server::status::render(&report));
+        }
+        return Ok(());
+    }
     raise_open_files_limit();
     if let Some(Command::GenCerts { out, sans }) = &cli.command {
         certs::generate_dev_certs(out, sans)?;

@@ -119,6 +119,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN catalog_id TEXT;
     CREATE UNIQUE INDEX items_by_catalog_id ON items(catalog_id) WHERE catalog_id IS NOT NULL;
     "#,
+    // 5: the connection log: who was connected to which item's channel, and when.
+    r#"
+    CREATE TABLE channel_sessions (
+        id               INTEGER PRIMARY KEY,
+        item             INTEGER NOT NULL REFERENCES items(id),
+        account          INTEGER NOT NULL REFERENCES accounts(id),
+        peer             TEXT    NOT NULL,        -- ip:port the bidder connected from
+        connected_at     INTEGER NOT NULL,
+        disconnected_at  INTEGER                  -- NULL while connected
+    );
+    CREATE INDEX channel_sessions_by_item ON channel_sessions(item);
+    "#,
 ];
 
 /// How the writer commits.
@@ -181,6 +193,13 @@ impl SqliteStorage {
         let mut conn = open_checked(path)?;
         migrate(&mut conn)
             .with_context(|| format!("cannot update the schema of {}", path.display()))?;
+        // Connections still open in the log belong to a server that stopped without closing
+        // them (a crash): they ended then, at the latest.
+        conn.execute(
+            "UPDATE channel_sessions SET disconnected_at = ?1 WHERE disconnected_at IS NULL",
+            [crate::unix_ms()],
+        )
+        .with_context(|| format!("cannot update {}", path.display()))?;
         let snapshot = load(&conn).with_context(|| format!("cannot read {}", path.display()))?;
         let last = 0;
         let shared = Arc::new(Shared {
@@ -527,12 +546,18 @@ fn load(conn: &Connection) -> Result<Snapshot> {
     let next_item: u64 = conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM items", [], |r| {
         r.get(0)
     })?;
+    let next_session: u64 = conn.query_row(
+        "SELECT coalesce(max(id), 0) + 1 FROM channel_sessions",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(Snapshot {
         accounts,
         items,
         notices,
         next_account,
         next_item,
+        next_session,
     })
 }
 
@@ -610,6 +635,7 @@ fn describe(record: &Record) -> &'static str {
         Record::Bid { .. } => "a bid",
         Record::ItemClosed { .. } => "an auction result",
         Record::NoticeAcked { .. } => "an acknowledgement",
+        Record::ChannelOpened { .. } | Record::ChannelClosed { .. } => "the connection log",
     }
 }
 
@@ -790,6 +816,26 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 "UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
             )?
             .execute(params![notice, at])?;
+        }
+        Record::ChannelOpened {
+            session,
+            item,
+            account,
+            peer,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO channel_sessions (id, item, account, peer, connected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![session, item, account, peer.to_string(), at])?;
+        }
+        Record::ChannelClosed { session, at } => {
+            tx.prepare_cached(
+                "UPDATE channel_sessions SET disconnected_at = ?2
+                 WHERE id = ?1 AND disconnected_at IS NULL",
+            )?
+            .execute(params![session, at])?;
         }
     }
     Ok(())

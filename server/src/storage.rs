@@ -95,6 +95,19 @@ pub enum Record {
         notice: u64,
         at: u64,
     },
+    /// A bidder's channel connection joined an item (the connection log the operator's
+    /// `auction-server status` shows).
+    ChannelOpened {
+        session: u64,
+        item: u64,
+        account: AccountId,
+        peer: SocketAddr,
+        at: u64,
+    },
+    ChannelClosed {
+        session: u64,
+        at: u64,
+    },
 }
 
 /// An item's lead as stored: leader, price, the leader's private proxy maximum.
@@ -151,6 +164,8 @@ pub struct Snapshot {
     pub notices: Vec<StoredNotice>,
     pub next_account: AccountId,
     pub next_item: u64,
+    /// The next row of the connection log.
+    pub next_session: u64,
 }
 
 #[derive(Debug, Clone)]
