@@ -21,6 +21,21 @@ pub use identity::Identity;
 pub use session::{ItemSession, Reconnect, SessionEvent};
 pub use udp::UdpClient;
 
+/// What [`Client::next_update`] hands the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// An announcement, in order.
+    Announcement(ServerBody),
+    /// Announcements were missed (a gap in their numbers, or the server restarted): `items`
+    /// is the current state of every subscribed item, read just now. The announcement that
+    /// revealed the gap follows.
+    Resynced {
+        /// How many numbers were skipped; `None` when the server restarted.
+        missed: Option<u64>,
+        items: Vec<ItemView>,
+    },
+}
+
 /// What OFFER-CONF says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offered {
@@ -38,6 +53,10 @@ pub struct Client {
     seen_notices: Mutex<HashSet<u64>>,
     /// Notices received and not yet handed over (see `next_announcement`).
     ready: Mutex<std::collections::VecDeque<ServerBody>>,
+    /// The last announcement number seen: (epoch, seq).
+    last_seq: Mutex<Option<(u64, u64)>>,
+    /// The announcement that revealed a gap, handed over right after [`Update::Resynced`].
+    revealed: Mutex<Option<ServerBody>>,
 }
 
 impl Client {
@@ -62,6 +81,8 @@ impl Client {
             connector: tokio::sync::OnceCell::new(),
             seen_notices: Mutex::new(HashSet::new()),
             ready: Mutex::new(std::collections::VecDeque::new()),
+            last_seq: Mutex::new(None),
+            revealed: Mutex::new(None),
         })
     }
 
@@ -190,6 +211,94 @@ impl Client {
         }
     }
 
+    /// Follows item `item`'s bids over UDP without joining its channel: BID-UPDATE on every
+    /// new highest bid and ITEM-CLOSED at the end arrive as announcements. Returns its state.
+    pub async fn subscribe(&self, item: u64) -> Result<ItemView> {
+        let body = RequestBody::Subscribe {
+            account: self.name()?,
+            item,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::Subscribed { item, .. } => Ok(item),
+            other => Err(refusal(other)),
+        }
+    }
+
+    pub async fn unsubscribe(&self, item: u64) -> Result<()> {
+        let body = RequestBody::Unsubscribe {
+            account: self.name()?,
+            item,
+        };
+        match self
+            .udp
+            .request_one(body, Some(self.identity.keys()))
+            .await?
+        {
+            ServerBody::Unsubscribed { .. } => Ok(()),
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// The current state of every item this account follows.
+    pub async fn subscriptions(&self) -> Result<Vec<ItemView>> {
+        let body = RequestBody::Subscriptions {
+            account: self.name()?,
+        };
+        self.udp.items(body, Some(self.identity.keys())).await
+    }
+
+    /// Like [`Client::next_announcement`], and watching announcement numbers: when some were
+    /// missed (a gap, or a server restart), it first reads the current state of the subscribed
+    /// items and hands that over as [`Update::Resynced`]. Late (reordered) or repeated
+    /// announcements are dropped: the state read meanwhile is newer.
+    pub async fn next_update(&self) -> Option<Update> {
+        if let Some(msg) = self
+            .revealed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Some(Update::Announcement(msg));
+        }
+        loop {
+            let msg = self.next_announcement().await?;
+            let Some((epoch, seq)) = msg.sequence() else {
+                return Some(Update::Announcement(msg));
+            };
+            let last = self
+                .last_seq
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace((epoch, seq));
+            let missed = match last {
+                None => return Some(Update::Announcement(msg)),
+                Some((e, s)) if e == epoch && seq == s + 1 => {
+                    return Some(Update::Announcement(msg))
+                }
+                Some((e, s)) if e == epoch && seq <= s => {
+                    // Older than what was seen: keep the newer position and drop it.
+                    *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some((e, s));
+                    continue;
+                }
+                Some((e, s)) if e == epoch => Some(seq - s - 1),
+                Some(_) => None,
+            };
+            let items = match self.subscriptions().await {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not re-read the subscribed items");
+                    Vec::new()
+                }
+            };
+            *self.revealed.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+            return Some(Update::Resynced { missed, items });
+        }
+    }
+
     /// The next announcement for the application. WIN / SOLD / NOT-SOLD are acknowledged to
     /// the server and handed over once each, however often they were retransmitted.
     ///
@@ -274,6 +383,9 @@ fn refusal(body: ServerBody) -> ClientError {
             reason, message, ..
         }
         | ServerBody::OfferDenied {
+            reason, message, ..
+        }
+        | ServerBody::SubscriptionDenied {
             reason, message, ..
         }
         | ServerBody::Error {

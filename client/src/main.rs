@@ -80,7 +80,12 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Print announcements (new items, wins, sales) as they arrive.
+    /// Follow an item's bids without joining its channel: `watch` prints its new highest bids
+    /// and its result.
+    Subscribe { item: u64 },
+    /// Stop following an item.
+    Unsubscribe { item: u64 },
+    /// Print announcements (new items, subscribed items' bids, wins, sales) as they arrive.
     Watch,
     /// Interactive: the same commands, with announcements printed as they arrive.
     Shell,
@@ -193,6 +198,11 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
             out.offered(o.item, &o.channel, o.ends_at);
         }
         Command::Items => out.items(&client.list().await?),
+        Command::Subscribe { item } => out.subscribed(&client.subscribe(item).await?),
+        Command::Unsubscribe { item } => {
+            client.unsubscribe(item).await?;
+            out.unsubscribed(item);
+        }
         Command::Status { item } => out.status(&client.status(item).await?),
         Command::Bid {
             item,
@@ -288,15 +298,19 @@ async fn keep_attached(client: Arc<Client>) {
 /// Attaches, then prints announcements, staying attached through server restarts.
 async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
     let pending = client.attach().await?;
-    if !out.json {
+    if out.json {
+        out.line(
+            serde_json::json!({"type": "watching", "account": client.name()?, "pending": pending}),
+        );
+    } else {
         println!(
             "Watching for announcements as {} ({pending} pending). Ctrl-C to stop.",
             client.name()?
         );
     }
     let reattach = tokio::spawn(keep_attached(client.clone()));
-    while let Some(msg) = client.next_announcement().await {
-        out.announcement(&msg);
+    while let Some(update) = client.next_update().await {
+        out.update(&update);
     }
     reattach.abort();
     Ok(())
@@ -313,8 +327,8 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     let announcements = {
         let client = client.clone();
         tokio::spawn(async move {
-            while let Some(msg) = client.next_announcement().await {
-                out.announcement(&msg);
+            while let Some(update) = client.next_update().await {
+                out.update(&update);
             }
         })
     };
@@ -366,4 +380,4 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     Ok(())
 }
 
-const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | bid ITEM AMOUNT | bid ITEM --max AMOUNT (then follows the item) | help | quit";
+const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | subscribe ITEM | unsubscribe ITEM |\nbid ITEM AMOUNT | bid ITEM --max AMOUNT (then follows the item) | help | quit";

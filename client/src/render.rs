@@ -1,7 +1,7 @@
 //! Everything `auction-client` prints: sentences and tables for people, one JSON object per
 //! line with `--json`. Commands compute plain values; these functions only render them.
 
-use auction_client::{BidResult, SessionEvent};
+use auction_client::{BidResult, SessionEvent, Update};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{ItemState, ItemView};
@@ -304,7 +304,7 @@ impl Out {
             return;
         }
         match msg {
-            ServerBody::NewItem { item } => println!(
+            ServerBody::NewItem { item, .. } => println!(
                 "New item {}: \"{}\" by {}, minimum {}, closes {}. Channel {}.",
                 item.item,
                 item.description,
@@ -336,7 +336,72 @@ impl Out {
             } => {
                 println!("Your item {item} \"{description}\" closed without a bid: not sold.")
             }
+            ServerBody::BidUpdate {
+                item,
+                highest,
+                bidder,
+                ends_at,
+                ..
+            } => println!(
+                "Item {item}: new highest bid {highest} by {bidder}; bidding closes {}.",
+                until(*ends_at)
+            ),
+            ServerBody::ItemClosed {
+                item,
+                winner: Some(winner),
+                price: Some(price),
+                ..
+            } => println!("Item {item} closed: sold to {winner} for {price}."),
+            ServerBody::ItemClosed { item, .. } => {
+                println!("Item {item} closed: not sold.")
+            }
             other => println!("{other:?}"),
+        }
+    }
+
+    /// What `watch` prints for an [`Update`].
+    pub fn update(&self, update: &Update) {
+        match update {
+            Update::Announcement(msg) => self.announcement(msg),
+            Update::Resynced { missed, items } => {
+                if self.json {
+                    self.line(json!({"type": "resynced", "missed": missed, "items": items}));
+                    return;
+                }
+                match missed {
+                    Some(n) => {
+                        println!("Missed {n} announcement(s); re-synchronised with the server:")
+                    }
+                    None => println!("The server restarted; re-synchronised with it:"),
+                }
+                if items.is_empty() {
+                    println!("  (no subscribed items are open)");
+                }
+                for item in items {
+                    print!("  ");
+                    self.status(item);
+                }
+            }
+        }
+    }
+
+    pub fn subscribed(&self, item: &ItemView) {
+        if self.json {
+            self.line(json!({"subscribed": true, "item": item}));
+            return;
+        }
+        println!(
+            "Subscribed to item {}: `watch` prints its new highest bids and its result.",
+            item.item
+        );
+        self.status(item);
+    }
+
+    pub fn unsubscribed(&self, item: u64) {
+        if self.json {
+            self.line(json!({"subscribed": false, "item": item}));
+        } else {
+            println!("Unsubscribed from item {item}.");
         }
     }
 

@@ -253,8 +253,17 @@ impl UdpClient {
 
     /// The open items, reassembled from every part of the answer.
     pub async fn list(&self) -> Result<Vec<ItemView>> {
+        self.items(RequestBody::List, None).await
+    }
+
+    /// A request answered with `items` parts (`list`, `subscriptions`), collected in order.
+    pub async fn items(
+        &self,
+        body: RequestBody,
+        keys: Option<&Ed25519KeyPair>,
+    ) -> Result<Vec<ItemView>> {
         let mut items = Vec::new();
-        for part in self.request(RequestBody::List, None).await? {
+        for part in self.request(body, keys).await? {
             match part {
                 ServerBody::Items { items: some, .. } => items.extend(some),
                 ServerBody::Error {

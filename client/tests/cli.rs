@@ -416,3 +416,45 @@ async fn proxy_bids_from_the_command_line() {
     let (code, _, stderr) = env.run("carol", &["bid", &item, "40", "--max", "50"]).await;
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[tokio::test]
+async fn subscribe_and_watch_follow_an_item_without_its_channel() {
+    let env = start().await;
+    for who in ["alice", "bob", "carol"] {
+        assert_eq!(env.run(who, &["register", who]).await.0, 0);
+    }
+    let offer = env
+        .json(
+            "alice",
+            &["offer", "Globe", "--min", "3", "--duration", "4s"],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+    let (code, stdout, _) = env.run("carol", &["subscribe", &item]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with(&format!("Subscribed to item {item}")),
+        "{stdout}"
+    );
+    let (code, _, stderr) = env.run("carol", &["subscribe", "77"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("there is no item 77"), "{stderr}");
+
+    let (mut watch, mut lines) = env.spawn_lines("carol", &["--json", "watch"]);
+    let mut seen = vec![];
+    // Announcements go to watch once it has attached (it says so first).
+    until_type(&mut lines, "watching", &mut seen).await;
+    assert_eq!(env.run("bob", &["bid", &item, "3.50"]).await.0, 0);
+    let update = until_type(&mut lines, "bid-update", &mut seen).await;
+    assert_eq!(
+        (update["highest"].clone(), update["bidder"].clone()),
+        (Value::from(350), Value::from("bob"))
+    );
+    let closed = until_type(&mut lines, "item-closed", &mut seen).await;
+    assert_eq!(
+        (closed["winner"].clone(), closed["price"].clone()),
+        (Value::from("bob"), Value::from(350))
+    );
+    assert!(closed["seq"].as_u64().unwrap() > update["seq"].as_u64().unwrap());
+    watch.kill().await.unwrap();
+}

@@ -61,8 +61,10 @@ pub enum Reason {
     InvalidAmount,
     InvalidDuration,
     NoChannelPort,
-    // --- status ---
+    // --- status, subscribe ---
     UnknownItem,
+    /// The account follows as many items as the server allows.
+    TooManySubscriptions,
     // --- bids ---
     TooLow,
     AuctionOver,

@@ -48,6 +48,14 @@ pub enum RequestBody {
     Attach { account: String },
     /// The notice `notice` (a WIN, SOLD or NOT-SOLD) arrived. Signed.
     Ack { account: String, notice: u64 },
+    /// Send BID-UPDATE and ITEM-CLOSED of `item` to this account, without joining its channel.
+    /// Signed.
+    Subscribe { account: String, item: u64 },
+    /// Stop them. Signed.
+    Unsubscribe { account: String, item: u64 },
+    /// The current state of every item this account is subscribed to, answered like `list`
+    /// (after a gap in announcement numbers). Signed.
+    Subscriptions { account: String },
 }
 
 impl RequestBody {
@@ -59,7 +67,10 @@ impl RequestBody {
             RequestBody::Deregister { account }
             | RequestBody::Offer { account, .. }
             | RequestBody::Attach { account }
-            | RequestBody::Ack { account, .. } => Some(account),
+            | RequestBody::Ack { account, .. }
+            | RequestBody::Subscribe { account, .. }
+            | RequestBody::Unsubscribe { account, .. }
+            | RequestBody::Subscriptions { account } => Some(account),
             RequestBody::List | RequestBody::Status { .. } => None,
         }
     }
@@ -134,14 +145,51 @@ pub enum ServerBody {
         req: u64,
         notice: u64,
     },
+    /// Subscribed; `item` is its state now. Updates follow as announcements.
+    Subscribed {
+        req: u64,
+        item: ItemView,
+    },
+    SubscriptionDenied {
+        req: u64,
+        reason: Reason,
+        message: String,
+    },
+    Unsubscribed {
+        req: u64,
+        item: u64,
+    },
     /// A request that could not be taken at all (malformed, bad signature, unknown item...).
     Error {
         req: Option<u64>,
         reason: Reason,
         message: String,
     },
+    /// `seq` and `epoch` (on every best-effort announcement): see [`ServerBody::sequence`].
     NewItem {
+        #[serde(default)]
+        seq: u64,
+        #[serde(default)]
+        epoch: u64,
         item: ItemView,
+    },
+    /// A subscribed item has a new highest bid.
+    BidUpdate {
+        seq: u64,
+        epoch: u64,
+        item: u64,
+        highest: Cents,
+        bidder: String,
+        ends_at: u64,
+    },
+    /// A subscribed item has closed: sold (`winner`, `price`) or not (both null). The
+    /// subscription ends with it.
+    ItemClosed {
+        seq: u64,
+        epoch: u64,
+        item: u64,
+        winner: Option<String>,
+        price: Option<Cents>,
     },
     Win {
         notice: u64,
@@ -179,9 +227,30 @@ impl ServerBody {
             | Items { req, .. }
             | Status { req, .. }
             | Attached { req, .. }
-            | Acked { req, .. } => Some(*req),
+            | Acked { req, .. }
+            | Subscribed { req, .. }
+            | SubscriptionDenied { req, .. }
+            | Unsubscribed { req, .. } => Some(*req),
             Error { req, .. } => *req,
-            NewItem { .. } | Win { .. } | Sold { .. } | NotSold { .. } => None,
+            NewItem { .. }
+            | BidUpdate { .. }
+            | ItemClosed { .. }
+            | Win { .. }
+            | Sold { .. }
+            | NotSold { .. } => None,
+        }
+    }
+
+    /// `(epoch, seq)` of a best-effort announcement. `seq` counts the announcements sent to one
+    /// account: 1, 2, 3... without gaps, so a jump shows the recipient that it missed some.
+    /// `epoch` identifies the server run (it changes at every start, and `seq` starts again at
+    /// 1). A gap or a new epoch means: ask for the current state (`subscriptions`).
+    pub fn sequence(&self) -> Option<(u64, u64)> {
+        match self {
+            ServerBody::NewItem { seq, epoch, .. }
+            | ServerBody::BidUpdate { seq, epoch, .. }
+            | ServerBody::ItemClosed { seq, epoch, .. } => Some((*epoch, *seq)),
+            _ => None,
         }
     }
 
@@ -470,6 +539,8 @@ mod tests {
             );
         }
         let new_item = encode(ServerBody::NewItem {
+            seq: u64::MAX,
+            epoch: u64::MAX,
             item: worst_item(0),
         });
         assert!(new_item.len() <= MAX_DATAGRAM);

@@ -39,6 +39,10 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
         any::<u64>().prop_map(|item| RequestBody::Status { item }),
         text().prop_map(|account| RequestBody::Attach { account }),
         (text(), any::<u64>()).prop_map(|(account, notice)| RequestBody::Ack { account, notice }),
+        (text(), any::<u64>()).prop_map(|(account, item)| RequestBody::Subscribe { account, item }),
+        (text(), any::<u64>())
+            .prop_map(|(account, item)| RequestBody::Unsubscribe { account, item }),
+        text().prop_map(|account| RequestBody::Subscriptions { account }),
     ]
 }
 

@@ -14,6 +14,7 @@ use auction_protocol::channel::{self, ChannelBody, ChannelRequest, ChannelReques
 use auction_protocol::udp::{self, ServerBody};
 use auction_protocol::{names, Cents, ItemState, ItemView, Reason};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -38,6 +39,8 @@ pub struct ItemContext {
     pub storage: Arc<dyn Storage>,
     /// Where items report that they closed.
     pub closed: mpsc::Sender<ItemClosed>,
+    /// Where items with subscribers report each new highest bid, once durable.
+    pub updates: mpsc::Sender<ItemUpdate>,
     pub shutdown: CancellationToken,
     /// Item tasks and connections, so shutdown can wait for them to finish.
     pub tasks: TaskTracker,
@@ -73,6 +76,27 @@ pub struct ItemClosed {
     pub item: u64,
     pub seller: Arc<AccountHandle>,
     pub notices: Vec<NoticeRecord>,
+    /// Winner and price, when sold.
+    pub result: Option<(String, Cents)>,
+}
+
+/// A durable new highest bid of an item that has subscribers (for BID-UPDATE).
+#[derive(Debug, Clone)]
+pub struct ItemUpdate {
+    pub item: u64,
+    pub amount: Cents,
+    pub bidder: String,
+    pub ends_at: u64,
+}
+
+/// What the registry and an item task share about the item's subscribers.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    /// How many accounts are subscribed: the task reports updates only while above zero.
+    pub count: std::sync::atomic::AtomicUsize,
+    /// Set when an update could not be queued (the registry is behind): the registry then
+    /// skips a sequence number for each subscriber, so clients see the gap and re-read.
+    pub missed: std::sync::atomic::AtomicBool,
 }
 
 /// The latest HIGHEST of an item as an encoded line, shared by every writer on the item: it is
@@ -115,6 +139,7 @@ pub enum ItemCmd {
 pub struct ItemHandle {
     pub cmd: mpsc::Sender<ItemCmd>,
     pub view: watch::Receiver<ItemView>,
+    pub watchers: Arc<Watchers>,
 }
 
 struct Conn {
@@ -151,6 +176,7 @@ struct ItemTask {
     accounts: HashMap<AccountId, usize>,
     seller: Arc<AccountHandle>,
     description: String,
+    watchers: Arc<Watchers>,
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
@@ -195,8 +221,10 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ItemContext
         accounts: HashMap::new(),
         seller: spec.seller,
         description: spec.description,
+        watchers: Arc::default(),
         ctx: ctx.clone(),
     };
+    let watchers = task.watchers.clone();
     let span = tracing::info_span!("item", item = spec.id);
     ctx.tasks.spawn(
         task.run(listener, cmd_rx, cmd_tx.downgrade())
@@ -205,6 +233,7 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ItemContext
     ItemHandle {
         cmd: cmd_tx,
         view: view_rx,
+        watchers,
     }
 }
 
@@ -462,10 +491,21 @@ impl ItemTask {
                 let line = channel::encode_line(ChannelBody::Highest {
                     item: self.id,
                     amount,
-                    bidder,
+                    bidder: bidder.clone(),
                     ends_at,
                 });
                 self.highest.send_replace(Some(Arc::from(line)));
+                if self.watchers.count.load(Ordering::Relaxed) > 0 {
+                    let update = ItemUpdate {
+                        item: self.id,
+                        amount,
+                        bidder,
+                        ends_at,
+                    };
+                    if self.ctx.updates.try_send(update).is_err() {
+                        self.watchers.missed.store(true, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
@@ -651,6 +691,7 @@ impl ItemTask {
             item: self.id,
             seller: self.seller.clone(),
             notices,
+            result: lead.as_ref().map(|l| (l.bidder.name.clone(), l.amount)),
         };
         let _ = self.ctx.closed.send(closed).await;
         self.view.send_modify(|v| {

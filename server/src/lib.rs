@@ -44,6 +44,10 @@ pub use storage::{Snapshot, Storage};
 /// Refused connections (server full) that get a handshake and a reason at once.
 const REFUSALS_AT_ONCE: usize = 32;
 
+/// New highest bids of subscribed items waiting for the registry; beyond this the items mark
+/// the update missed (subscribers see a gap and re-read the state).
+const UPDATES_QUEUED: usize = 8192;
+
 /// How long shutdown waits for item tasks and connections to finish their work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -120,6 +124,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (closed_tx, closed_rx) = mpsc::channel(1024);
+        let (updates_tx, updates_rx) = mpsc::channel(UPDATES_QUEUED);
         let metrics = Arc::new(Metrics::new());
         let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         {
@@ -132,6 +137,7 @@ impl Server {
             keys,
             storage: storage.clone(),
             closed: closed_tx,
+            updates: updates_tx,
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
             metrics: metrics.clone(),
@@ -141,7 +147,7 @@ impl Server {
         });
         let registry =
             registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);
-        let task = tokio::spawn(registry.run(closed_rx));
+        let task = tokio::spawn(registry.run(closed_rx, updates_rx));
         Ok(Server {
             udp_addr,
             shutdown,

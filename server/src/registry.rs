@@ -24,6 +24,7 @@ use auction_protocol::{cookie::CookieKey, names, sign, Cents, ItemView, PublicKe
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::mem;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
@@ -33,10 +34,15 @@ use tokio::time::Instant;
 use crate::accounts::{AccountHandle, AccountId};
 use crate::auction::Lead;
 use crate::config::PortRange;
-use crate::item::{self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec};
+use crate::item::{
+    self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec, ItemUpdate, Watchers,
+};
 use crate::replay::{self, ReplayWindow, Verdict};
 use crate::storage::{Outbox, Record, Snapshot, StoredItem};
 use crate::{unix_ms, unix_secs};
+
+/// Items one account may follow at once.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// Deregistered accounts remembered so a retransmitted DEREGISTER still gets DEREG-CONF.
 const TOMBSTONES: usize = 1024;
@@ -50,6 +56,28 @@ struct Account {
     open_items: usize,
     /// WIN / SOLD / NOT-SOLD not yet acknowledged, by notice id.
     pending: BTreeMap<u64, Pending>,
+    /// The last announcement number sent to this account in this server run.
+    seq: u64,
+    /// Open items it is subscribed to.
+    subscriptions: BTreeSet<u64>,
+}
+
+impl Account {
+    fn new(
+        handle: Arc<AccountHandle>,
+        replay: ReplayWindow,
+        notify: Option<SocketAddr>,
+    ) -> Account {
+        Account {
+            handle,
+            replay,
+            notify,
+            open_items: 0,
+            pending: BTreeMap::new(),
+            seq: 0,
+            subscriptions: BTreeSet::new(),
+        }
+    }
 }
 
 struct Pending {
@@ -69,6 +97,21 @@ struct Entry {
     /// `None` once the item has closed.
     cmd: Option<mpsc::Sender<ItemCmd>>,
     view: tokio::sync::watch::Receiver<ItemView>,
+    /// Shared with the item task; absent for items closed before this run.
+    watchers: Option<Arc<Watchers>>,
+    /// Accounts subscribed to the item, by name.
+    subscribers: BTreeSet<String>,
+}
+
+impl Entry {
+    fn running(handle: ItemHandle) -> Entry {
+        Entry {
+            cmd: Some(handle.cmd),
+            view: handle.view,
+            watchers: Some(handle.watchers),
+            subscribers: BTreeSet::new(),
+        }
+    }
 }
 
 pub struct Registry {
@@ -100,6 +143,11 @@ pub struct Registry {
     to_resume: Vec<StoredItem>,
     /// Catalog entries offered so far (`--catalog`), by entry id.
     catalog_ids: HashSet<String>,
+    /// Identifies this server run in announcements (its start, Unix ms): announcement numbers
+    /// start again at 1 in every run.
+    epoch: u64,
+    /// Subscriptions from the database, applied once their items run.
+    to_subscribe: Vec<(AccountId, u64)>,
 }
 
 /// The result of one request: datagrams to send back, and whether to remember them in the
@@ -166,6 +214,8 @@ impl Registry {
             outbox,
             to_resume: Vec::new(),
             catalog_ids: HashSet::new(),
+            epoch: unix_ms(),
+            to_subscribe: Vec::new(),
         };
         registry.restore(snapshot);
         registry
@@ -182,13 +232,11 @@ impl Registry {
             self.names.insert(a.id, a.name.clone());
             self.accounts.insert(
                 a.name,
-                Account {
+                Account::new(
                     handle,
-                    replay: ReplayWindow::restore(a.replay_floor, a.replies),
-                    notify: a.notify,
-                    open_items: 0,
-                    pending: BTreeMap::new(),
-                },
+                    ReplayWindow::restore(a.replay_floor, a.replies),
+                    a.notify,
+                ),
             );
         }
         // Oldest first, so the tombstone order evicts the oldest; a name registered again
@@ -227,7 +275,15 @@ impl Registry {
                     price: stored.lead.as_ref().map(|l| l.2),
                 };
                 let (_, view) = tokio::sync::watch::channel(view);
-                self.items.insert(stored.id, Entry { cmd: None, view });
+                self.items.insert(
+                    stored.id,
+                    Entry {
+                        cmd: None,
+                        view,
+                        watchers: None,
+                        subscribers: BTreeSet::new(),
+                    },
+                );
             } else {
                 if let Some(account) = self.accounts.get_mut(&stored.seller_name) {
                     account.open_items += 1;
@@ -239,6 +295,7 @@ impl Registry {
         for n in snapshot.notices {
             self.queue_notice(n.account, n.id, n.datagram);
         }
+        self.to_subscribe = snapshot.subscriptions;
     }
 
     /// Keeps a durable notice for `account` until acknowledged; sent at the next retransmit.
@@ -337,23 +394,26 @@ impl Registry {
                 );
             }
             let resumed = listener.is_some();
-            let ItemHandle { cmd, view } = item::spawn(spec, listener, self.ctx.clone());
-            self.items.insert(
-                stored.id,
-                Entry {
-                    cmd: Some(cmd),
-                    view,
-                },
-            );
+            let handle = item::spawn(spec, listener, self.ctx.clone());
+            self.items.insert(stored.id, Entry::running(handle));
             if resumed {
                 self.append_records();
                 self.announce_item(stored.id).await;
             }
         }
         self.append_records();
+        for (account, item) in mem::take(&mut self.to_subscribe) {
+            if let Some(name) = self.names.get(&account).cloned() {
+                self.add_subscription(&name, item);
+            }
+        }
     }
 
-    pub async fn run(mut self, mut closed: mpsc::Receiver<ItemClosed>) {
+    pub async fn run(
+        mut self,
+        mut closed: mpsc::Receiver<ItemClosed>,
+        mut updates: mpsc::Receiver<ItemUpdate>,
+    ) {
         self.resume().await;
         self.offer_catalog().await;
         // One byte more than the limit, so an oversized datagram is seen as such.
@@ -370,6 +430,7 @@ impl Registry {
                 _ = shutdown.cancelled() => break,
                 _ = self.outbox.progress() => self.flush().await,
                 Some(done) = closed.recv() => self.on_closed(done).await,
+                Some(update) = updates.recv() => self.on_update(update).await,
                 _ = tick.tick() => self.retransmit().await,
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, src)) => self.on_datagram(&buf[..n], src).await,
@@ -623,6 +684,25 @@ impl Registry {
                 }
             }
             RequestBody::Ack { account, notice } => self.ack(req, &account, notice),
+            RequestBody::Subscribe { account, item } => self.subscribe(req, &account, item),
+            RequestBody::Unsubscribe { account, item } => self.unsubscribe(req, &account, item),
+            RequestBody::Subscriptions { account } => {
+                let views: Vec<ItemView> = self
+                    .accounts
+                    .get(&account)
+                    .map(|a| {
+                        a.subscriptions
+                            .iter()
+                            .filter_map(|i| self.items.get(i))
+                            .map(|e| e.view.borrow().clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Answer {
+                    datagrams: udp::pack_items(req, &views),
+                    after: AfterAnswer::Nothing,
+                }
+            }
         }
     }
 
@@ -673,13 +753,7 @@ impl Registry {
         self.tombstones.remove(&name);
         self.accounts.insert(
             name.clone(),
-            Account {
-                handle,
-                replay: ReplayWindow::default(),
-                notify: Some(src),
-                open_items: 0,
-                pending: BTreeMap::new(),
-            },
+            Account::new(handle, ReplayWindow::default(), Some(src)),
         );
         self.ctx.metrics.registrations.inc();
         tracing::info!(%name, key = %key.fingerprint(), "registered");
@@ -723,6 +797,14 @@ impl Registry {
             at: unix_ms(),
         });
         self.ctx.keys.remove(&handle.key);
+        let followed: Vec<u64> = self
+            .accounts
+            .get(name)
+            .map(|a| a.subscriptions.iter().copied().collect())
+            .unwrap_or_default();
+        for item in followed {
+            self.remove_subscription(name, item);
+        }
         if let Some(account) = self.accounts.remove(name) {
             self.with_pending.remove(name);
             self.names.remove(&handle.id);
@@ -889,14 +971,8 @@ impl Registry {
             lead: None,
             bid_ids: Vec::new(),
         };
-        let ItemHandle { cmd, view } = item::spawn(spec, Some(listener), self.ctx.clone());
-        self.items.insert(
-            id,
-            Entry {
-                cmd: Some(cmd),
-                view,
-            },
-        );
+        let handle = item::spawn(spec, Some(listener), self.ctx.clone());
+        self.items.insert(id, Entry::running(handle));
         if let Some(account) = self.accounts.get_mut(name) {
             account.open_items += 1;
         }
@@ -936,13 +1012,7 @@ impl Registry {
             self.tombstones.remove(&catalog.seller);
             self.accounts.insert(
                 catalog.seller.clone(),
-                Account {
-                    handle,
-                    replay: ReplayWindow::default(),
-                    notify: None,
-                    open_items: 0,
-                    pending: BTreeMap::new(),
-                },
+                Account::new(handle, ReplayWindow::default(), None),
             );
             tracing::info!(seller = %catalog.seller, "created the catalog's seller account");
         }
@@ -1004,12 +1074,137 @@ impl Registry {
         let Some(entry) = self.items.get(&item) else {
             return;
         };
-        let datagram = udp::encode(ServerBody::NewItem {
-            item: entry.view.borrow().clone(),
-        });
-        let to: Vec<SocketAddr> = self.accounts.values().filter_map(|a| a.notify).collect();
-        for to in to {
-            self.emit(to, datagram.clone()).await;
+        let view = entry.view.borrow().clone();
+        let to: Vec<String> = self
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.notify.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in to {
+            self.announce(&name, 0, |seq, epoch| ServerBody::NewItem {
+                seq,
+                epoch,
+                item: view.clone(),
+            })
+            .await;
+        }
+    }
+
+    /// Sends a best-effort announcement to account `name` with its next number; `skip`
+    /// numbers are left out first (to show the account a gap: updates it will never get).
+    async fn announce(&mut self, name: &str, skip: u64, body: impl FnOnce(u64, u64) -> ServerBody) {
+        let epoch = self.epoch;
+        let Some(account) = self.accounts.get_mut(name) else {
+            return;
+        };
+        account.seq += 1 + skip;
+        let Some(to) = account.notify else { return };
+        let datagram = udp::encode(body(account.seq, epoch));
+        self.emit(to, datagram).await;
+    }
+
+    fn add_subscription(&mut self, name: &str, item: u64) {
+        let (Some(account), Some(entry)) = (self.accounts.get_mut(name), self.items.get_mut(&item))
+        else {
+            return;
+        };
+        if entry.subscribers.insert(name.to_owned()) {
+            account.subscriptions.insert(item);
+            if let Some(w) = &entry.watchers {
+                w.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn remove_subscription(&mut self, name: &str, item: u64) -> bool {
+        if let Some(account) = self.accounts.get_mut(name) {
+            account.subscriptions.remove(&item);
+        }
+        let Some(entry) = self.items.get_mut(&item) else {
+            return false;
+        };
+        let removed = entry.subscribers.remove(name);
+        if removed {
+            if let Some(w) = &entry.watchers {
+                w.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        removed
+    }
+
+    fn subscribe(&mut self, req: u64, name: &str, item: u64) -> Answer {
+        let denied = |reason, message: String| {
+            Answer::one(ServerBody::SubscriptionDenied {
+                req,
+                reason,
+                message,
+            })
+        };
+        let Some(account) = self.accounts.get(name) else {
+            return denied(Reason::NotRegistered, not_registered(name));
+        };
+        let id = account.handle.id;
+        let count = account.subscriptions.len();
+        let Some(entry) = self.items.get(&item) else {
+            return denied(Reason::UnknownItem, format!("there is no item {item}"));
+        };
+        if entry.cmd.is_none() {
+            return denied(
+                Reason::AuctionOver,
+                format!("item {item} is closed; its result is in `status`"),
+            );
+        }
+        let view = entry.view.borrow().clone();
+        if !entry.subscribers.contains(name) {
+            if count >= MAX_SUBSCRIPTIONS {
+                return denied(
+                    Reason::TooManySubscriptions,
+                    format!("'{name}' already follows {MAX_SUBSCRIPTIONS} items, the most allowed"),
+                );
+            }
+            self.add_subscription(name, item);
+            self.records.push(Record::Subscribed { account: id, item });
+        }
+        Answer::one(ServerBody::Subscribed { req, item: view })
+    }
+
+    fn unsubscribe(&mut self, req: u64, name: &str, item: u64) -> Answer {
+        let Some(id) = self.accounts.get(name).map(|a| a.handle.id) else {
+            return Answer::one(ServerBody::Error {
+                req: Some(req),
+                reason: Reason::NotRegistered,
+                message: not_registered(name),
+            });
+        };
+        if self.remove_subscription(name, item) {
+            self.records
+                .push(Record::Unsubscribed { account: id, item });
+        }
+        Answer::one(ServerBody::Unsubscribed { req, item })
+    }
+
+    /// A subscribed item's new highest bid, durable: BID-UPDATE to each subscriber.
+    async fn on_update(&mut self, update: ItemUpdate) {
+        let Some(entry) = self.items.get(&update.item) else {
+            return;
+        };
+        // An update the item could not queue is a gap every subscriber must see.
+        let skip = entry
+            .watchers
+            .as_ref()
+            .is_some_and(|w| w.missed.swap(false, Ordering::Relaxed));
+        let to: Vec<String> = entry.subscribers.iter().cloned().collect();
+        for name in to {
+            self.announce(&name, u64::from(skip), |seq, epoch| ServerBody::BidUpdate {
+                seq,
+                epoch,
+                item: update.item,
+                highest: update.amount,
+                bidder: update.bidder.clone(),
+                ends_at: update.ends_at,
+            })
+            .await;
         }
     }
 
@@ -1045,6 +1240,27 @@ impl Registry {
         self.ctx.metrics.open_items.dec();
         for notice in closed.notices {
             self.queue_notice(notice.account, notice.id, notice.datagram);
+        }
+        // Subscribers hear the result; their subscriptions end (the close deleted them from
+        // the database in the same transaction as the result).
+        let subscribers = self
+            .items
+            .get_mut(&closed.item)
+            .map(|e| mem::take(&mut e.subscribers))
+            .unwrap_or_default();
+        let (winner, price) = closed.result.unzip();
+        for name in subscribers {
+            if let Some(a) = self.accounts.get_mut(&name) {
+                a.subscriptions.remove(&closed.item);
+            }
+            self.announce(&name, 0, |seq, epoch| ServerBody::ItemClosed {
+                seq,
+                epoch,
+                item: closed.item,
+                winner: winner.clone(),
+                price,
+            })
+            .await;
         }
         self.retransmit().await;
     }

@@ -131,6 +131,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX channel_sessions_by_item ON channel_sessions(item);
     "#,
+    // 6: subscriptions (UDP bid updates without joining the channel), while the item is open.
+    r#"
+    CREATE TABLE subscriptions (
+        account  INTEGER NOT NULL REFERENCES accounts(id),
+        item     INTEGER NOT NULL REFERENCES items(id),
+        PRIMARY KEY (account, item)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// How the writer commits.
@@ -546,6 +554,10 @@ fn load(conn: &Connection) -> Result<Snapshot> {
     let next_item: u64 = conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM items", [], |r| {
         r.get(0)
     })?;
+    let subscriptions = conn
+        .prepare("SELECT account, item FROM subscriptions ORDER BY account, item")?
+        .query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_session: u64 = conn.query_row(
         "SELECT coalesce(max(id), 0) + 1 FROM channel_sessions",
         [],
@@ -558,6 +570,7 @@ fn load(conn: &Connection) -> Result<Snapshot> {
         next_account,
         next_item,
         next_session,
+        subscriptions,
     })
 }
 
@@ -636,6 +649,7 @@ fn describe(record: &Record) -> &'static str {
         Record::ItemClosed { .. } => "an auction result",
         Record::NoticeAcked { .. } => "an acknowledgement",
         Record::ChannelOpened { .. } | Record::ChannelClosed { .. } => "the connection log",
+        Record::Subscribed { .. } | Record::Unsubscribed { .. } => "a subscription",
     }
 }
 
@@ -667,6 +681,8 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
         Record::AccountRemoved { id, at } => {
             tx.prepare_cached("UPDATE accounts SET removed_at = ?2 WHERE id = ?1")?
                 .execute(params![id, at])?;
+            tx.prepare_cached("DELETE FROM subscriptions WHERE account = ?1")?
+                .execute(params![id])?;
         }
         Record::Replied {
             account,
@@ -796,6 +812,8 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 winner.map(|(w, _)| w),
                 winner.map(|(_, p)| p.0)
             ])?;
+            tx.prepare_cached("DELETE FROM subscriptions WHERE item = ?1")?
+                .execute(params![item])?;
             for n in notices {
                 tx.prepare_cached(
                     "INSERT INTO notices (id, account, item, kind, datagram, created_at)
@@ -829,6 +847,16 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![session, item, account, peer.to_string(), at])?;
+        }
+        Record::Subscribed { account, item } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO subscriptions (account, item) VALUES (?1, ?2)",
+            )?
+            .execute(params![account, item])?;
+        }
+        Record::Unsubscribed { account, item } => {
+            tx.prepare_cached("DELETE FROM subscriptions WHERE account = ?1 AND item = ?2")?
+                .execute(params![account, item])?;
         }
         Record::ChannelClosed { session, at } => {
             tx.prepare_cached(

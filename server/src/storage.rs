@@ -108,6 +108,16 @@ pub enum Record {
         session: u64,
         at: u64,
     },
+    /// The account follows the item's bids over UDP. Subscriptions end when the item closes
+    /// or the account is removed (deleted with those records).
+    Subscribed {
+        account: AccountId,
+        item: u64,
+    },
+    Unsubscribed {
+        account: AccountId,
+        item: u64,
+    },
 }
 
 /// An item's lead as stored: leader, price, the leader's private proxy maximum.
@@ -166,6 +176,8 @@ pub struct Snapshot {
     pub next_item: u64,
     /// The next row of the connection log.
     pub next_session: u64,
+    /// Subscriptions to open items: (account, item).
+    pub subscriptions: Vec<(AccountId, u64)>,
 }
 
 #[derive(Debug, Clone)]

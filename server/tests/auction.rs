@@ -55,7 +55,7 @@ async fn whole_auction_with_a_seller_and_two_bidders() {
         .unwrap();
     // Everyone attached hears about the new item.
     match within(5, "NEW-ITEM", carol.next_announcement()).await {
-        Some(ServerBody::NewItem { item }) => {
+        Some(ServerBody::NewItem { item, .. }) => {
             assert_eq!(item.item, offered.item);
             assert_eq!(item.channel.as_deref(), Some(offered.channel.as_str()));
         }

@@ -55,7 +55,7 @@ async fn accounts_and_open_auctions_carry_on_after_a_restart() {
     // ...and announced again to those who listen (the first NEW-ITEM, from the offer, had no
     // bid yet).
     let again = announcement(&bob, "NEW-ITEM after the restart", |m| match m {
-        ServerBody::NewItem { item } if item.item == offered.item && item.highest.is_some() => {
+        ServerBody::NewItem { item, .. } if item.item == offered.item && item.highest.is_some() => {
             Some(item.clone())
         }
         _ => None,

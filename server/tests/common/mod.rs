@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod relay;
 
 use auction_client::{Client, ItemChannel};
 use auction_protocol::channel::ChannelBody;
