@@ -8,10 +8,10 @@ pub mod identity;
 pub mod session;
 pub mod udp;
 
-use auction_protocol::udp::{RequestBody, ServerBody};
+use auction_protocol::udp::{AttachMode, RequestBody, ServerBody};
 use auction_protocol::{Cents, ItemView};
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -63,8 +63,18 @@ impl Client {
     /// A client of the server at `server`, with the identity kept in `home` (created on first
     /// use), trusting `ca` for item channels.
     pub async fn new(server: SocketAddr, home: &Path, ca: &Path) -> anyhow::Result<Client> {
+        Client::new_from(server, home, ca, None).await
+    }
+
+    /// Like `new`, sending UDP from the local IP `local` when given (a multi-homed machine).
+    pub async fn new_from(
+        server: SocketAddr,
+        home: &Path,
+        ca: &Path,
+        local: Option<IpAddr>,
+    ) -> anyhow::Result<Client> {
         let identity = Identity::load_or_create(home)?;
-        Ok(Client::with_identity(server, identity, ca).await?)
+        Ok(Client::with_identity_from(server, identity, ca, local).await?)
     }
 
     /// A client of the server at `server` with an identity made elsewhere (for instance
@@ -74,8 +84,17 @@ impl Client {
         identity: Identity,
         ca: &Path,
     ) -> Result<Client> {
+        Client::with_identity_from(server, identity, ca, None).await
+    }
+
+    pub async fn with_identity_from(
+        server: SocketAddr,
+        identity: Identity,
+        ca: &Path,
+        local: Option<IpAddr>,
+    ) -> Result<Client> {
         Ok(Client {
-            udp: UdpClient::connect(server).await?,
+            udp: UdpClient::connect_from(server, local).await?,
             identity,
             ca_path: ca.to_owned(),
             connector: tokio::sync::OnceCell::new(),
@@ -183,15 +202,22 @@ impl Client {
     /// Asks the server to send this account's announcements to this client's socket; returns
     /// how many notices are pending (they follow as announcements).
     pub async fn attach(&self) -> Result<u32> {
+        Ok(self.attach_as(AttachMode::Login).await?.0)
+    }
+
+    /// ATTACH in `mode`: (pending notices, whether the announcements moved here). `Keep` is
+    /// refused with `moved` once the account has logged in from another address.
+    pub async fn attach_as(&self, mode: AttachMode) -> Result<(u32, bool)> {
         let body = RequestBody::Attach {
             account: self.name()?,
+            mode,
         };
         match self
             .udp
             .request_one(body, Some(self.identity.keys()))
             .await?
         {
-            ServerBody::Attached { pending, .. } => Ok(pending),
+            ServerBody::Attached { pending, moved, .. } => Ok((pending, moved)),
             other => Err(refusal(other)),
         }
     }

@@ -6,7 +6,9 @@ mod render;
 
 use anyhow::Result;
 use auction_client::{BidResult, Client, ClientError, ItemSession, Offer, Reconnect};
+use auction_protocol::udp::AttachMode;
 use auction_protocol::Cents;
+use auction_protocol::Reason;
 use clap::{Parser, Subcommand};
 use render::Out;
 use std::path::PathBuf;
@@ -43,6 +45,9 @@ struct Cli {
     /// One JSON object per line instead of sentences.
     #[arg(long, global = true)]
     json: bool,
+    /// Send UDP from this local IP (on a machine with several addresses).
+    #[arg(long, env = "AUCTION_BIND", global = true)]
+    bind: Option<std::net::IpAddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -156,11 +161,46 @@ async fn connect(cli: &Cli) -> Result<Client> {
         .home
         .clone()
         .unwrap_or_else(auction_client::identity::default_home);
-    Client::new(server, &home, &cli.ca).await
+    Client::new_from(server, &home, &cli.ca, cli.bind).await
+}
+
+/// Roaming login: a command run with an account on a machine whose IP does not get the
+/// account's announcements takes them (`attach` in `roam` mode; pending notices follow to the
+/// next `watch` or `shell` here). From the IP that has them it changes nothing.
+async fn roam(client: &Client, out: Out) -> Result<()> {
+    if client.identity.account_name().is_none() {
+        return Ok(());
+    }
+    match client.attach_as(AttachMode::Roam).await {
+        Ok((pending, true)) => {
+            if out.json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"type": "logged-in", "account": client.name()?, "pending": pending})
+                );
+            } else {
+                eprintln!(
+                    "auction-client: logged in as {} from this address: announcements come here now ({pending} notice(s) pending; `watch` shows them).",
+                    client.name()?
+                );
+            }
+            Ok(())
+        }
+        Ok((_, false)) => Ok(()),
+        // Gone, say: the command itself will say what is wrong.
+        Err(ClientError::Denied { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn run(cli: Cli, out: Out) -> Result<Done> {
     let client = Arc::new(connect(&cli).await?);
+    if !matches!(
+        cli.command,
+        Command::Register { .. } | Command::Deregister | Command::Watch | Command::Shell
+    ) {
+        roam(&client, out).await?;
+    }
     match cli.command {
         Command::Watch => watch(client, out).await.map(|()| Done::Ok),
         Command::Shell => shell(client, out).await.map(|()| Done::Ok),
@@ -179,7 +219,7 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
                 // Announcements for the new account come to this shell from now on, through
                 // server restarts too (the task ends with the process).
                 client.attach().await?;
-                tokio::spawn(keep_attached(client.clone()));
+                tokio::spawn(announce_moved(client.clone()));
             }
         }
         Command::Deregister => {
@@ -262,15 +302,16 @@ async fn follow_session(session: &mut ItemSession, out: Out) {
     }
 }
 
-/// Keeps the server sending this account's announcements here: attaches every 10 s (the
-/// server then also retries pending notices). When the server stops answering, says so, and
-/// keeps trying with backoff until it is back.
-async fn keep_attached(client: Arc<Client>) {
+/// Keeps the server sending this account's announcements here: re-attaches every 10 s in
+/// `keep` mode (the server then also retries pending notices). When the server stops
+/// answering, says so, and keeps trying with backoff until it is back. Returns when the
+/// account has logged in from another address (`moved`): the announcements went there.
+async fn keep_attached(client: Arc<Client>) -> ClientError {
     let mut lost_since: Option<std::time::Instant> = None;
     let mut delay = Duration::from_secs(1);
     loop {
-        match client.attach().await {
-            Ok(pending) => {
+        match client.attach_as(AttachMode::Keep).await {
+            Ok((pending, _)) => {
                 if lost_since.take().is_some() {
                     eprintln!(
                         "auction-client: the server is back; announcements resume ({pending} notice(s) pending)."
@@ -279,6 +320,12 @@ async fn keep_attached(client: Arc<Client>) {
                 delay = Duration::from_secs(1);
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
+            Err(
+                e @ ClientError::Denied {
+                    reason: Reason::Moved,
+                    ..
+                },
+            ) => return e,
             Err(e) => {
                 let wait = delay.mul_f64(rand::random_range(0.5..1.5));
                 if lost_since.is_none() {
@@ -308,12 +355,32 @@ async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
             client.name()?
         );
     }
-    let reattach = tokio::spawn(keep_attached(client.clone()));
-    while let Some(update) = client.next_update().await {
-        out.update(&update);
+    let mut reattach = tokio::spawn(keep_attached(client.clone()));
+    loop {
+        tokio::select! {
+            update = client.next_update() => match update {
+                Some(update) => out.update(&update),
+                None => break,
+            },
+            // The account logged in elsewhere: this watch no longer gets anything.
+            moved = &mut reattach => {
+                let e = moved.map_err(|e| anyhow::anyhow!("{e}"))?;
+                return Err(e.into());
+            }
+        }
     }
     reattach.abort();
     Ok(())
+}
+
+/// `keep_attached` for the shell: says so when the account logged in elsewhere.
+async fn announce_moved(client: Arc<Client>) {
+    // Starting is a login: announcements come here, wherever they went before.
+    if let Err(e) = client.attach().await {
+        eprintln!("auction-client: could not attach ({e}); trying again.");
+    }
+    let e = keep_attached(client).await;
+    eprintln!("auction-client: {e}; announcements no longer come to this shell.");
 }
 
 async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
@@ -323,7 +390,7 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     let reattach = client
         .name()
         .is_ok()
-        .then(|| tokio::spawn(keep_attached(client.clone())));
+        .then(|| tokio::spawn(announce_moved(client.clone())));
     let announcements = {
         let client = client.clone();
         tokio::spawn(async move {

@@ -8,7 +8,7 @@ use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
 use auction_protocol::{sign, ItemView, Reason, VERSION};
 use ring::signature::Ed25519KeyPair;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
@@ -58,10 +58,15 @@ impl Drop for UdpClient {
 
 impl UdpClient {
     pub async fn connect(server: SocketAddr) -> Result<UdpClient> {
-        let local: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().expect("valid")
-        } else {
-            "[::]:0".parse().expect("valid")
+        UdpClient::connect_from(server, None).await
+    }
+
+    /// Like `connect`, sending from `local` (an IP of this machine) when given.
+    pub async fn connect_from(server: SocketAddr, local: Option<IpAddr>) -> Result<UdpClient> {
+        let local: SocketAddr = match local {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None if server.is_ipv4() => "0.0.0.0:0".parse().expect("valid"),
+            None => "[::]:0".parse().expect("valid"),
         };
         let socket = Arc::new(UdpSocket::bind(local).await?);
         let waiters: Waiters = Arc::default();

@@ -458,3 +458,26 @@ async fn subscribe_and_watch_follow_an_item_without_its_channel() {
     assert!(closed["seq"].as_u64().unwrap() > update["seq"].as_u64().unwrap());
     watch.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn any_command_from_another_address_logs_in_there() {
+    let env = start().await;
+    assert_eq!(env.run("alice", &["register", "alice"]).await.0, 0);
+    // Same machine (same IP): nothing moves, nothing is said.
+    let (code, _, stderr) = env.run("alice", &["items"]).await;
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("logged in"), "{stderr}");
+    // The identity used from another address (127.0.0.2 stands in for a second machine).
+    let (code, stdout, stderr) = env.run("alice", &["--bind", "127.0.0.2", "items"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("No items are open"), "{stdout}");
+    assert!(
+        stderr.contains("logged in as alice from this address"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = env.run("alice", &["--bind", "127.0.0.2", "items"]).await;
+    assert!(
+        !stderr.contains("logged in"),
+        "only the first command moves them: {stderr}"
+    );
+}

@@ -76,6 +76,8 @@ pub enum Reason {
     IdleTimeout,
     AccountGone,
     InvalidBidId,
+    /// `attach` in `keep` mode: the account has logged in from another address since.
+    Moved,
     /// A code this build does not know (sent by a newer peer).
     #[serde(other)]
     Other,

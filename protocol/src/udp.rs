@@ -44,8 +44,13 @@ pub enum RequestBody {
     List,
     /// One item, open or closed. Anyone.
     Status { item: u64 },
-    /// Send this account's announcements to the address this datagram came from. Signed.
-    Attach { account: String },
+    /// Send this account's announcements to the address this datagram came from (a login).
+    /// Signed. `mode` (default `login`) says when: see [`AttachMode`].
+    Attach {
+        account: String,
+        #[serde(default, skip_serializing_if = "AttachMode::is_login")]
+        mode: AttachMode,
+    },
     /// The notice `notice` (a WIN, SOLD or NOT-SOLD) arrived. Signed.
     Ack { account: String, notice: u64 },
     /// Send BID-UPDATE and ITEM-CLOSED of `item` to this account, without joining its channel.
@@ -66,7 +71,7 @@ impl RequestBody {
             RequestBody::Register { name, .. } => Some(name),
             RequestBody::Deregister { account }
             | RequestBody::Offer { account, .. }
-            | RequestBody::Attach { account }
+            | RequestBody::Attach { account, .. }
             | RequestBody::Ack { account, .. }
             | RequestBody::Subscribe { account, .. }
             | RequestBody::Unsubscribe { account, .. }
@@ -78,6 +83,29 @@ impl RequestBody {
     /// Whether the request must arrive signed.
     pub fn needs_signature(&self) -> bool {
         self.account().is_some()
+    }
+}
+
+/// When `attach` moves an account's announcements to the sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachMode {
+    /// Always (a long-running client starting: `watch`, `shell`).
+    #[default]
+    Login,
+    /// Only if announcements go to this IP already (or nowhere): a long-running client
+    /// refreshing its address. Refused with `moved` once the account logged in from another
+    /// IP, so two machines do not take the announcements from each other in turn.
+    Keep,
+    /// Only if announcements go to another IP (or nowhere): any command run on a machine the
+    /// identity was copied to takes the announcements there, without taking them from another
+    /// client on the same machine.
+    Roam,
+}
+
+impl AttachMode {
+    pub fn is_login(&self) -> bool {
+        *self == AttachMode::Login
     }
 }
 
@@ -136,10 +164,14 @@ pub enum ServerBody {
         req: u64,
         item: ItemView,
     },
-    /// Announcements now go to the sender's address; `pending` notices follow.
+    /// Announcements now go to the sender's address (unless `moved` is false for a `roam`
+    /// that found them already on this IP); `pending` notices follow.
     Attached {
         req: u64,
         pending: u32,
+        /// The announcement address changed to this sender's.
+        #[serde(default)]
+        moved: bool,
     },
     Acked {
         req: u64,

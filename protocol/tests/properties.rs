@@ -37,7 +37,14 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
         ),
         Just(RequestBody::List),
         any::<u64>().prop_map(|item| RequestBody::Status { item }),
-        text().prop_map(|account| RequestBody::Attach { account }),
+        (text(), 0..3u8).prop_map(|(account, m)| RequestBody::Attach {
+            account,
+            mode: [
+                auction_protocol::udp::AttachMode::Login,
+                auction_protocol::udp::AttachMode::Keep,
+                auction_protocol::udp::AttachMode::Roam
+            ][m as usize],
+        }),
         (text(), any::<u64>()).prop_map(|(account, notice)| RequestBody::Ack { account, notice }),
         (text(), any::<u64>()).prop_map(|(account, item)| RequestBody::Subscribe { account, item }),
         (text(), any::<u64>())

@@ -19,7 +19,7 @@ use auction_protocol::limits::{
     COOKIE_AMPLIFICATION, DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DATAGRAM, MAX_DURATION_SECS,
     MIN_DURATION_SECS,
 };
-use auction_protocol::udp::{self, RequestBody, ServerBody};
+use auction_protocol::udp::{self, AttachMode, RequestBody, ServerBody};
 use auction_protocol::{cookie::CookieKey, names, sign, Cents, ItemView, PublicKey, Reason};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::mem;
@@ -664,25 +664,7 @@ impl Registry {
                     message: format!("there is no item {item}"),
                 }),
             },
-            RequestBody::Attach { account } => {
-                let Some(a) = self.accounts.get_mut(&account) else {
-                    return Answer::one(ServerBody::Error {
-                        req: Some(req),
-                        reason: Reason::NotRegistered,
-                        message: not_registered(&account),
-                    });
-                };
-                a.notify = Some(src);
-                self.records.push(Record::AccountAttached {
-                    id: a.handle.id,
-                    notify: src,
-                });
-                let pending = a.pending.len() as u32;
-                Answer {
-                    datagrams: vec![udp::encode(ServerBody::Attached { req, pending })],
-                    after: AfterAnswer::SendPending(account),
-                }
-            }
+            RequestBody::Attach { account, mode } => self.attach(req, account, mode, src),
             RequestBody::Ack { account, notice } => self.ack(req, &account, notice),
             RequestBody::Subscribe { account, item } => self.subscribe(req, &account, item),
             RequestBody::Unsubscribe { account, item } => self.unsubscribe(req, &account, item),
@@ -703,6 +685,60 @@ impl Registry {
                     after: AfterAnswer::Nothing,
                 }
             }
+        }
+    }
+
+    /// ATTACH: moves the account's announcements to `src` (see `AttachMode`), and restarts
+    /// delivery of its pending notices there.
+    fn attach(&mut self, req: u64, account: String, mode: AttachMode, src: SocketAddr) -> Answer {
+        let Some(a) = self.accounts.get_mut(&account) else {
+            return Answer::one(ServerBody::Error {
+                req: Some(req),
+                reason: Reason::NotRegistered,
+                message: not_registered(&account),
+            });
+        };
+        let same_ip = a.notify.is_none_or(|n| n.ip() == src.ip());
+        let pending = a.pending.len() as u32;
+        let moves = match mode {
+            AttachMode::Login => true,
+            AttachMode::Keep if same_ip => true,
+            AttachMode::Keep => {
+                return Answer::one(ServerBody::Error {
+                    req: Some(req),
+                    reason: Reason::Moved,
+                    message: format!(
+                        "'{account}' has logged in from another address; its announcements go there now"
+                    ),
+                })
+            }
+            // From the IP that has them already: another client on the same machine (a
+            // `watch`) keeps them.
+            AttachMode::Roam => !same_ip || a.notify.is_none(),
+        };
+        if !moves {
+            return Answer::one(ServerBody::Attached {
+                req,
+                pending,
+                moved: false,
+            });
+        }
+        let moved = a.notify != Some(src);
+        if moved && mode == AttachMode::Roam {
+            tracing::info!(%account, from = ?a.notify, to = %src, "logged in from another address");
+        }
+        a.notify = Some(src);
+        self.records.push(Record::AccountAttached {
+            id: a.handle.id,
+            notify: src,
+        });
+        Answer {
+            datagrams: vec![udp::encode(ServerBody::Attached {
+                req,
+                pending,
+                moved,
+            })],
+            after: AfterAnswer::SendPending(account),
         }
     }
 

@@ -182,6 +182,7 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
         101,
         RequestBody::Attach {
             account: "alice".into(),
+            mode: Default::default(),
         },
     );
     assert_eq!(error_reason(raw.ask(&other).await), Reason::RequestReused);

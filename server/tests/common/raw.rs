@@ -103,6 +103,7 @@ impl Raw {
                 from + n,
                 RequestBody::Attach {
                     account: account.into(),
+                    mode: Default::default(),
                 },
             );
             let answer = self.ask(&attach).await;
