@@ -105,6 +105,11 @@ impl Client {
         })
     }
 
+    /// Sends a request signed with this identity's key; its (single-datagram) answer.
+    async fn signed(&self, body: RequestBody) -> Result<ServerBody> {
+        self.udp.request_one(body, Some(self.identity.keys())).await
+    }
+
     /// The account name this identity is registered under.
     pub fn name(&self) -> Result<String> {
         self.identity.account_name().ok_or_else(|| {
@@ -119,11 +124,7 @@ impl Client {
             name: name.to_owned(),
             key: self.identity.public,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::Registered { .. } => {
                 self.identity
                     .save_account_name(name)
@@ -138,11 +139,7 @@ impl Client {
         let body = RequestBody::Deregister {
             account: self.name()?,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::DeregConf { .. } => {
                 self.identity
                     .forget_account_name()
@@ -165,11 +162,7 @@ impl Client {
             min,
             duration: duration_secs,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::OfferConf {
                 item,
                 channel,
@@ -212,11 +205,7 @@ impl Client {
             account: self.name()?,
             mode,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::Attached { pending, moved, .. } => Ok((pending, moved)),
             other => Err(refusal(other)),
         }
@@ -227,11 +216,7 @@ impl Client {
             account: self.name()?,
             notice,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::Acked { .. } => Ok(()),
             other => Err(refusal(other)),
         }
@@ -244,11 +229,7 @@ impl Client {
             account: self.name()?,
             item,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::Subscribed { item, .. } => Ok(item),
             other => Err(refusal(other)),
         }
@@ -259,11 +240,7 @@ impl Client {
             account: self.name()?,
             item,
         };
-        match self
-            .udp
-            .request_one(body, Some(self.identity.keys()))
-            .await?
-        {
+        match self.signed(body).await? {
             ServerBody::Unsubscribed { .. } => Ok(()),
             other => Err(refusal(other)),
         }
