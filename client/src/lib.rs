@@ -8,7 +8,7 @@ pub mod identity;
 pub mod session;
 pub mod udp;
 
-use auction_protocol::udp::{AttachMode, RequestBody, ServerBody};
+use auction_protocol::udp::{check_sequence, AttachMode, RequestBody, SeqCheck, ServerBody};
 use auction_protocol::{Cents, ItemView};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -272,23 +272,18 @@ impl Client {
             let Some((epoch, seq)) = msg.sequence() else {
                 return Some(Update::Announcement(msg));
             };
-            let last = self
-                .last_seq
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .replace((epoch, seq));
-            let missed = match last {
-                None => return Some(Update::Announcement(msg)),
-                Some((e, s)) if e == epoch && seq == s + 1 => {
-                    return Some(Update::Announcement(msg))
+            let check = {
+                let mut last = self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
+                let check = check_sequence(*last, (epoch, seq));
+                if check != SeqCheck::Late {
+                    *last = Some((epoch, seq));
                 }
-                Some((e, s)) if e == epoch && seq <= s => {
-                    // Older than what was seen: keep the newer position and drop it.
-                    *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some((e, s));
-                    continue;
-                }
-                Some((e, s)) if e == epoch => Some(seq - s - 1),
-                Some(_) => None,
+                check
+            };
+            let missed = match check {
+                SeqCheck::Late => continue,
+                SeqCheck::InOrder => return Some(Update::Announcement(msg)),
+                SeqCheck::Missed(missed) => missed,
             };
             let items = match self.subscriptions().await {
                 Ok(items) => items,

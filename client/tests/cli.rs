@@ -107,6 +107,17 @@ impl Env {
         )
     }
 
+    /// Registers each name from its own home.
+    async fn register(&self, names: &[&str]) {
+        for who in names {
+            assert_eq!(
+                self.run(who, &["register", who]).await.0,
+                0,
+                "register {who}"
+            );
+        }
+    }
+
     async fn json(&self, who: &str, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
@@ -268,9 +279,7 @@ async fn until_type(
 #[tokio::test]
 async fn follow_and_watch_carry_on_through_a_server_restart() {
     let env = start().await;
-    for who in ["alice", "bob", "carol"] {
-        assert_eq!(env.run(who, &["register", who]).await.0, 0);
-    }
+    env.register(&["alice", "bob", "carol"]).await;
     let (mut watch, mut watch_lines) = env.spawn_lines("alice", &["--json", "watch"]);
     let offer = env
         .json(
@@ -325,9 +334,7 @@ async fn follow_and_watch_carry_on_through_a_server_restart() {
 async fn the_shell_keeps_following_a_bid_through_a_server_restart() {
     use tokio::io::AsyncWriteExt;
     let env = start().await;
-    for who in ["alice", "bob", "carol"] {
-        assert_eq!(env.run(who, &["register", who]).await.0, 0);
-    }
+    env.register(&["alice", "bob", "carol"]).await;
     let offer = env
         .json(
             "alice",
@@ -380,9 +387,7 @@ async fn the_shell_keeps_following_a_bid_through_a_server_restart() {
 #[tokio::test]
 async fn proxy_bids_from_the_command_line() {
     let env = start().await;
-    for who in ["alice", "bob", "carol"] {
-        assert_eq!(env.run(who, &["register", who]).await.0, 0);
-    }
+    env.register(&["alice", "bob", "carol"]).await;
     let offer = env
         .json("alice", &["offer", "Typewriter", "--min", "10"])
         .await;
@@ -420,9 +425,7 @@ async fn proxy_bids_from_the_command_line() {
 #[tokio::test]
 async fn subscribe_and_watch_follow_an_item_without_its_channel() {
     let env = start().await;
-    for who in ["alice", "bob", "carol"] {
-        assert_eq!(env.run(who, &["register", who]).await.0, 0);
-    }
+    env.register(&["alice", "bob", "carol"]).await;
     let offer = env
         .json(
             "alice",

@@ -297,6 +297,30 @@ impl ServerBody {
     }
 }
 
+/// Where an announcement numbered `next` = (epoch, seq) stands after `last`, the last one seen
+/// (see [`ServerBody::sequence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// The next one (or the first seen): nothing was missed.
+    InOrder,
+    /// At or below the last one in the same run: it arrived late and is older than what the
+    /// recipient has. Drop it.
+    Late,
+    /// Some were missed: `Some(n)` numbers skipped in this run, `None` the server restarted.
+    Missed(Option<u64>),
+}
+
+pub fn check_sequence(last: Option<(u64, u64)>, next: (u64, u64)) -> SeqCheck {
+    let (epoch, seq) = next;
+    match last {
+        None => SeqCheck::InOrder,
+        Some((e, _)) if e != epoch => SeqCheck::Missed(None),
+        Some((_, s)) if seq <= s => SeqCheck::Late,
+        Some((_, s)) if seq == s + 1 => SeqCheck::InOrder,
+        Some((_, s)) => SeqCheck::Missed(Some(seq - s - 1)),
+    }
+}
+
 /// Why a datagram could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
@@ -489,6 +513,17 @@ mod tests {
             price: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
             ..worst_item(0)
         }
+    }
+
+    #[test]
+    fn announcement_numbers_reveal_gaps_restarts_and_late_arrivals() {
+        use SeqCheck::*;
+        assert_eq!(check_sequence(None, (7, 40)), InOrder);
+        assert_eq!(check_sequence(Some((7, 4)), (7, 5)), InOrder);
+        assert_eq!(check_sequence(Some((7, 4)), (7, 7)), Missed(Some(2)));
+        assert_eq!(check_sequence(Some((7, 4)), (7, 4)), Late);
+        assert_eq!(check_sequence(Some((7, 4)), (7, 2)), Late);
+        assert_eq!(check_sequence(Some((7, 4)), (9, 1)), Missed(None));
     }
 
     #[test]

@@ -71,24 +71,13 @@ pub enum Outcome {
     },
 }
 
-/// A judged bid: the answer, and the lead afterwards when the bid changed it.
+/// A judged bid: the answer, and the lead afterwards when the bid changed it. (The end
+/// afterwards is in an accepted outcome; a rejected bid leaves it.)
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub outcome: Outcome,
     /// The new lead (price, leader, leader's maximum); `None` when nothing changed.
     pub lead: Option<Lead>,
-    /// The auction's end after the bid.
-    pub ends_at: u64,
-}
-
-impl Decision {
-    fn rejected(reason: Reason, message: String, ends_at: u64) -> Decision {
-        Decision {
-            outcome: Outcome::Rejected { reason, message },
-            lead: None,
-            ends_at,
-        }
-    }
 }
 
 /// What a bid offers: a fixed amount, or a proxy maximum.
@@ -100,7 +89,7 @@ pub enum Offer {
 
 impl Offer {
     /// The most this bid will pay.
-    fn ceiling(self) -> Cents {
+    pub fn ceiling(self) -> Cents {
         match self {
             Offer::Amount(a) | Offer::Max(a) => a,
         }
@@ -149,10 +138,6 @@ impl Auction {
         self.lead.as_ref()
     }
 
-    pub fn increment(&self) -> Cents {
-        self.rules.min_increment
-    }
-
     /// The smallest amount that would be accepted now.
     pub fn next_min(&self) -> Cents {
         next_min(
@@ -194,21 +179,21 @@ impl Auction {
         if let Some(lead) = &decision.lead {
             self.lead = Some(lead.clone());
         }
-        self.ends_at = decision.ends_at;
+        if let Outcome::Accepted { ends_at, .. } = decision.outcome {
+            self.ends_at = ends_at;
+        }
         if let Some(id) = id {
             self.by_bid_id
                 .insert((bidder.id, id.to_owned()), decision.outcome.clone());
         }
     }
 
-    /// Lowers the minimum (an accepted negotiation). Only before the first bid.
-    pub fn lower_min(&mut self, min: Cents) {
-        self.min = min;
-    }
-
     /// What a bid at `now_ms` would get, without changing anything.
     pub fn judge(&self, bidder: &Arc<AccountHandle>, offer: Offer, now_ms: u64) -> Decision {
-        let reject = |reason, message: String| Decision::rejected(reason, message, self.ends_at);
+        let reject = |reason, message: String| Decision {
+            outcome: Outcome::Rejected { reason, message },
+            lead: None,
+        };
         if self.is_over(now_ms) {
             return reject(Reason::AuctionOver, "bidding on this item has ended".into());
         }
@@ -336,10 +321,10 @@ impl Auction {
                 max,
             },
             lead: Some(lead),
-            ends_at,
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -559,13 +559,12 @@ impl ItemTask {
         // Accepted bids are the auction; rejected ones are kept only when they carry an id,
         // so that the id is answered the same way after a restart.
         if accepted || id.is_some() {
-            let (Offer::Amount(amount) | Offer::Max(amount)) = offer;
             self.ctx.storage.append(vec![Record::Bid {
                 item: self.id,
                 bidder: bidder.id,
                 amount: match outcome {
                     Outcome::Accepted { amount, .. } => *amount,
-                    Outcome::Rejected { .. } => amount,
+                    Outcome::Rejected { .. } => offer.ceiling(),
                 },
                 bid_id: id.clone(),
                 outcome: outcome.clone(),

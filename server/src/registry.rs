@@ -698,11 +698,12 @@ impl Registry {
                 message: not_registered(&account),
             });
         };
-        let same_ip = a.notify.is_none_or(|n| n.ip() == src.ip());
+        // Announcements go to another machine now (by IP).
+        let elsewhere = a.notify.is_some_and(|n| n.ip() != src.ip());
         let pending = a.pending.len() as u32;
         let moves = match mode {
             AttachMode::Login => true,
-            AttachMode::Keep if same_ip => true,
+            AttachMode::Keep if !elsewhere => true,
             AttachMode::Keep => {
                 return Answer::one(ServerBody::Error {
                     req: Some(req),
@@ -714,7 +715,7 @@ impl Registry {
             }
             // From the IP that has them already: another client on the same machine (a
             // `watch`) keeps them.
-            AttachMode::Roam => !same_ip || a.notify.is_none(),
+            AttachMode::Roam => elsewhere || a.notify.is_none(),
         };
         if !moves {
             return Answer::one(ServerBody::Attached {
@@ -774,26 +775,31 @@ impl Registry {
                 format!("this key is already registered as '{}'", owner.name),
             );
         }
-        let id = self.next_account;
-        self.records.push(Record::AccountCreated {
-            id,
-            name: name.clone(),
-            key,
-            notify: Some(src),
-            at: unix_ms(),
-        });
-        self.next_account += 1;
-        let handle = Arc::new(AccountHandle::new(id, name.clone(), key));
-        self.ctx.keys.insert(handle.clone());
-        self.names.insert(id, name.clone());
-        self.tombstones.remove(&name);
-        self.accounts.insert(
-            name.clone(),
-            Account::new(handle, ReplayWindow::default(), Some(src)),
-        );
+        self.create_account(&name, key, Some(src));
         self.ctx.metrics.registrations.inc();
         tracing::info!(%name, key = %key.fingerprint(), "registered");
         Answer::one(ServerBody::Registered { req, name })
+    }
+
+    /// A new account (its record is part of the current request's group).
+    fn create_account(&mut self, name: &str, key: PublicKey, notify: Option<SocketAddr>) {
+        let id = self.next_account;
+        self.next_account += 1;
+        self.records.push(Record::AccountCreated {
+            id,
+            name: name.to_owned(),
+            key,
+            notify,
+            at: unix_ms(),
+        });
+        let handle = Arc::new(AccountHandle::new(id, name.to_owned(), key));
+        self.ctx.keys.insert(handle.clone());
+        self.names.insert(id, name.to_owned());
+        self.tombstones.remove(name);
+        self.accounts.insert(
+            name.to_owned(),
+            Account::new(handle, ReplayWindow::default(), notify),
+        );
     }
 
     async fn deregister(&mut self, req: u64, name: &str) -> Answer {
@@ -1029,27 +1035,7 @@ impl Registry {
         if !self.accounts.contains_key(&catalog.seller) {
             let mut key = [0u8; 32];
             rand::fill(&mut key);
-            let id = self.next_account;
-            self.next_account += 1;
-            self.records.push(Record::AccountCreated {
-                id,
-                name: catalog.seller.clone(),
-                key: PublicKey(key),
-                notify: None,
-                at: unix_ms(),
-            });
-            let handle = Arc::new(AccountHandle::new(
-                id,
-                catalog.seller.clone(),
-                PublicKey(key),
-            ));
-            self.ctx.keys.insert(handle.clone());
-            self.names.insert(id, catalog.seller.clone());
-            self.tombstones.remove(&catalog.seller);
-            self.accounts.insert(
-                catalog.seller.clone(),
-                Account::new(handle, ReplayWindow::default(), None),
-            );
+            self.create_account(&catalog.seller, PublicKey(key), None);
             tracing::info!(seller = %catalog.seller, "created the catalog's seller account");
         }
         let (mut offered, mut skipped) = (0, 0);
