@@ -67,6 +67,31 @@ pub struct Received {
     pub body: ChannelBody,
 }
 
+/// Connects to `addr` (`host:port`) and completes the mutual-TLS handshake, within 10 s.
+pub(crate) async fn tls_connect(
+    connector: &TlsConnector,
+    addr: &str,
+) -> Result<TlsStream<TcpStream>> {
+    let (host, _) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| ClientError::Protocol(format!("'{addr}' is not host:port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| ClientError::Protocol(format!("'{host}' is not a valid server name")))?;
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        connector.connect(name, tcp).await
+    };
+    match timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => Err(tls_error(e)),
+        Err(_) => Err(ClientError::Tls(format!(
+            "no TLS handshake with {addr} within 10 s"
+        ))),
+    }
+}
+
 pub struct ItemChannel {
     writer: ChannelWriter,
     reader: ChannelReader,
@@ -81,26 +106,7 @@ impl ItemChannel {
     /// Connects to `channel` (`host:port`), completes the mutual-TLS handshake and reads the
     /// item's state.
     pub async fn open(connector: &TlsConnector, channel: &str) -> Result<ItemChannel> {
-        let (host, _) = channel
-            .rsplit_once(':')
-            .ok_or_else(|| ClientError::Protocol(format!("'{channel}' is not host:port")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|_| ClientError::Protocol(format!("'{host}' is not a valid server name")))?;
-        let connect = async {
-            let tcp = TcpStream::connect(channel).await?;
-            tcp.set_nodelay(true)?;
-            connector.connect(name, tcp).await
-        };
-        let tls = match timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return Err(tls_error(e)),
-            Err(_) => {
-                return Err(ClientError::Tls(format!(
-                    "no TLS handshake with {channel} within 10 s"
-                )))
-            }
-        };
+        let tls = tls_connect(connector, channel).await?;
         let (reader, writer) = tokio::io::split(tls);
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
@@ -391,6 +397,7 @@ fn placeholder_item() -> ItemView {
         channel: None,
         winner: None,
         price: None,
+        settle_port: None,
     }
 }
 

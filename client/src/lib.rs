@@ -6,9 +6,12 @@ pub mod channel;
 pub mod error;
 pub mod identity;
 pub mod session;
+pub mod settle;
 pub mod udp;
 
-use auction_protocol::udp::{check_sequence, AttachMode, RequestBody, SeqCheck, ServerBody};
+use auction_protocol::udp::{
+    check_sequence, AttachMode, NegotiateAnswer, RequestBody, SeqCheck, ServerBody,
+};
 use auction_protocol::{Cents, ItemView};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +22,7 @@ pub use channel::{BidResult, ChannelReader, ChannelWriter, ItemChannel, Offer, R
 pub use error::{ClientError, Result};
 pub use identity::Identity;
 pub use session::{ItemSession, Reconnect, SessionEvent};
+pub use settle::SettleConnection;
 pub use udp::UdpClient;
 
 /// What [`Client::next_update`] hands the application.
@@ -246,6 +250,24 @@ impl Client {
         }
     }
 
+    /// Answers NEGOTIATE-REQ for one of this account's items: `Some(min)` accepts with that
+    /// new, lower minimum, `None` refuses. Returns the new minimum, if any.
+    pub async fn negotiate(&self, item: u64, accept: Option<Cents>) -> Result<Option<Cents>> {
+        let body = RequestBody::Negotiate {
+            account: self.name()?,
+            item,
+            answer: match accept {
+                Some(_) => NegotiateAnswer::Accept,
+                None => NegotiateAnswer::Refuse,
+            },
+            min: accept,
+        };
+        match self.signed(body).await? {
+            ServerBody::Negotiated { min, .. } => Ok(min),
+            other => Err(refusal(other)),
+        }
+    }
+
     /// The current state of every item this account follows.
     pub async fn subscriptions(&self) -> Result<Vec<ItemView>> {
         let body = RequestBody::Subscriptions {
@@ -297,7 +319,8 @@ impl Client {
         }
     }
 
-    /// The next announcement for the application. WIN / SOLD / NOT-SOLD are acknowledged to
+    /// The next announcement for the application. Notices (WIN, SOLD, NOT-SOLD,
+    /// NEGOTIATE-REQ) are acknowledged to
     /// the server and handed over once each, however often they were retransmitted.
     ///
     /// Cancel-safe (it may lose a `select!`): a notice is queued for the application before
@@ -358,6 +381,26 @@ impl Client {
         ItemChannel::open(self.connector().await?, channel).await
     }
 
+    /// Looks the sold item up and connects to the settlement desk that completes its sale.
+    pub async fn open_settlement(&self, item: u64) -> Result<SettleConnection> {
+        let view = self.status(item).await?;
+        let Some(port) = view.settle_port else {
+            let message = match view.state {
+                auction_protocol::ItemState::Open => format!("item {item} is still open"),
+                auction_protocol::ItemState::Closed => {
+                    format!("item {item} closed without a bid: there is no sale to settle")
+                }
+            };
+            return Err(ClientError::Denied {
+                reason: auction_protocol::Reason::WrongState,
+                message,
+            });
+        };
+        // On the server's host, as the client addresses it (see `ItemView::settle_port`).
+        let addr = SocketAddr::new(self.udp.server().ip(), port).to_string();
+        SettleConnection::open(self.connector().await?, &addr).await
+    }
+
     /// Looks the item up and opens its bidding channel.
     pub async fn open_item(&self, item: u64) -> Result<ItemChannel> {
         let view = self.status(item).await?;
@@ -384,6 +427,9 @@ fn refusal(body: ServerBody) -> ClientError {
             reason, message, ..
         }
         | ServerBody::SubscriptionDenied {
+            reason, message, ..
+        }
+        | ServerBody::NegotiateDenied {
             reason, message, ..
         }
         | ServerBody::Error {

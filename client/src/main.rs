@@ -6,6 +6,7 @@ mod render;
 
 use anyhow::Result;
 use auction_client::{BidResult, Client, ClientError, ItemSession, Offer, Reconnect};
+use auction_protocol::settle::{SettleBody, SettleRequestBody, SettleState};
 use auction_protocol::udp::AttachMode;
 use auction_protocol::Cents;
 use auction_protocol::Reason;
@@ -90,6 +91,47 @@ enum Command {
     Subscribe { item: u64 },
     /// Stop following an item.
     Unsubscribe { item: u64 },
+    /// Answer the server's request to negotiate (sent when your item has had no bid by half
+    /// its time): lower the minimum, or keep it.
+    #[command(group(clap::ArgGroup::new("answer").required(true).args(["accept", "refuse"])))]
+    Negotiate {
+        item: u64,
+        /// The new, lower minimum, e.g. 7.50.
+        #[arg(long, value_parser = parse_amount)]
+        accept: Option<Cents>,
+        /// Keep the minimum as it is.
+        #[arg(long)]
+        refuse: bool,
+    },
+    /// Complete a sale over TLS: as the buyer give a shipping name and address, as the seller
+    /// a contact; shows the other side's once given. Asks for what is missing when run in a
+    /// terminal. Never give a payment card number: it is refused.
+    Settle {
+        item: u64,
+        /// Buyer: the name to ship to.
+        #[arg(long)]
+        name: Option<String>,
+        /// Buyer: the address to ship to.
+        #[arg(long)]
+        address: Option<String>,
+        /// Seller: how the buyer reaches you (e-mail, phone).
+        #[arg(long)]
+        contact: Option<String>,
+        /// Seller, after the buyer let the sale lapse: offer the item to the best remaining
+        /// bidder at that bidder's highest bid.
+        #[arg(long)]
+        second_chance: bool,
+        /// Take a second-chance offer made to you (you become the buyer).
+        #[arg(long, conflicts_with = "decline_offer")]
+        accept_offer: bool,
+        /// Turn a second-chance offer down.
+        #[arg(long)]
+        decline_offer: bool,
+        /// Stay connected and print what the other side does until the sale is settled or
+        /// cancelled.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Print announcements (new items, subscribed items' bids, wins, sales) as they arrive.
     Watch,
     /// Interactive: the same commands, with announcements printed as they arrive.
@@ -244,6 +286,42 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
             out.unsubscribed(item);
         }
         Command::Status { item } => out.status(&client.status(item).await?),
+        Command::Settle {
+            item,
+            name,
+            address,
+            contact,
+            second_chance,
+            accept_offer,
+            decline_offer,
+            wait,
+        } => {
+            let details = Details {
+                name,
+                address,
+                contact,
+            };
+            let answer = if accept_offer || decline_offer {
+                Some(accept_offer)
+            } else {
+                None
+            };
+            let prompt = !in_shell && std::io::IsTerminal::is_terminal(&std::io::stdin());
+            settle(
+                client,
+                item,
+                details,
+                second_chance,
+                answer,
+                wait,
+                prompt,
+                out,
+            )
+            .await?;
+        }
+        Command::Negotiate { item, accept, .. } => {
+            out.negotiated(item, client.negotiate(item, accept).await?)
+        }
         Command::Bid {
             item,
             amount,
@@ -281,6 +359,108 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
         )),
     }
     Ok(Done::Ok)
+}
+
+/// What `settle` was given on the command line.
+struct Details {
+    name: Option<String>,
+    address: Option<String>,
+    contact: Option<String>,
+}
+
+/// `settle`: where the sale stands, the request the flags ask for, and the details the
+/// server asks for (from the flags, or typed in when `prompt`).
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    client: &Client,
+    item: u64,
+    mut details: Details,
+    second_chance: bool,
+    answer_offer: Option<bool>,
+    wait: bool,
+    prompt: bool,
+    out: Out,
+) -> Result<()> {
+    let mut conn = client.open_settlement(item).await?;
+    let mut answer = match answer_offer {
+        Some(accept) => {
+            conn.request(SettleRequestBody::AnswerOffer { item, accept })
+                .await?
+        }
+        None => conn.request(SettleRequestBody::Open { item }).await?,
+    };
+    if second_chance {
+        answer = conn
+            .request(SettleRequestBody::SecondChance { item })
+            .await?;
+    }
+    if let SettleBody::InformReq { need, .. } = &answer {
+        // Where it stands, before asking (with flags, only the outcome is shown).
+        let given = |field: &str| match field {
+            "name" => details.name.is_some(),
+            "address" => details.address.is_some(),
+            _ => details.contact.is_some(),
+        };
+        if out.json || (prompt && !need.iter().all(|f| given(f))) {
+            out.settle_message(&answer);
+        }
+        let inform = |field: &str, given: &mut Option<String>| -> Result<Option<String>> {
+            if !need.iter().any(|n| n == field) {
+                return Ok(None);
+            }
+            if let Some(v) = given.take() {
+                return Ok(Some(v));
+            }
+            if !prompt {
+                anyhow::bail!(ClientError::Local(format!(
+                    "the server asks for your {field}: give --{field} (or run `settle` in a terminal to be asked)"
+                )));
+            }
+            Ok(Some(ask(field)?))
+        };
+        let name = inform("name", &mut details.name)?;
+        let address = inform("address", &mut details.address)?;
+        let contact = inform("contact", &mut details.contact)?;
+        answer = conn
+            .request(SettleRequestBody::Inform {
+                item,
+                name,
+                address,
+                contact,
+            })
+            .await?;
+    }
+    out.settle_message(&answer);
+    if wait {
+        while !matches!(&answer, SettleBody::Settlement { settlement, .. }
+            if matches!(settlement.state, SettleState::Settled | SettleState::Cancelled))
+        {
+            match conn.next_push().await {
+                Some(msg) => {
+                    answer = msg?;
+                    out.settle_message(&answer);
+                }
+                None => break,
+            }
+        }
+    }
+    conn.close().await;
+    Ok(())
+}
+
+/// Reads one settlement field typed at the terminal.
+fn ask(field: &str) -> Result<String> {
+    use std::io::Write;
+    let label = match field {
+        "name" => "Name to ship to",
+        "address" => "Address to ship to (one line)",
+        _ => "How the buyer reaches you (e-mail or phone)",
+    };
+    print!("{label}: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
 }
 
 /// A fresh id for a bid, so a resent bid is never counted twice.
@@ -447,4 +627,4 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     Ok(())
 }
 
-const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | subscribe ITEM | unsubscribe ITEM |\nbid ITEM AMOUNT | bid ITEM --max AMOUNT (then follows the item) | help | quit";
+const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | subscribe ITEM | unsubscribe ITEM |\nnegotiate ITEM --accept AMOUNT | negotiate ITEM --refuse |\nsettle ITEM [--name N --address A | --contact C] [--second-chance] [--accept-offer] |\nbid ITEM AMOUNT | bid ITEM --max AMOUNT (then follows the item) | help | quit";

@@ -3,8 +3,9 @@
 
 use auction_client::{BidResult, SessionEvent, Update};
 use auction_protocol::channel::ChannelBody;
+use auction_protocol::settle::{Role, SettleBody, SettleState, SettlementView};
 use auction_protocol::udp::ServerBody;
-use auction_protocol::{ItemState, ItemView};
+use auction_protocol::{Cents, ItemState, ItemView};
 use serde_json::json;
 
 #[derive(Clone, Copy)]
@@ -19,20 +20,24 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// "in 4m 12s" / "ended".
+/// "in 4m 12s" / "ending now".
 pub fn until(ends_at: u64) -> String {
     let left = ends_at.saturating_sub(now_ms()) / 1000;
     if left == 0 {
         return "ending now".into();
     }
-    let (d, h, m, s) = (left / 86400, left / 3600 % 24, left / 60 % 60, left % 60);
-    let text = match (d, h, m) {
+    format!("in {}", render_secs(left))
+}
+
+/// "4m 12s", "2h 05m", "1d 3h".
+pub fn render_secs(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) => format!("{m}m {s:02}s"),
         (0, _, _) => format!("{h}h {m:02}m"),
         _ => format!("{d}d {h}h"),
-    };
-    format!("in {text}")
+    }
 }
 
 impl Out {
@@ -233,6 +238,9 @@ impl Out {
                 println!("Item {item}: sold to {winner} for {amount}.")
             }
             ChannelBody::NotSold { item } => println!("Item {item}: not sold (no bids)."),
+            ChannelBody::PriceAdjustment { item, min, .. } => {
+                println!("Item {item}: the seller lowered the minimum to {min}.")
+            }
             ChannelBody::Error { message, .. } => println!("The server says: {message}."),
             ChannelBody::State { item, .. } => self.status(item),
             ChannelBody::BidAccepted {
@@ -320,7 +328,7 @@ impl Out {
                 seller,
                 ..
             } => println!(
-                "You won item {item} \"{description}\" for {amount}. The seller is {seller}."
+                "You won item {item} \"{description}\" for {amount}. The seller is {seller}. Give your shipping details with `settle {item}`."
             ),
             ServerBody::Sold {
                 item,
@@ -329,7 +337,7 @@ impl Out {
                 winner,
                 ..
             } => {
-                println!("Your item {item} \"{description}\" sold to {winner} for {amount}.")
+                println!("Your item {item} \"{description}\" sold to {winner} for {amount}. Give the buyer a contact with `settle {item}`.")
             }
             ServerBody::NotSold {
                 item, description, ..
@@ -355,6 +363,53 @@ impl Out {
             ServerBody::ItemClosed { item, .. } => {
                 println!("Item {item} closed: not sold.")
             }
+            ServerBody::NegotiateReq {
+                item,
+                description,
+                min,
+                time_left,
+                ..
+            } => println!(
+                "Your item {item} \"{description}\" has had no bid in half its time ({} left, \
+                 minimum {min}). Lower the minimum with `negotiate {item} --accept AMOUNT`, or \
+                 keep it with `negotiate {item} --refuse`.",
+                render_secs(*time_left)
+            ),
+            ServerBody::PriceAdjustment { item, min, .. } => {
+                println!("Item {item}: the seller lowered the minimum to {min}.")
+            }
+            ServerBody::Settled {
+                item, description, ..
+            } => println!(
+                "The sale of item {item} \"{description}\" is settled: `settle {item}` shows the details."
+            ),
+            ServerBody::SettleCancelled {
+                item,
+                description,
+                why,
+                ..
+            } => {
+                let what = match why.as_str() {
+                    "buyer-timeout" => "the buyer gave no shipping details in time, so the sale is cancelled",
+                    "offer-lapsed" => "the second-chance offer was not answered in time",
+                    "offer-declined" => "the second-chance offer was declined",
+                    _ => "the settlement was cancelled",
+                };
+                println!(
+                    "Item {item} \"{description}\": {what}. The seller may offer it to another bidder: `settle {item} --second-chance`."
+                )
+            }
+            ServerBody::SecondChance {
+                item,
+                description,
+                amount,
+                seller,
+                deadline,
+                ..
+            } => println!(
+                "{seller} offers you item {item} \"{description}\" for {amount}, your highest bid (second chance); answer {}: `settle {item} --accept-offer` or `--decline-offer`.",
+                until(*deadline)
+            ),
             other => println!("{other:?}"),
         }
     }
@@ -402,6 +457,100 @@ impl Out {
             self.line(json!({"subscribed": false, "item": item}));
         } else {
             println!("Unsubscribed from item {item}.");
+        }
+    }
+
+    /// A message from the settlement desk.
+    pub fn settle_message(&self, msg: &SettleBody) {
+        if self.json {
+            self.line(serde_json::to_value(msg).unwrap_or_default());
+            return;
+        }
+        match msg {
+            SettleBody::InformReq { settlement, .. }
+            | SettleBody::Settlement { settlement, .. } => self.settlement(settlement),
+            SettleBody::ShippingInfo {
+                item,
+                buyer,
+                name,
+                address,
+            } => println!(
+                "Item {item}: {buyer} gave the shipping details. Ship to: {name}, {}.",
+                address.replace('\n', ", ")
+            ),
+            SettleBody::Error { message, .. } => println!("The server says: {message}."),
+        }
+    }
+
+    fn settlement(&self, s: &SettlementView) {
+        let item = s.item;
+        let head = format!("Item {item} \"{}\"", s.description);
+        let due = s.deadline.map(until).unwrap_or_default();
+        match (s.role, s.state) {
+            (Role::Offered, SettleState::Offered) => println!(
+                "{head}: {} offers it to you for {} (second chance), answer {due}: \
+                 `settle {item} --accept-offer` or `--decline-offer`.",
+                s.seller, s.amount
+            ),
+            (Role::Offered, _) => println!("{head}: the offer is no longer open to you."),
+            (Role::Buyer, _) => {
+                println!("{head}: you bought it from {} for {}.", s.seller, s.amount);
+                match &s.shipping {
+                    Some(ship) => println!(
+                        "  Shipping to: {}, {}.",
+                        ship.name,
+                        ship.address.replace('\n', ", ")
+                    ),
+                    None => println!(
+                        "  Give your shipping name and address {due}, or the sale is cancelled."
+                    ),
+                }
+                match &s.contact {
+                    Some(c) => println!("  The seller's contact: {c}. Arrange payment with them directly; never send a card number."),
+                    None => println!("  Waiting for the seller's contact."),
+                }
+                if s.state == SettleState::Settled {
+                    println!("  Settled.");
+                }
+            }
+            (Role::Seller, SettleState::Cancelled) => println!(
+                "{head}: cancelled; the buyer did not answer in time (or the offer lapsed). \
+                 `settle {item} --second-chance` offers it to the best remaining bidder."
+            ),
+            (Role::Seller, SettleState::Offered) => println!(
+                "{head}: offered to another bidder for {} (second chance); waiting for the answer.",
+                s.amount
+            ),
+            (Role::Seller, _) => {
+                let buyer = s.buyer.as_deref().unwrap_or("-");
+                println!("{head}: sold to {buyer} for {}.", s.amount);
+                match &s.shipping {
+                    Some(ship) => println!(
+                        "  Ship to: {}, {}.",
+                        ship.name,
+                        ship.address.replace('\n', ", ")
+                    ),
+                    None => println!("  Waiting for the buyer's shipping details ({due})."),
+                }
+                match &s.contact {
+                    Some(c) => println!("  Your contact, given to the buyer: {c}."),
+                    None => println!("  Give a contact for the buyer (e-mail or phone)."),
+                }
+                if s.state == SettleState::Settled {
+                    println!("  Settled.");
+                }
+            }
+        }
+    }
+
+    pub fn negotiated(&self, item: u64, min: Option<Cents>) {
+        if self.json {
+            self.line(json!({"item": item, "accepted": min.is_some(), "min": min}));
+            return;
+        }
+        match min {
+            Some(min) => println!("Item {item}: the minimum is now {min}; bidders have been told."),
+            None => println!("Item {item}: you kept the minimum."),
         }
     }
 

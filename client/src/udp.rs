@@ -57,6 +57,11 @@ impl Drop for UdpClient {
 }
 
 impl UdpClient {
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
     pub async fn connect(server: SocketAddr) -> Result<UdpClient> {
         UdpClient::connect_from(server, None).await
     }

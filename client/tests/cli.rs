@@ -484,3 +484,124 @@ async fn any_command_from_another_address_logs_in_there() {
         "only the first command moves them: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_seller_sees_the_negotiation_request_in_watch_and_answers_it() {
+    let env = start().await;
+    env.register(&["alice", "bob"]).await;
+    let (mut watch, mut lines) = env.spawn_lines("alice", &["--json", "watch"]);
+    let mut seen = vec![];
+    until_type(&mut lines, "watching", &mut seen).await;
+    let offer = env
+        .json(
+            "alice",
+            &["offer", "Kite", "--min", "8", "--duration", "4s"],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+    // Neither answer, or both, is a usage error; bob cannot answer for alice's item.
+    assert_eq!(env.run("alice", &["negotiate", &item]).await.0, 2);
+    let both = ["negotiate", &item, "--accept", "5", "--refuse"];
+    assert_eq!(env.run("alice", &both).await.0, 2);
+    let (code, _, stderr) = env.run("alice", &["negotiate", &item, "--refuse"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("has not been offered for negotiation"),
+        "{stderr}"
+    );
+
+    let req = until_type(&mut lines, "negotiate-req", &mut seen).await;
+    assert_eq!(req["item"].as_u64().unwrap().to_string(), item);
+    assert_eq!(req["min"], Value::from(800));
+    let (code, _, stderr) = env.run("bob", &["negotiate", &item, "--accept", "5"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not 'bob''s"), "{stderr}");
+    let (code, stdout, _) = env
+        .run("alice", &["negotiate", &item, "--accept", "5.50"])
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!("Item {item}: the minimum is now 5.50; bidders have been told.")
+    );
+    let status = env.json("bob", &["status", &item]).await;
+    assert_eq!(status["min"], Value::from(550));
+    watch.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn settle_from_the_command_line_with_flags() {
+    let env = start().await;
+    env.register(&["alice", "bob", "carol"]).await;
+    let offer = env
+        .json(
+            "alice",
+            &["offer", "Chair", "--min", "4", "--duration", "1s"],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+    assert_eq!(env.run("bob", &["bid", &item, "4.50"]).await.0, 0);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while env.json("bob", &["status", &item]).await["state"] != "closed" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the item closes");
+
+    // Not a party; the details missing without a terminal to ask in; a card number.
+    let (code, _, stderr) = env.run("carol", &["settle", &item]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not the buyer or the seller"), "{stderr}");
+    let (code, _, stderr) = env.run("bob", &["settle", &item]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("give --name"), "{stderr}");
+    let card = [
+        "settle",
+        &item,
+        "--name",
+        "Bob",
+        "--address",
+        "5500-0000-0000-0004",
+    ];
+    let (code, _, stderr) = env.run("bob", &card).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("payment card number"), "{stderr}");
+
+    let ship = [
+        "settle",
+        &item,
+        "--name",
+        "Bob Baker",
+        "--address",
+        "1 Main St",
+    ];
+    let (code, stdout, _) = env.run("bob", &ship).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("you bought it from alice for 4.50"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Waiting for the seller's contact"),
+        "{stdout}"
+    );
+    let done = env
+        .json(
+            "alice",
+            &["settle", &item, "--contact", "alice@example.org"],
+        )
+        .await;
+    // The first line is the request for the contact, the answer follows.
+    assert_eq!(done["type"], "inform-req");
+    let (code, stdout, _) = env.run("alice", &["--json", "settle", &item]).await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["settlement"]["state"], "settled");
+    assert_eq!(v["settlement"]["shipping"]["name"], "Bob Baker");
+    let (_, stdout, _) = env.run("bob", &["settle", &item]).await;
+    assert!(
+        stdout.contains("The seller's contact: alice@example.org"),
+        "{stdout}"
+    );
+}

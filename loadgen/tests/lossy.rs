@@ -163,7 +163,11 @@ async fn win_sold_and_not_sold_reach_the_application_exactly_once() {
             }
             tokio::select! {
                 msg = c.next_announcement() => {
-                    if let Some(m) = msg.filter(|m| m.notice().is_some()) {
+                    // The result notices; a NEGOTIATE-REQ for the unbid item is not one.
+                    let result = |m: &ServerBody| {
+                        m.notice().is_some() && !matches!(m, ServerBody::NegotiateReq { .. })
+                    };
+                    if let Some(m) = msg.filter(result) {
                         got.push(m);
                         if got.len() >= expected && quiet_until.is_none() {
                             quiet_until = Some(tokio::time::Instant::now() + Duration::from_secs(2));

@@ -86,6 +86,13 @@ pub enum ChannelBody {
         bidder: String,
         ends_at: u64,
     },
+    /// The seller lowered the minimum (an accepted negotiation); `next_min` is the smallest
+    /// bid accepted now.
+    PriceAdjustment {
+        item: u64,
+        min: Cents,
+        next_min: Cents,
+    },
     /// Bidding has ended. `sold-to` or `not-sold` follows, then the server closes the channel.
     BidOver {
         item: u64,
@@ -128,6 +135,12 @@ struct Header {
 
 /// Decodes one line from a client (without its newline).
 pub fn decode_request(line: &str) -> Result<ChannelRequest, LineError> {
+    decode_versioned(line)
+}
+
+/// Decodes one client line of any TLS plane (the channel, settlement): version first, so an
+/// unknown version is named as such, then the request.
+pub fn decode_versioned<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, LineError> {
     let header: Header = serde_json::from_str(line).map_err(|e| LineError {
         reason: Reason::Malformed,
         req: None,

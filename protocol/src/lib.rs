@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod limits;
 pub mod money;
 pub mod names;
+pub mod settle;
 pub mod sign;
 pub mod udp;
 
@@ -76,6 +77,24 @@ pub enum Reason {
     IdleTimeout,
     AccountGone,
     InvalidBidId,
+    // --- settlement ---
+    /// The account is neither the buyer, the seller nor the bidder offered a second chance.
+    NotAParty,
+    /// The request does not fit where the settlement stands (the message says where).
+    WrongState,
+    /// A settlement field is empty, too long or holds control characters.
+    InvalidInfo,
+    /// A settlement field looks like a payment card number: never sent, never stored.
+    CardNumber,
+    /// No bidder is left to offer a second chance to.
+    NoRunnerUp,
+    // --- negotiate ---
+    /// The account is not the item's seller.
+    NotYourItem,
+    /// No negotiation request is open for the item (none was sent, or it was answered).
+    NotNegotiable,
+    /// The item has a bid now: its minimum no longer matters.
+    HasBids,
     /// `attach` in `keep` mode: the account has logged in from another address since.
     Moved,
     /// A code this build does not know (sent by a newer peer).
@@ -130,6 +149,11 @@ pub struct ItemView {
     /// Present once closed and sold: the price paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<Cents>,
+    /// Present once closed and sold: the TCP port of the server's settlement desk (on the
+    /// host the client sends UDP to), where buyer and seller complete the sale (see
+    /// `settle`). A port, not `host:port`, so the largest closed item still fits a datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_port: Option<u16>,
 }
 
 #[cfg(test)]

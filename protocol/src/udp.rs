@@ -2,7 +2,8 @@
 //!
 //! Requests carry `v`, `type`, `req` and, once the client has one, `cookie`. Requests that act
 //! for an account (all but `list` and `status`) are wrapped in the signed layout of
-//! [`crate::sign`]. Answers echo `req`; announcements (`new-item`, `win`, `sold`, `not-sold`)
+//! [`crate::sign`]. Answers echo `req`; announcements (`new-item`, `bid-update`,
+//! `price-adjustment`, `item-closed`) and notices (`win`, `sold`, `not-sold`, `negotiate-req`)
 //! carry none.
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,24 @@ pub enum RequestBody {
     /// The current state of every item this account is subscribed to, answered like `list`
     /// (after a gap in announcement numbers). Signed.
     Subscriptions { account: String },
+    /// The seller's answer to NEGOTIATE-REQ: `accept` with a new, lower minimum `min`, or
+    /// `refuse`. Signed.
+    Negotiate {
+        account: String,
+        item: u64,
+        answer: NegotiateAnswer,
+        /// The new minimum; required with `accept`, absent with `refuse`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<Cents>,
+    },
+}
+
+/// How a seller answers NEGOTIATE-REQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NegotiateAnswer {
+    Accept,
+    Refuse,
 }
 
 impl RequestBody {
@@ -75,7 +94,8 @@ impl RequestBody {
             | RequestBody::Ack { account, .. }
             | RequestBody::Subscribe { account, .. }
             | RequestBody::Unsubscribe { account, .. }
-            | RequestBody::Subscriptions { account } => Some(account),
+            | RequestBody::Subscriptions { account }
+            | RequestBody::Negotiate { account, .. } => Some(account),
             RequestBody::List | RequestBody::Status { .. } => None,
         }
     }
@@ -191,6 +211,18 @@ pub enum ServerBody {
         req: u64,
         item: u64,
     },
+    /// The answer to `negotiate` was taken: `min` is the new minimum (accepted), or null
+    /// (refused).
+    Negotiated {
+        req: u64,
+        item: u64,
+        min: Option<Cents>,
+    },
+    NegotiateDenied {
+        req: u64,
+        reason: Reason,
+        message: String,
+    },
     /// A request that could not be taken at all (malformed, bad signature, unknown item...).
     Error {
         req: Option<u64>,
@@ -242,6 +274,50 @@ pub enum ServerBody {
         item: u64,
         description: String,
     },
+    /// To the seller: the item has had no bid by half its time. Answer with `negotiate`.
+    NegotiateReq {
+        notice: u64,
+        item: u64,
+        description: String,
+        /// The minimum now.
+        min: Cents,
+        ends_at: u64,
+        /// Seconds left when the request was made (`ends_at` is the exact end).
+        time_left: u64,
+    },
+    /// A sale is settled: both sides have given their details. Read them with `settle`.
+    Settled {
+        notice: u64,
+        item: u64,
+        description: String,
+    },
+    /// A sale's settlement was cancelled or an offer lapsed: `why` is `buyer-timeout` (the
+    /// buyer gave no shipping details in time), `offer-lapsed` (a second-chance offer was not
+    /// answered in time) or `offer-declined`.
+    SettleCancelled {
+        notice: u64,
+        item: u64,
+        description: String,
+        why: String,
+    },
+    /// To a bidder: the seller offers the item at `amount` (its highest bid) after the sale
+    /// to the winner was cancelled. Answer with `settle` by `deadline`.
+    SecondChance {
+        notice: u64,
+        item: u64,
+        description: String,
+        amount: Cents,
+        seller: String,
+        deadline: u64,
+    },
+    /// A subscribed item's seller lowered its minimum (an accepted negotiation).
+    PriceAdjustment {
+        seq: u64,
+        epoch: u64,
+        item: u64,
+        min: Cents,
+        ends_at: u64,
+    },
 }
 
 impl ServerBody {
@@ -262,14 +338,21 @@ impl ServerBody {
             | Acked { req, .. }
             | Subscribed { req, .. }
             | SubscriptionDenied { req, .. }
-            | Unsubscribed { req, .. } => Some(*req),
+            | Unsubscribed { req, .. }
+            | Negotiated { req, .. }
+            | NegotiateDenied { req, .. } => Some(*req),
             Error { req, .. } => *req,
             NewItem { .. }
             | BidUpdate { .. }
             | ItemClosed { .. }
+            | PriceAdjustment { .. }
             | Win { .. }
             | Sold { .. }
-            | NotSold { .. } => None,
+            | NotSold { .. }
+            | NegotiateReq { .. }
+            | Settled { .. }
+            | SettleCancelled { .. }
+            | SecondChance { .. } => None,
         }
     }
 
@@ -281,7 +364,8 @@ impl ServerBody {
         match self {
             ServerBody::NewItem { seq, epoch, .. }
             | ServerBody::BidUpdate { seq, epoch, .. }
-            | ServerBody::ItemClosed { seq, epoch, .. } => Some((*epoch, *seq)),
+            | ServerBody::ItemClosed { seq, epoch, .. }
+            | ServerBody::PriceAdjustment { seq, epoch, .. } => Some((*epoch, *seq)),
             _ => None,
         }
     }
@@ -291,7 +375,11 @@ impl ServerBody {
         match self {
             ServerBody::Win { notice, .. }
             | ServerBody::Sold { notice, .. }
-            | ServerBody::NotSold { notice, .. } => Some(*notice),
+            | ServerBody::NotSold { notice, .. }
+            | ServerBody::NegotiateReq { notice, .. }
+            | ServerBody::Settled { notice, .. }
+            | ServerBody::SettleCancelled { notice, .. }
+            | ServerBody::SecondChance { notice, .. } => Some(*notice),
             _ => None,
         }
     }
@@ -487,7 +575,7 @@ mod tests {
 
     /// The largest item a server can describe: 2^53 item numbers, 4-byte characters, longest
     /// names and amounts, an end time 250 years out. Open items have a channel and no result;
-    /// closed ones the reverse.
+    /// closed ones the reverse, and the settlement desk's address.
     fn worst_item(n: u64) -> ItemView {
         ItemView {
             item: (1 << 53) - n,
@@ -502,6 +590,7 @@ mod tests {
             channel: Some("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".into()),
             winner: None,
             price: None,
+            settle_port: None,
         }
     }
 
@@ -511,6 +600,7 @@ mod tests {
             channel: None,
             winner: Some("w".repeat(MAX_NAME_LEN)),
             price: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
+            settle_port: Some(65535),
             ..worst_item(0)
         }
     }
@@ -650,6 +740,7 @@ mod tests {
                 channel: Some("127.0.0.1:40000".into()),
                 winner: None,
                 price: None,
+                settle_port: None,
                 bidder: None,
                 highest: None,
                 state: ItemState::Open,

@@ -33,6 +33,18 @@ pub fn next_min(min: Cents, highest: Option<Cents>, increment: Cents) -> Cents {
     }
 }
 
+/// When an item with no bid is offered to its seller for negotiation: half its time after it
+/// was offered (Unix ms).
+pub fn negotiate_at(offered_at: u64, ends_at: u64) -> u64 {
+    offered_at + ends_at.saturating_sub(offered_at) / 2
+}
+
+/// Whether a negotiation request is due for an item: its time has come, it has had no bid, and
+/// it is still open.
+pub fn negotiation_due(now: u64, negotiate_at: u64, ends_at: u64, has_bid: bool) -> bool {
+    !has_bid && now >= negotiate_at && now < ends_at
+}
+
 /// The leading bid.
 #[derive(Debug, Clone)]
 pub struct Lead {
@@ -149,6 +161,34 @@ impl Auction {
 
     pub fn is_over(&self, now_ms: u64) -> bool {
         now_ms >= self.ends_at
+    }
+
+    /// The seller accepted a negotiation: the minimum becomes `min`. Only while no one has
+    /// bid, the auction runs, and `min` is lower than the minimum now (and not zero).
+    pub fn lower_min(&mut self, min: Cents, now_ms: u64) -> Result<(), (Reason, String)> {
+        if self.is_over(now_ms) {
+            return Err((Reason::AuctionOver, "the auction has ended".into()));
+        }
+        if let Some(l) = &self.lead {
+            return Err((
+                Reason::HasBids,
+                format!(
+                    "the item has a bid of {} now; its minimum no longer matters",
+                    l.amount
+                ),
+            ));
+        }
+        if min.0 == 0 || min >= self.min {
+            return Err((
+                Reason::InvalidAmount,
+                format!(
+                    "the new minimum must be above 0 and below the minimum now, {}",
+                    self.min
+                ),
+            ));
+        }
+        self.min = min;
+        Ok(())
     }
 
     /// The first outcome of a bid id this account already used, if any.
@@ -358,6 +398,45 @@ mod tests {
             Outcome::Rejected { reason, .. } => Some(*reason),
             _ => None,
         }
+    }
+
+    #[test]
+    fn negotiation_is_due_at_half_the_time_only_without_bids() {
+        // Offered at t = 100 s for 300 s: due at 250 s.
+        let at = negotiate_at(100_000, 400_000);
+        assert_eq!(at, 250_000);
+        assert!(!negotiation_due(249_999, at, 400_000, false));
+        assert!(negotiation_due(250_000, at, 400_000, false));
+        assert!(!negotiation_due(250_000, at, 400_000, true), "it has a bid");
+        assert!(
+            !negotiation_due(400_000, at, 400_000, false),
+            "it has ended"
+        );
+    }
+
+    #[test]
+    fn only_a_lower_minimum_of_an_unbid_running_auction_is_taken() {
+        let mut a = auction();
+        let refused = |r: Result<(), (Reason, String)>| r.unwrap_err().0;
+        assert_eq!(refused(a.lower_min(Cents(1000), 1)), Reason::InvalidAmount);
+        assert_eq!(refused(a.lower_min(Cents(0), 1)), Reason::InvalidAmount);
+        assert_eq!(
+            refused(a.lower_min(Cents(500), 300_000)),
+            Reason::AuctionOver
+        );
+        a.lower_min(Cents(600), 1).unwrap();
+        assert_eq!(a.next_min(), Cents(600));
+        assert_eq!(
+            reason(&a.bid(&who(2), Offer::Amount(Cents(599)), None, 2)),
+            Some(Reason::TooLow)
+        );
+        assert!(accepted(&a.bid(
+            &who(2),
+            Offer::Amount(Cents(600)),
+            None,
+            2
+        )));
+        assert_eq!(refused(a.lower_min(Cents(500), 3)), Reason::HasBids);
     }
 
     #[test]

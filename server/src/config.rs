@@ -74,6 +74,11 @@ pub struct Config {
     pub recovery_grace: Duration,
     /// Items the house offers at start (`--catalog`), skipping those offered before.
     pub catalog: Option<crate::catalog::Catalog>,
+    /// How long a buyer has to give shipping details after a sale (and a bidder to answer a
+    /// second-chance offer) before it is cancelled.
+    pub settle_timeout: Duration,
+    /// The settlement listener's port (0: any free port).
+    pub settle_port: u16,
 }
 
 impl Default for Config {
@@ -97,6 +102,8 @@ impl Default for Config {
             notice_tries: 8,
             recovery_grace: Duration::from_secs(60),
             catalog: None,
+            settle_timeout: Duration::from_secs(24 * 3600),
+            settle_port: 0,
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::accounts::{AccountHandle, AccountId, KeyDirectory};
 use crate::auction::{self, Auction, Decision, Lead, Offer, Outcome, Rules};
 use crate::config::Config;
 use crate::connection;
+use crate::settlement::Party;
 use crate::storage::{wait_durable, NoticeKind, NoticeRecord, Outbox, Record, Storage};
 use crate::unix_ms;
 
@@ -52,6 +53,9 @@ pub struct ItemContext {
     pub refusals: Arc<tokio::sync::Semaphore>,
     /// The next row of the connection log (`Record::ChannelOpened`).
     pub next_session: std::sync::atomic::AtomicU64,
+    /// Where sold items are settled: the desk, and its address (for the item's view).
+    pub desk: mpsc::Sender<crate::settle_desk::DeskCmd>,
+    pub settle_port: u16,
 }
 
 /// The registry's view of an item to run: a new one, or one resumed after a restart.
@@ -80,13 +84,25 @@ pub struct ItemClosed {
     pub result: Option<(String, Cents)>,
 }
 
-/// A durable new highest bid of an item that has subscribers (for BID-UPDATE).
+/// A durable change of an item that has subscribers: a new highest bid (BID-UPDATE) or a
+/// lowered minimum (PRICE-ADJUSTMENT).
 #[derive(Debug, Clone)]
 pub struct ItemUpdate {
     pub item: u64,
-    pub amount: Cents,
-    pub bidder: String,
-    pub ends_at: u64,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    Highest {
+        amount: Cents,
+        bidder: String,
+        ends_at: u64,
+    },
+    Min {
+        min: Cents,
+        ends_at: u64,
+    },
 }
 
 /// What the registry and an item task share about the item's subscribers.
@@ -133,6 +149,12 @@ pub enum ItemCmd {
     AccountGone {
         account: AccountId,
     },
+    /// The seller accepted a negotiation: lower the minimum to `min` (see
+    /// `Auction::lower_min`). Answered once the change is appended to storage.
+    LowerMin {
+        min: Cents,
+        reply: oneshot::Sender<Result<(), (Reason, String)>>,
+    },
 }
 
 /// How the registry reaches an item.
@@ -161,6 +183,8 @@ enum Out {
         bidder: String,
         ends_at: u64,
     },
+    /// A lowered minimum: the view and PRICE-ADJUSTMENT on the channel and to subscribers.
+    Min(Cents),
 }
 
 struct ItemTask {
@@ -198,6 +222,7 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ItemContext
         channel: spec.channel.clone(),
         winner: None,
         price: None,
+        settle_port: None,
     };
     let highest = spec.lead.as_ref().map(|l| {
         Arc::from(channel::encode_line(ChannelBody::Highest {
@@ -375,6 +400,20 @@ impl ItemTask {
             ItemCmd::Leader { reply } => {
                 let _ = reply.send(self.auction.lead().map(|l| l.bidder.id));
             }
+            ItemCmd::LowerMin { min, reply } => {
+                let now = unix_ms();
+                let result = self.auction.lower_min(min, now);
+                if result.is_ok() {
+                    self.ctx.storage.append(vec![Record::Negotiated {
+                        item: self.id,
+                        min: Some(min),
+                        at: now,
+                    }]);
+                    tracing::info!(%min, "the seller lowered the minimum");
+                    self.emit(Out::Min(min));
+                }
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -495,17 +534,38 @@ impl ItemTask {
                     ends_at,
                 });
                 self.highest.send_replace(Some(Arc::from(line)));
-                if self.watchers.count.load(Ordering::Relaxed) > 0 {
-                    let update = ItemUpdate {
+                self.report(Change::Highest {
+                    amount,
+                    bidder,
+                    ends_at,
+                });
+            }
+            Out::Min(min) => {
+                self.view.send_modify(|v| v.min = min);
+                let (next_min, ends_at) = (self.auction.next_min(), self.auction.ends_at);
+                let conns: Vec<u64> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    let body = ChannelBody::PriceAdjustment {
                         item: self.id,
-                        amount,
-                        bidder,
-                        ends_at,
+                        min,
+                        next_min,
                     };
-                    if self.ctx.updates.try_send(update).is_err() {
-                        self.watchers.missed.store(true, Ordering::Relaxed);
-                    }
+                    self.send(conn, body);
                 }
+                self.report(Change::Min { min, ends_at });
+            }
+        }
+    }
+
+    /// Tells the registry about a durable change, for the subscribers (if there are any).
+    fn report(&mut self, change: Change) {
+        if self.watchers.count.load(Ordering::Relaxed) > 0 {
+            let update = ItemUpdate {
+                item: self.id,
+                change,
+            };
+            if self.ctx.updates.try_send(update).is_err() {
+                self.watchers.missed.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -625,7 +685,7 @@ impl ItemTask {
             id: kind.id(item),
             account,
             item,
-            kind,
+            kind: kind.as_str(),
             datagram: udp::encode(body),
         };
         match lead {
@@ -693,11 +753,30 @@ impl ItemTask {
             result: lead.as_ref().map(|l| (l.bidder.name.clone(), l.amount)),
         };
         let _ = self.ctx.closed.send(closed).await;
+        if let Some(l) = &lead {
+            let sold = crate::settle_desk::DeskCmd::Sold {
+                item: self.id,
+                description: self.description.clone(),
+                seller: Party {
+                    id: self.seller.id,
+                    name: self.seller.name.clone(),
+                },
+                buyer: Party {
+                    id: l.bidder.id,
+                    name: l.bidder.name.clone(),
+                },
+                amount: l.amount,
+                closed_at: unix_ms(),
+            };
+            let _ = self.ctx.desk.send(sold).await;
+        }
+        let settle_port = lead.as_ref().map(|_| self.ctx.settle_port);
         self.view.send_modify(|v| {
             v.state = ItemState::Closed;
             v.channel = None;
             v.winner = lead.as_ref().map(|l| l.bidder.name.clone());
             v.price = lead.as_ref().map(|l| l.amount);
+            v.settle_port = settle_port;
         });
         let result = match &lead {
             Some(l) => ChannelBody::SoldTo {

@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod registry;
 pub mod replay;
+pub mod settle_desk;
+pub mod settlement;
 pub mod sqlite;
 pub mod status;
 pub mod storage;
@@ -131,6 +133,21 @@ impl Server {
             let metrics = metrics.clone();
             storage.observe_commits(Box::new(move |changes, took| metrics.commit(changes, took)));
         }
+        // The settlement desk listens beside the item channels, with the same TLS setup.
+        let settle_listener =
+            tokio::net::TcpListener::bind(SocketAddr::new(udp_addr.ip(), config.settle_port))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for settlements on {}:{}",
+                        udp_addr.ip(),
+                        config.settle_port
+                    )
+                })?;
+        let settle_port = settle_listener.local_addr()?.port();
+        let desk = mpsc::channel(1024);
+        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let mut snapshot = snapshot;
         let ctx = Arc::new(item::ItemContext {
             config,
             acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
@@ -144,10 +161,19 @@ impl Server {
             connections,
             refusals: Arc::new(tokio::sync::Semaphore::new(REFUSALS_AT_ONCE)),
             next_session: std::sync::atomic::AtomicU64::new(snapshot.next_session.max(1)),
+            desk: desk.0.clone(),
+            settle_port,
         });
+        settle_desk::spawn(
+            settle_listener,
+            ctx.clone(),
+            desk,
+            &mut snapshot,
+            notices_tx,
+        );
         let registry =
             registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);
-        let task = tokio::spawn(registry.run(closed_rx, updates_rx));
+        let task = tokio::spawn(registry.run(closed_rx, updates_rx, notices_rx));
         Ok(Server {
             udp_addr,
             shutdown,

@@ -49,6 +49,13 @@ struct Cli {
     /// Added to the remaining time of every auction still open after a restart.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     recovery_grace: Duration,
+    /// How long a buyer has to give shipping details after a sale (and a bidder to answer a
+    /// second-chance offer) before it is cancelled.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    settle_timeout: Duration,
+    /// Port of the settlement listener (TLS, same IP as --udp); 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    settle_port: u16,
     /// Commit every change in its own transaction instead of in groups. Much slower; only
     /// for measuring what group commit buys.
     #[arg(long)]
@@ -185,6 +192,8 @@ async fn run(cli: Cli) -> Result<()> {
         idle_timeout: cli.idle_timeout,
         channel_send_buffer: cli.channel_send_buffer,
         recovery_grace: cli.recovery_grace,
+        settle_timeout: cli.settle_timeout,
+        settle_port: cli.settle_port,
         ..Config::default()
     };
     let udp = UdpSocket::bind(cli.udp)

@@ -32,13 +32,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::accounts::{AccountHandle, AccountId};
-use crate::auction::Lead;
+use crate::auction::{self, Lead};
 use crate::config::PortRange;
 use crate::item::{
-    self, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec, ItemUpdate, Watchers,
+    self, Change, ItemClosed, ItemCmd, ItemContext, ItemHandle, ItemSpec, ItemUpdate, Watchers,
 };
 use crate::replay::{self, ReplayWindow, Verdict};
-use crate::storage::{Outbox, Record, Snapshot, StoredItem};
+use crate::storage::{Negotiation, NoticeKind, NoticeRecord, Outbox, Record, Snapshot, StoredItem};
 use crate::{unix_ms, unix_secs};
 
 /// Items one account may follow at once.
@@ -101,17 +101,26 @@ struct Entry {
     watchers: Option<Arc<Watchers>>,
     /// Accounts subscribed to the item, by name.
     subscribers: BTreeSet<String>,
+    negotiation: Negotiation,
 }
 
 impl Entry {
-    fn running(handle: ItemHandle) -> Entry {
+    fn running(handle: ItemHandle, negotiation: Negotiation) -> Entry {
         Entry {
             cmd: Some(handle.cmd),
             view: handle.view,
             watchers: Some(handle.watchers),
             subscribers: BTreeSet::new(),
+            negotiation,
         }
     }
+}
+
+/// Something the registry has said that waits for storage (see `Outbox`).
+enum Outgoing {
+    Datagram(SocketAddr, Vec<u8>),
+    /// A reliable notice: queued for delivery (and retransmission) once durable.
+    Notice(NoticeRecord),
 }
 
 pub struct Registry {
@@ -138,7 +147,7 @@ pub struct Registry {
     /// What the request being handled changed, appended as one group when it is answered.
     records: Vec<Record>,
     /// Datagrams waiting for storage: (to, datagram).
-    outbox: Outbox<(SocketAddr, Vec<u8>)>,
+    outbox: Outbox<Outgoing>,
     /// Open items from the database, resumed when the task starts.
     to_resume: Vec<StoredItem>,
     /// Catalog entries offered so far (`--catalog`), by entry id.
@@ -148,6 +157,8 @@ pub struct Registry {
     epoch: u64,
     /// Subscriptions from the database, applied once their items run.
     to_subscribe: Vec<(AccountId, u64)>,
+    /// Open items not yet offered for negotiation: (due at, item).
+    negotiations: BTreeSet<(u64, u64)>,
 }
 
 /// The result of one request: datagrams to send back, and whether to remember them in the
@@ -216,6 +227,7 @@ impl Registry {
             catalog_ids: HashSet::new(),
             epoch: unix_ms(),
             to_subscribe: Vec::new(),
+            negotiations: BTreeSet::new(),
         };
         registry.restore(snapshot);
         registry
@@ -273,6 +285,7 @@ impl Registry {
                     channel: None,
                     winner: stored.lead.as_ref().map(|l| l.1.clone()),
                     price: stored.lead.as_ref().map(|l| l.2),
+                    settle_port: stored.lead.as_ref().map(|_| self.ctx.settle_port),
                 };
                 let (_, view) = tokio::sync::watch::channel(view);
                 self.items.insert(
@@ -282,6 +295,7 @@ impl Registry {
                         view,
                         watchers: None,
                         subscribers: BTreeSet::new(),
+                        negotiation: Negotiation::Done,
                     },
                 );
             } else {
@@ -395,7 +409,11 @@ impl Registry {
             }
             let resumed = listener.is_some();
             let handle = item::spawn(spec, listener, self.ctx.clone());
-            self.items.insert(stored.id, Entry::running(handle));
+            if let Negotiation::Due(at) = stored.negotiation {
+                self.negotiations.insert((at, stored.id));
+            }
+            self.items
+                .insert(stored.id, Entry::running(handle, stored.negotiation));
             if resumed {
                 self.append_records();
                 self.announce_item(stored.id).await;
@@ -413,6 +431,7 @@ impl Registry {
         mut self,
         mut closed: mpsc::Receiver<ItemClosed>,
         mut updates: mpsc::Receiver<ItemUpdate>,
+        mut notices: mpsc::UnboundedReceiver<NoticeRecord>,
     ) {
         self.resume().await;
         self.offer_catalog().await;
@@ -431,7 +450,12 @@ impl Registry {
                 _ = self.outbox.progress() => self.flush().await,
                 Some(done) = closed.recv() => self.on_closed(done).await,
                 Some(update) = updates.recv() => self.on_update(update).await,
-                _ = tick.tick() => self.retransmit().await,
+                // The settlement desk's notices (appended already: sent once durable).
+                Some(notice) = notices.recv() => self.say(Outgoing::Notice(notice)).await,
+                _ = tick.tick() => {
+                    self.ask_negotiations().await;
+                    self.retransmit().await;
+                }
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, src)) => self.on_datagram(&buf[..n], src).await,
                     // ICMP errors from earlier sends surface here on some systems; not fatal.
@@ -455,15 +479,29 @@ impl Registry {
 
     /// Sends `datagram` once everything appended so far is durable: at once if it is.
     async fn emit(&mut self, to: SocketAddr, datagram: Vec<u8>) {
-        if let Some((to, datagram)) = self.outbox.admit(&*self.ctx.storage, (to, datagram)) {
-            self.send(to, &datagram).await;
+        self.say(Outgoing::Datagram(to, datagram)).await;
+    }
+
+    async fn say(&mut self, out: Outgoing) {
+        if let Some(out) = self.outbox.admit(&*self.ctx.storage, out) {
+            self.deliver(out).await;
         }
     }
 
     /// Sends what storage has caught up with.
     async fn flush(&mut self) {
-        while let Some((to, datagram)) = self.outbox.release() {
-            self.send(to, &datagram).await;
+        while let Some(out) = self.outbox.release() {
+            self.deliver(out).await;
+        }
+    }
+
+    async fn deliver(&mut self, out: Outgoing) {
+        match out {
+            Outgoing::Datagram(to, datagram) => self.send(to, &datagram).await,
+            Outgoing::Notice(n) => {
+                self.queue_notice(n.account, n.id, n.datagram);
+                self.retransmit().await;
+            }
         }
     }
 
@@ -668,6 +706,12 @@ impl Registry {
             RequestBody::Ack { account, notice } => self.ack(req, &account, notice),
             RequestBody::Subscribe { account, item } => self.subscribe(req, &account, item),
             RequestBody::Unsubscribe { account, item } => self.unsubscribe(req, &account, item),
+            RequestBody::Negotiate {
+                account,
+                item,
+                answer,
+                min,
+            } => self.negotiate(req, &account, item, answer, min).await,
             RequestBody::Subscriptions { account } => {
                 let views: Vec<ItemView> = self
                     .accounts
@@ -1014,7 +1058,10 @@ impl Registry {
             bid_ids: Vec::new(),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
-        self.items.insert(id, Entry::running(handle));
+        let negotiate_at = auction::negotiate_at(now, ends_at);
+        self.negotiations.insert((negotiate_at, id));
+        self.items
+            .insert(id, Entry::running(handle, Negotiation::Due(negotiate_at)));
         if let Some(account) = self.accounts.get_mut(name) {
             account.open_items += 1;
         }
@@ -1217,16 +1264,173 @@ impl Registry {
             .as_ref()
             .is_some_and(|w| w.missed.swap(false, Ordering::Relaxed));
         let to: Vec<String> = entry.subscribers.iter().cloned().collect();
+        let item = update.item;
         for name in to {
-            self.announce(&name, u64::from(skip), |seq, epoch| ServerBody::BidUpdate {
-                seq,
-                epoch,
-                item: update.item,
-                highest: update.amount,
-                bidder: update.bidder.clone(),
-                ends_at: update.ends_at,
+            self.announce(&name, u64::from(skip), |seq, epoch| match &update.change {
+                Change::Highest {
+                    amount,
+                    bidder,
+                    ends_at,
+                } => ServerBody::BidUpdate {
+                    seq,
+                    epoch,
+                    item,
+                    highest: *amount,
+                    bidder: bidder.clone(),
+                    ends_at: *ends_at,
+                },
+                Change::Min { min, ends_at } => ServerBody::PriceAdjustment {
+                    seq,
+                    epoch,
+                    item,
+                    min: *min,
+                    ends_at: *ends_at,
+                },
             })
             .await;
+        }
+    }
+
+    /// Sends NEGOTIATE-REQ to the sellers of items whose negotiation time has come without a
+    /// bid (a reliable notice, durable before it is sent).
+    async fn ask_negotiations(&mut self) {
+        let now = unix_ms();
+        while let Some(&(at, item)) = self.negotiations.first() {
+            if at > now {
+                break;
+            }
+            self.negotiations.pop_first();
+            let Some(entry) = self.items.get_mut(&item) else {
+                continue;
+            };
+            if entry.cmd.is_none() || entry.negotiation != Negotiation::Due(at) {
+                continue;
+            }
+            let view = entry.view.borrow().clone();
+            if !auction::negotiation_due(now, at, view.ends_at, view.highest.is_some()) {
+                entry.negotiation = Negotiation::Done;
+                continue;
+            }
+            let Some(seller) = self.accounts.get(&view.seller).map(|a| a.handle.id) else {
+                entry.negotiation = Negotiation::Done;
+                continue;
+            };
+            entry.negotiation = Negotiation::Asked;
+            let id = NoticeKind::NegotiateReq.id(item);
+            let notice = NoticeRecord {
+                id,
+                account: seller,
+                item,
+                kind: NoticeKind::NegotiateReq.as_str(),
+                datagram: udp::encode(ServerBody::NegotiateReq {
+                    notice: id,
+                    item,
+                    description: view.description.clone(),
+                    min: view.min,
+                    ends_at: view.ends_at,
+                    time_left: view.ends_at.saturating_sub(now) / 1000,
+                }),
+            };
+            tracing::info!(item, seller = %view.seller, "no bid by half time: asking the seller to negotiate");
+            self.records.push(Record::NegotiationAsked {
+                item,
+                notice: notice.clone(),
+                at: now,
+            });
+            self.append_records();
+            self.say(Outgoing::Notice(notice)).await;
+        }
+    }
+
+    /// NEGOTIATE: the seller's answer to NEGOTIATE-REQ. An accepted lower minimum is made by
+    /// the item task (which owns the minimum and may have just taken a bid).
+    async fn negotiate(
+        &mut self,
+        req: u64,
+        name: &str,
+        item: u64,
+        answer: udp::NegotiateAnswer,
+        min: Option<Cents>,
+    ) -> Answer {
+        let denied = |reason, message: String| {
+            Answer::one(ServerBody::NegotiateDenied {
+                req,
+                reason,
+                message,
+            })
+        };
+        let Some(seller) = self.accounts.get(name).map(|a| a.handle.id) else {
+            return denied(Reason::NotRegistered, not_registered(name));
+        };
+        let Some(entry) = self.items.get(&item) else {
+            return denied(Reason::UnknownItem, format!("there is no item {item}"));
+        };
+        if entry.view.borrow().seller != name {
+            return denied(
+                Reason::NotYourItem,
+                format!("item {item} is not '{name}''s to negotiate"),
+            );
+        }
+        let Some(cmd) = entry.cmd.clone() else {
+            return denied(Reason::AuctionOver, format!("item {item} has closed"));
+        };
+        if entry.negotiation != Negotiation::Asked {
+            let message = match entry.negotiation {
+                Negotiation::Due(_) => format!(
+                    "item {item} has not been offered for negotiation: that happens when it has \
+                     had no bid by half its time"
+                ),
+                _ => format!("item {item}'s negotiation has been answered already"),
+            };
+            return denied(Reason::NotNegotiable, message);
+        }
+        let result = match (answer, min) {
+            (udp::NegotiateAnswer::Refuse, None) => {
+                self.records.push(Record::Negotiated {
+                    item,
+                    min: None,
+                    at: unix_ms(),
+                });
+                Ok(None)
+            }
+            (udp::NegotiateAnswer::Refuse, Some(_)) => {
+                Err((Reason::Malformed, "`refuse` takes no minimum".to_owned()))
+            }
+            (udp::NegotiateAnswer::Accept, None) => Err((
+                Reason::InvalidAmount,
+                "`accept` needs the new minimum, `min`".to_owned(),
+            )),
+            (udp::NegotiateAnswer::Accept, Some(min)) => {
+                let (reply, answer) = oneshot::channel();
+                // The item appends the change itself; the answer below waits for it.
+                let lowered = match cmd.send(ItemCmd::LowerMin { min, reply }).await {
+                    Ok(()) => answer.await.ok(),
+                    Err(_) => None,
+                };
+                match lowered {
+                    Some(Ok(())) => Ok(Some(min)),
+                    Some(Err(refused)) => Err(refused),
+                    None => Err((Reason::AuctionOver, format!("item {item} has closed"))),
+                }
+            }
+        };
+        match result {
+            Ok(min) => {
+                if let Some(e) = self.items.get_mut(&item) {
+                    e.negotiation = Negotiation::Done;
+                }
+                // The answer settles the request: no need to deliver it any more.
+                let notice = NoticeKind::NegotiateReq.id(item);
+                if let Some(a) = self.accounts.get_mut(name) {
+                    a.pending.remove(&notice);
+                    if a.pending.is_empty() {
+                        self.with_pending.remove(name);
+                    }
+                }
+                tracing::info!(item, ?min, seller, "negotiation answered");
+                Answer::one(ServerBody::Negotiated { req, item, min })
+            }
+            Err((reason, message)) => denied(reason, message),
         }
     }
 
@@ -1260,6 +1464,14 @@ impl Registry {
             account.open_items = account.open_items.saturating_sub(1);
         }
         self.ctx.metrics.open_items.dec();
+        // An unanswered negotiation request no longer matters (the close acknowledged it in
+        // the database).
+        if let Some(a) = self.accounts.get_mut(&closed.seller.name) {
+            a.pending.remove(&NoticeKind::NegotiateReq.id(closed.item));
+            if a.pending.is_empty() {
+                self.with_pending.remove(&closed.seller.name);
+            }
+        }
         for notice in closed.notices {
             self.queue_notice(notice.account, notice.id, notice.datagram);
         }

@@ -25,10 +25,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::auction::Outcome;
+use crate::settlement::{Party, Settlement};
 use crate::storage::{
-    CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage, StoredAccount, StoredItem,
-    StoredNotice, StoredReply,
+    CommitObserver, CommitStats, Lsn, Negotiation, NoticeKind, NoticeRecord, Record, Snapshot,
+    Storage, StoredAccount, StoredItem, StoredNotice, StoredReply, UnsettledSale,
+    SETTLEMENT_NOTICES,
 };
+use auction_protocol::settle::Shipping;
 
 /// "AUCT": marks the file as ours, so another program's SQLite file is not mistaken for one.
 const APPLICATION_ID: i32 = 0x4155_4354;
@@ -139,6 +142,32 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, item)
     ) WITHOUT ROWID;
     "#,
+    // 7: negotiation. When an item without bids is offered to its seller for a lower minimum
+    // (half its time after the offer), and how far that went.
+    r#"
+    ALTER TABLE items ADD COLUMN negotiate_at INTEGER;  -- Unix ms
+    ALTER TABLE items ADD COLUMN negotiation TEXT;      -- NULL, asked, accepted, refused
+    UPDATE items SET negotiate_at = offered_at + (ends_at - offered_at) / 2;
+    "#,
+    // 8: settlement of sales. One row per sold item, rewritten whole at every change. Payment
+    // card numbers are refused before they get here: no column could hold one.
+    r#"
+    CREATE TABLE settlements (
+        item            INTEGER PRIMARY KEY REFERENCES items(id),
+        state           TEXT    NOT NULL,          -- awaiting-buyer, awaiting-seller, settled,
+                                                   -- cancelled, offered (derived; for people)
+        buyer           INTEGER REFERENCES accounts(id),  -- NULL when cancelled or offered
+        amount_cents    INTEGER NOT NULL,
+        deadline        INTEGER,                   -- Unix ms: buyer's details / offer answer due
+        ship_name       TEXT,
+        ship_address    TEXT,
+        seller_contact  TEXT,
+        offer_to        INTEGER REFERENCES accounts(id),  -- an open second-chance offer
+        offer_cents     INTEGER,
+        passed          TEXT    NOT NULL,          -- JSON array: accounts already buyer or offered
+        updated_at      INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// How the writer commits.
@@ -185,6 +214,8 @@ impl Shared {
 
 pub struct SqliteStorage {
     shared: Arc<Shared>,
+    /// For reads beside the writer (`best_bids`).
+    path: PathBuf,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Held (locked) for as long as this storage is open.
     _lock: File,
@@ -237,6 +268,7 @@ impl SqliteStorage {
         Ok((
             SqliteStorage {
                 shared,
+                path: path.to_owned(),
                 writer: Mutex::new(Some(writer)),
                 _lock: lock,
             },
@@ -283,6 +315,27 @@ impl Storage for SqliteStorage {
 
     fn observe_commits(&self, observer: CommitObserver) {
         let _ = self.shared.observer.set(observer);
+    }
+
+    fn best_bids(&self, item: u64) -> Result<Vec<(Party, Cents)>> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut stmt = conn.prepare(
+            "SELECT b.bidder, a.name, max(b.amount_cents) AS best, min(b.id) AS first
+             FROM bids b JOIN accounts a ON a.id = b.bidder
+             WHERE b.item = ?1 AND b.accepted = 1
+             GROUP BY b.bidder
+             ORDER BY best DESC, first ASC",
+        )?;
+        let rows = stmt.query_map([item], |r| {
+            Ok((
+                Party {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                },
+                Cents(r.get(2)?),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn stats(&self) -> CommitStats {
@@ -493,7 +546,7 @@ fn load(conn: &Connection) -> Result<Snapshot> {
     let mut stmt = conn.prepare(
         "SELECT i.id, i.seller, s.name, i.description, i.min_cents, i.ends_at, i.port,
                 i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents,
-                i.catalog_id
+                i.catalog_id, i.negotiate_at, i.negotiation
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -525,6 +578,11 @@ fn load(conn: &Connection) -> Result<Snapshot> {
             closed_at: r.get(10)?,
             bid_ids: Vec::new(),
             catalog_id: r.get(12)?,
+            negotiation: match r.get::<_, Option<String>>(14)?.as_deref() {
+                None => Negotiation::Due(r.get::<_, Option<u64>>(13)?.unwrap_or(u64::MAX)),
+                Some("asked") => Negotiation::Asked,
+                Some(_) => Negotiation::Done,
+            },
         })
     })?;
     for row in rows {
@@ -563,6 +621,12 @@ fn load(conn: &Connection) -> Result<Snapshot> {
         [],
         |r| r.get(0),
     )?;
+    let (settlements, unsettled) = load_settlements(conn)?;
+    let next_notice: u64 = conn.query_row(
+        "SELECT max(coalesce(max(id) + 1, 0), ?1) FROM notices WHERE id >= ?1",
+        [SETTLEMENT_NOTICES],
+        |r| r.get(0),
+    )?;
     Ok(Snapshot {
         accounts,
         items,
@@ -571,7 +635,77 @@ fn load(conn: &Connection) -> Result<Snapshot> {
         next_item,
         next_session,
         subscriptions,
+        settlements,
+        unsettled,
+        next_notice,
     })
+}
+
+/// Every stored settlement, and the sold items that have none yet.
+fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<UnsettledSale>)> {
+    let mut stmt = conn.prepare(
+        "SELECT s.item, i.description, i.seller, sa.name, s.buyer, b.name, s.amount_cents,
+                s.deadline, s.ship_name, s.ship_address, s.seller_contact,
+                s.offer_to, o.name, s.offer_cents, s.passed
+         FROM settlements s
+         JOIN items i ON i.id = s.item
+         JOIN accounts sa ON sa.id = i.seller
+         LEFT JOIN accounts b ON b.id = s.buyer
+         LEFT JOIN accounts o ON o.id = s.offer_to
+         ORDER BY s.item",
+    )?;
+    let party = |id: Option<u64>, name: Option<String>| match (id, name) {
+        (Some(id), Some(name)) => Some(Party { id, name }),
+        _ => None,
+    };
+    let rows = stmt.query_map([], |r| {
+        let shipping = match (
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, Option<String>>(9)?,
+        ) {
+            (Some(name), Some(address)) => Some(Shipping { name, address }),
+            _ => None,
+        };
+        let offer = party(r.get(11)?, r.get(12)?).zip(r.get::<_, Option<u64>>(13)?.map(Cents));
+        Ok(Settlement {
+            item: r.get(0)?,
+            description: r.get(1)?,
+            seller: Party {
+                id: r.get(2)?,
+                name: r.get(3)?,
+            },
+            buyer: party(r.get(4)?, r.get(5)?),
+            amount: Cents(r.get(6)?),
+            deadline: r.get(7)?,
+            shipping,
+            contact: r.get(10)?,
+            offer,
+            passed: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
+        })
+    })?;
+    let settlements = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT i.id, i.description, i.seller, sa.name, i.winner, w.name, i.price_cents,
+                i.closed_at
+         FROM items i
+         JOIN accounts sa ON sa.id = i.seller
+         JOIN accounts w ON w.id = i.winner
+         WHERE i.closed_at IS NOT NULL AND i.winner IS NOT NULL
+           AND i.id NOT IN (SELECT item FROM settlements)
+         ORDER BY i.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UnsettledSale {
+            item: r.get(0)?,
+            description: r.get(1)?,
+            seller: (r.get(2)?, r.get(3)?),
+            buyer: (r.get(4)?, r.get(5)?),
+            amount: Cents(r.get(6)?),
+            closed_at: r.get(7)?,
+        })
+    })?;
+    let unsettled = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((settlements, unsettled))
 }
 
 fn reason_from_code(code: &str) -> Reason {
@@ -650,6 +784,8 @@ fn describe(record: &Record) -> &'static str {
         Record::NoticeAcked { .. } => "an acknowledgement",
         Record::ChannelOpened { .. } | Record::ChannelClosed { .. } => "the connection log",
         Record::Subscribed { .. } | Record::Unsubscribed { .. } => "a subscription",
+        Record::NegotiationAsked { .. } | Record::Negotiated { .. } => "a negotiation",
+        Record::Settlement { .. } => "a settlement",
     }
 }
 
@@ -717,8 +853,8 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
         } => {
             tx.prepare_cached(
                 "INSERT INTO items (id, seller, description, min_cents, ends_at, port, offered_at,
-                                    catalog_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                    catalog_id, negotiate_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 item,
@@ -728,7 +864,8 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 ends_at,
                 port,
                 at,
-                catalog_id
+                catalog_id,
+                crate::auction::negotiate_at(*at, *ends_at)
             ])?;
         }
         Record::ItemResumed {
@@ -814,19 +951,64 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
             ])?;
             tx.prepare_cached("DELETE FROM subscriptions WHERE item = ?1")?
                 .execute(params![item])?;
+            // An unanswered negotiation request no longer matters.
+            tx.prepare_cached(
+                "UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
+            )?
+            .execute(params![NoticeKind::NegotiateReq.id(*item), at])?;
             for n in notices {
-                tx.prepare_cached(
-                    "INSERT INTO notices (id, account, item, kind, datagram, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    n.id,
-                    n.account,
-                    n.item,
-                    n.kind.as_str(),
-                    n.datagram,
-                    at
-                ])?;
+                insert_notice(tx, n, *at)?;
+            }
+        }
+        Record::NegotiationAsked { item, notice, at } => {
+            tx.prepare_cached("UPDATE items SET negotiation = 'asked' WHERE id = ?1")?
+                .execute(params![item])?;
+            insert_notice(tx, notice, *at)?;
+        }
+        Record::Negotiated { item, min, at } => {
+            tx.prepare_cached(
+                "UPDATE items SET negotiation = ?2, min_cents = coalesce(?3, min_cents)
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                item,
+                if min.is_some() { "accepted" } else { "refused" },
+                min.map(|m| m.0)
+            ])?;
+            tx.prepare_cached(
+                "UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
+            )?
+            .execute(params![NoticeKind::NegotiateReq.id(*item), at])?;
+        }
+        Record::Settlement {
+            settlement: st,
+            notices,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO settlements
+                    (item, state, buyer, amount_cents, deadline, ship_name, ship_address,
+                     seller_contact, offer_to, offer_cents, passed, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                st.item,
+                serde_json::to_value(st.state())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned)),
+                st.buyer.as_ref().map(|b| b.id),
+                st.amount.0,
+                st.deadline,
+                st.shipping.as_ref().map(|s| &s.name),
+                st.shipping.as_ref().map(|s| &s.address),
+                st.contact,
+                st.offer.as_ref().map(|(p, _)| p.id),
+                st.offer.as_ref().map(|(_, a)| a.0),
+                serde_json::to_string(&st.passed).unwrap_or_else(|_| "[]".into()),
+                at
+            ])?;
+            for n in notices {
+                insert_notice(tx, n, *at)?;
             }
         }
         Record::NoticeAcked { notice, at } => {
@@ -866,6 +1048,15 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
             .execute(params![session, at])?;
         }
     }
+    Ok(())
+}
+
+fn insert_notice(tx: &Transaction<'_>, n: &NoticeRecord, at: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO notices (id, account, item, kind, datagram, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![n.id, n.account, n.item, n.kind, n.datagram, at])?;
     Ok(())
 }
 
@@ -982,7 +1173,7 @@ mod tests {
             id: 4,
             account: 2,
             item: 1,
-            kind: crate::storage::NoticeKind::Win,
+            kind: crate::storage::NoticeKind::Win.as_str(),
             datagram: b"{}".to_vec(),
         };
         storage.append(vec![Record::ItemClosed {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountId;
 use crate::auction::Outcome;
+use crate::settlement::{Party, Settlement};
 
 /// Position in the commit order. 0 means "nothing": every appended batch gets 1, 2, 3...
 pub type Lsn = u64;
@@ -118,6 +119,25 @@ pub enum Record {
         account: AccountId,
         item: u64,
     },
+    /// The item had no bid by half its time: its seller was sent NEGOTIATE-REQ (`notice`).
+    NegotiationAsked {
+        item: u64,
+        notice: NoticeRecord,
+        at: u64,
+    },
+    /// The seller answered: the new minimum (accepted) or `None` (refused). Answering also
+    /// settles the NEGOTIATE-REQ notice.
+    Negotiated {
+        item: u64,
+        min: Option<Cents>,
+        at: u64,
+    },
+    /// A sale's settlement as it stands now (stored whole), with the notices its change sends.
+    Settlement {
+        settlement: Settlement,
+        notices: Vec<NoticeRecord>,
+        at: u64,
+    },
 }
 
 /// An item's lead as stored: leader, price, the leader's private proxy maximum.
@@ -129,7 +149,8 @@ pub struct NoticeRecord {
     pub id: u64,
     pub account: AccountId,
     pub item: u64,
-    pub kind: NoticeKind,
+    /// As stored: a [`NoticeKind`]'s name, or a settlement notice's type.
+    pub kind: &'static str,
     /// The datagram exactly as it is sent.
     pub datagram: Vec<u8>,
 }
@@ -139,6 +160,7 @@ pub enum NoticeKind {
     Win,
     Sold,
     NotSold,
+    NegotiateReq,
 }
 
 impl NoticeKind {
@@ -148,19 +170,37 @@ impl NoticeKind {
             NoticeKind::Win => "win",
             NoticeKind::Sold => "sold",
             NoticeKind::NotSold => "not-sold",
+            NoticeKind::NegotiateReq => "negotiate-req",
         }
     }
 
     /// Notice ids derive from the item (item * 4 + kind), so each notice exists once however
-    /// often it is built, and keeps its id across restarts.
+    /// often it is built, and keeps its id across restarts. (Settlement notices, of which an
+    /// item may have any number, are numbered in order from [`SETTLEMENT_NOTICES`].)
     pub fn id(self, item: u64) -> u64 {
         item * 4
             + match self {
                 NoticeKind::Win => 0,
                 NoticeKind::Sold => 1,
                 NoticeKind::NotSold => 2,
+                NoticeKind::NegotiateReq => 3,
             }
     }
+}
+
+/// The first settlement notice id: far above every item * 4 + kind, and below 2^53.
+pub const SETTLEMENT_NOTICES: u64 = 1 << 52;
+
+/// A sold item with no settlement stored yet (the server stopped between the close and the
+/// settlement's first record): its settlement starts at the next start.
+#[derive(Debug, Clone)]
+pub struct UnsettledSale {
+    pub item: u64,
+    pub description: String,
+    pub seller: (AccountId, String),
+    pub buyer: (AccountId, String),
+    pub amount: Cents,
+    pub closed_at: u64,
 }
 
 /// Everything the server needs to carry on after a restart.
@@ -178,6 +218,11 @@ pub struct Snapshot {
     pub next_session: u64,
     /// Subscriptions to open items: (account, item).
     pub subscriptions: Vec<(AccountId, u64)>,
+    /// Every sale's settlement.
+    pub settlements: Vec<Settlement>,
+    pub unsettled: Vec<UnsettledSale>,
+    /// The next settlement notice id.
+    pub next_notice: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +257,18 @@ pub struct StoredItem {
     pub bid_ids: Vec<(AccountId, String, Outcome)>,
     /// The `--catalog` entry it was offered for.
     pub catalog_id: Option<String>,
+    pub negotiation: Negotiation,
+}
+
+/// Where an item's negotiation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiation {
+    /// Not asked yet: due at this time (Unix ms) if the item has no bid by then.
+    Due(u64),
+    /// NEGOTIATE-REQ went out; the seller has not answered.
+    Asked,
+    /// The seller answered (or the item had a bid in time).
+    Done,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +306,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Why the storage failed, once it has.
     fn failure(&self) -> Option<String>;
     fn stats(&self) -> CommitStats;
+    /// Each bidder's highest accepted bid on `item`, best first (earlier first among equal
+    /// ones), for second-chance offers. Reads committed data; blocks: call it from a
+    /// blocking context.
+    fn best_bids(&self, item: u64) -> anyhow::Result<Vec<(Party, Cents)>>;
     /// Calls `observer` after every commit with the changes (`append` calls) it carried and
     /// how long it took. Set once, before the server starts; later calls are ignored.
     fn observe_commits(&self, observer: CommitObserver) {
