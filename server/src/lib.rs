@@ -7,6 +7,8 @@
 //! `item.rs` owns one auction and its listener; `connection.rs` is one bidder's TLS channel;
 //! `auction.rs` holds the bidding rules; `tls.rs` decides which client certificates are
 //! accepted; `storage.rs` is the durability boundary and `sqlite.rs` its SQLite backend.
+//! After a sale, `settle_desk.rs` runs the settlement listener and `settlement.rs` holds its
+//! rules.
 
 pub mod accounts;
 pub mod auction;

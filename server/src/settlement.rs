@@ -218,7 +218,11 @@ impl Settlement {
                 self.deadline = None;
                 self.offer.take().map(|(p, _)| Lapsed::Offer(p))
             }
-            _ => None,
+            // A deadline that no longer applies: gone, so no timer keeps firing for it.
+            _ => {
+                self.deadline = None;
+                None
+            }
         }
     }
 
