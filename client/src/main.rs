@@ -430,6 +430,18 @@ async fn settle(
             })
             .await?;
     }
+    // Flags the server did not ask for (given already, or the other role's) change nothing.
+    for (field, value) in [
+        ("name", &details.name),
+        ("address", &details.address),
+        ("contact", &details.contact),
+    ] {
+        if value.is_some() {
+            eprintln!(
+                "auction-client: --{field} ignored: the server did not ask for it (given already, or not for your role)."
+            );
+        }
+    }
     out.settle_message(&answer);
     if wait {
         while !matches!(&answer, SettleBody::Settlement { settlement, .. }

@@ -94,6 +94,7 @@ impl TlsIdentity {
 /// A running server.
 pub struct Server {
     udp_addr: SocketAddr,
+    settle_port: u16,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     tasks: TaskTracker,
@@ -178,6 +179,7 @@ impl Server {
         let task = tokio::spawn(registry.run(closed_rx, updates_rx, notices_rx));
         Ok(Server {
             udp_addr,
+            settle_port,
             shutdown,
             task,
             tasks,
@@ -205,6 +207,11 @@ impl Server {
     /// The UDP address the registration plane answers on.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The settlement desk's TCP port (on the UDP address's IP).
+    pub fn settle_port(&self) -> u16 {
+        self.settle_port
     }
 
     /// Cancelling this token stops the server.

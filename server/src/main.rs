@@ -225,7 +225,7 @@ async fn run(cli: Cli) -> Result<()> {
         let addr = server.serve_metrics(listener)?;
         tracing::info!("metrics at http://{addr}/metrics");
     }
-    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, "auction-server listening");
+    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
     server.run_until(shutdown_signal()).await?;
     let stats = storage.stats();
     tracing::info!(
