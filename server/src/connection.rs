@@ -16,6 +16,7 @@ use tokio::time::timeout;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
+use crate::accounts::AccountHandle;
 use crate::item::{HighestRx, ItemCmd, ItemContext};
 use crate::tls::key_from_cert;
 
@@ -53,27 +54,28 @@ pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ItemContext>) {
     });
 }
 
-pub async fn serve(
+/// The TLS handshake of a channel or settlement connection, bounded by the handshake timeout
+/// and given up at shutdown (`None`), and the live account whose key signed the client
+/// certificate: `None` when it was deregistered since the verifier accepted the key, or for a
+/// resumed TLS session (resumption skips the certificate check). The caller says so and closes.
+pub async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
-    conn: u64,
-    ctx: Arc<ItemContext>,
-    item: mpsc::Sender<ItemCmd>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
+    ctx: &ItemContext,
+) -> Option<(ServerTls, Option<Arc<AccountHandle>>)> {
     let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
     let tls = match tokio::select! {
         done = handshake => done,
-        _ = ctx.shutdown.cancelled() => return,
+        _ = ctx.shutdown.cancelled() => return None,
     } {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake timed out");
-            return;
+            return None;
         }
     };
     let account = tls
@@ -83,19 +85,29 @@ pub async fn serve(
         .and_then(|chain| chain.first())
         .and_then(|cert| key_from_cert(cert))
         .and_then(|key| ctx.keys.lookup(&key));
-    let Some(account) = account else {
-        // The account was deregistered since the verifier accepted its key, or this is a
-        // resumed TLS session (resumption skips the certificate check): say so and close.
-        let mut tls = tls;
-        let message = "this account has been deregistered".to_owned();
-        say_and_close(
-            &mut tls,
-            Reason::AccountGone,
-            message,
-            ctx.config.write_timeout,
-        )
-        .await;
-        return;
+    Some((tls, account))
+}
+
+/// A server-side TLS connection.
+pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
+
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    conn: u64,
+    ctx: Arc<ItemContext>,
+    item: mpsc::Sender<ItemCmd>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (tls, account) = match handshake(tcp, peer, &ctx).await {
+        Some((tls, Some(account))) => (tls, account),
+        Some((mut tls, None)) => {
+            let message = "this account has been deregistered".to_owned();
+            let timeout = ctx.config.write_timeout;
+            say_and_close(&mut tls, Reason::AccountGone, message, timeout).await;
+            return;
+        }
+        None => return,
     };
     tracing::debug!(%peer, conn, account = %account.name, "bidder connected");
 

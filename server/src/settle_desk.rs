@@ -31,7 +31,6 @@ use crate::accounts::AccountHandle;
 use crate::item::ItemContext;
 use crate::settlement::{Lapsed, Party, Settlement};
 use crate::storage::{NoticeRecord, Outbox, Record, Snapshot};
-use crate::tls::key_from_cert;
 use crate::unix_ms;
 
 /// Messages that may wait for one settlement connection.
@@ -584,24 +583,9 @@ async fn serve(
     desk: mpsc::Sender<DeskCmd>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
-    let tls = match tokio::select! {
-        done = handshake => done,
-        _ = ctx.shutdown.cancelled() => return,
-    } {
-        Ok(Ok(tls)) => tls,
-        _ => {
-            tracing::debug!(%peer, "settlement handshake failed or timed out");
-            return;
-        }
+    let Some((tls, account)) = crate::connection::handshake(tcp, peer, &ctx).await else {
+        return;
     };
-    let account = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|cert| key_from_cert(cert))
-        .and_then(|key| ctx.keys.lookup(&key));
     let (reader, mut writer) = tokio::io::split(tls);
     let Some(account) = account else {
         let line = settle::encode_line(SettleBody::Error {
