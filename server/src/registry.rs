@@ -1420,13 +1420,7 @@ impl Registry {
                     e.negotiation = Negotiation::Done;
                 }
                 // The answer settles the request: no need to deliver it any more.
-                let notice = NoticeKind::NegotiateReq.id(item);
-                if let Some(a) = self.accounts.get_mut(name) {
-                    a.pending.remove(&notice);
-                    if a.pending.is_empty() {
-                        self.with_pending.remove(name);
-                    }
-                }
+                self.drop_pending(name, NoticeKind::NegotiateReq.id(item));
                 tracing::info!(item, ?min, seller, "negotiation answered");
                 Answer::one(ServerBody::Negotiated { req, item, min })
             }
@@ -1434,19 +1428,28 @@ impl Registry {
         }
     }
 
-    fn ack(&mut self, req: u64, name: &str, notice: u64) -> Answer {
+    /// Stops delivering notice `notice` to account `name`; whether it was pending.
+    fn drop_pending(&mut self, name: &str, notice: u64) -> bool {
         let Some(account) = self.accounts.get_mut(name) else {
+            return false;
+        };
+        let was = account.pending.remove(&notice).is_some();
+        if account.pending.is_empty() {
+            self.with_pending.remove(name);
+        }
+        was
+    }
+
+    fn ack(&mut self, req: u64, name: &str, notice: u64) -> Answer {
+        if !self.accounts.contains_key(name) {
             return Answer::one(ServerBody::Error {
                 req: Some(req),
                 reason: Reason::NotRegistered,
                 message: not_registered(name),
             });
-        };
+        }
         // Acknowledging a notice that is already gone succeeds: the client wants it gone.
-        if account.pending.remove(&notice).is_some() {
-            if account.pending.is_empty() {
-                self.with_pending.remove(name);
-            }
+        if self.drop_pending(name, notice) {
             self.records.push(Record::NoticeAcked {
                 notice,
                 at: unix_ms(),
@@ -1466,12 +1469,10 @@ impl Registry {
         self.ctx.metrics.open_items.dec();
         // An unanswered negotiation request no longer matters (the close acknowledged it in
         // the database).
-        if let Some(a) = self.accounts.get_mut(&closed.seller.name) {
-            a.pending.remove(&NoticeKind::NegotiateReq.id(closed.item));
-            if a.pending.is_empty() {
-                self.with_pending.remove(&closed.seller.name);
-            }
-        }
+        self.drop_pending(
+            &closed.seller.name,
+            NoticeKind::NegotiateReq.id(closed.item),
+        );
         for notice in closed.notices {
             self.queue_notice(notice.account, notice.id, notice.datagram);
         }

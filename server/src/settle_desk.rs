@@ -10,9 +10,7 @@
 
 use auction_protocol::channel::LineError;
 use auction_protocol::limits::MAX_LINE;
-use auction_protocol::settle::{
-    self, Role, SettleBody, SettleRequest, SettleRequestBody, SettleState,
-};
+use auction_protocol::settle::{self, Role, SettleBody, SettleRequest, SettleRequestBody};
 use auction_protocol::udp::{self, ServerBody};
 use auction_protocol::{Cents, Reason};
 use futures_util::StreamExt;
@@ -282,14 +280,14 @@ impl Desk {
                 let shipping = s.shipping.clone();
                 let mut notices = vec![];
                 if informed.settled {
-                    for party in [&Some(seller.clone()), &buyer].into_iter().flatten() {
-                        let n = self.notice(party.id, item, "settled", |notice, s| {
-                            ServerBody::Settled {
+                    let parties = std::iter::once(seller.id).chain(buyer.as_ref().map(|b| b.id));
+                    for party in parties {
+                        let n =
+                            self.notice(party, item, "settled", |notice, s| ServerBody::Settled {
                                 notice,
                                 item,
                                 description: s.description.clone(),
-                            }
-                        });
+                            });
                         notices.extend(n);
                     }
                     tracing::info!(item, "sale settled");
@@ -307,12 +305,9 @@ impl Desk {
                 self.push_views(item, account.id);
             }
             SettleRequestBody::SecondChance { .. } => {
-                if role != Role::Seller || s.state() != SettleState::Cancelled {
-                    // The rules say why (checked again once the bids are read).
-                    let e = s.second_chance(account.id, &[], unix_ms(), self.timeout_ms);
-                    if let Err(e) = e {
-                        return self.refuse(conn, req, e);
-                    }
+                // Refused at once when it cannot be made; checked again once the bids are read.
+                if let Err(e) = s.may_offer(account.id) {
+                    return self.refuse(conn, req, e);
                 }
                 let storage = self.ctx.storage.clone();
                 let Some(tx) = self.self_tx.upgrade() else {

@@ -226,15 +226,9 @@ impl Settlement {
         }
     }
 
-    /// The seller offers a cancelled sale to the best bidder not yet passed over.
-    /// `bids` is each bidder's highest accepted bid, best first.
-    pub fn second_chance(
-        &mut self,
-        account: AccountId,
-        bids: &[(Party, Cents)],
-        now: u64,
-        timeout_ms: u64,
-    ) -> Result<(Party, Cents), (Reason, String)> {
+    /// Whether `account` may make a second-chance offer now: the seller, after a cancellation.
+    /// Checked before the bids are read.
+    pub fn may_offer(&self, account: AccountId) -> Result<(), (Reason, String)> {
         let item = self.item;
         if self.role(account)? != Role::Seller {
             return Err((
@@ -251,6 +245,20 @@ impl Settlement {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The seller offers a cancelled sale to the best bidder not yet passed over.
+    /// `bids` is each bidder's highest accepted bid, best first.
+    pub fn second_chance(
+        &mut self,
+        account: AccountId,
+        bids: &[(Party, Cents)],
+        now: u64,
+        timeout_ms: u64,
+    ) -> Result<(Party, Cents), (Reason, String)> {
+        self.may_offer(account)?;
+        let item = self.item;
         let Some((party, amount)) = bids
             .iter()
             .find(|(p, _)| p.id != self.seller.id && !self.passed.contains(&p.id))

@@ -952,10 +952,7 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
             tx.prepare_cached("DELETE FROM subscriptions WHERE item = ?1")?
                 .execute(params![item])?;
             // An unanswered negotiation request no longer matters.
-            tx.prepare_cached(
-                "UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
-            )?
-            .execute(params![NoticeKind::NegotiateReq.id(*item), at])?;
+            ack_notice(tx, NoticeKind::NegotiateReq.id(*item), *at)?;
             for n in notices {
                 insert_notice(tx, n, *at)?;
             }
@@ -975,10 +972,7 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 if min.is_some() { "accepted" } else { "refused" },
                 min.map(|m| m.0)
             ])?;
-            tx.prepare_cached(
-                "UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
-            )?
-            .execute(params![NoticeKind::NegotiateReq.id(*item), at])?;
+            ack_notice(tx, NoticeKind::NegotiateReq.id(*item), *at)?;
         }
         Record::Settlement {
             settlement: st,
@@ -1011,12 +1005,7 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 insert_notice(tx, n, *at)?;
             }
         }
-        Record::NoticeAcked { notice, at } => {
-            tx.prepare_cached(
-                "UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
-            )?
-            .execute(params![notice, at])?;
-        }
+        Record::NoticeAcked { notice, at } => ack_notice(tx, *notice, *at)?,
         Record::ChannelOpened {
             session,
             item,
@@ -1048,6 +1037,13 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
             .execute(params![session, at])?;
         }
     }
+    Ok(())
+}
+
+/// Marks a notice delivered (or no longer to be delivered): it is not loaded again.
+fn ack_notice(tx: &Transaction<'_>, notice: u64, at: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL")?
+        .execute(params![notice, at])?;
     Ok(())
 }
 
