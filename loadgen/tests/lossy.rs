@@ -71,9 +71,7 @@ async fn client(to: SocketAddr, ca: &std::path::Path) -> Client {
 }
 
 fn count(db: &std::path::Path, sql: &str) -> i64 {
-    auction_server::sqlite::query_one::<i64>(db, sql)
-        .unwrap()
-        .unwrap()
+    auction_server::query_one::<i64>(db, sql).unwrap().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,40 +10,38 @@
 //! After a sale, `settle_desk.rs` runs the settlement listener and `settlement.rs` holds its
 //! rules.
 
-pub mod accounts;
-pub mod auction;
+pub(crate) mod accounts;
 pub mod catalog;
 pub mod certs;
+pub(crate) mod clock;
 pub mod config;
-pub mod connection;
-pub mod item;
+pub(crate) mod context;
+pub(crate) mod item;
 pub mod metrics;
-pub mod ratelimit;
-pub mod registry;
-pub mod replay;
-pub mod settle_desk;
-pub mod settlement;
-pub mod sqlite;
+pub(crate) mod net;
+pub(crate) mod registry;
+pub(crate) mod rules;
+pub(crate) mod settle;
 pub mod status;
-pub mod storage;
-pub mod tls;
+pub(crate) mod store;
+pub(crate) mod tls;
 
 use anyhow::{Context, Result};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 pub use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use clock::unix_ms;
 pub use config::{Config, PortRange};
 pub use metrics::Metrics;
-pub use sqlite::{SqliteOptions, SqliteStorage};
-pub use storage::{Snapshot, Storage};
+pub use store::sqlite::{query_one, SqliteOptions, SqliteStorage};
+pub use store::{Snapshot, Storage};
 
 /// Refused connections (server full) that get a handshake and a reason at once.
 const REFUSALS_AT_ONCE: usize = 32;
@@ -54,18 +52,6 @@ const UPDATES_QUEUED: usize = 8192;
 
 /// How long shutdown waits for item tasks and connections to finish their work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Wall-clock time in Unix milliseconds: the unit of every `ends_at`.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn unix_secs() -> u64 {
-    unix_ms() / 1000
-}
 
 /// The certificate chain and key the item channels present.
 pub struct TlsIdentity {
@@ -151,7 +137,7 @@ impl Server {
         let desk = mpsc::channel(1024);
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let mut snapshot = snapshot;
-        let ctx = Arc::new(item::ItemContext {
+        let ctx = Arc::new(context::ServerContext {
             config,
             acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
             keys,
@@ -167,7 +153,7 @@ impl Server {
             desk: desk.0.clone(),
             settle_port,
         });
-        settle_desk::spawn(
+        settle::spawn(
             settle_listener,
             ctx.clone(),
             desk,

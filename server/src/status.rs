@@ -145,7 +145,7 @@ pub fn read(db: &Path) -> Result<Report> {
         source: "database",
         db: db.to_owned(),
         server_running,
-        read_at: crate::unix_ms(),
+        read_at: crate::clock::unix_ms(),
         accounts,
         open_items,
     })

@@ -69,7 +69,7 @@ impl TestServer {
 
     /// One number from the database (read-only, beside the running server).
     pub fn query(&self, sql: &str) -> i64 {
-        auction_server::sqlite::query_one::<i64>(&self.db, sql)
+        auction_server::query_one::<i64>(&self.db, sql)
             .unwrap()
             .unwrap_or_else(|| panic!("no row for {sql}"))
     }

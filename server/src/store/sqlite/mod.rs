@@ -24,9 +24,9 @@ use std::thread::JoinHandle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::auction::Outcome;
-use crate::settlement::{Party, Settlement};
-use crate::storage::{
+use crate::rules::auction::Outcome;
+use crate::rules::settlement::{Party, Settlement};
+use crate::store::{
     CommitObserver, CommitStats, Lsn, Negotiation, NoticeKind, NoticeRecord, Record, Snapshot,
     Storage, StoredAccount, StoredItem, StoredNotice, StoredReply, UnsettledSale,
     SETTLEMENT_NOTICES,
@@ -236,7 +236,7 @@ impl SqliteStorage {
         // them (a crash): they ended then, at the latest.
         conn.execute(
             "UPDATE channel_sessions SET disconnected_at = ?1 WHERE disconnected_at IS NULL",
-            [crate::unix_ms()],
+            [crate::clock::unix_ms()],
         )
         .with_context(|| format!("cannot update {}", path.display()))?;
         let snapshot = load(&conn).with_context(|| format!("cannot read {}", path.display()))?;
@@ -865,7 +865,7 @@ fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
                 port,
                 at,
                 catalog_id,
-                crate::auction::negotiate_at(*at, *ends_at)
+                crate::rules::auction::negotiate_at(*at, *ends_at)
             ])?;
         }
         Record::ItemResumed {
@@ -1065,7 +1065,7 @@ pub fn query_one<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::NoticeRecord;
+    use crate::store::NoticeRecord;
 
     fn record_set() -> Vec<Record> {
         let key = PublicKey([7; 32]);
@@ -1169,7 +1169,7 @@ mod tests {
             id: 4,
             account: 2,
             item: 1,
-            kind: crate::storage::NoticeKind::Win.as_str(),
+            kind: crate::store::NoticeKind::Win.as_str(),
             datagram: b"{}".to_vec(),
         };
         storage.append(vec![Record::ItemClosed {

@@ -119,6 +119,7 @@ impl SourceLimiter {
     }
 
     /// Sources tracked now.
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.sources.len()
     }

@@ -11,6 +11,8 @@
 //!
 //! The one backend is SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
 
+pub mod sqlite;
+
 use auction_protocol::{Cents, PublicKey};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,8 +20,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountId;
-use crate::auction::Outcome;
-use crate::settlement::{Party, Settlement};
+use crate::rules::auction::Outcome;
+use crate::rules::settlement::{Party, Settlement};
 
 /// Position in the commit order. 0 means "nothing": every appended batch gets 1, 2, 3...
 pub type Lsn = u64;

@@ -16,86 +16,17 @@ use tokio::time::timeout;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
-use crate::accounts::AccountHandle;
-use crate::item::{HighestRx, ItemCmd, ItemContext};
-use crate::tls::key_from_cert;
+use super::cmd::{HighestRx, ItemCmd};
+use crate::context::ServerContext;
+use crate::net::accept::{handshake, say_and_close};
 
-/// A client over the server's connection limit: finish the handshake (the client can only
-/// read a reason over TLS) and say `server-full`, if few refusals are in progress; otherwise
-/// just close the TCP connection. Either way it holds no connection permit.
-pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ItemContext>) {
-    ctx.metrics.refused("server-full");
-    let Ok(permit) = ctx.refusals.clone().try_acquire_owned() else {
-        tracing::debug!(%peer, "server full; closing without a handshake");
-        return;
-    };
-    tracing::info!(%peer, limit = ctx.config.max_connections, "server full: refusing a connection");
-    let ctx2 = ctx.clone();
-    ctx.tasks.spawn(async move {
-        let _permit = permit;
-        let handshake = timeout(ctx2.config.handshake_timeout, ctx2.acceptor.accept(tcp));
-        let Ok(Ok(mut tls)) = (tokio::select! {
-            done = handshake => done,
-            _ = ctx2.shutdown.cancelled() => return,
-        }) else {
-            return;
-        };
-        let message = format!(
-            "the server is at its limit of {} connections; try again later",
-            ctx2.config.max_connections
-        );
-        say_and_close(
-            &mut tls,
-            Reason::ServerFull,
-            message,
-            ctx2.config.write_timeout,
-        )
-        .await;
-    });
-}
-
-/// The TLS handshake of a channel or settlement connection, bounded by the handshake timeout
-/// and given up at shutdown (`None`), and the live account whose key signed the client
-/// certificate: `None` when it was deregistered since the verifier accepted the key, or for a
-/// resumed TLS session (resumption skips the certificate check). The caller says so and closes.
-pub async fn handshake(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    ctx: &ItemContext,
-) -> Option<(ServerTls, Option<Arc<AccountHandle>>)> {
-    let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
-    let tls = match tokio::select! {
-        done = handshake => done,
-        _ = ctx.shutdown.cancelled() => return None,
-    } {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return None;
-        }
-    };
-    let account = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|cert| key_from_cert(cert))
-        .and_then(|key| ctx.keys.lookup(&key));
-    Some((tls, account))
-}
-
-/// A server-side TLS connection.
-pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
-
+/// Serves one bidder's connection until it closes; `_permit` is its place in the server-wide
+/// connection budget, released when it ends.
 pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     conn: u64,
-    ctx: Arc<ItemContext>,
+    ctx: Arc<ServerContext>,
     item: mpsc::Sender<ItemCmd>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -144,23 +75,6 @@ pub async fn serve(
     }
     ctx.metrics.connections.dec();
     let _ = item.send(ItemCmd::Leave { conn }).await;
-}
-
-/// Writes one `error` line (`req` null) and closes the TLS session, each step bounded by the
-/// write timeout: how a connection is refused once its handshake is done.
-async fn say_and_close<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    reason: Reason,
-    message: String,
-    write_timeout: Duration,
-) {
-    let line = channel::encode_line(ChannelBody::Error {
-        req: None,
-        reason,
-        message,
-    });
-    let _ = timeout(write_timeout, writer.write_all(line.as_bytes())).await;
-    let _ = timeout(write_timeout, writer.shutdown()).await;
 }
 
 /// Reads request lines until the peer closes. Bad lines are reported through the item task so

@@ -1,0 +1,42 @@
+//! The server-wide context every task gets: configuration, the TLS acceptor and the accounts'
+//! keys (for handshakes), storage, where item tasks report to the registry and the desk, the
+//! connection budgets, shutdown and metrics. It is built once in `Server::start` and shared as
+//! an `Arc`; nothing in it is owned by one task, so importing it imports no task.
+
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::KeyDirectory;
+use crate::config::Config;
+use crate::registry::inbox::{ItemClosed, ItemUpdate};
+use crate::settle::cmd::DeskCmd;
+use crate::store::Storage;
+
+/// What every task shares: configuration, the TLS acceptor, the key directory, storage, the
+/// channels to the registry and the desk, the connection budgets and shutdown.
+pub struct ServerContext {
+    pub config: Config,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub keys: Arc<KeyDirectory>,
+    pub storage: Arc<dyn Storage>,
+    /// Where items report that they closed.
+    pub closed: mpsc::Sender<ItemClosed>,
+    /// Where items with subscribers report each new highest bid, once durable.
+    pub updates: mpsc::Sender<ItemUpdate>,
+    pub shutdown: CancellationToken,
+    /// Item tasks and connections, so shutdown can wait for them to finish.
+    pub tasks: TaskTracker,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// One permit per open channel connection, server-wide (`Config::max_connections`).
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// Refusals in progress: a refused client still gets a handshake and a `server-full`
+    /// line, but only this many at once; beyond that the TCP connection is just closed.
+    pub refusals: Arc<tokio::sync::Semaphore>,
+    /// The next row of the connection log (`Record::ChannelOpened`).
+    pub next_session: std::sync::atomic::AtomicU64,
+    /// Where sold items are settled: the desk, and its address (for the item's view).
+    pub desk: mpsc::Sender<DeskCmd>,
+    pub settle_port: u16,
+}

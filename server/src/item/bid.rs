@@ -1,0 +1,107 @@
+//! A bid on the item's channel: judged by the rules (`rules/auction.rs`) at once, its record
+//! appended to storage, and its answer and any new HIGHEST said through the outbox, so they
+//! leave only once the bid is durable. A repeated bid id gets its first answer again.
+
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::{names, Reason};
+
+use super::{ItemTask, Out};
+use crate::clock::unix_ms;
+use crate::rules::auction::{Decision, Offer, Outcome};
+use crate::store::Record;
+
+impl ItemTask {
+    pub(super) fn bid(&mut self, conn: u64, req: u64, offer: Offer, id: Option<String>) {
+        let Some(bidder) = self.conns.get(&conn).map(|c| c.account.clone()) else {
+            return;
+        };
+        let now = unix_ms();
+        let decision = match id.as_deref() {
+            Some(id) if !names::valid_bid_id(id) => {
+                let invalid = Outcome::Rejected {
+                    reason: Reason::InvalidBidId,
+                    message: "a bid id is 1 to 64 printable ASCII characters, no spaces".into(),
+                };
+                self.ctx.metrics.bid_rejected(Reason::InvalidBidId);
+                self.reply(conn, req, &invalid);
+                return;
+            }
+            Some(id) => match self.auction.previous_outcome(bidder.id, id) {
+                Some(first) => {
+                    let first = first.clone();
+                    self.reply(conn, req, &first);
+                    return;
+                }
+                None => self.auction.judge(&bidder, offer, now),
+            },
+            None => self.auction.judge(&bidder, offer, now),
+        };
+        let Decision { outcome, lead, .. } = &decision;
+        let accepted = matches!(outcome, Outcome::Accepted { .. });
+        match outcome {
+            Outcome::Accepted { .. } => {
+                self.ctx.metrics.bids_accepted.inc();
+            }
+            Outcome::Rejected { reason, .. } => self.ctx.metrics.bid_rejected(*reason),
+        }
+        // Accepted bids are the auction; rejected ones are kept only when they carry an id,
+        // so that the id is answered the same way after a restart.
+        if accepted || id.is_some() {
+            self.ctx.storage.append(vec![Record::Bid {
+                item: self.id,
+                bidder: bidder.id,
+                amount: match outcome {
+                    Outcome::Accepted { amount, .. } => *amount,
+                    Outcome::Rejected { .. } => offer.ceiling(),
+                },
+                bid_id: id.clone(),
+                outcome: outcome.clone(),
+                lead: lead.as_ref().map(|l| (l.bidder.id, l.amount, l.max)),
+                at: now,
+            }]);
+        }
+        let before = self
+            .auction
+            .lead()
+            .map(|l| (l.amount, l.bidder.id, self.auction.ends_at));
+        self.auction.apply(&bidder, &decision, id.as_deref());
+        self.reply(conn, req, &decision.outcome);
+        // HIGHEST only when what others see moved (a new private maximum moves nothing).
+        if let Some(l) = self.auction.lead() {
+            if before != Some((l.amount, l.bidder.id, self.auction.ends_at)) {
+                let (amount, bidder, ends_at) =
+                    (l.amount, l.bidder.name.clone(), self.auction.ends_at);
+                self.emit(Out::Highest {
+                    amount,
+                    bidder,
+                    ends_at,
+                });
+            }
+        }
+    }
+
+    pub(super) fn reply(&mut self, conn: u64, req: u64, outcome: &Outcome) {
+        let body = match outcome {
+            Outcome::Accepted {
+                amount,
+                ends_at,
+                leading,
+                max,
+            } => ChannelBody::BidAccepted {
+                req,
+                amount: *amount,
+                ends_at: *ends_at,
+                leading: *leading,
+                max: *max,
+            },
+            Outcome::Rejected { reason, message } => ChannelBody::BidRejected {
+                req,
+                reason: *reason,
+                message: message.clone(),
+                highest: self.auction.lead().map(|l| l.amount),
+                next_min: self.auction.next_min(),
+            },
+        };
+        self.emit(Out::To(conn, body));
+    }
+}

@@ -1,0 +1,186 @@
+//! The end of an item task: the auction's result made durable with its notices (WIN / SOLD /
+//! NOT-SOLD in the same transaction), then handed to the registry and the settlement desk, and
+//! told on the channel; or, at shutdown, the queued requests finished and the bidders told why
+//! the channel closes.
+
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::udp::{self, ServerBody};
+use auction_protocol::{ItemState, Reason};
+use tokio::sync::mpsc;
+
+use super::cmd::ItemCmd;
+use super::ItemTask;
+use crate::accounts::AccountId;
+use crate::clock::unix_ms;
+use crate::registry::inbox::ItemClosed;
+use crate::rules::auction::Lead;
+use crate::rules::settlement::Party;
+use crate::settle::cmd::DeskCmd;
+use crate::store::{wait_durable, NoticeKind, NoticeRecord, Record};
+
+impl ItemTask {
+    /// WIN and SOLD, or NOT-SOLD, for this item's result.
+    pub(super) fn notices(&self, lead: Option<&Lead>) -> Vec<NoticeRecord> {
+        let item = self.id;
+        let description = self.description.clone();
+        let notice = |account: AccountId, kind: NoticeKind, body: ServerBody| NoticeRecord {
+            id: kind.id(item),
+            account,
+            item,
+            kind: kind.as_str(),
+            datagram: udp::encode(body),
+        };
+        match lead {
+            Some(l) => vec![
+                notice(
+                    l.bidder.id,
+                    NoticeKind::Win,
+                    ServerBody::Win {
+                        notice: NoticeKind::Win.id(item),
+                        item,
+                        description: description.clone(),
+                        amount: l.amount,
+                        seller: self.seller.name.clone(),
+                    },
+                ),
+                notice(
+                    self.seller.id,
+                    NoticeKind::Sold,
+                    ServerBody::Sold {
+                        notice: NoticeKind::Sold.id(item),
+                        item,
+                        description,
+                        amount: l.amount,
+                        winner: l.bidder.name.clone(),
+                    },
+                ),
+            ],
+            None => vec![notice(
+                self.seller.id,
+                NoticeKind::NotSold,
+                ServerBody::NotSold {
+                    notice: NoticeKind::NotSold.id(item),
+                    item,
+                    description,
+                },
+            )],
+        }
+    }
+
+    /// The auction has ended: make the result durable, tell everyone on the channel, and hand
+    /// the result to the registry for WIN / SOLD / NOT-SOLD.
+    pub(super) async fn close(mut self) {
+        let lead = self.auction.lead().cloned();
+        let notices = self.notices(lead.as_ref());
+        let lsn = self.ctx.storage.append(vec![Record::ItemClosed {
+            item: self.id,
+            winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
+            notices: notices.clone(),
+            at: unix_ms(),
+        }]);
+        if !wait_durable(&*self.ctx.storage, lsn).await {
+            // The server is stopping for it; the item closes again after the restart.
+            tracing::error!("could not store the auction result");
+            self.conns.clear();
+            return;
+        }
+        self.flush();
+        // The registry hears first: by the time anyone can see the item closed (STATUS, or
+        // SOLD-TO on a channel), the registry has the close queued, and it handles queued closes
+        // before the next datagram, so the seller's open-item count is already right.
+        let closed = ItemClosed {
+            item: self.id,
+            seller: self.seller.clone(),
+            notices,
+            result: lead.as_ref().map(|l| (l.bidder.name.clone(), l.amount)),
+        };
+        let _ = self.ctx.closed.send(closed).await;
+        if let Some(l) = &lead {
+            let sold = DeskCmd::Sold {
+                item: self.id,
+                description: self.description.clone(),
+                seller: Party {
+                    id: self.seller.id,
+                    name: self.seller.name.clone(),
+                },
+                buyer: Party {
+                    id: l.bidder.id,
+                    name: l.bidder.name.clone(),
+                },
+                amount: l.amount,
+                closed_at: unix_ms(),
+            };
+            let _ = self.ctx.desk.send(sold).await;
+        }
+        let settle_port = lead.as_ref().map(|_| self.ctx.settle_port);
+        self.view.send_modify(|v| {
+            v.state = ItemState::Closed;
+            v.channel = None;
+            v.winner = lead.as_ref().map(|l| l.bidder.name.clone());
+            v.price = lead.as_ref().map(|l| l.amount);
+            v.settle_port = settle_port;
+        });
+        let result = match &lead {
+            Some(l) => ChannelBody::SoldTo {
+                item: self.id,
+                winner: l.bidder.name.clone(),
+                amount: l.amount,
+            },
+            None => ChannelBody::NotSold { item: self.id },
+        };
+        let conns: Vec<u64> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.send(conn, ChannelBody::BidOver { item: self.id });
+            self.send(conn, result.clone());
+        }
+        match &lead {
+            Some(l) => {
+                tracing::info!(winner = %l.bidder.name, amount = %l.amount, "auction closed: sold")
+            }
+            None => tracing::info!("auction closed: not sold"),
+        }
+        // Dropping the queues lets each writer flush what is queued and close the channel.
+        self.clear_conns();
+    }
+
+    /// The server is stopping: finish the requests already queued, wait until everything said
+    /// is durable and deliver it, then tell every bidder why the channel closes.
+    pub(super) async fn going_down(&mut self, mut commands: mpsc::Receiver<ItemCmd>) {
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            self.handle(cmd);
+        }
+        if wait_durable(&*self.ctx.storage, self.ctx.storage.appended()).await {
+            self.flush();
+        }
+        let conns: Vec<u64> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.send(
+                conn,
+                ChannelBody::Error {
+                    req: None,
+                    reason: Reason::Unavailable,
+                    message: "the server is shutting down; reconnect when it is back".into(),
+                },
+            );
+        }
+        self.clear_conns();
+    }
+
+    /// Lets go of every connection (their writers then close them), logging it.
+    pub(super) fn clear_conns(&mut self) {
+        let at = unix_ms();
+        let closed: Vec<Record> = self
+            .conns
+            .drain()
+            .map(|(_, c)| Record::ChannelClosed {
+                session: c.session,
+                at,
+            })
+            .collect();
+        if !closed.is_empty() {
+            self.ctx.storage.append(closed);
+        }
+        self.accounts.clear();
+    }
+}

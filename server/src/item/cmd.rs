@@ -1,0 +1,85 @@
+//! What an item task receives, and what the registry holds to reach it (a types-only file, so
+//! the registry and the connections import the messages, never the task).
+
+use auction_protocol::channel::{ChannelBody, ChannelRequest, LineError};
+use auction_protocol::{Cents, ItemView, Reason};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::accounts::{AccountHandle, AccountId};
+use crate::rules::auction::{Lead, Outcome};
+
+/// The registry's view of an item to run: a new one, or one resumed after a restart.
+pub struct ItemSpec {
+    pub id: u64,
+    pub description: String,
+    pub seller: Arc<AccountHandle>,
+    pub min: Cents,
+    pub ends_at: u64,
+    /// Where bidders connect; `None` for an item that only has to close (its end passed
+    /// while the server was down).
+    pub channel: Option<String>,
+    /// The leading bid, for a resumed item.
+    pub lead: Option<Lead>,
+    /// The first answer to every bid id, for a resumed item.
+    pub bid_ids: Vec<(AccountId, String, Outcome)>,
+}
+
+/// What the registry and an item task share about the item's subscribers.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    /// How many accounts are subscribed: the task reports updates only while above zero.
+    pub count: std::sync::atomic::AtomicUsize,
+    /// Set when an update could not be queued (the registry is behind): the registry then
+    /// skips a sequence number for each subscriber, so clients see the gap and re-read.
+    pub missed: std::sync::atomic::AtomicBool,
+}
+
+/// The latest HIGHEST of an item as an encoded line, shared by every writer on the item: it is
+/// serialized once per accepted bid, not once per connection.
+pub type HighestRx = watch::Receiver<Option<Arc<str>>>;
+
+pub enum ItemCmd {
+    /// A connection finished its handshake as `account`.
+    Join {
+        conn: u64,
+        peer: std::net::SocketAddr,
+        account: Arc<AccountHandle>,
+        queue: mpsc::Sender<ChannelBody>,
+        reply: oneshot::Sender<Result<HighestRx, (Reason, String)>>,
+    },
+    Leave {
+        conn: u64,
+    },
+    Request {
+        conn: u64,
+        request: ChannelRequest,
+    },
+    /// A line that could not be decoded; `fatal` closes the connection after the error.
+    BadLine {
+        conn: u64,
+        error: LineError,
+        fatal: bool,
+    },
+    /// Who leads the auction now (for deregistration).
+    Leader {
+        reply: oneshot::Sender<Option<AccountId>>,
+    },
+    /// The account was deregistered: close its connections, saying why.
+    AccountGone {
+        account: AccountId,
+    },
+    /// The seller accepted a negotiation: lower the minimum to `min` (see
+    /// `Auction::lower_min`). Answered once the change is appended to storage.
+    LowerMin {
+        min: Cents,
+        reply: oneshot::Sender<Result<(), (Reason, String)>>,
+    },
+}
+
+/// How the registry reaches an item.
+pub struct ItemHandle {
+    pub cmd: mpsc::Sender<ItemCmd>,
+    pub view: watch::Receiver<ItemView>,
+    pub watchers: Arc<Watchers>,
+}

@@ -1,0 +1,115 @@
+//! Saying things on the item's channel: `emit` holds a message in the outbox until storage has
+//! made durable everything appended before it, `deliver` turns a released message into queue
+//! entries, the HIGHEST watch and the view, and `send` drops a connection whose queue is full
+//! rather than wait for it.
+
+use auction_protocol::channel::{self, ChannelBody};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use super::{ItemTask, Out};
+use crate::registry::inbox::{Change, ItemUpdate};
+use crate::rules::auction;
+
+impl ItemTask {
+    /// STATE from the view, which shows only durable bids.
+    pub(super) fn state(&self, req: Option<u64>, you: &str) -> ChannelBody {
+        let item = self.view.borrow().clone();
+        ChannelBody::State {
+            req,
+            next_min: auction::next_min(item.min, item.highest, self.ctx.config.min_increment),
+            item,
+            you: you.to_owned(),
+        }
+    }
+
+    /// Says `out` once everything appended to storage so far is durable: at once if it is.
+    pub(super) fn emit(&mut self, out: Out) {
+        if let Some(out) = self.outbox.admit(&*self.ctx.storage, out) {
+            self.deliver(out);
+        }
+    }
+
+    /// Delivers what storage has caught up with.
+    pub(super) fn flush(&mut self) {
+        while let Some(out) = self.outbox.release() {
+            self.deliver(out);
+        }
+    }
+
+    pub(super) fn deliver(&mut self, out: Out) {
+        match out {
+            Out::To(conn, body) => self.send(conn, body),
+            Out::State { conn, req } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let state = self.state(req, &c.account.name);
+                    self.send(conn, state);
+                }
+            }
+            Out::Highest {
+                amount,
+                bidder,
+                ends_at,
+            } => {
+                self.view.send_modify(|v| {
+                    v.highest = Some(amount);
+                    v.bidder = Some(bidder.clone());
+                    v.ends_at = ends_at;
+                });
+                let line = channel::encode_line(ChannelBody::Highest {
+                    item: self.id,
+                    amount,
+                    bidder: bidder.clone(),
+                    ends_at,
+                });
+                self.highest.send_replace(Some(Arc::from(line)));
+                self.report(Change::Highest {
+                    amount,
+                    bidder,
+                    ends_at,
+                });
+            }
+            Out::Min(min) => {
+                self.view.send_modify(|v| v.min = min);
+                let (next_min, ends_at) = (self.auction.next_min(), self.auction.ends_at);
+                let conns: Vec<u64> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    let body = ChannelBody::PriceAdjustment {
+                        item: self.id,
+                        min,
+                        next_min,
+                    };
+                    self.send(conn, body);
+                }
+                self.report(Change::Min { min, ends_at });
+            }
+        }
+    }
+
+    /// Tells the registry about a durable change, for the subscribers (if there are any).
+    pub(super) fn report(&mut self, change: Change) {
+        if self.watchers.count.load(Ordering::Relaxed) > 0 {
+            let update = ItemUpdate {
+                item: self.id,
+                change,
+            };
+            if self.ctx.updates.try_send(update).is_err() {
+                self.watchers.missed.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Queues `body` for `conn`. A connection whose queue is full is not keeping up: it is
+    /// dropped (its writer closes it) rather than slowing the item down.
+    pub(super) fn send(&mut self, conn: u64, body: ChannelBody) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = c.queue.try_send(body) {
+            tracing::info!(conn, account = %c.account.name, "dropping a connection that does not read");
+            self.ctx.metrics.dropped("queue-full");
+            self.remove(conn);
+        }
+    }
+}

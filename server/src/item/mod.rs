@@ -1,0 +1,355 @@
+//! One task per open item. It owns the item's auction state, its TLS listener and the list of
+//! connected bidders; connections and the registry talk to it only through its command
+//! channel. It never waits on a connection: replies go into each connection's bounded queue
+//! with `try_send`, and HIGHEST goes into one `watch` that every connection's writer reads, so
+//! a reader that stops reading costs only itself.
+//!
+//! Nor does it wait on the disk. A bid is judged and applied at once and its record appended to
+//! storage; everything the task says afterwards (the answer, HIGHEST, STATE, the view the
+//! registry reads) waits in `outbox` until storage reports durable everything appended before
+//! it was said. So no one learns of a bid a crash could lose, and bids arriving during one
+//! commit are judged meanwhile and committed together in the next.
+
+mod bid;
+pub(crate) mod channel;
+mod close;
+pub(crate) mod cmd;
+mod deliver;
+
+use auction_protocol::channel::{self as line, ChannelBody, ChannelRequestBody};
+use auction_protocol::{Cents, ItemState, ItemView, Reason};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+pub(crate) use cmd::{HighestRx, ItemCmd, ItemHandle, ItemSpec, Watchers};
+
+use crate::accounts::{AccountHandle, AccountId};
+use crate::clock::unix_ms;
+use crate::context::ServerContext;
+use crate::rules::auction::{Auction, Offer, Rules};
+use crate::store::{Outbox, Record};
+
+struct Conn {
+    account: Arc<AccountHandle>,
+    queue: mpsc::Sender<ChannelBody>,
+    /// Its row in the connection log.
+    session: u64,
+}
+
+/// Something the task has said that waits for storage to catch up.
+enum Out {
+    /// A message for one connection.
+    To(u64, ChannelBody),
+    /// STATE, built when it is delivered so it shows the durable view.
+    State { conn: u64, req: Option<u64> },
+    /// A new highest bid: the view and the HIGHEST broadcast.
+    Highest {
+        amount: Cents,
+        bidder: String,
+        ends_at: u64,
+    },
+    /// A lowered minimum: the view and PRICE-ADJUSTMENT on the channel and to subscribers.
+    Min(Cents),
+}
+
+struct ItemTask {
+    id: u64,
+    ctx: Arc<ServerContext>,
+    auction: Auction,
+    /// What has been said but waits for storage.
+    outbox: Outbox<Out>,
+    view: watch::Sender<ItemView>,
+    highest: watch::Sender<Option<Arc<str>>>,
+    conns: HashMap<u64, Conn>,
+    /// Connections per account, for `--max-bidders-per-item`.
+    accounts: HashMap<AccountId, usize>,
+    seller: Arc<AccountHandle>,
+    description: String,
+    watchers: Arc<Watchers>,
+}
+
+/// Starts the task of an item; it listens on `listener` if given.
+pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerContext>) -> ItemHandle {
+    let rules = Rules {
+        min_increment: ctx.config.min_increment,
+        snipe_window_ms: ctx.config.snipe_window.as_millis() as u64,
+        snipe_extension_ms: ctx.config.snipe_extension.as_millis() as u64,
+    };
+    let view = ItemView {
+        item: spec.id,
+        description: spec.description.clone(),
+        seller: spec.seller.name.clone(),
+        min: spec.min,
+        highest: spec.lead.as_ref().map(|l| l.amount),
+        bidder: spec.lead.as_ref().map(|l| l.bidder.name.clone()),
+        ends_at: spec.ends_at,
+        state: ItemState::Open,
+        channel: spec.channel.clone(),
+        winner: None,
+        price: None,
+        settle_port: None,
+    };
+    let highest = spec.lead.as_ref().map(|l| {
+        Arc::from(line::encode_line(ChannelBody::Highest {
+            item: spec.id,
+            amount: l.amount,
+            bidder: l.bidder.name.clone(),
+            ends_at: spec.ends_at,
+        }))
+    });
+    let (view_tx, view_rx) = watch::channel(view);
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let auction = Auction::new(spec.min, spec.seller.id, spec.ends_at, rules)
+        .restore(spec.lead, spec.bid_ids);
+    let task = ItemTask {
+        id: spec.id,
+        auction,
+        outbox: Outbox::new(&*ctx.storage),
+        view: view_tx,
+        highest: watch::channel(highest).0,
+        conns: HashMap::new(),
+        accounts: HashMap::new(),
+        seller: spec.seller,
+        description: spec.description,
+        watchers: Arc::default(),
+        ctx: ctx.clone(),
+    };
+    let watchers = task.watchers.clone();
+    let span = tracing::info_span!("item", item = spec.id);
+    ctx.tasks.spawn(
+        task.run(listener, cmd_rx, cmd_tx.downgrade())
+            .instrument(span),
+    );
+    ItemHandle {
+        cmd: cmd_tx,
+        view: view_rx,
+        watchers,
+    }
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl ItemTask {
+    async fn run(
+        mut self,
+        listener: Option<TcpListener>,
+        mut commands: mpsc::Receiver<ItemCmd>,
+        self_tx: mpsc::WeakSender<ItemCmd>,
+    ) {
+        let mut next_conn: u64 = 0;
+        // One timer for the item's life, moved only when the end moves (soft close) or when it
+        // fires early (the wall clock and the runtime's clock disagree).
+        let end = tokio::time::sleep_until(self.end_instant());
+        tokio::pin!(end);
+        let mut armed_for = self.auction.ends_at;
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            if self.auction.ends_at != armed_for {
+                armed_for = self.auction.ends_at;
+                end.as_mut().reset(self.end_instant());
+            }
+            tokio::select! {
+                _ = &mut end => {
+                    if self.auction.is_over(unix_ms()) {
+                        break;
+                    }
+                    end.as_mut().reset(self.end_instant());
+                }
+                _ = self.outbox.progress() => self.flush(),
+                Some(cmd) = commands.recv() => self.handle(cmd),
+                accepted = accept(&listener) => match accepted {
+                    Ok((tcp, peer)) => {
+                        let Some(tx) = self_tx.upgrade() else { break };
+                        let _ = tcp.set_nodelay(true);
+                        if let Some(size) = self.ctx.config.channel_send_buffer {
+                            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);
+                        }
+                        match self.ctx.connections.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                next_conn += 1;
+                                self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
+                            }
+                            Err(_) => crate::net::accept::refuse_full(tcp, peer, &self.ctx),
+                        }
+                    }
+                    Err(e) => {
+                        // Typically out of file descriptors: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => {
+                    drop(listener);
+                    self.going_down(commands).await;
+                    return;
+                }
+            }
+        }
+        drop(listener);
+        self.close().await;
+    }
+
+    /// When the auction ends, on the runtime's clock.
+    fn end_instant(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.auction.ends_at.saturating_sub(unix_ms()))
+    }
+
+    fn handle(&mut self, cmd: ItemCmd) {
+        match cmd {
+            ItemCmd::Join {
+                conn,
+                peer,
+                account,
+                queue,
+                reply,
+            } => {
+                let result = self.join(conn, peer, account, queue);
+                let _ = reply.send(result);
+            }
+            ItemCmd::Leave { conn } => self.remove(conn),
+            ItemCmd::AccountGone { account } => {
+                let gone: Vec<u64> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.account.id == account)
+                    .map(|(&conn, _)| conn)
+                    .collect();
+                for conn in gone {
+                    // Said at once (it says nothing about the auction); dropping the queue
+                    // then lets the writer send it and close the connection.
+                    self.send(
+                        conn,
+                        ChannelBody::Error {
+                            req: None,
+                            reason: Reason::AccountGone,
+                            message: "this account has been deregistered".into(),
+                        },
+                    );
+                    self.remove(conn);
+                }
+            }
+            ItemCmd::Request { conn, request } => match request.body {
+                ChannelRequestBody::Bid { amount, id } => {
+                    self.bid(conn, request.req, Offer::Amount(amount), id)
+                }
+                ChannelRequestBody::ProxyBid { max, id } => {
+                    self.bid(conn, request.req, Offer::Max(max), id)
+                }
+                ChannelRequestBody::Status => self.emit(Out::State {
+                    conn,
+                    req: Some(request.req),
+                }),
+            },
+            ItemCmd::BadLine { conn, error, fatal } => {
+                // Sent at once: it says nothing about the auction.
+                self.send(
+                    conn,
+                    ChannelBody::Error {
+                        req: error.req,
+                        reason: error.reason,
+                        message: error.detail,
+                    },
+                );
+                if fatal {
+                    self.remove(conn);
+                }
+            }
+            ItemCmd::Leader { reply } => {
+                let _ = reply.send(self.auction.lead().map(|l| l.bidder.id));
+            }
+            ItemCmd::LowerMin { min, reply } => {
+                let now = unix_ms();
+                let result = self.auction.lower_min(min, now);
+                if result.is_ok() {
+                    self.ctx.storage.append(vec![Record::Negotiated {
+                        item: self.id,
+                        min: Some(min),
+                        at: now,
+                    }]);
+                    tracing::info!(%min, "the seller lowered the minimum");
+                    self.emit(Out::Min(min));
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        conn: u64,
+        peer: std::net::SocketAddr,
+        account: Arc<AccountHandle>,
+        queue: mpsc::Sender<ChannelBody>,
+    ) -> Result<HighestRx, (Reason, String)> {
+        if !account.is_live() {
+            return Err((
+                Reason::AccountGone,
+                "this account has been deregistered".into(),
+            ));
+        }
+        if let Some(cap) = self.ctx.config.max_bidders_per_item {
+            if !self.accounts.contains_key(&account.id) && self.accounts.len() >= cap {
+                return Err((
+                    Reason::ItemFull,
+                    format!(
+                        "item {} already has {cap} bidders connected; try later",
+                        self.id
+                    ),
+                ));
+            }
+        }
+        *self.accounts.entry(account.id).or_default() += 1;
+        let session = self
+            .ctx
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let account_id = account.id;
+        self.conns.insert(
+            conn,
+            Conn {
+                account,
+                queue,
+                session,
+            },
+        );
+        self.emit(Out::State { conn, req: None });
+        // The connection log, for the operator's `auction-server status`. Appended after the
+        // STATE is said, so that STATE does not wait for the log's commit.
+        self.ctx.storage.append(vec![Record::ChannelOpened {
+            session,
+            item: self.id,
+            account: account_id,
+            peer,
+            at: unix_ms(),
+        }]);
+        Ok(self.highest.subscribe())
+    }
+
+    fn remove(&mut self, conn: u64) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.ctx.storage.append(vec![Record::ChannelClosed {
+                session: c.session,
+                at: unix_ms(),
+            }]);
+            if let Some(n) = self.accounts.get_mut(&c.account.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.accounts.remove(&c.account.id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The catalogue of items: OFFER, the house catalog (`--catalog`), item ports, and what the
+//! registry learns when an item closes.
+
+use auction_protocol::limits::{
+    DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DURATION_SECS, MIN_DURATION_SECS,
+};
+use auction_protocol::udp::ServerBody;
+use auction_protocol::{names, udp, Cents, PublicKey, Reason};
+use std::mem;
+use std::net::SocketAddr;
+
+use super::inbox::ItemClosed;
+use super::{not_registered, AfterAnswer, Answer, Entry, Registry};
+use crate::clock::unix_ms;
+use crate::config::PortRange;
+use crate::item;
+use crate::item::ItemSpec;
+use crate::rules::auction;
+use crate::store::{Negotiation, NoticeKind, Record};
+use tokio::net::TcpListener;
+
+impl Registry {
+    pub(super) fn offer(
+        &mut self,
+        req: u64,
+        name: &str,
+        description: String,
+        min: Cents,
+        duration: Option<u64>,
+    ) -> Answer {
+        let denied = |reason, message: String| {
+            Answer::one(ServerBody::OfferDenied {
+                req,
+                reason,
+                message,
+            })
+        };
+        let Some(account) = self.accounts.get(name) else {
+            return denied(Reason::NotRegistered, not_registered(name));
+        };
+        if !names::valid_description(&description) {
+            return denied(
+                Reason::InvalidDescription,
+                "a description is 1 to 200 characters, without control characters".into(),
+            );
+        }
+        if min.0 == 0 || min.0 > MAX_AMOUNT_CENTS {
+            return denied(
+                Reason::InvalidAmount,
+                "the minimum bid must be between 0.01 and 100000000000.00".into(),
+            );
+        }
+        let duration = duration.unwrap_or(DEFAULT_DURATION_SECS);
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration) {
+            return denied(
+                Reason::InvalidDuration,
+                "the duration must be between 1 second and 30 days".into(),
+            );
+        }
+        let max = self.ctx.config.max_open_items;
+        let house = self
+            .ctx
+            .config
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.seller == name);
+        if account.open_items >= max && !house {
+            return denied(
+                Reason::TooManyOpenItems,
+                format!("'{name}' already has {max} open items, the most allowed"),
+            );
+        }
+        match self.open_item(name, description, min, duration, None) {
+            Ok((item, channel, ends_at)) => Answer {
+                datagrams: vec![udp::encode(ServerBody::OfferConf {
+                    req,
+                    item,
+                    channel,
+                    ends_at,
+                })],
+                after: AfterAnswer::AnnounceItem(item),
+            },
+            Err((reason, message)) => denied(reason, message),
+        }
+    }
+
+    /// Starts the auction of a new item (checked already) for the account `name`: its
+    /// listener, its task and its record. Returns the item number, channel and end.
+    pub(super) fn open_item(
+        &mut self,
+        name: &str,
+        description: String,
+        min: Cents,
+        duration: u64,
+        catalog_id: Option<String>,
+    ) -> Result<(u64, String, u64), (Reason, String)> {
+        let Some(account) = self.accounts.get(name) else {
+            return Err((Reason::NotRegistered, not_registered(name)));
+        };
+        let seller = account.handle.clone();
+        let listener = match self.bind_item_port() {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "no port for a new item channel");
+                return Err((
+                    Reason::NoChannelPort,
+                    "no free port for the item's channel".into(),
+                ));
+            }
+        };
+        let port = match listener.local_addr() {
+            Ok(addr) => addr.port(),
+            Err(e) => return Err((Reason::NoChannelPort, e.to_string())),
+        };
+        let channel = SocketAddr::new(self.advertise, port).to_string();
+        let id = self.next_item;
+        let now = unix_ms();
+        let ends_at = now + duration * 1000;
+        self.records.push(Record::ItemOffered {
+            item: id,
+            seller: seller.id,
+            description: description.clone(),
+            min,
+            ends_at,
+            port,
+            at: now,
+            catalog_id: catalog_id.clone(),
+        });
+        self.next_item += 1;
+        let spec = ItemSpec {
+            id,
+            description,
+            seller,
+            min,
+            ends_at,
+            channel: Some(channel.clone()),
+            lead: None,
+            bid_ids: Vec::new(),
+        };
+        let handle = item::spawn(spec, Some(listener), self.ctx.clone());
+        let negotiate_at = auction::negotiate_at(now, ends_at);
+        self.negotiations.insert((negotiate_at, id));
+        self.items
+            .insert(id, Entry::running(handle, Negotiation::Due(negotiate_at)));
+        if let Some(account) = self.accounts.get_mut(name) {
+            account.open_items += 1;
+        }
+        if let Some(catalog_id) = catalog_id {
+            self.catalog_ids.insert(catalog_id);
+        }
+        self.ctx.metrics.open_items.inc();
+        tracing::info!(item = id, seller = %name, %channel, "item offered");
+        Ok((id, channel, ends_at))
+    }
+
+    /// Offers the catalog's entries not offered before (`--catalog`), for its seller account
+    /// (created, with a key nobody holds, when no account has that name).
+    pub(super) async fn offer_catalog(&mut self) {
+        let Some(catalog) = self.ctx.config.catalog.clone() else {
+            return;
+        };
+        if !self.accounts.contains_key(&catalog.seller) {
+            let mut key = [0u8; 32];
+            rand::fill(&mut key);
+            self.create_account(&catalog.seller, PublicKey(key), None);
+            tracing::info!(seller = %catalog.seller, "created the catalog's seller account");
+        }
+        let (mut offered, mut skipped) = (0, 0);
+        for entry in catalog.entries {
+            if self.catalog_ids.contains(&entry.id) {
+                skipped += 1;
+                continue;
+            }
+            let opened = self.open_item(
+                &catalog.seller,
+                entry.description,
+                entry.min,
+                entry.duration_secs,
+                Some(entry.id.clone()),
+            );
+            match opened {
+                Ok((item, _, _)) => {
+                    offered += 1;
+                    self.append_records();
+                    self.announce_item(item).await;
+                }
+                Err((reason, message)) => {
+                    tracing::error!(entry = %entry.id, %reason, %message, "could not offer a catalog item")
+                }
+            }
+        }
+        self.append_records();
+        tracing::info!(offered, skipped, "catalog loaded");
+    }
+
+    pub(super) fn bind(&self, port: u16) -> std::io::Result<TcpListener> {
+        let std = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port))?;
+        std.set_nonblocking(true)?;
+        TcpListener::from_std(std)
+    }
+
+    pub(super) fn bind_item_port(&mut self) -> std::io::Result<TcpListener> {
+        match self.ctx.config.item_ports {
+            PortRange::Ephemeral => self.bind(0),
+            PortRange::Range(lo, hi) => {
+                let span = u32::from(hi - lo) + 1;
+                for _ in 0..span {
+                    let port = self.next_port.clamp(lo, hi);
+                    self.next_port = if port == hi { lo } else { port + 1 };
+                    if let Ok(listener) = self.bind(port) {
+                        return Ok(listener);
+                    }
+                }
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("every port in {lo}-{hi} is in use"),
+                ))
+            }
+        }
+    }
+
+    /// An item closed; its result and notices are durable. Deliver the notices.
+    pub(super) async fn on_closed(&mut self, closed: ItemClosed) {
+        if let Some(entry) = self.items.get_mut(&closed.item) {
+            entry.cmd = None;
+        }
+        if let Some(account) = self.accounts.get_mut(&closed.seller.name) {
+            account.open_items = account.open_items.saturating_sub(1);
+        }
+        self.ctx.metrics.open_items.dec();
+        // An unanswered negotiation request no longer matters (the close acknowledged it in
+        // the database).
+        self.drop_pending(
+            &closed.seller.name,
+            NoticeKind::NegotiateReq.id(closed.item),
+        );
+        for notice in closed.notices {
+            self.queue_notice(notice.account, notice.id, notice.datagram);
+        }
+        // Subscribers hear the result; their subscriptions end (the close deleted them from
+        // the database in the same transaction as the result).
+        let subscribers = self
+            .items
+            .get_mut(&closed.item)
+            .map(|e| mem::take(&mut e.subscribers))
+            .unwrap_or_default();
+        let (winner, price) = closed.result.unzip();
+        for name in subscribers {
+            if let Some(a) = self.accounts.get_mut(&name) {
+                a.subscriptions.remove(&closed.item);
+            }
+            self.announce(&name, 0, |seq, epoch| ServerBody::ItemClosed {
+                seq,
+                epoch,
+                item: closed.item,
+                winner: winner.clone(),
+                price,
+            })
+            .await;
+        }
+        self.retransmit().await;
+    }
+}

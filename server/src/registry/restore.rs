@@ -1,0 +1,188 @@
+//! Restarting: accounts, replay windows, closed items and pending notices come back from the
+//! snapshot; open items are resumed (with the recovery grace) and announced again.
+
+use auction_protocol::{ItemView, PublicKey};
+use std::collections::BTreeSet;
+use std::mem;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Account, Entry, Registry, Tombstone};
+use crate::accounts::{AccountHandle, AccountId};
+use crate::clock::unix_ms;
+use crate::item;
+use crate::item::ItemSpec;
+use crate::rules::auction::Lead;
+use crate::rules::replay::ReplayWindow;
+use crate::store::{Negotiation, Record, Snapshot};
+
+impl Registry {
+    /// Accounts, replay windows, closed items and pending notices from the database. Open
+    /// items are resumed by `run`, which can send their announcements.
+    pub(super) fn restore(&mut self, snapshot: Snapshot) {
+        let (live, mut removed): (Vec<_>, Vec<_>) =
+            snapshot.accounts.into_iter().partition(|a| !a.removed);
+        for a in live {
+            let handle = Arc::new(AccountHandle::new(a.id, a.name.clone(), a.key));
+            self.ctx.keys.insert(handle.clone());
+            self.names.insert(a.id, a.name.clone());
+            self.accounts.insert(
+                a.name,
+                Account::new(
+                    handle,
+                    ReplayWindow::restore(a.replay_floor, a.replies),
+                    a.notify,
+                ),
+            );
+        }
+        // Oldest first, so the tombstone order evicts the oldest; a name registered again
+        // has no tombstone.
+        removed.sort_by_key(|a| a.id);
+        for a in removed {
+            if self.accounts.contains_key(&a.name) {
+                continue;
+            }
+            self.tombstones.insert(
+                a.name.clone(),
+                Tombstone {
+                    id: a.id,
+                    key: a.key,
+                    replay: ReplayWindow::restore(a.replay_floor, a.replies),
+                },
+            );
+            self.tombstone_order.push_back(a.name);
+        }
+        for stored in snapshot.items {
+            if let Some(id) = &stored.catalog_id {
+                self.catalog_ids.insert(id.clone());
+            }
+            if stored.closed_at.is_some() {
+                let view = ItemView {
+                    item: stored.id,
+                    description: stored.description,
+                    seller: stored.seller_name,
+                    min: stored.min,
+                    highest: stored.lead.as_ref().map(|l| l.2),
+                    bidder: stored.lead.as_ref().map(|l| l.1.clone()),
+                    ends_at: stored.ends_at,
+                    state: auction_protocol::ItemState::Closed,
+                    channel: None,
+                    winner: stored.lead.as_ref().map(|l| l.1.clone()),
+                    price: stored.lead.as_ref().map(|l| l.2),
+                    settle_port: stored.lead.as_ref().map(|_| self.ctx.settle_port),
+                };
+                let (_, view) = tokio::sync::watch::channel(view);
+                self.items.insert(
+                    stored.id,
+                    Entry {
+                        cmd: None,
+                        view,
+                        watchers: None,
+                        subscribers: BTreeSet::new(),
+                        negotiation: Negotiation::Done,
+                    },
+                );
+            } else {
+                if let Some(account) = self.accounts.get_mut(&stored.seller_name) {
+                    account.open_items += 1;
+                }
+                self.ctx.metrics.open_items.inc();
+                self.to_resume.push(stored);
+            }
+        }
+        for n in snapshot.notices {
+            self.queue_notice(n.account, n.id, n.datagram);
+        }
+        self.to_subscribe = snapshot.subscriptions;
+    }
+
+    /// The handle of account `id`, or a handle that cannot bid if the account is gone.
+    pub(super) fn handle_of(&self, id: AccountId, name: &str) -> Arc<AccountHandle> {
+        match self.accounts.get(name) {
+            Some(a) if a.handle.id == id => a.handle.clone(),
+            _ => {
+                let gone = AccountHandle::new(id, name.to_owned(), PublicKey([0; 32]));
+                gone.set_live(false);
+                Arc::new(gone)
+            }
+        }
+    }
+
+    /// Starts the items that were open when the server stopped. Those whose end passed in the
+    /// meantime close at once (with their results and notices); the others get the time they
+    /// had left plus the recovery grace, listen again (on the same port when it is free) and
+    /// are announced again.
+    pub(super) async fn resume(&mut self) {
+        let grace = self.ctx.config.recovery_grace.as_millis() as u64;
+        let now = unix_ms();
+        for stored in mem::take(&mut self.to_resume) {
+            let seller = self.handle_of(stored.seller, &stored.seller_name);
+            let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
+                amount: *amount,
+                bidder: self.handle_of(*id, name),
+                max: *max,
+            });
+            let mut spec = ItemSpec {
+                id: stored.id,
+                description: stored.description,
+                seller,
+                min: stored.min,
+                ends_at: stored.ends_at,
+                channel: None,
+                lead,
+                bid_ids: stored.bid_ids,
+            };
+            let mut listener = None;
+            if stored.ends_at > now {
+                let bound = self
+                    .bind(stored.port)
+                    .or_else(|_| self.bind_item_port())
+                    .and_then(|l| Ok((l.local_addr()?.port(), l)));
+                match bound {
+                    Ok((port, l)) => {
+                        spec.ends_at = stored.ends_at.saturating_add(grace);
+                        spec.channel = Some(SocketAddr::new(self.advertise, port).to_string());
+                        self.records.push(Record::ItemResumed {
+                            item: stored.id,
+                            ends_at: spec.ends_at,
+                            port,
+                        });
+                        listener = Some(l);
+                        tracing::info!(
+                            item = stored.id,
+                            port,
+                            ends_at = spec.ends_at,
+                            "item resumed"
+                        );
+                    }
+                    Err(e) => {
+                        // Without a channel no one can bid: the auction closes with what it has.
+                        tracing::error!(item = stored.id, error = %e, "no port to resume the item on; closing it");
+                    }
+                }
+            } else {
+                tracing::info!(
+                    item = stored.id,
+                    "item ended while the server was down; closing it"
+                );
+            }
+            let resumed = listener.is_some();
+            let handle = item::spawn(spec, listener, self.ctx.clone());
+            if let Negotiation::Due(at) = stored.negotiation {
+                self.negotiations.insert((at, stored.id));
+            }
+            self.items
+                .insert(stored.id, Entry::running(handle, stored.negotiation));
+            if resumed {
+                self.append_records();
+                self.announce_item(stored.id).await;
+            }
+        }
+        self.append_records();
+        for (account, item) in mem::take(&mut self.to_subscribe) {
+            if let Some(name) = self.names.get(&account).cloned() {
+                self.add_subscription(&name, item);
+            }
+        }
+    }
+}

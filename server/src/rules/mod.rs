@@ -1,0 +1,8 @@
+//! The pure rules: no I/O, no clock (time is passed in), unit-tested without sockets. The tasks
+//! that own the state call them: the item task (`auction`), the settlement desk (`settlement`)
+//! and the registry (`replay`, `ratelimit`).
+
+pub mod auction;
+pub mod ratelimit;
+pub mod replay;
+pub mod settlement;
