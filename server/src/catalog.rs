@@ -18,13 +18,12 @@
 //! checked before anything is offered: any bad entry stops the start with its position and why.
 
 use anyhow::{bail, Context, Result};
-use auction_protocol::limits::{
-    DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DURATION_SECS, MIN_DURATION_SECS,
-};
 use auction_protocol::{names, Cents};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
+
+use crate::rules::offer;
 
 /// Larger catalog files are refused rather than read.
 pub const MAX_CATALOG_BYTES: u64 = 16 << 20;
@@ -113,25 +112,21 @@ impl Catalog {
 }
 
 fn check(raw: RawEntry) -> Result<Entry> {
-    if !names::valid_description(&raw.description) {
-        bail!("a description is 1 to 200 characters, without control characters");
-    }
+    let min = Cents::parse_decimal(&raw.min).map_err(|e| anyhow::anyhow!("min: {e}"))?;
+    let duration_secs = match raw.duration {
+        None => None,
+        Some(d) => Some(
+            humantime::parse_duration(&d)
+                .map_err(|e| anyhow::anyhow!("duration '{d}': {e} (write it like 90s, 10m, 2h)"))?
+                .as_secs(),
+        ),
+    };
+    // The same terms as an offer over UDP.
+    let duration_secs = offer::check(&raw.description, min, duration_secs)
+        .map_err(|refused| anyhow::anyhow!("{}", refused.message))?;
     let id = raw.id.unwrap_or_else(|| raw.description.clone());
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
         bail!("an id is 1 to {MAX_ID_CHARS} characters, without control characters");
-    }
-    let min = Cents::parse_decimal(&raw.min).map_err(|e| anyhow::anyhow!("min: {e}"))?;
-    if min.0 == 0 || min.0 > MAX_AMOUNT_CENTS {
-        bail!("min must be between 0.01 and 100000000000.00");
-    }
-    let duration_secs = match raw.duration {
-        None => DEFAULT_DURATION_SECS,
-        Some(d) => humantime::parse_duration(&d)
-            .map_err(|e| anyhow::anyhow!("duration '{d}': {e} (write it like 90s, 10m, 2h)"))?
-            .as_secs(),
-    };
-    if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
-        bail!("the duration must be between 1 second and 30 days");
     }
     Ok(Entry {
         id,
@@ -177,7 +172,10 @@ mod tests {
                 "not a catalog",
             ),
             (r#"{"items":[{"description":"a","min":"5.001"}]}"#, "min"),
-            (r#"{"items":[{"description":"a","min":"0"}]}"#, "min must"),
+            (
+                r#"{"items":[{"description":"a","min":"0"}]}"#,
+                "minimum bid must",
+            ),
             (
                 r#"{"items":[{"description":"a","min":"1","duration":"31 days"}]}"#,
                 "duration",

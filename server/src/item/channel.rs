@@ -2,23 +2,21 @@
 //! that turns lines into item commands and a writer that drains the connection's queue and the
 //! item's latest HIGHEST, each write with its own timeout.
 
-use auction_protocol::channel::{self, ChannelBody, LineError};
-use auction_protocol::limits::MAX_LINE;
+use auction_protocol::channel::{self, ChannelBody};
 use auction_protocol::Reason;
-use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
-use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::cmd::{HighestRx, ItemCmd};
 use crate::context::ServerContext;
 use crate::net::accept::{handshake, say_and_close};
+use crate::net::lines::read_lines;
+use crate::rules::refusal::Refusal;
 
 /// Serves one bidder's connection until it closes; `_permit` is its place in the server-wide
 /// connection budget, released when it ends.
@@ -57,7 +55,7 @@ pub async fn serve(
     let (reader, mut writer) = tokio::io::split(tls);
     let highest = match reply_rx.await {
         Ok(Ok(highest)) => highest,
-        Ok(Err((reason, message))) => {
+        Ok(Err(Refusal { reason, message })) => {
             say_and_close(&mut writer, reason, message, ctx.config.write_timeout).await;
             return;
         }
@@ -75,85 +73,6 @@ pub async fn serve(
     }
     ctx.metrics.connections.dec();
     let _ = item.send(ItemCmd::Leave { conn }).await;
-}
-
-/// Reads request lines until the peer closes. Bad lines are reported through the item task so
-/// that every write to the connection goes through one queue.
-///
-/// The idle timeout is one timer per connection, re-armed only when it fires early (something
-/// arrived since it was set), not one timer registration per line on the bid path.
-async fn read_lines<R: AsyncRead + Unpin>(
-    reader: R,
-    item: &mpsc::Sender<ItemCmd>,
-    conn: u64,
-    idle_timeout: Duration,
-) {
-    let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE));
-    let mut last_heard = Instant::now();
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
-    loop {
-        let next = tokio::select! {
-            next = lines.next() => match next {
-                Some(next) => next,
-                None => return,
-            },
-            _ = &mut idle => {
-                if last_heard.elapsed() < idle_timeout {
-                    idle.as_mut().reset(last_heard + idle_timeout);
-                    continue;
-                }
-                // Nothing, not even a blank line, for the whole idle timeout.
-                let detail = format!(
-                    "nothing received for {} s; clients send a blank line now and then to stay connected",
-                    idle_timeout.as_secs()
-                );
-                return fail(item, conn, Reason::IdleTimeout, detail).await;
-            }
-        };
-        last_heard = Instant::now();
-        let cmd = match next {
-            Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => match channel::decode_request(line.trim_end_matches('\r')) {
-                Ok(request) => ItemCmd::Request { conn, request },
-                Err(error) => ItemCmd::BadLine {
-                    conn,
-                    error,
-                    fatal: false,
-                },
-            },
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                let detail = format!("lines are limited to {MAX_LINE} bytes");
-                return fail(item, conn, Reason::TooLarge, detail).await;
-            }
-            Err(LinesCodecError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return fail(item, conn, Reason::Malformed, "lines must be UTF-8".into()).await;
-            }
-            Err(LinesCodecError::Io(_)) => return,
-        };
-        if item.send(cmd).await.is_err() {
-            // The item is gone; the writer finishes what was queued and closes.
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Ends reading with an error the item sends before closing the connection (through its queue,
-/// like every other write); nothing more is read, so this waits until the writer is done.
-async fn fail(item: &mpsc::Sender<ItemCmd>, conn: u64, reason: Reason, detail: String) {
-    let error = LineError {
-        reason,
-        req: None,
-        detail,
-    };
-    let _ = item
-        .send(ItemCmd::BadLine {
-            conn,
-            error,
-            fatal: true,
-        })
-        .await;
-    std::future::pending::<()>().await;
 }
 
 /// Most bytes gathered into one write: a backlog goes out in a few large TLS records instead

@@ -14,7 +14,7 @@ use crate::accounts::AccountId;
 use crate::clock::unix_ms;
 use crate::registry::inbox::ItemClosed;
 use crate::rules::auction::Lead;
-use crate::rules::settlement::Party;
+use crate::rules::settlement::{Party, Sale};
 use crate::settle::cmd::DeskCmd;
 use crate::store::{wait_durable, NoticeKind, NoticeRecord, Record};
 
@@ -72,11 +72,12 @@ impl ItemTask {
     pub(super) async fn close(mut self) {
         let lead = self.auction.lead().cloned();
         let notices = self.notices(lead.as_ref());
+        let closed_at = unix_ms();
         let lsn = self.ctx.storage.append(vec![Record::ItemClosed {
             item: self.id,
             winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
             notices: notices.clone(),
-            at: unix_ms(),
+            at: closed_at,
         }]);
         if !wait_durable(&*self.ctx.storage, lsn).await {
             // The server is stopping for it; the item closes again after the restart.
@@ -96,7 +97,7 @@ impl ItemTask {
         };
         let _ = self.ctx.closed.send(closed).await;
         if let Some(l) = &lead {
-            let sold = DeskCmd::Sold {
+            let sold = DeskCmd::Sold(Sale {
                 item: self.id,
                 description: self.description.clone(),
                 seller: Party {
@@ -108,8 +109,8 @@ impl ItemTask {
                     name: l.bidder.name.clone(),
                 },
                 amount: l.amount,
-                closed_at: unix_ms(),
-            };
+                closed_at,
+            });
             let _ = self.ctx.desk.send(sold).await;
         }
         let settle_port = lead.as_ref().map(|_| self.ctx.settle_port);

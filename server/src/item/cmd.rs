@@ -2,12 +2,13 @@
 //! the registry and the connections import the messages, never the task).
 
 use auction_protocol::channel::{ChannelBody, ChannelRequest, LineError};
-use auction_protocol::{Cents, ItemView, Reason};
+use auction_protocol::{Cents, ItemView};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::accounts::{AccountHandle, AccountId};
 use crate::rules::auction::{Lead, Outcome};
+use crate::rules::refusal::Refusal;
 
 /// The registry's view of an item to run: a new one, or one resumed after a restart.
 pub struct ItemSpec {
@@ -46,7 +47,7 @@ pub enum ItemCmd {
         peer: std::net::SocketAddr,
         account: Arc<AccountHandle>,
         queue: mpsc::Sender<ChannelBody>,
-        reply: oneshot::Sender<Result<HighestRx, (Reason, String)>>,
+        reply: oneshot::Sender<Result<HighestRx, Refusal>>,
     },
     Leave {
         conn: u64,
@@ -73,7 +74,7 @@ pub enum ItemCmd {
     /// `Auction::lower_min`). Answered once the change is appended to storage.
     LowerMin {
         min: Cents,
-        reply: oneshot::Sender<Result<(), (Reason, String)>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
 
@@ -82,4 +83,20 @@ pub struct ItemHandle {
     pub cmd: mpsc::Sender<ItemCmd>,
     pub view: watch::Receiver<ItemView>,
     pub watchers: Arc<Watchers>,
+}
+
+impl crate::net::lines::LineCommand for ItemCmd {
+    type Request = ChannelRequest;
+
+    fn decode(line: &str) -> Result<ChannelRequest, LineError> {
+        auction_protocol::channel::decode_request(line)
+    }
+
+    fn request(conn: u64, request: ChannelRequest) -> ItemCmd {
+        ItemCmd::Request { conn, request }
+    }
+
+    fn bad_line(conn: u64, error: LineError, fatal: bool) -> ItemCmd {
+        ItemCmd::BadLine { conn, error, fatal }
+    }
 }

@@ -31,7 +31,9 @@ pub(crate) use cmd::{HighestRx, ItemCmd, ItemHandle, ItemSpec, Watchers};
 use crate::accounts::{AccountHandle, AccountId};
 use crate::clock::unix_ms;
 use crate::context::ServerContext;
+use crate::net::accept::admit;
 use crate::rules::auction::{Auction, Offer, Rules};
+use crate::rules::refusal::Refusal;
 use crate::store::{Outbox, Record};
 
 struct Conn {
@@ -170,27 +172,13 @@ impl ItemTask {
                 }
                 _ = self.outbox.progress() => self.flush(),
                 Some(cmd) = commands.recv() => self.handle(cmd),
-                accepted = accept(&listener) => match accepted {
-                    Ok((tcp, peer)) => {
+                accepted = accept(&listener) => {
+                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx).await {
                         let Some(tx) = self_tx.upgrade() else { break };
-                        let _ = tcp.set_nodelay(true);
-                        if let Some(size) = self.ctx.config.channel_send_buffer {
-                            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);
-                        }
-                        match self.ctx.connections.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                next_conn += 1;
-                                self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
-                            }
-                            Err(_) => crate::net::accept::refuse_full(tcp, peer, &self.ctx),
-                        }
+                        next_conn += 1;
+                        self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
                     }
-                    Err(e) => {
-                        // Typically out of file descriptors: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                }
                 _ = shutdown.cancelled() => {
                     drop(listener);
                     self.going_down(commands).await;
@@ -293,16 +281,16 @@ impl ItemTask {
         peer: std::net::SocketAddr,
         account: Arc<AccountHandle>,
         queue: mpsc::Sender<ChannelBody>,
-    ) -> Result<HighestRx, (Reason, String)> {
+    ) -> Result<HighestRx, Refusal> {
         if !account.is_live() {
-            return Err((
+            return Err(Refusal::new(
                 Reason::AccountGone,
                 "this account has been deregistered".into(),
             ));
         }
         if let Some(cap) = self.ctx.config.max_bidders_per_item {
             if !self.accounts.contains_key(&account.id) && self.accounts.len() >= cap {
-                return Err((
+                return Err(Refusal::new(
                     Reason::ItemFull,
                     format!(
                         "item {} already has {cap} bidders connected; try later",

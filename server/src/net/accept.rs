@@ -10,7 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
+
+/// How long a listener waits after a failed accept before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 use crate::accounts::AccountHandle;
 use crate::context::ServerContext;
@@ -102,4 +106,33 @@ pub(crate) async fn say_and_close<W: AsyncWrite + Unpin>(
     });
     let _ = timeout(write_timeout, writer.write_all(line.as_bytes())).await;
     let _ = timeout(write_timeout, writer.shutdown()).await;
+}
+
+/// Admits a connection a listener accepted, within the server-wide connection budget: its
+/// socket options set, and the permit it holds for as long as it is open. Over the budget it
+/// is refused (see [`refuse_full`]) and `None` comes back. A failed accept (typically out of
+/// file descriptors) is logged and backed off from, instead of spinning.
+pub(crate) async fn admit(
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+    ctx: &Arc<ServerContext>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let (tcp, peer) = match accepted {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            return None;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if let Some(size) = ctx.config.channel_send_buffer {
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);
+    }
+    match ctx.connections.clone().try_acquire_owned() {
+        Ok(permit) => Some((tcp, peer, permit)),
+        Err(_) => {
+            refuse_full(tcp, peer, ctx);
+            None
+        }
+    }
 }

@@ -2,3 +2,4 @@
 //! (`accept.rs`) and reading request lines (`lines.rs`).
 
 pub(crate) mod accept;
+pub(crate) mod lines;

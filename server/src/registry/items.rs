@@ -1,11 +1,8 @@
 //! The catalogue of items: OFFER, the house catalog (`--catalog`), item ports, and what the
 //! registry learns when an item closes.
 
-use auction_protocol::limits::{
-    DEFAULT_DURATION_SECS, MAX_AMOUNT_CENTS, MAX_DURATION_SECS, MIN_DURATION_SECS,
-};
 use auction_protocol::udp::ServerBody;
-use auction_protocol::{names, udp, Cents, PublicKey, Reason};
+use auction_protocol::{udp, Cents, PublicKey, Reason};
 use std::mem;
 use std::net::SocketAddr;
 
@@ -15,7 +12,8 @@ use crate::clock::unix_ms;
 use crate::config::PortRange;
 use crate::item;
 use crate::item::ItemSpec;
-use crate::rules::auction;
+use crate::rules::refusal::Refusal;
+use crate::rules::{auction, offer};
 use crate::store::{Negotiation, NoticeKind, Record};
 use tokio::net::TcpListener;
 
@@ -38,25 +36,10 @@ impl Registry {
         let Some(account) = self.accounts.get(name) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
-        if !names::valid_description(&description) {
-            return denied(
-                Reason::InvalidDescription,
-                "a description is 1 to 200 characters, without control characters".into(),
-            );
-        }
-        if min.0 == 0 || min.0 > MAX_AMOUNT_CENTS {
-            return denied(
-                Reason::InvalidAmount,
-                "the minimum bid must be between 0.01 and 100000000000.00".into(),
-            );
-        }
-        let duration = duration.unwrap_or(DEFAULT_DURATION_SECS);
-        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration) {
-            return denied(
-                Reason::InvalidDuration,
-                "the duration must be between 1 second and 30 days".into(),
-            );
-        }
+        let duration = match offer::check(&description, min, duration) {
+            Ok(duration) => duration,
+            Err(refused) => return denied(refused.reason, refused.message),
+        };
         let max = self.ctx.config.max_open_items;
         let house = self
             .ctx
@@ -80,7 +63,7 @@ impl Registry {
                 })],
                 after: AfterAnswer::AnnounceItem(item),
             },
-            Err((reason, message)) => denied(reason, message),
+            Err(Refusal { reason, message }) => denied(reason, message),
         }
     }
 
@@ -93,16 +76,16 @@ impl Registry {
         min: Cents,
         duration: u64,
         catalog_id: Option<String>,
-    ) -> Result<(u64, String, u64), (Reason, String)> {
+    ) -> Result<(u64, String, u64), Refusal> {
         let Some(account) = self.accounts.get(name) else {
-            return Err((Reason::NotRegistered, not_registered(name)));
+            return Err(Refusal::new(Reason::NotRegistered, not_registered(name)));
         };
         let seller = account.handle.clone();
         let listener = match self.bind_item_port() {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "no port for a new item channel");
-                return Err((
+                return Err(Refusal::new(
                     Reason::NoChannelPort,
                     "no free port for the item's channel".into(),
                 ));
@@ -110,7 +93,7 @@ impl Registry {
         };
         let port = match listener.local_addr() {
             Ok(addr) => addr.port(),
-            Err(e) => return Err((Reason::NoChannelPort, e.to_string())),
+            Err(e) => return Err(Refusal::new(Reason::NoChannelPort, e.to_string())),
         };
         let channel = SocketAddr::new(self.advertise, port).to_string();
         let id = self.next_item;
@@ -184,7 +167,7 @@ impl Registry {
                     self.append_records();
                     self.announce_item(item).await;
                 }
-                Err((reason, message)) => {
+                Err(Refusal { reason, message }) => {
                     tracing::error!(entry = %entry.id, %reason, %message, "could not offer a catalog item")
                 }
             }

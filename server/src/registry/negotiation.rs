@@ -8,6 +8,7 @@ use super::{not_registered, Answer, Outgoing, Registry};
 use crate::clock::unix_ms;
 use crate::item::ItemCmd;
 use crate::rules::auction;
+use crate::rules::refusal::Refusal;
 use crate::store::{Negotiation, NoticeKind, NoticeRecord, Record};
 use tokio::sync::oneshot;
 
@@ -114,10 +115,11 @@ impl Registry {
                 });
                 Ok(None)
             }
-            (udp::NegotiateAnswer::Refuse, Some(_)) => {
-                Err((Reason::Malformed, "`refuse` takes no minimum".to_owned()))
-            }
-            (udp::NegotiateAnswer::Accept, None) => Err((
+            (udp::NegotiateAnswer::Refuse, Some(_)) => Err(Refusal::new(
+                Reason::Malformed,
+                "`refuse` takes no minimum".to_owned(),
+            )),
+            (udp::NegotiateAnswer::Accept, None) => Err(Refusal::new(
                 Reason::InvalidAmount,
                 "`accept` needs the new minimum, `min`".to_owned(),
             )),
@@ -131,7 +133,10 @@ impl Registry {
                 match lowered {
                     Some(Ok(())) => Ok(Some(min)),
                     Some(Err(refused)) => Err(refused),
-                    None => Err((Reason::AuctionOver, format!("item {item} has closed"))),
+                    None => Err(Refusal::new(
+                        Reason::AuctionOver,
+                        format!("item {item} has closed"),
+                    )),
                 }
             }
         };
@@ -145,7 +150,7 @@ impl Registry {
                 tracing::info!(item, ?min, seller, "negotiation answered");
                 Answer::one(ServerBody::Negotiated { req, item, min })
             }
-            Err((reason, message)) => denied(reason, message),
+            Err(Refusal { reason, message }) => denied(reason, message),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::accounts::{AccountHandle, AccountId};
+use crate::rules::refusal::Refusal;
 
 /// Policy that every auction on this server follows.
 #[derive(Debug, Clone, Copy)]
@@ -165,12 +166,15 @@ impl Auction {
 
     /// The seller accepted a negotiation: the minimum becomes `min`. Only while no one has
     /// bid, the auction runs, and `min` is lower than the minimum now (and not zero).
-    pub fn lower_min(&mut self, min: Cents, now_ms: u64) -> Result<(), (Reason, String)> {
+    pub fn lower_min(&mut self, min: Cents, now_ms: u64) -> Result<(), Refusal> {
         if self.is_over(now_ms) {
-            return Err((Reason::AuctionOver, "the auction has ended".into()));
+            return Err(Refusal::new(
+                Reason::AuctionOver,
+                "the auction has ended".into(),
+            ));
         }
         if let Some(l) = &self.lead {
-            return Err((
+            return Err(Refusal::new(
                 Reason::HasBids,
                 format!(
                     "the item has a bid of {} now; its minimum no longer matters",
@@ -179,7 +183,7 @@ impl Auction {
             ));
         }
         if min.0 == 0 || min >= self.min {
-            return Err((
+            return Err(Refusal::new(
                 Reason::InvalidAmount,
                 format!(
                     "the new minimum must be above 0 and below the minimum now, {}",
@@ -417,7 +421,7 @@ mod tests {
     #[test]
     fn only_a_lower_minimum_of_an_unbid_running_auction_is_taken() {
         let mut a = auction();
-        let refused = |r: Result<(), (Reason, String)>| r.unwrap_err().0;
+        let refused = |r: Result<(), Refusal>| r.unwrap_err().reason;
         assert_eq!(refused(a.lower_min(Cents(1000), 1)), Reason::InvalidAmount);
         assert_eq!(refused(a.lower_min(Cents(0), 1)), Reason::InvalidAmount);
         assert_eq!(

@@ -3,6 +3,8 @@
 //! and the registry (`replay`, `ratelimit`).
 
 pub mod auction;
+pub mod offer;
 pub mod ratelimit;
+pub mod refusal;
 pub mod replay;
 pub mod settlement;

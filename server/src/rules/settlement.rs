@@ -16,12 +16,25 @@ use auction_protocol::settle::{
 use auction_protocol::{Cents, Reason};
 
 use crate::accounts::AccountId;
+use crate::rules::refusal::Refusal;
 
 /// An account taking part, with its name for views.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Party {
     pub id: AccountId,
     pub name: String,
+}
+
+/// A sold item, as its auction ended: what its settlement starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    pub item: u64,
+    pub description: String,
+    pub seller: Party,
+    pub buyer: Party,
+    pub amount: Cents,
+    /// When the auction closed (Unix ms): the buyer's time to settle counts from here.
+    pub closed_at: u64,
 }
 
 /// One sale's settlement: exactly what is stored.
@@ -63,23 +76,17 @@ pub struct Informed {
 }
 
 impl Settlement {
-    /// A new sale: `buyer` has until `deadline` to give shipping details.
-    pub fn new(
-        item: u64,
-        description: String,
-        seller: Party,
-        buyer: Party,
-        amount: Cents,
-        deadline: u64,
-    ) -> Settlement {
+    /// A new sale's settlement: the buyer has `timeout_ms` from the close to give shipping
+    /// details.
+    pub fn new(sale: Sale, timeout_ms: u64) -> Settlement {
         Settlement {
-            item,
-            description,
-            seller,
-            passed: vec![buyer.id],
-            buyer: Some(buyer),
-            amount,
-            deadline: Some(deadline),
+            item: sale.item,
+            description: sale.description,
+            seller: sale.seller,
+            passed: vec![sale.buyer.id],
+            buyer: Some(sale.buyer),
+            amount: sale.amount,
+            deadline: Some(sale.closed_at + timeout_ms),
             shipping: None,
             contact: None,
             offer: None,
@@ -97,7 +104,7 @@ impl Settlement {
     }
 
     /// Who `account` is in this settlement.
-    pub fn role(&self, account: AccountId) -> Result<Role, (Reason, String)> {
+    pub fn role(&self, account: AccountId) -> Result<Role, Refusal> {
         if account == self.seller.id {
             Ok(Role::Seller)
         } else if self.buyer.as_ref().is_some_and(|b| b.id == account) {
@@ -105,7 +112,7 @@ impl Settlement {
         } else if self.offer.as_ref().is_some_and(|(p, _)| p.id == account) {
             Ok(Role::Offered)
         } else {
-            Err((
+            Err(Refusal::new(
                 Reason::NotAParty,
                 format!(
                     "you are not the buyer or the seller of item {}, nor offered it",
@@ -152,18 +159,18 @@ impl Settlement {
         name: Option<String>,
         address: Option<String>,
         contact: Option<String>,
-    ) -> Result<Informed, (Reason, String)> {
+    ) -> Result<Informed, Refusal> {
         let item = self.item;
         match self.role(account)? {
             Role::Buyer => {
                 let (Some(name), Some(address), None) = (name, address, &contact) else {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::InvalidInfo,
                         "the buyer gives `name` and `address` (and no `contact`)".into(),
                     ));
                 };
                 if self.shipping.is_some() {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::WrongState,
                         format!("your shipping details for item {item} were given already"),
                     ));
@@ -179,13 +186,13 @@ impl Settlement {
             }
             Role::Seller => {
                 let (Some(contact), None, None) = (contact, &name, &address) else {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::InvalidInfo,
                         "the seller gives `contact` (and no `name` or `address`)".into(),
                     ));
                 };
                 if self.contact.is_some() {
-                    return Err((
+                    return Err(Refusal::new(
                         Reason::WrongState,
                         format!("your contact for item {item} was given already"),
                     ));
@@ -197,7 +204,7 @@ impl Settlement {
                     settled: self.state() == SettleState::Settled,
                 })
             }
-            Role::Offered => Err((
+            Role::Offered => Err(Refusal::new(
                 Reason::WrongState,
                 format!("answer the second-chance offer for item {item} first"),
             )),
@@ -228,16 +235,16 @@ impl Settlement {
 
     /// Whether `account` may make a second-chance offer now: the seller, after a cancellation.
     /// Checked before the bids are read.
-    pub fn may_offer(&self, account: AccountId) -> Result<(), (Reason, String)> {
+    pub fn may_offer(&self, account: AccountId) -> Result<(), Refusal> {
         let item = self.item;
         if self.role(account)? != Role::Seller {
-            return Err((
+            return Err(Refusal::new(
                 Reason::NotAParty,
                 format!("only the seller of item {item} makes second-chance offers"),
             ));
         }
         if self.state() != SettleState::Cancelled {
-            return Err((
+            return Err(Refusal::new(
                 Reason::WrongState,
                 format!(
                     "item {item}'s sale is not cancelled ({}); a second chance follows a cancelled sale",
@@ -256,7 +263,7 @@ impl Settlement {
         bids: &[(Party, Cents)],
         now: u64,
         timeout_ms: u64,
-    ) -> Result<(Party, Cents), (Reason, String)> {
+    ) -> Result<(Party, Cents), Refusal> {
         self.may_offer(account)?;
         let item = self.item;
         let Some((party, amount)) = bids
@@ -264,7 +271,7 @@ impl Settlement {
             .find(|(p, _)| p.id != self.seller.id && !self.passed.contains(&p.id))
             .cloned()
         else {
-            return Err((
+            return Err(Refusal::new(
                 Reason::NoRunnerUp,
                 format!("no other bidder is left to offer item {item} to"),
             ));
@@ -283,9 +290,9 @@ impl Settlement {
         accept: bool,
         now: u64,
         timeout_ms: u64,
-    ) -> Result<(), (Reason, String)> {
+    ) -> Result<(), Refusal> {
         if self.role(account)? != Role::Offered {
-            return Err((
+            return Err(Refusal::new(
                 Reason::WrongState,
                 format!(
                     "no second-chance offer for item {} is open to you",
@@ -294,7 +301,7 @@ impl Settlement {
             ));
         }
         let Some((party, amount)) = self.offer.take() else {
-            return Err((Reason::WrongState, "no offer is open".into()));
+            return Err(Refusal::new(Reason::WrongState, "no offer is open".into()));
         };
         if accept {
             self.buyer = Some(party);
@@ -332,18 +339,19 @@ mod tests {
 
     /// Item 7 sold by alice (1) to bob (2) for 20.00; bob's details due at t = 1000.
     fn sale() -> Settlement {
-        Settlement::new(
-            7,
-            "Lamp".into(),
-            p(1, "alice"),
-            p(2, "bob"),
-            Cents(2000),
-            1000,
-        )
+        let sale = Sale {
+            item: 7,
+            description: "Lamp".into(),
+            seller: p(1, "alice"),
+            buyer: p(2, "bob"),
+            amount: Cents(2000),
+            closed_at: 400,
+        };
+        Settlement::new(sale, 600)
     }
 
-    fn reason<T: std::fmt::Debug>(r: Result<T, (Reason, String)>) -> Reason {
-        r.unwrap_err().0
+    fn reason<T: std::fmt::Debug>(r: Result<T, Refusal>) -> Reason {
+        r.unwrap_err().reason
     }
 
     #[test]

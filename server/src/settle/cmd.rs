@@ -8,18 +8,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::accounts::AccountHandle;
-use crate::rules::settlement::Party;
+use crate::rules::settlement::{Party, Sale};
 
 pub enum DeskCmd {
     /// An item was sold; its result is durable.
-    Sold {
-        item: u64,
-        description: String,
-        seller: Party,
-        buyer: Party,
-        amount: Cents,
-        closed_at: u64,
-    },
+    Sold(Sale),
     Join {
         conn: u64,
         account: Arc<AccountHandle>,
@@ -46,4 +39,20 @@ pub enum DeskCmd {
         seller: u64,
         bids: Result<Vec<(Party, Cents)>, String>,
     },
+}
+
+impl crate::net::lines::LineCommand for DeskCmd {
+    type Request = SettleRequest;
+
+    fn decode(line: &str) -> Result<SettleRequest, LineError> {
+        auction_protocol::settle::decode_request(line)
+    }
+
+    fn request(conn: u64, request: SettleRequest) -> DeskCmd {
+        DeskCmd::Request { conn, request }
+    }
+
+    fn bad_line(conn: u64, error: LineError, fatal: bool) -> DeskCmd {
+        DeskCmd::BadLine { conn, error, fatal }
+    }
 }

@@ -13,7 +13,6 @@ pub(crate) mod cmd;
 mod requests;
 
 use auction_protocol::settle::{Role, SettleBody};
-use auction_protocol::{Cents, Reason};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,9 @@ use tracing::Instrument;
 use crate::accounts::AccountHandle;
 use crate::clock::unix_ms;
 use crate::context::ServerContext;
-use crate::rules::settlement::{Party, Settlement};
+use crate::net::accept::admit;
+use crate::rules::refusal::Refusal;
+use crate::rules::settlement::{Party, Sale, Settlement};
 use crate::store::{NoticeRecord, Outbox, Snapshot};
 use cmd::DeskCmd;
 
@@ -75,21 +76,20 @@ pub fn spawn(
     };
     // Sales whose settlement the server had no time to store before it stopped.
     for sale in std::mem::take(&mut snapshot.unsettled) {
-        let (seller, buyer) = (sale.seller, sale.buyer);
-        desk.open(
-            sale.item,
-            sale.description,
-            Party {
-                id: seller.0,
-                name: seller.1,
+        desk.open(Sale {
+            item: sale.item,
+            description: sale.description,
+            seller: Party {
+                id: sale.seller.0,
+                name: sale.seller.1,
             },
-            Party {
-                id: buyer.0,
-                name: buyer.1,
+            buyer: Party {
+                id: sale.buyer.0,
+                name: sale.buyer.1,
             },
-            sale.amount,
-            sale.closed_at,
-        );
+            amount: sale.amount,
+            closed_at: sale.closed_at,
+        });
     }
     ctx.tasks.spawn(
         desk.run(listener, rx)
@@ -110,22 +110,13 @@ impl Desk {
                 _ = self.outbox.progress() => self.flush(),
                 Some(cmd) = commands.recv() => self.handle(cmd),
                 _ = sleep_until(wake) => self.expire(unix_ms()),
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
+                accepted = listener.accept() => {
+                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx).await {
                         let Some(tx) = self.self_tx.upgrade() else { break };
-                        match self.ctx.connections.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                next_conn += 1;
-                                self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
-                            }
-                            Err(_) => crate::net::accept::refuse_full(tcp, peer, &self.ctx),
-                        }
+                        next_conn += 1;
+                        self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                }
             }
         }
         // Answers already given go out once durable; then the connections close.
@@ -136,35 +127,20 @@ impl Desk {
         self.conns.clear();
     }
 
-    /// Starts the settlement of a sale closed at `closed_at`.
-    fn open(
-        &mut self,
-        item: u64,
-        description: String,
-        seller: Party,
-        buyer: Party,
-        amount: Cents,
-        closed_at: u64,
-    ) {
-        if self.settlements.contains_key(&item) {
+    /// Starts the settlement of a sale (once: a sale handed over again is ignored).
+    fn open(&mut self, sale: Sale) {
+        if self.settlements.contains_key(&sale.item) {
             return;
         }
-        let deadline = closed_at + self.timeout_ms;
-        let s = Settlement::new(item, description, seller, buyer, amount, deadline);
-        self.settlements.insert(item, s);
+        let item = sale.item;
+        self.settlements
+            .insert(item, Settlement::new(sale, self.timeout_ms));
         self.store(item, vec![]);
     }
 
     fn handle(&mut self, cmd: DeskCmd) {
         match cmd {
-            DeskCmd::Sold {
-                item,
-                description,
-                seller,
-                buyer,
-                amount,
-                closed_at,
-            } => self.open(item, description, seller, buyer, amount, closed_at),
+            DeskCmd::Sold(sale) => self.open(sale),
             DeskCmd::Join {
                 conn,
                 account,
@@ -264,7 +240,7 @@ impl Desk {
         }
     }
 
-    fn refuse(&mut self, conn: u64, req: u64, (reason, message): (Reason, String)) {
+    fn refuse(&mut self, conn: u64, req: u64, Refusal { reason, message }: Refusal) {
         self.emit(
             conn,
             SettleBody::Error {

@@ -9,6 +9,7 @@ use auction_protocol::{Cents, Reason};
 use super::cmd::DeskCmd;
 use super::Desk;
 use crate::clock::unix_ms;
+use crate::rules::refusal::Refusal;
 use crate::rules::settlement::{Lapsed, Party, Settlement};
 use crate::store::{NoticeRecord, Record};
 
@@ -22,7 +23,7 @@ impl Desk {
             let message = format!(
                 "item {item} has no sale to settle: it is unknown, still open, or closed without a bid"
             );
-            return self.refuse(conn, req, (Reason::UnknownItem, message));
+            return self.refuse(conn, req, Refusal::new(Reason::UnknownItem, message));
         };
         let role = match s.role(account.id) {
             Ok(role) => role,
@@ -137,7 +138,7 @@ impl Desk {
             Err(e) => {
                 tracing::error!(item, error = %e, "could not read the bids for a second chance");
                 let message = "the server could not read the bids; try again".to_owned();
-                return self.refuse(conn, req, (Reason::Unavailable, message));
+                return self.refuse(conn, req, Refusal::new(Reason::Unavailable, message));
             }
         };
         let Some(s) = self.settlements.get_mut(&item) else {
