@@ -4,6 +4,7 @@
 //! check their results against what the bidders saw.
 
 mod bidder;
+mod setup;
 mod verify;
 
 use self::bidder::Bidder;
@@ -12,10 +13,8 @@ use crate::plan;
 use crate::report::{Counts, Latencies, Machine, Report, RunConfigReport, Throughput};
 use crate::scrape::{self, Scrape, ServerFigures};
 use crate::stats::{Latency, PerSecond, Summary, Tally};
-use auction_client::{Client, ClientError, Identity, ItemChannel};
-use auction_protocol::udp::ServerBody;
-use auction_protocol::{Cents, Reason};
-use futures_util::stream::{self, StreamExt};
+use auction_client::{ClientError, Offered};
+use auction_protocol::Cents;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,11 +24,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Registrations and channel set-ups in flight at once.
-const SETUP_CONCURRENCY: usize = 64;
-/// The first bid an item accepts.
-const ITEM_MIN: Cents = Cents(1000);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -153,232 +147,64 @@ fn error_kind(e: &ClientError) -> &'static str {
     }
 }
 
+impl Shared {
+    fn new(stats: Stats, offered: &[Offered], prefix: String, opts: &Options) -> Shared {
+        let items = offered
+            .iter()
+            .map(|o| ItemShared {
+                id: o.item,
+                sent: Mutex::new(SentBids {
+                    at: HashMap::new(),
+                    pruned: Instant::now(),
+                }),
+                ledger: Mutex::new(Ledger {
+                    ends_at: o.ends_at,
+                    ..Ledger::default()
+                }),
+            })
+            .collect();
+        Shared {
+            stats,
+            items,
+            prefix,
+            per_second: PerSecond::new(opts.duration.as_secs() as usize + 1),
+            notices: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A note for the report when some item has fewer than two bidders.
+fn competition_note(layout: &plan::Layout) -> Option<String> {
+    let per_item = &layout.per_item;
+    per_item.iter().any(|&n| n < 2).then(|| {
+        format!(
+            "some items have fewer than two bidders ({}-{} per item): no competition there",
+            per_item.iter().min().unwrap_or(&0),
+            per_item.iter().max().unwrap_or(&0)
+        )
+    })
+}
+
 pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let started_at = unix_ms() / 1000;
     let mut rng = StdRng::seed_from_u64(opts.seed);
     // Names unique to this run, so runs against the same server do not collide.
     let prefix = format!("lg{:06x}", rand::random::<u32>() & 0xff_ffff);
     let layout = plan::Layout::new(opts.bidders, opts.items, opts.items_per_bidder);
-    let (k, assignment, per_item, channels) = (
-        layout.per_bidder,
-        &layout.assignment,
-        &layout.per_item,
-        layout.channels,
-    );
-    let mut notes = Vec::new();
-    if per_item.iter().any(|&n| n < 2) {
-        notes.push(format!(
-            "some items have fewer than two bidders ({}-{} per item): no competition there",
-            per_item.iter().min().unwrap_or(&0),
-            per_item.iter().max().unwrap_or(&0)
-        ));
-    }
+    let (k, channels) = (layout.per_bidder, layout.channels);
+    let mut notes: Vec<String> = competition_note(&layout).into_iter().collect();
 
-    // --- registration (sellers first: the first answer tells whether the server is there)
+    // --- set-up (sellers first: the first answer tells whether the server is there)
     let stats = Stats::default();
-    let first_seller = new_client(&opts).await?;
-    let t = Instant::now();
-    match first_seller.register(&format!("{prefix}-s0")).await {
-        Ok(()) => stats.register.record(t.elapsed()),
-        Err(e @ (ClientError::Timeout { .. } | ClientError::Io(_))) => {
-            return Err(RunError::Unreachable {
-                server: opts.server,
-                reason: e.to_string(),
-            })
-        }
-        Err(e) => {
-            return Err(RunError::Failed(anyhow::anyhow!(
-                "the server refused loadgen's seller: {e}"
-            )))
-        }
-    }
-    let mut sellers = vec![Arc::new(first_seller)];
-
-    let bidder_clients: Vec<Option<Arc<Client>>> = {
-        let results: Vec<(usize, Result<Client, ClientError>, Duration)> =
-            stream::iter(0..opts.bidders)
-                .map(|b| {
-                    let opts = &opts;
-                    let name = bidder_name(&prefix, b);
-                    async move {
-                        let client = match new_client(opts).await {
-                            Ok(c) => c,
-                            Err(e) => {
-                                return (b, Err(ClientError::Local(e.to_string())), Duration::ZERO)
-                            }
-                        };
-                        let t = Instant::now();
-                        let r = client.register(&name).await.map(|()| client);
-                        (b, r, t.elapsed())
-                    }
-                })
-                .buffer_unordered(SETUP_CONCURRENCY)
-                .collect()
-                .await;
-        let mut clients: Vec<Option<Arc<Client>>> = (0..opts.bidders).map(|_| None).collect();
-        for (b, r, took) in results {
-            match r {
-                Ok(c) => {
-                    stats.register.record(took);
-                    clients[b] = Some(Arc::new(c));
-                }
-                Err(e) => {
-                    tracing::warn!(bidder = b, error = %e, "registration failed");
-                    stats.errors.add(format!("register-{}", error_kind(&e)));
-                }
-            }
-        }
-        clients
-    };
-
-    tracing::info!(
-        registered = bidder_clients.iter().flatten().count(),
-        "bidders registered"
-    );
-    // --- items: long enough for the channel set-up and the run, unless told otherwise
-    let item_duration = opts.item_duration.unwrap_or_else(|| {
-        Duration::from_secs(10) + opts.duration + Duration::from_millis(2 * channels as u64)
-    });
-    let mut offered = Vec::new();
-    for i in 0..opts.items {
-        loop {
-            let seller = sellers.last().expect("one seller at least").clone();
-            match seller
-                .offer(
-                    &format!("loadgen {prefix} item {i}"),
-                    ITEM_MIN,
-                    Some(item_duration.as_secs().max(1)),
-                )
-                .await
-            {
-                Ok(o) => {
-                    offered.push((o, sellers.len() - 1));
-                    break;
-                }
-                Err(ClientError::Denied {
-                    reason: Reason::TooManyOpenItems,
-                    ..
-                }) => {
-                    // The server's per-seller limit: carry on with another seller.
-                    let s = new_client(&opts).await?;
-                    let t = Instant::now();
-                    s.register(&format!("{prefix}-s{}", sellers.len()))
-                        .await
-                        .map_err(|e| {
-                            RunError::Failed(anyhow::anyhow!("registering a seller: {e}"))
-                        })?;
-                    stats.register.record(t.elapsed());
-                    sellers.push(Arc::new(s));
-                }
-                Err(e) => return Err(RunError::Failed(anyhow::anyhow!("offering item {i}: {e}"))),
-            }
-        }
-    }
-    let items: Vec<ItemShared> = offered
-        .iter()
-        .map(|(o, _)| ItemShared {
-            id: o.item,
-            sent: Mutex::new(SentBids {
-                at: HashMap::new(),
-                pruned: Instant::now(),
-            }),
-            ledger: Mutex::new(Ledger {
-                ends_at: o.ends_at,
-                ..Ledger::default()
-            }),
-        })
-        .collect();
-    let earliest_end = offered.iter().map(|(o, _)| o.ends_at).min().unwrap_or(0);
-    let shared = Arc::new(Shared {
-        stats,
-        items,
-        prefix: prefix.clone(),
-        per_second: PerSecond::new(opts.duration.as_secs() as usize + 1),
-        notices: Mutex::new(HashMap::new()),
-    });
-
-    // Every client reads its announcements (acknowledging WIN / SOLD / NOT-SOLD).
-    let mut drains = Vec::new();
-    for client in sellers.iter().chain(bidder_clients.iter().flatten()) {
-        drains.push(tokio::spawn(drain_announcements(
-            client.clone(),
-            shared.clone(),
-        )));
-    }
-
+    let mut accounts = setup::register(&opts, &prefix, &stats).await?;
+    let offered = setup::offer_items(&opts, &prefix, channels, &mut accounts, &stats).await?;
+    let earliest_end = offered.iter().map(|o| o.ends_at).min().unwrap_or(0);
+    let shared = Arc::new(Shared::new(stats, &offered, prefix, &opts));
+    let drains = setup::read_announcements(&accounts, &shared);
     let scrape_before = scrape_opt(&opts, &shared).await;
-
-    // --- channels
-    let pairs: Vec<(usize, usize)> = assignment
-        .iter()
-        .enumerate()
-        .filter(|(b, _)| bidder_clients[*b].is_some())
-        .flat_map(|(b, joined)| joined.iter().map(move |&i| (b, i)))
-        .collect();
-    let opened: Vec<(usize, usize, Result<ItemChannel, ClientError>)> = stream::iter(pairs)
-        .map(|(b, i)| {
-            let client = bidder_clients[b].clone().expect("filtered above");
-            let channel = offered[i].0.channel.clone();
-            let shared = &shared;
-            async move {
-                let t = Instant::now();
-                let r = client.open_channel(&channel).await;
-                if r.is_ok() {
-                    shared.stats.connect.record(t.elapsed());
-                }
-                (b, i, r)
-            }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect()
-        .await;
-    let mut per_bidder: Vec<Vec<(usize, ItemChannel)>> =
-        (0..opts.bidders).map(|_| Vec::new()).collect();
-    for (b, i, r) in opened {
-        match r {
-            Ok(ch) => per_bidder[b].push((i, ch)),
-            Err(e) => {
-                tracing::warn!(bidder = b, item = i, error = %e, "could not open a channel");
-                shared
-                    .stats
-                    .errors
-                    .add(format!("connect-{}", error_kind(&e)));
-            }
-        }
-    }
-    tracing::info!(
-        channels = per_bidder.iter().map(Vec::len).sum::<usize>(),
-        "channels open"
-    );
-    // Clients that join every item and stop reading: their channels' readers take up to
-    // 1024 messages and then stop, so the server sees a full socket from then on.
-    let mut stalled = Vec::new();
-    for s in 0..opts.stalled {
-        let client = new_client(&opts).await?;
-        if let Err(e) = client.register(&format!("{prefix}-x{s}")).await {
-            shared
-                .stats
-                .errors
-                .add(format!("stalled-register-{}", error_kind(&e)));
-            continue;
-        }
-        for (o, _) in &offered {
-            match client.open_channel(&o.channel).await {
-                Ok(ch) => stalled.push(ch),
-                Err(e) => shared
-                    .stats
-                    .errors
-                    .add(format!("stalled-connect-{}", error_kind(&e))),
-            }
-        }
-    }
-    if opts.stalled > 0 {
-        notes.push(format!(
-            "{} stalled clients joined every item and stopped reading ({} channels)",
-            opts.stalled,
-            stalled.len()
-        ));
-    }
+    let per_bidder =
+        setup::open_channels(&opts, &layout.assignment, &accounts, &offered, &shared).await;
+    let stalled = setup::join_stalled(&opts, &offered, &shared, &mut notes).await?;
     let scrape_with = scrape_opt(&opts, &shared).await;
 
     // --- the measured phase
@@ -443,7 +269,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
 
     // --- verification
     let verify = if opts.verify {
-        Some(verify(&shared, &sellers[0], &scrape_with, &scrape_after).await)
+        Some(verify(&shared, &accounts.sellers[0], &scrape_with, &scrape_after).await)
     } else {
         None
     };
@@ -523,13 +349,6 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     Ok(Outcome { report, round_trip })
 }
 
-async fn new_client(opts: &Options) -> Result<Client, RunError> {
-    let identity = Identity::ephemeral().map_err(RunError::Failed)?;
-    Client::with_identity(opts.server, identity, &opts.ca)
-        .await
-        .map_err(|e| RunError::Failed(e.into()))
-}
-
 async fn scrape_opt(opts: &Options, shared: &Shared) -> Option<Scrape> {
     let url = opts.metrics_url.as_ref()?;
     match scrape::fetch(url).await {
@@ -538,26 +357,6 @@ async fn scrape_opt(opts: &Options, shared: &Shared) -> Option<Scrape> {
             tracing::warn!(url, error = %e, "could not read the server's metrics");
             shared.stats.errors.add("metrics-scrape");
             None
-        }
-    }
-}
-
-async fn drain_announcements(client: Arc<Client>, shared: Arc<Shared>) {
-    let me = client.name().unwrap_or_default();
-    while let Some(msg) = client.next_announcement().await {
-        let mut notices = shared.notices.lock().unwrap_or_else(|p| p.into_inner());
-        match msg {
-            ServerBody::Sold {
-                item,
-                amount,
-                winner,
-                ..
-            } => notices.entry(item).or_default().sold = Some((winner, amount)),
-            ServerBody::NotSold { item, .. } => notices.entry(item).or_default().not_sold = true,
-            ServerBody::Win { item, amount, .. } => {
-                notices.entry(item).or_default().win = Some((me.clone(), amount))
-            }
-            _ => {}
         }
     }
 }
