@@ -7,6 +7,7 @@
 //! run's `Shared`, whose locks are held only to update one entry, never across an `.await`.
 //! When bids are due is the measured phase's rate policy (`measure.rs`).
 
+use super::measure::Pace;
 use super::{bidder_index, error_kind, Shared};
 use auction_client::{ChannelReader, ChannelWriter, ItemChannel, Received};
 use auction_protocol::channel::ChannelBody;
@@ -121,29 +122,34 @@ impl Bidder {
         }
     }
 
-    pub(super) async fn run(mut self, stop: Instant, interval: Option<Duration>, offset: Duration) {
-        let mut due = self.start + offset;
+    /// Bids until `stop`, when `pace` says, one bid at a time round-robin over the channels
+    /// still open; stops early when none is left.
+    pub(super) async fn run(mut self, stop: Instant, pace: Pace) {
+        let mut due = pace.first_due(self.start, self.index);
         let mut turn = 0usize;
         loop {
-            if interval.is_some() {
-                // Open loop: wait for the bid's scheduled time, reading meanwhile.
-                while Instant::now() < due && due < stop {
-                    let deadline = tokio::time::Instant::from_std(due);
-                    tokio::select! {
-                        _ = sleep_until(deadline) => {}
-                        msg = self.readers.next() => match msg {
-                            Some((slot, m)) => { self.handle(slot, m, None); }
-                            None => return self.close().await,
-                        },
+            match pace {
+                Pace::Open { .. } => {
+                    // Open loop: wait for the bid's scheduled time, reading meanwhile.
+                    while Instant::now() < due && due < stop {
+                        let deadline = tokio::time::Instant::from_std(due);
+                        tokio::select! {
+                            _ = sleep_until(deadline) => {}
+                            msg = self.readers.next() => match msg {
+                                Some((slot, m)) => { self.handle(slot, m, None); }
+                                None => return self.close().await,
+                            },
+                        }
+                    }
+                    if due >= stop {
+                        break;
                     }
                 }
-                if due >= stop {
-                    break;
-                }
-            } else {
-                due = Instant::now();
-                if due >= stop {
-                    break;
+                Pace::Closed => {
+                    due = Instant::now();
+                    if due >= stop {
+                        break;
+                    }
                 }
             }
             let open: Vec<usize> = (0..self.slots.len())
@@ -157,7 +163,7 @@ impl Bidder {
             if let Some(pending) = self.send(slot, due).await {
                 self.await_answer(pending).await;
             }
-            if let Some(interval) = interval {
+            if let Pace::Open { interval, .. } = pace {
                 due += interval;
             }
         }

@@ -4,10 +4,10 @@
 //! check their results against what the bidders saw.
 
 mod bidder;
+mod measure;
 mod setup;
 mod verify;
 
-use self::bidder::Bidder;
 use self::verify::verify;
 use crate::plan;
 use crate::report::{Counts, Latencies, Machine, Report, RunConfigReport, Throughput};
@@ -16,12 +16,10 @@ use crate::stats::{Latency, PerSecond, Summary, Tally};
 use auction_client::{ClientError, Offered};
 use auction_protocol::Cents;
 use hdrhistogram::Histogram;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -187,7 +185,6 @@ fn competition_note(layout: &plan::Layout) -> Option<String> {
 
 pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let started_at = unix_ms() / 1000;
-    let mut rng = StdRng::seed_from_u64(opts.seed);
     // Names unique to this run, so runs against the same server do not collide.
     let prefix = format!("lg{:06x}", rand::random::<u32>() & 0xff_ffff);
     let layout = plan::Layout::new(opts.bidders, opts.items, opts.items_per_bidder);
@@ -208,63 +205,15 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let scrape_with = scrape_opt(&opts, &shared).await;
 
     // --- the measured phase
-    let start = Instant::now();
-    let mut stop = start + opts.duration;
-    // Stop a second before the first auction ends, should the set-up have eaten the margin.
-    let ms_left = earliest_end.saturating_sub(unix_ms());
-    let end_guard = start + Duration::from_millis(ms_left.saturating_sub(1000));
-    if end_guard < stop {
-        notes.push(format!(
-            "the run was cut to {:.1} s because the auctions end then (set-up took long); pass --item-duration",
-            end_guard.duration_since(start).as_secs_f64()
-        ));
-        stop = end_guard;
-    }
-    let interval = opts
-        .rate
-        .map(|r| Duration::from_secs_f64(opts.bidders as f64 / r.max(0.001)));
-    let done = Arc::new(AtomicBool::new(false));
-    let progress = opts.progress.then(|| {
-        let shared = shared.clone();
-        tokio::spawn(crate::progress::line(
-            start,
-            opts.duration,
-            done.clone(),
-            move || {
-                let s = &shared.stats;
-                (
-                    s.answered.load(Ordering::Relaxed),
-                    s.round_trip.p99(),
-                    s.errors.total() + s.unanswered.load(Ordering::Relaxed),
-                )
-            },
-        ))
-    });
-    let mut tasks = Vec::new();
-    for (b, chans) in per_bidder.into_iter().enumerate() {
-        if chans.is_empty() {
-            continue;
-        }
-        let offset = match (interval, opts.rate) {
-            (Some(_), Some(rate)) => Duration::from_secs_f64(b as f64 / rate.max(0.001)),
-            _ => Duration::ZERO,
-        };
-        let bidder = Bidder::new(b, chans, shared.clone(), rng.random(), start);
-        tasks.push(tokio::spawn(bidder.run(stop, interval, offset)));
-    }
-    for t in tasks {
-        if let Err(e) = t.await {
-            shared.stats.errors.add("bidder-task-failed");
-            tracing::error!(error = %e, "a bidder task failed");
-        }
-    }
-    let elapsed = start.elapsed();
-    tracing::info!(elapsed = ?elapsed, "bidding done");
-    drop(stalled);
-    done.store(true, Ordering::Relaxed);
-    if let Some(p) = progress {
-        let _ = p.await;
-    }
+    let elapsed = measure::run(
+        &opts,
+        &shared,
+        per_bidder,
+        stalled,
+        earliest_end,
+        &mut notes,
+    )
+    .await;
     let scrape_after = scrape_opt(&opts, &shared).await;
 
     // --- verification
