@@ -10,9 +10,9 @@ mod verify;
 
 use self::verify::verify;
 use crate::plan;
-use crate::report::{Counts, Latencies, Machine, Report, RunConfigReport, Throughput};
+use crate::report::{Counts, Machine, Report, RunFigures};
 use crate::scrape::{self, Scrape, ServerFigures};
-use crate::stats::{Latency, PerSecond, Summary, Tally};
+use crate::stats::{Latency, PerSecond, Tally};
 use auction_client::{ClientError, Offered};
 use auction_protocol::Cents;
 use hdrhistogram::Histogram;
@@ -73,6 +73,21 @@ struct Stats {
     unanswered: AtomicU64,
     rejected: Tally,
     errors: Tally,
+}
+
+impl Stats {
+    /// The counts so far, for the report.
+    fn counts(&self) -> Counts {
+        Counts {
+            sent: self.sent.load(Ordering::Relaxed),
+            answered: self.answered.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.snapshot(),
+            deliberately_low: self.low.load(Ordering::Relaxed),
+            unanswered: self.unanswered.load(Ordering::Relaxed),
+            errors: self.errors.snapshot(),
+        }
+    }
 }
 
 /// What loadgen knows about one item.
@@ -188,7 +203,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     // Names unique to this run, so runs against the same server do not collide.
     let prefix = format!("lg{:06x}", rand::random::<u32>() & 0xff_ffff);
     let layout = plan::Layout::new(opts.bidders, opts.items, opts.items_per_bidder);
-    let (k, channels) = (layout.per_bidder, layout.channels);
+    let channels = layout.channels;
     let mut notes: Vec<String> = competition_note(&layout).into_iter().collect();
 
     // --- set-up (sellers first: the first answer tells whether the server is there)
@@ -226,12 +241,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         d.abort();
     }
 
-    let s = &shared.stats;
-    let answered = s.answered.load(Ordering::Relaxed);
-    let accepted = s.accepted.load(Ordering::Relaxed);
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let round_trip = s.round_trip.snapshot();
-    let server = match (
+    let server_figures = match (
         &opts.metrics_url,
         &scrape_before,
         &scrape_with,
@@ -242,60 +252,35 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         }
         _ => None,
     };
-    let report = Report {
-        schema: crate::report::SCHEMA.into(),
-        kind: "auction".into(),
+    let s = &shared.stats;
+    let figures = RunFigures {
         started_at,
-        config: RunConfigReport {
-            server: Some(opts.server.to_string()),
-            bidders: opts.bidders,
-            items: opts.items,
-            items_per_bidder: k,
-            duration_s: opts.duration.as_secs_f64(),
-            mode: if opts.rate.is_some() {
-                "open"
-            } else {
-                "closed"
-            }
-            .into(),
-            target_rate: opts.rate,
-            seed: opts.seed,
-            verify: opts.verify,
-        },
+        server: opts.server,
+        bidders: opts.bidders,
+        items: opts.items,
+        items_per_bidder: layout.per_bidder,
+        duration: opts.duration,
+        rate: opts.rate,
+        seed: opts.seed,
         machine: Machine::this(),
         spread: layout.spread(),
-        elapsed_s: (secs * 1000.0).round() / 1000.0,
-        counts: Counts {
-            sent: s.sent.load(Ordering::Relaxed),
-            answered,
-            accepted,
-            rejected: s.rejected.snapshot(),
-            deliberately_low: s.low.load(Ordering::Relaxed),
-            unanswered: s.unanswered.load(Ordering::Relaxed),
-            errors: s.errors.snapshot(),
-        },
-        throughput: Throughput {
-            answered_per_s: (answered as f64 / secs).round(),
-            accepted_per_s: (accepted as f64 / secs).round(),
-            target_rate: opts.rate,
-            achieved_fraction: opts
-                .rate
-                .map(|r| ((answered as f64 / secs) / r * 1000.0).round() / 1000.0),
-            per_second: shared
-                .per_second
-                .values(elapsed.as_secs_f64().ceil() as usize),
-        },
-        latency_us: Latencies {
-            bid_round_trip: Summary::of(&round_trip),
-            fan_out: Summary::of(&s.fan_out.snapshot()),
-            tls_connect: Summary::of(&s.connect.snapshot()),
-            udp_register: Summary::of(&s.register.snapshot()),
-        },
+        elapsed,
+        counts: s.counts(),
+        per_second: shared
+            .per_second
+            .values(elapsed.as_secs_f64().ceil() as usize),
+        round_trip: s.round_trip.snapshot(),
+        fan_out: s.fan_out.snapshot(),
+        tls_connect: s.connect.snapshot(),
+        udp_register: s.register.snapshot(),
         verify,
-        server,
+        server_figures,
         notes,
     };
-    Ok(Outcome { report, round_trip })
+    Ok(Outcome {
+        report: Report::auction(&figures),
+        round_trip: figures.round_trip,
+    })
 }
 
 async fn scrape_opt(opts: &Options, shared: &Shared) -> Option<Scrape> {
