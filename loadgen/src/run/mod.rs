@@ -1,7 +1,18 @@
-//! A load run against an auction server, through the client library: register sellers and
-//! bidders over UDP, offer the items, open every bidder's mutual-TLS channels, bid for the
-//! measured phase (closed or open loop), then optionally wait for the auctions to close and
-//! check their results against what the bidders saw.
+//! A load run against an auction server, through the client library. [`run`] is the whole
+//! run as a sequence of phases, each in its own file:
+//! - `setup.rs`: register sellers and bidders over UDP, offer the items, open every bidder's
+//!   mutual-TLS channels (and the stalled clients' ones);
+//! - `measure.rs`: the measured phase, one rate policy (closed or open loop) and one stop
+//!   condition for every bidder task; `bidder.rs` is one bidder's loop;
+//! - `verify.rs`: optionally, wait for the auctions to close and check their results against
+//!   what the bidders saw.
+//!
+//! Then `run` collects what it found as plain figures and `report.rs` builds the report.
+//!
+//! Who owns what: the task calling `run` owns the clients, the offers and the phases; the
+//! bidder tasks own their channels; the announcement readers own nothing but write the notices
+//! they see. What they all record goes into [`Shared`]: atomics, histograms and per-item
+//! ledgers behind short `std` mutexes, never held across an `.await`.
 
 mod bidder;
 mod measure;
@@ -198,6 +209,8 @@ fn competition_note(layout: &plan::Layout) -> Option<String> {
     })
 }
 
+/// Runs the whole load run: set-up, the measured phase, the verification when asked for, and
+/// the report. Fails only when the run cannot report at all; errors during it are counted.
 pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let started_at = unix_ms() / 1000;
     // Names unique to this run, so runs against the same server do not collide.
@@ -231,7 +244,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     .await;
     let scrape_after = scrape_opt(&opts, &shared).await;
 
-    // --- verification
+    // --- verification, then the figures for the report
     let verify = if opts.verify {
         Some(verify(&shared, &accounts.sellers[0], &scrape_with, &scrape_after).await)
     } else {
@@ -240,18 +253,11 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     for d in drains {
         d.abort();
     }
-
-    let server_figures = match (
-        &opts.metrics_url,
-        &scrape_before,
-        &scrape_with,
-        &scrape_after,
-    ) {
-        (Some(url), Some(a), Some(b), Some(c)) => {
-            Some(ServerFigures::from_scrapes(url, a, b, c, channels))
-        }
-        _ => None,
-    };
+    let server_figures = server_figures(
+        &opts,
+        [&scrape_before, &scrape_with, &scrape_after],
+        channels,
+    );
     let s = &shared.stats;
     let figures = RunFigures {
         started_at,
@@ -292,6 +298,21 @@ async fn scrape_opt(opts: &Options, shared: &Shared) -> Option<Scrape> {
             shared.stats.errors.add("metrics-scrape");
             None
         }
+    }
+}
+
+/// The server's own figures for the report, when `--metrics-url` was given and all three
+/// scrapes (before the channels opened, with them open, after bidding) succeeded.
+fn server_figures(
+    opts: &Options,
+    scrapes: [&Option<Scrape>; 3],
+    channels: usize,
+) -> Option<ServerFigures> {
+    match (&opts.metrics_url, scrapes) {
+        (Some(url), [Some(a), Some(b), Some(c)]) => {
+            Some(ServerFigures::from_scrapes(url, a, b, c, channels))
+        }
+        _ => None,
     }
 }
 

@@ -3,8 +3,9 @@
 //! run's clients received) with what the bidders saw accepted, and the bid counts with the
 //! server's own metrics.
 //!
-//! Runs on the task that called `run`, after every bidder task has ended; it only reads the
-//! run's `Shared` and asks the server over UDP.
+//! Runs on the task that called `run`, after every bidder task has ended; it reads the run's
+//! `Shared` (the announcement readers are still filling in the notices it waits for) and asks
+//! the server over UDP.
 
 use super::{bidder_index, bidder_name, unix_ms, Shared};
 use crate::report::Verification;
