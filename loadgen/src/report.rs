@@ -2,7 +2,7 @@
 //! "Load generator") and the summary table printed at the end of a run.
 //!
 //! Compute, then render: an auction run hands over what it found as plain data
-//! ([`RunFigures`]), [`Report::auction`] builds the report from it (rates, rounding,
+//! (`RunFigures`), `Report::auction` builds the report from it (rates, rounding,
 //! percentiles), and the report renders itself as the table ([`Report::table`]) or, through
 //! serde, as JSON.
 

@@ -11,7 +11,7 @@
 //!
 //! Who owns what: the task calling `run` owns the clients, the offers and the phases; the
 //! bidder tasks own their channels; the announcement readers own nothing but write the notices
-//! they see. What they all record goes into [`Shared`]: atomics, histograms and per-item
+//! they see. What they all record goes into `Shared`: atomics, histograms and per-item
 //! ledgers behind short `std` mutexes, never held across an `.await`.
 
 mod bidder;
