@@ -1,11 +1,19 @@
 //! The report: a stable JSON document (schema `auction-loadgen/1`, described in README
 //! "Load generator") and the summary table printed at the end of a run.
+//!
+//! Compute, then render: an auction run hands over what it found as plain data
+//! (`RunFigures`), `Report::auction` builds the report from it (rates, rounding,
+//! percentiles), and the report renders itself as the table ([`Report::table`]) or, through
+//! serde, as JSON.
 
 use crate::scrape::ServerFigures;
 use crate::stats::Summary;
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 pub const SCHEMA: &str = "auction-loadgen/1";
 
@@ -127,6 +135,87 @@ pub struct Verification {
     pub items_checked: usize,
     /// Each difference found, as a sentence.
     pub problems: Vec<String>,
+}
+
+/// What an auction run found, as plain data: the run as asked for, and its counts,
+/// histograms, verification and server figures once every bidder has stopped.
+/// [`Report::auction`] builds the report from it.
+#[derive(Debug, Clone)]
+pub(crate) struct RunFigures {
+    /// Unix seconds when the run started.
+    pub started_at: u64,
+    pub server: SocketAddr,
+    pub bidders: usize,
+    pub items: usize,
+    /// As planned (`--items-per-bidder` or the default spread).
+    pub items_per_bidder: usize,
+    /// The measured phase asked for (`--duration`).
+    pub duration: Duration,
+    /// `--rate`: open loop at this many bids per second; `None` = closed loop.
+    pub rate: Option<f64>,
+    pub seed: u64,
+    pub machine: Machine,
+    pub spread: Spread,
+    /// How long the measured phase really lasted.
+    pub elapsed: Duration,
+    pub counts: Counts,
+    /// Answers in each second of the measured phase, as many seconds as it lasted (rounded up).
+    pub per_second: Vec<u64>,
+    pub round_trip: Histogram<u64>,
+    pub fan_out: Histogram<u64>,
+    pub tls_connect: Histogram<u64>,
+    pub udp_register: Histogram<u64>,
+    /// `None` when `--verify` was not given.
+    pub verify: Option<Verification>,
+    /// `None` without `--metrics-url` or when a scrape failed.
+    pub server_figures: Option<ServerFigures>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The report of an auction run.
+    pub(crate) fn auction(run: &RunFigures) -> Report {
+        let secs = run.elapsed.as_secs_f64().max(1e-9);
+        let (answered, accepted) = (run.counts.answered, run.counts.accepted);
+        Report {
+            schema: SCHEMA.into(),
+            kind: "auction".into(),
+            started_at: run.started_at,
+            config: RunConfigReport {
+                server: Some(run.server.to_string()),
+                bidders: run.bidders,
+                items: run.items,
+                items_per_bidder: run.items_per_bidder,
+                duration_s: run.duration.as_secs_f64(),
+                mode: if run.rate.is_some() { "open" } else { "closed" }.into(),
+                target_rate: run.rate,
+                seed: run.seed,
+                verify: run.verify.is_some(),
+            },
+            machine: run.machine.clone(),
+            spread: run.spread.clone(),
+            elapsed_s: (secs * 1000.0).round() / 1000.0,
+            counts: run.counts.clone(),
+            throughput: Throughput {
+                answered_per_s: (answered as f64 / secs).round(),
+                accepted_per_s: (accepted as f64 / secs).round(),
+                target_rate: run.rate,
+                achieved_fraction: run
+                    .rate
+                    .map(|r| ((answered as f64 / secs) / r * 1000.0).round() / 1000.0),
+                per_second: run.per_second.clone(),
+            },
+            latency_us: Latencies {
+                bid_round_trip: Summary::of(&run.round_trip),
+                fan_out: Summary::of(&run.fan_out),
+                tls_connect: Summary::of(&run.tls_connect),
+                udp_register: Summary::of(&run.udp_register),
+            },
+            verify: run.verify.clone(),
+            server: run.server_figures.clone(),
+            notes: run.notes.clone(),
+        }
+    }
 }
 
 impl Report {
@@ -265,5 +354,86 @@ impl Report {
             let _ = writeln!(out, "  note: {note}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::new_histogram;
+
+    fn figures() -> RunFigures {
+        let mut round_trip = new_histogram();
+        for us in 1..=300 {
+            round_trip.record(us).unwrap();
+        }
+        RunFigures {
+            started_at: 1_700_000_000,
+            server: "127.0.0.1:7400".parse().unwrap(),
+            bidders: 8,
+            items: 2,
+            items_per_bidder: 1,
+            duration: Duration::from_millis(1500),
+            rate: Some(400.0),
+            seed: 7,
+            machine: Machine::this(),
+            spread: Spread {
+                channels: 8,
+                bidders_per_item_min: 4,
+                bidders_per_item_max: 4,
+            },
+            elapsed: Duration::from_millis(1500),
+            counts: Counts {
+                sent: 300,
+                answered: 300,
+                accepted: 150,
+                ..Counts::default()
+            },
+            per_second: vec![200, 100],
+            round_trip,
+            fan_out: new_histogram(),
+            tls_connect: new_histogram(),
+            udp_register: new_histogram(),
+            verify: None,
+            server_figures: None,
+            notes: vec!["a note".into()],
+        }
+    }
+
+    #[test]
+    fn auction_report_from_figures() {
+        let r = Report::auction(&figures());
+        assert_eq!((r.schema.as_str(), r.kind.as_str()), (SCHEMA, "auction"));
+        assert_eq!(r.config.server.as_deref(), Some("127.0.0.1:7400"));
+        assert_eq!(r.config.mode, "open");
+        assert!(!r.config.verify);
+        assert_eq!(r.config.duration_s, 1.5);
+        assert_eq!(r.elapsed_s, 1.5);
+        assert_eq!(r.throughput.answered_per_s, 200.0);
+        assert_eq!(r.throughput.accepted_per_s, 100.0);
+        // 200/s answered of the 400/s asked for.
+        assert_eq!(r.throughput.achieved_fraction, Some(0.5));
+        assert_eq!(r.throughput.per_second, vec![200, 100]);
+        assert_eq!(r.latency_us.bid_round_trip.as_ref().unwrap().count, 300);
+        assert!(r.latency_us.fan_out.is_none());
+        assert_eq!(r.notes, vec!["a note".to_string()]);
+        assert!(!r.failed());
+    }
+
+    #[test]
+    fn closed_loop_with_verification() {
+        let r = Report::auction(&RunFigures {
+            rate: None,
+            verify: Some(Verification {
+                passed: true,
+                items_checked: 2,
+                problems: vec![],
+            }),
+            ..figures()
+        });
+        assert_eq!(r.config.mode, "closed");
+        assert!(r.config.verify);
+        assert_eq!(r.throughput.target_rate, None);
+        assert_eq!(r.throughput.achieved_fraction, None);
     }
 }

@@ -1,0 +1,385 @@
+//! One simulated bidder: its own task, holding its channels (one per joined item), sending
+//! one bid at a time round-robin over them and waiting for its answer while it reads every
+//! other message (HIGHEST from the other bidders, the end of an auction).
+//!
+//! The bidder task owns its channels and its choice of amounts; what the run as a whole
+//! counts (stats, each item's ledger of accepted bids, answers per second) it records in the
+//! run's `Shared`, whose locks are held only to update one entry, never across an `.await`.
+//! When bids are due is the measured phase's rate policy (`measure.rs`).
+
+use super::measure::Pace;
+use super::{bidder_index, error_kind, Shared};
+use auction_client::{ChannelReader, ChannelWriter, ItemChannel, Received};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::{Cents, Reason};
+use futures_util::stream::{SelectAll, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::time::{sleep_until, timeout};
+
+/// How long a bid may wait for its answer before it counts as unanswered.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sent bid is remembered for matching other bidders' HIGHEST to it.
+const FAN_OUT_MEMORY: Duration = Duration::from_secs(10);
+/// Share of bids sent below the current price on purpose.
+const LOW_BID_SHARE: f64 = 0.05;
+
+/// One reader of a bidder's channels, tagged with its slot; ends with one `None` when the
+/// server closes the channel.
+struct Tagged {
+    slot: usize,
+    reader: Option<ChannelReader>,
+}
+
+impl futures_util::Stream for Tagged {
+    type Item = (usize, Option<auction_client::Result<Received>>);
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(reader) = this.reader.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match reader.poll_recv(cx) {
+            Poll::Ready(Some(m)) => Poll::Ready(Some((this.slot, Some(m)))),
+            Poll::Ready(None) => {
+                this.reader = None;
+                Poll::Ready(Some((this.slot, None)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+struct Slot {
+    item: usize,
+    writer: Option<ChannelWriter>,
+    /// Smallest bid the server would accept, as far as this bidder knows.
+    next_min: Cents,
+    increment: u64,
+}
+
+/// The bid a bidder waits for.
+struct Pending {
+    slot: usize,
+    req: u64,
+    amount: Cents,
+    sent: Instant,
+    /// When it was due (open loop) or sent (closed loop): latency counts from here.
+    due: Instant,
+}
+
+pub(super) struct Bidder {
+    index: usize,
+    slots: Vec<Slot>,
+    readers: SelectAll<Tagged>,
+    shared: Arc<Shared>,
+    rng: StdRng,
+    seq: u64,
+    /// When the measured phase started (answers per second count from here).
+    start: Instant,
+}
+
+impl Bidder {
+    pub(super) fn new(
+        index: usize,
+        chans: Vec<(usize, ItemChannel)>,
+        shared: Arc<Shared>,
+        seed: u64,
+        start: Instant,
+    ) -> Bidder {
+        let mut slots = Vec::new();
+        let mut readers = SelectAll::new();
+        for (slot, (item, ch)) in chans.into_iter().enumerate() {
+            let increment = match ch.item.highest {
+                Some(h) if ch.next_min.0 > h.0 => ch.next_min.0 - h.0,
+                _ => 1,
+            };
+            let next_min = ch.next_min;
+            let (writer, reader) = ch.split();
+            slots.push(Slot {
+                item,
+                writer: Some(writer),
+                next_min,
+                increment,
+            });
+            readers.push(Tagged {
+                slot,
+                reader: Some(reader),
+            });
+        }
+        Bidder {
+            index,
+            slots,
+            readers,
+            shared,
+            rng: StdRng::seed_from_u64(seed),
+            seq: 0,
+            start,
+        }
+    }
+
+    /// Bids until `stop`, when `pace` says, one bid at a time round-robin over the channels
+    /// still open; stops early when none is left.
+    pub(super) async fn run(mut self, stop: Instant, pace: Pace) {
+        let mut due = pace.first_due(self.start, self.index);
+        let mut turn = 0usize;
+        loop {
+            match pace {
+                Pace::Open { .. } => {
+                    // Open loop: wait for the bid's scheduled time, reading meanwhile.
+                    while Instant::now() < due && due < stop {
+                        let deadline = tokio::time::Instant::from_std(due);
+                        tokio::select! {
+                            _ = sleep_until(deadline) => {}
+                            msg = self.readers.next() => match msg {
+                                Some((slot, m)) => { self.handle(slot, m, None); }
+                                None => return self.close().await,
+                            },
+                        }
+                    }
+                    if due >= stop {
+                        break;
+                    }
+                }
+                Pace::Closed => {
+                    due = Instant::now();
+                    if due >= stop {
+                        break;
+                    }
+                }
+            }
+            let open: Vec<usize> = (0..self.slots.len())
+                .filter(|&s| self.slots[s].writer.is_some())
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            let slot = open[turn % open.len()];
+            turn += 1;
+            if let Some(pending) = self.send(slot, due).await {
+                self.await_answer(pending).await;
+            }
+            if let Pace::Open { interval, .. } = pace {
+                due += interval;
+            }
+        }
+        self.close().await
+    }
+
+    async fn close(self) {
+        for slot in self.slots {
+            if let Some(w) = slot.writer {
+                w.close().await;
+            }
+        }
+    }
+
+    fn choose_amount(&mut self, slot: usize) -> (Cents, bool) {
+        let s = &self.slots[slot];
+        if s.next_min.0 > 1 && self.rng.random_bool(LOW_BID_SHARE) {
+            let below = self.rng.random_range(1..=(s.next_min.0 - 1).min(100));
+            return (Cents(s.next_min.0 - below), true);
+        }
+        let steps = self.rng.random_range(0..3);
+        (Cents(s.next_min.0 + steps * s.increment), false)
+    }
+
+    async fn send(&mut self, slot: usize, due: Instant) -> Option<Pending> {
+        let (amount, low) = self.choose_amount(slot);
+        self.seq += 1;
+        let id = format!("{}-{}-{}", self.shared.prefix, self.index, self.seq);
+        let item = &self.shared.items[self.slots[slot].item];
+        let sent = Instant::now();
+        {
+            let mut bids = item.sent.lock().unwrap_or_else(|p| p.into_inner());
+            if sent.duration_since(bids.pruned) > Duration::from_secs(1) {
+                bids.at
+                    .retain(|_, t| sent.duration_since(*t) < FAN_OUT_MEMORY);
+                bids.pruned = sent;
+            }
+            bids.at.insert((amount.0, self.index as u32), sent);
+        }
+        let writer = self.slots[slot].writer.as_mut()?;
+        match writer.send_bid(amount, Some(id)).await {
+            Ok(req) => {
+                let s = &self.shared.stats;
+                s.sent.fetch_add(1, Ordering::Relaxed);
+                if low {
+                    s.low.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Pending {
+                    slot,
+                    req,
+                    amount,
+                    sent,
+                    due,
+                })
+            }
+            Err(e) => {
+                self.shared
+                    .stats
+                    .errors
+                    .add(format!("send-{}", error_kind(&e)));
+                self.slots[slot].writer = None;
+                None
+            }
+        }
+    }
+
+    async fn await_answer(&mut self, pending: Pending) {
+        let deadline = tokio::time::Instant::from_std(pending.sent + ANSWER_TIMEOUT);
+        loop {
+            match timeout(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                self.readers.next(),
+            )
+            .await
+            {
+                Ok(Some((slot, m))) => {
+                    if self.handle(slot, m, Some(&pending)) {
+                        return;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let s = &self.shared.stats;
+                    s.unanswered.fetch_add(1, Ordering::Relaxed);
+                    s.errors.add("no-answer");
+                    tracing::warn!(bidder = self.index, item = self.shared.items[self.slots[pending.slot].item].id,
+                        amount = %pending.amount, "a bid got no answer");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one message; true when it answers `pending`.
+    fn handle(
+        &mut self,
+        slot: usize,
+        msg: Option<auction_client::Result<Received>>,
+        pending: Option<&Pending>,
+    ) -> bool {
+        let ours = |req: u64| pending.is_some_and(|p| p.slot == slot && p.req == req);
+        let item_ix = self.slots[slot].item;
+        let item = &self.shared.items[item_ix];
+        let stats = &self.shared.stats;
+        let Some(msg) = msg else {
+            // The server closed the channel.
+            self.slots[slot].writer = None;
+            if pending.is_some_and(|p| p.slot == slot) {
+                stats.unanswered.fetch_add(1, Ordering::Relaxed);
+                stats.errors.add("closed-with-bid-unanswered");
+                return true;
+            }
+            return false;
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                stats.errors.add(format!("channel-{}", error_kind(&e)));
+                tracing::warn!(bidder = self.index, item = item.id, error = %e, "channel failed");
+                self.slots[slot].writer = None;
+                return false;
+            }
+        };
+        match msg.body {
+            ChannelBody::Highest { amount, bidder, .. } => {
+                let s = &mut self.slots[slot];
+                s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
+                if let Some(b) = bidder_index(&self.shared.prefix, &bidder) {
+                    if b != self.index {
+                        let sent = item
+                            .sent
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .at
+                            .get(&(amount.0, b as u32))
+                            .copied();
+                        if let Some(sent) = sent {
+                            stats.fan_out.record(msg.at.saturating_duration_since(sent));
+                        }
+                    }
+                }
+                false
+            }
+            ChannelBody::BidAccepted {
+                req,
+                amount,
+                ends_at,
+                ..
+            } if ours(req) => {
+                let p = pending.expect("ours");
+                self.answered(p, msg.at);
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let s = &mut self.slots[slot];
+                s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
+                let mut ledger = item.ledger.lock().unwrap_or_else(|p| p.into_inner());
+                ledger.accepted += 1;
+                ledger.ends_at = ledger.ends_at.max(ends_at);
+                if !ledger.amounts.insert(amount.0) {
+                    ledger.twice.push(amount.0);
+                }
+                if ledger.best.is_none_or(|(best, _)| amount > best) {
+                    ledger.best = Some((amount, self.index));
+                }
+                true
+            }
+            ChannelBody::BidRejected {
+                req,
+                reason,
+                next_min,
+                ..
+            } if ours(req) => {
+                let p = pending.expect("ours");
+                self.answered(p, msg.at);
+                stats.rejected.add(reason.code());
+                item.sent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .at
+                    .remove(&(p.amount.0, self.index as u32));
+                if next_min.0 > 0 {
+                    self.slots[slot].next_min = next_min;
+                }
+                if reason == Reason::AuctionOver {
+                    self.slots[slot].writer = None;
+                }
+                true
+            }
+            ChannelBody::Error {
+                req: Some(req),
+                reason,
+                ..
+            } if ours(req) => {
+                stats.errors.add(format!("bid-error-{}", reason.code()));
+                true
+            }
+            ChannelBody::Error {
+                req: None, reason, ..
+            } => {
+                stats.errors.add(format!("channel-error-{}", reason.code()));
+                false
+            }
+            ChannelBody::BidOver { .. }
+            | ChannelBody::SoldTo { .. }
+            | ChannelBody::NotSold { .. } => {
+                self.slots[slot].writer = None;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn answered(&self, p: &Pending, at: Instant) {
+        let s = &self.shared.stats;
+        s.answered.fetch_add(1, Ordering::Relaxed);
+        s.round_trip.record(at.saturating_duration_since(p.due));
+        self.shared
+            .per_second
+            .add(at.saturating_duration_since(self.start));
+    }
+}

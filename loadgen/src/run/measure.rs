@@ -1,0 +1,187 @@
+//! The measured phase: one task per bidder with channels, all bidding under one rate policy
+//! ([`Pace`]: closed or open loop) until one stop condition ([`stop_at`]), with the live
+//! progress line meanwhile. There is one bidder loop (`bidder.rs`) for every combination.
+//!
+//! The bidder tasks own their channels; this phase's caller waits for all of them, so every
+//! count in the run's `Shared` is final when [`run`] returns. The rules here take the time as
+//! an argument and are tested without a server.
+
+use super::bidder::Bidder;
+use super::{unix_ms, Options, Shared};
+use auction_client::ItemChannel;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When a bidder's bids are due (the rate policy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Pace {
+    /// Closed loop: the next bid as soon as the answer to the last has come.
+    Closed,
+    /// Open loop at `rate` bids per second in all: each bidder bids every `interval`
+    /// (bidders / rate), whether or not its last bid has been answered yet, and latency counts
+    /// from when a bid was due. The bidders' first bids are spread over one interval.
+    Open { rate: f64, interval: Duration },
+}
+
+impl Pace {
+    /// `--rate` (bids per second across `bidders`), or closed loop without one.
+    pub(super) fn new(rate: Option<f64>, bidders: usize) -> Pace {
+        match rate {
+            None => Pace::Closed,
+            Some(rate) => Pace::Open {
+                rate,
+                interval: Duration::from_secs_f64(bidders as f64 / rate.max(0.001)),
+            },
+        }
+    }
+
+    /// When bidder `b`'s first bid is due, the phase having started at `start`.
+    pub(super) fn first_due(self, start: Instant, b: usize) -> Instant {
+        match self {
+            Pace::Closed => start,
+            Pace::Open { rate, .. } => start + Duration::from_secs_f64(b as f64 / rate.max(0.001)),
+        }
+    }
+}
+
+/// When the measured phase stops (the stop condition): `duration` after `start`, or a second
+/// before the first auction ends (`earliest_end`, Unix ms; `now_ms` is the Unix time at
+/// `start`) should the set-up have eaten the margin. When it is cut short, also a note saying
+/// so for the report.
+pub(super) fn stop_at(
+    start: Instant,
+    duration: Duration,
+    earliest_end: u64,
+    now_ms: u64,
+) -> (Instant, Option<String>) {
+    let stop = start + duration;
+    let ms_left = earliest_end.saturating_sub(now_ms);
+    let end_guard = start + Duration::from_millis(ms_left.saturating_sub(1000));
+    if end_guard < stop {
+        let note = format!(
+            "the run was cut to {:.1} s because the auctions end then (set-up took long); pass --item-duration",
+            end_guard.duration_since(start).as_secs_f64()
+        );
+        return (end_guard, Some(note));
+    }
+    (stop, None)
+}
+
+/// Runs the measured phase: a bidder task for each bidder in `per_bidder` that has channels
+/// (its seed drawn from `--seed`, in bidder order), until the stop condition, then waits for
+/// every one. The `stalled` channels are held open until bidding is done. Returns how long
+/// the phase lasted; adds a note when it had to be cut short.
+pub(super) async fn run(
+    opts: &Options,
+    shared: &Arc<Shared>,
+    per_bidder: Vec<Vec<(usize, ItemChannel)>>,
+    stalled: Vec<ItemChannel>,
+    earliest_end: u64,
+    notes: &mut Vec<String>,
+) -> Duration {
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let start = Instant::now();
+    let (stop, cut) = stop_at(start, opts.duration, earliest_end, unix_ms());
+    notes.extend(cut);
+    let pace = Pace::new(opts.rate, opts.bidders);
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = opts.progress.then(|| {
+        let shared = shared.clone();
+        tokio::spawn(crate::progress::line(
+            start,
+            opts.duration,
+            done.clone(),
+            move || {
+                let s = &shared.stats;
+                (
+                    s.answered.load(Ordering::Relaxed),
+                    s.round_trip.p99(),
+                    s.errors.total() + s.unanswered.load(Ordering::Relaxed),
+                )
+            },
+        ))
+    });
+    let mut tasks = Vec::new();
+    for (b, chans) in per_bidder.into_iter().enumerate() {
+        if chans.is_empty() {
+            continue;
+        }
+        let bidder = Bidder::new(b, chans, shared.clone(), rng.random(), start);
+        tasks.push(tokio::spawn(bidder.run(stop, pace)));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            shared.stats.errors.add("bidder-task-failed");
+            tracing::error!(error = %e, "a bidder task failed");
+        }
+    }
+    let elapsed = start.elapsed();
+    tracing::info!(elapsed = ?elapsed, "bidding done");
+    drop(stalled);
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    elapsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_loop_bids_from_the_start() {
+        let start = Instant::now();
+        let pace = Pace::new(None, 8);
+        assert_eq!(pace, Pace::Closed);
+        assert_eq!(pace.first_due(start, 5), start);
+    }
+
+    #[test]
+    fn open_loop_spreads_the_first_bids_over_one_interval() {
+        let start = Instant::now();
+        // 8 bidders at 4 bids/s in all: each bids every 2 s, bidder b first at b/4 s.
+        let pace = Pace::new(Some(4.0), 8);
+        assert_eq!(
+            pace,
+            Pace::Open {
+                rate: 4.0,
+                interval: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(pace.first_due(start, 0), start);
+        assert_eq!(pace.first_due(start, 1), start + Duration::from_millis(250));
+        assert_eq!(
+            pace.first_due(start, 7),
+            start + Duration::from_millis(1750)
+        );
+    }
+
+    #[test]
+    fn stops_after_the_duration_when_the_auctions_outlast_it() {
+        let start = Instant::now();
+        let (stop, note) = stop_at(
+            start,
+            Duration::from_secs(10),
+            1_000_000 + 11_000,
+            1_000_000,
+        );
+        assert_eq!(stop, start + Duration::from_secs(10));
+        assert_eq!(note, None);
+    }
+
+    #[test]
+    fn stops_a_second_before_the_first_auction_ends() {
+        let start = Instant::now();
+        let (stop, note) = stop_at(start, Duration::from_secs(10), 1_000_000 + 2_500, 1_000_000);
+        assert_eq!(stop, start + Duration::from_millis(1500));
+        assert!(note.unwrap().starts_with("the run was cut to 1.5 s"));
+        // An auction already over: no bidding at all.
+        let (stop, note) = stop_at(start, Duration::from_secs(10), 999_000, 1_000_000);
+        assert_eq!(stop, start);
+        assert!(note.unwrap().starts_with("the run was cut to 0.0 s"));
+    }
+}

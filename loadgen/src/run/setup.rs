@@ -1,0 +1,285 @@
+//! Before the measured phase: the run's accounts (sellers first, then the bidders), its items
+//! (a new seller whenever the server's per-seller limit is reached), the tasks that read every
+//! client's announcements, and the bidders' TLS channels (plus the stalled clients' ones).
+//!
+//! Runs on the task that called `run`; registrations and channel set-ups go up to
+//! `SETUP_CONCURRENCY` at a time. What it measures (register and connect latencies, errors)
+//! goes into the run's `Stats`.
+
+use super::{bidder_name, error_kind, Options, RunError, Shared, Stats};
+use auction_client::{Client, ClientError, Identity, ItemChannel, Offered};
+use auction_protocol::udp::ServerBody;
+use auction_protocol::{Cents, Reason};
+use futures_util::stream::{self, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Registrations and channel set-ups in flight at once.
+const SETUP_CONCURRENCY: usize = 64;
+/// The first bid an item accepts.
+const ITEM_MIN: Cents = Cents(1000);
+
+/// The run's registered clients.
+pub(super) struct Accounts {
+    /// At least one; `sellers[0]` also asks for the items' results when verifying.
+    pub(super) sellers: Vec<Arc<Client>>,
+    /// By bidder index; `None` where registration failed (counted as an error).
+    pub(super) bidders: Vec<Option<Arc<Client>>>,
+}
+
+/// Registers the first seller, then every bidder. The first seller's answer tells whether
+/// the server is there at all ([`RunError::Unreachable`]); a bidder that cannot register is
+/// counted as an error and left out.
+pub(super) async fn register(
+    opts: &Options,
+    prefix: &str,
+    stats: &Stats,
+) -> Result<Accounts, RunError> {
+    let first_seller = new_client(opts).await?;
+    let t = Instant::now();
+    match first_seller.register(&format!("{prefix}-s0")).await {
+        Ok(()) => stats.register.record(t.elapsed()),
+        Err(e @ (ClientError::Timeout { .. } | ClientError::Io(_))) => {
+            return Err(RunError::Unreachable {
+                server: opts.server,
+                reason: e.to_string(),
+            })
+        }
+        Err(e) => {
+            return Err(RunError::Failed(anyhow::anyhow!(
+                "the server refused loadgen's seller: {e}"
+            )))
+        }
+    }
+    let sellers = vec![Arc::new(first_seller)];
+
+    let results: Vec<(usize, Result<Client, ClientError>, Duration)> =
+        stream::iter(0..opts.bidders)
+            .map(|b| {
+                let name = bidder_name(prefix, b);
+                async move {
+                    let client = match new_client(opts).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            return (b, Err(ClientError::Local(e.to_string())), Duration::ZERO)
+                        }
+                    };
+                    let t = Instant::now();
+                    let r = client.register(&name).await.map(|()| client);
+                    (b, r, t.elapsed())
+                }
+            })
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .collect()
+            .await;
+    let mut bidders: Vec<Option<Arc<Client>>> = (0..opts.bidders).map(|_| None).collect();
+    for (b, r, took) in results {
+        match r {
+            Ok(c) => {
+                stats.register.record(took);
+                bidders[b] = Some(Arc::new(c));
+            }
+            Err(e) => {
+                tracing::warn!(bidder = b, error = %e, "registration failed");
+                stats.errors.add(format!("register-{}", error_kind(&e)));
+            }
+        }
+    }
+    tracing::info!(
+        registered = bidders.iter().flatten().count(),
+        "bidders registered"
+    );
+    Ok(Accounts { sellers, bidders })
+}
+
+/// Offers `opts.items` items, each running `--item-duration` or, by default, long enough for
+/// the channel set-up (`channels` of them) and the measured phase. When the server refuses a
+/// seller more open items, a new seller is registered and carries on.
+pub(super) async fn offer_items(
+    opts: &Options,
+    prefix: &str,
+    channels: usize,
+    accounts: &mut Accounts,
+    stats: &Stats,
+) -> Result<Vec<Offered>, RunError> {
+    let sellers = &mut accounts.sellers;
+    let item_duration = opts.item_duration.unwrap_or_else(|| {
+        Duration::from_secs(10) + opts.duration + Duration::from_millis(2 * channels as u64)
+    });
+    let mut offered = Vec::new();
+    for i in 0..opts.items {
+        loop {
+            let seller = sellers.last().expect("one seller at least").clone();
+            match seller
+                .offer(
+                    &format!("loadgen {prefix} item {i}"),
+                    ITEM_MIN,
+                    Some(item_duration.as_secs().max(1)),
+                )
+                .await
+            {
+                Ok(o) => {
+                    offered.push(o);
+                    break;
+                }
+                Err(ClientError::Denied {
+                    reason: Reason::TooManyOpenItems,
+                    ..
+                }) => {
+                    // The server's per-seller limit: carry on with another seller.
+                    let s = new_client(opts).await?;
+                    let t = Instant::now();
+                    s.register(&format!("{prefix}-s{}", sellers.len()))
+                        .await
+                        .map_err(|e| {
+                            RunError::Failed(anyhow::anyhow!("registering a seller: {e}"))
+                        })?;
+                    stats.register.record(t.elapsed());
+                    sellers.push(Arc::new(s));
+                }
+                Err(e) => return Err(RunError::Failed(anyhow::anyhow!("offering item {i}: {e}"))),
+            }
+        }
+    }
+    Ok(offered)
+}
+
+/// One task per client reading its announcements (acknowledging WIN / SOLD / NOT-SOLD) into
+/// `shared.notices`, for the verification; the run aborts them at its end.
+pub(super) fn read_announcements(accounts: &Accounts, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    let mut drains = Vec::new();
+    for client in accounts
+        .sellers
+        .iter()
+        .chain(accounts.bidders.iter().flatten())
+    {
+        drains.push(tokio::spawn(drain_announcements(
+            client.clone(),
+            shared.clone(),
+        )));
+    }
+    drains
+}
+
+/// Opens each registered bidder's channels to the items `assignment` gives it; returns them
+/// by bidder index, each with its item's index. A channel that fails to open is counted as an
+/// error and left out.
+pub(super) async fn open_channels(
+    opts: &Options,
+    assignment: &[Vec<usize>],
+    accounts: &Accounts,
+    offered: &[Offered],
+    shared: &Shared,
+) -> Vec<Vec<(usize, ItemChannel)>> {
+    let bidder_clients = &accounts.bidders;
+    let pairs: Vec<(usize, usize)> = assignment
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| bidder_clients[*b].is_some())
+        .flat_map(|(b, joined)| joined.iter().map(move |&i| (b, i)))
+        .collect();
+    let opened: Vec<(usize, usize, Result<ItemChannel, ClientError>)> = stream::iter(pairs)
+        .map(|(b, i)| {
+            let client = bidder_clients[b].clone().expect("filtered above");
+            let channel = offered[i].channel.clone();
+            async move {
+                let t = Instant::now();
+                let r = client.open_channel(&channel).await;
+                if r.is_ok() {
+                    shared.stats.connect.record(t.elapsed());
+                }
+                (b, i, r)
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+    let mut per_bidder: Vec<Vec<(usize, ItemChannel)>> =
+        (0..opts.bidders).map(|_| Vec::new()).collect();
+    for (b, i, r) in opened {
+        match r {
+            Ok(ch) => per_bidder[b].push((i, ch)),
+            Err(e) => {
+                tracing::warn!(bidder = b, item = i, error = %e, "could not open a channel");
+                shared
+                    .stats
+                    .errors
+                    .add(format!("connect-{}", error_kind(&e)));
+            }
+        }
+    }
+    tracing::info!(
+        channels = per_bidder.iter().map(Vec::len).sum::<usize>(),
+        "channels open"
+    );
+    per_bidder
+}
+
+/// `--stalled`: clients that join every item and stop reading. Their channels' readers take
+/// up to 1024 messages and then stop, so the server sees a full socket from then on; the
+/// channels must be kept (not dropped) until bidding is done. Adds a note saying so.
+pub(super) async fn join_stalled(
+    opts: &Options,
+    offered: &[Offered],
+    shared: &Shared,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ItemChannel>, RunError> {
+    let prefix = &shared.prefix;
+    let mut stalled = Vec::new();
+    for s in 0..opts.stalled {
+        let client = new_client(opts).await?;
+        if let Err(e) = client.register(&format!("{prefix}-x{s}")).await {
+            shared
+                .stats
+                .errors
+                .add(format!("stalled-register-{}", error_kind(&e)));
+            continue;
+        }
+        for o in offered {
+            match client.open_channel(&o.channel).await {
+                Ok(ch) => stalled.push(ch),
+                Err(e) => shared
+                    .stats
+                    .errors
+                    .add(format!("stalled-connect-{}", error_kind(&e))),
+            }
+        }
+    }
+    if opts.stalled > 0 {
+        notes.push(format!(
+            "{} stalled clients joined every item and stopped reading ({} channels)",
+            opts.stalled,
+            stalled.len()
+        ));
+    }
+    Ok(stalled)
+}
+
+/// A client of the server with a fresh key, not yet registered.
+async fn new_client(opts: &Options) -> Result<Client, RunError> {
+    let identity = Identity::ephemeral().map_err(RunError::Failed)?;
+    Client::with_identity(opts.server, identity, &opts.ca)
+        .await
+        .map_err(|e| RunError::Failed(e.into()))
+}
+
+async fn drain_announcements(client: Arc<Client>, shared: Arc<Shared>) {
+    let me = client.name().unwrap_or_default();
+    while let Some(msg) = client.next_announcement().await {
+        let mut notices = shared.notices.lock().unwrap_or_else(|p| p.into_inner());
+        match msg {
+            ServerBody::Sold {
+                item,
+                amount,
+                winner,
+                ..
+            } => notices.entry(item).or_default().sold = Some((winner, amount)),
+            ServerBody::NotSold { item, .. } => notices.entry(item).or_default().not_sold = true,
+            ServerBody::Win { item, amount, .. } => {
+                notices.entry(item).or_default().win = Some((me.clone(), amount))
+            }
+            _ => {}
+        }
+    }
+}
