@@ -44,11 +44,7 @@ async fn main() {
                 Some(_) => (3, "network".into()),
                 None => (3, "local".into()),
             };
-            let message = match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Denied { message, .. }) => message.clone(),
-                _ => format!("{e:#}"),
-            };
-            out.error(&reason, &message);
+            out.error(&reason, &render::error_message(&e));
             code
         }
     };
@@ -73,17 +69,7 @@ async fn roam(client: &Client, out: Out) -> Result<()> {
     }
     match client.attach_as(AttachMode::Roam).await {
         Ok((pending, true)) => {
-            if out.json {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({"type": "logged-in", "account": client.name()?, "pending": pending})
-                );
-            } else {
-                eprintln!(
-                    "auction-client: logged in as {} from this address: announcements come here now ({pending} notice(s) pending; `watch` shows them).",
-                    client.name()?
-                );
-            }
+            out.logged_in(&client.name()?, pending);
             Ok(())
         }
         Ok((_, false)) => Ok(()),
@@ -119,7 +105,7 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
                 // Announcements for the new account come to this shell from now on, through
                 // server restarts too (the task ends with the process).
                 client.attach().await?;
-                tokio::spawn(announce_moved(client.clone()));
+                tokio::spawn(announce_moved(client.clone(), out));
             }
         }
         Command::Deregister => {
@@ -274,7 +260,7 @@ async fn settle(
                     "the server asks for your {field}: give --{field} (or run `settle` in a terminal to be asked)"
                 )));
             }
-            Ok(Some(ask(field)?))
+            Ok(Some(ask(field, out)?))
         };
         let name = inform("name", &mut details.name)?;
         let address = inform("address", &mut details.address)?;
@@ -295,9 +281,7 @@ async fn settle(
         ("contact", &details.contact),
     ] {
         if value.is_some() {
-            eprintln!(
-                "auction-client: --{field} ignored: the server did not ask for it (given already, or not for your role)."
-            );
+            out.flag_ignored(field);
         }
     }
     out.settle_message(&answer);
@@ -319,15 +303,8 @@ async fn settle(
 }
 
 /// Reads one settlement field typed at the terminal.
-fn ask(field: &str) -> Result<String> {
-    use std::io::Write;
-    let label = match field {
-        "name" => "Name to ship to",
-        "address" => "Address to ship to (one line)",
-        _ => "How the buyer reaches you (e-mail or phone)",
-    };
-    print!("{label}: ");
-    std::io::stdout().flush()?;
+fn ask(field: &str, out: Out) -> Result<String> {
+    out.prompt_field(field)?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(line.trim().to_owned())
@@ -345,7 +322,7 @@ async fn follow_session(session: &mut ItemSession, out: Out) {
         match event {
             Ok(event) => out.session_event(&event),
             Err(e) => {
-                eprintln!("auction-client: gave up following the item: {e}");
+                out.gave_up_following(&e);
                 break;
             }
         }
@@ -356,16 +333,14 @@ async fn follow_session(session: &mut ItemSession, out: Out) {
 /// `keep` mode (the server then also retries pending notices). When the server stops
 /// answering, says so, and keeps trying with backoff until it is back. Returns when the
 /// account has logged in from another address (`moved`): the announcements went there.
-async fn keep_attached(client: Arc<Client>) -> ClientError {
+async fn keep_attached(client: Arc<Client>, out: Out) -> ClientError {
     let mut lost_since: Option<std::time::Instant> = None;
     let mut delay = Duration::from_secs(1);
     loop {
         match client.attach_as(AttachMode::Keep).await {
             Ok((pending, _)) => {
                 if lost_since.take().is_some() {
-                    eprintln!(
-                        "auction-client: the server is back; announcements resume ({pending} notice(s) pending)."
-                    );
+                    out.contact_back(pending);
                 }
                 delay = Duration::from_secs(1);
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -381,10 +356,7 @@ async fn keep_attached(client: Arc<Client>) -> ClientError {
                 if lost_since.is_none() {
                     lost_since = Some(std::time::Instant::now());
                 }
-                eprintln!(
-                    "auction-client: lost contact with the server ({e}); trying again in {:.1} s.",
-                    wait.as_secs_f64()
-                );
+                out.contact_lost(&e, wait);
                 tokio::time::sleep(wait).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
@@ -395,17 +367,8 @@ async fn keep_attached(client: Arc<Client>) -> ClientError {
 /// Attaches, then prints announcements, staying attached through server restarts.
 async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
     let pending = client.attach().await?;
-    if out.json {
-        out.line(
-            serde_json::json!({"type": "watching", "account": client.name()?, "pending": pending}),
-        );
-    } else {
-        println!(
-            "Watching for announcements as {} ({pending} pending). Ctrl-C to stop.",
-            client.name()?
-        );
-    }
-    let mut reattach = tokio::spawn(keep_attached(client.clone()));
+    out.watching(&client.name()?, pending);
+    let mut reattach = tokio::spawn(keep_attached(client.clone(), out));
     loop {
         tokio::select! {
             update = client.next_update() => match update {
@@ -424,23 +387,21 @@ async fn watch(client: Arc<Client>, out: Out) -> Result<()> {
 }
 
 /// `keep_attached` for the shell: says so when the account logged in elsewhere.
-async fn announce_moved(client: Arc<Client>) {
+async fn announce_moved(client: Arc<Client>, out: Out) {
     // Starting is a login: announcements come here, wherever they went before.
     if let Err(e) = client.attach().await {
-        eprintln!("auction-client: could not attach ({e}); trying again.");
+        out.attach_failed(&e);
     }
-    let e = keep_attached(client).await;
-    eprintln!("auction-client: {e}; announcements no longer come to this shell.");
+    let e = keep_attached(client, out).await;
+    out.moved_away(&e);
 }
 
 async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
-    if !out.json {
-        println!("auction-client shell; announcements print as they arrive.\n{SHELL_HELP}");
-    }
+    out.shell_banner();
     let reattach = client
         .name()
         .is_ok()
-        .then(|| tokio::spawn(announce_moved(client.clone())));
+        .then(|| tokio::spawn(announce_moved(client.clone(), out)));
     let announcements = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -451,11 +412,7 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     };
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
-        if !out.json {
-            use std::io::Write;
-            print!("auction> ");
-            let _ = std::io::stdout().flush();
-        }
+        out.shell_prompt();
         let Some(line) = lines.next_line().await? else {
             break;
         };
@@ -470,7 +427,7 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
         match words[0].as_str() {
             "quit" | "exit" => break,
             "help" => {
-                println!("{SHELL_HELP}");
+                out.shell_help();
                 continue;
             }
             _ => {}
@@ -478,16 +435,12 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
         let parsed = match ShellLine::try_parse_from(&words) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("{}", e.render().to_string().trim_end());
+                out.shell_usage(&e);
                 continue;
             }
         };
         if let Err(e) = execute(&client, parsed.command, out, true).await {
-            let message = match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Denied { message, .. }) => message.clone(),
-                _ => format!("{e:#}"),
-            };
-            out.error("error", &message);
+            out.error("error", &render::error_message(&e));
         }
     }
     announcements.abort();
@@ -496,5 +449,3 @@ async fn shell(client: Arc<Client>, out: Out) -> Result<()> {
     }
     Ok(())
 }
-
-const SHELL_HELP: &str = "Commands: register NAME | deregister | offer DESCRIPTION --min AMOUNT [--duration DUR] |\nitems | status ITEM | subscribe ITEM | unsubscribe ITEM |\nnegotiate ITEM --accept AMOUNT | negotiate ITEM --refuse |\nsettle ITEM [--name N --address A | --contact C] [--second-chance] [--accept-offer] |\nbid ITEM AMOUNT | bid ITEM --max AMOUNT (then follows the item) | help | quit";
