@@ -3,7 +3,7 @@
 //! the same [`Command`] definitions, so a command is spelled the same in both places.
 
 use auction_protocol::Cents;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,32 +50,13 @@ pub enum Command {
     /// Delete this client's account (not while it has open items or leads an auction).
     Deregister,
     /// Put an item up for auction.
-    Offer {
-        description: String,
-        /// Smallest acceptable bid, e.g. 12.50.
-        #[arg(long, value_parser = parse_amount)]
-        min: Cents,
-        /// How long bidding stays open, e.g. 90s, 5m, 2h (default 5m).
-        #[arg(long, value_parser = parse_duration)]
-        duration: Option<Duration>,
-    },
+    Offer(OfferArgs),
     /// List the open items.
     Items,
     /// Show one item, open or closed.
     Status { item: u64 },
     /// Bid on an item: an amount, or with --max a private maximum the server bids up to.
-    Bid {
-        item: u64,
-        #[arg(value_parser = parse_amount, required_unless_present = "max", conflicts_with = "max")]
-        amount: Option<Cents>,
-        /// Proxy bid: the server bids for you, one increment above any competitor, up to this
-        /// amount. No one else sees it. Again while leading: raises your maximum.
-        #[arg(long, value_parser = parse_amount)]
-        max: Option<Cents>,
-        /// Stay on the item's channel and print updates until the auction ends.
-        #[arg(long)]
-        follow: bool,
-    },
+    Bid(BidArgs),
     /// Follow an item's bids without joining its channel: `watch` prints its new highest bids
     /// and its result.
     Subscribe { item: u64 },
@@ -96,36 +77,67 @@ pub enum Command {
     /// Complete a sale over TLS: as the buyer give a shipping name and address, as the seller
     /// a contact; shows the other side's once given. Asks for what is missing when run in a
     /// terminal. Never give a payment card number: it is refused.
-    Settle {
-        item: u64,
-        /// Buyer: the name to ship to.
-        #[arg(long)]
-        name: Option<String>,
-        /// Buyer: the address to ship to.
-        #[arg(long)]
-        address: Option<String>,
-        /// Seller: how the buyer reaches you (e-mail, phone).
-        #[arg(long)]
-        contact: Option<String>,
-        /// Seller, after the buyer let the sale lapse: offer the item to the best remaining
-        /// bidder at that bidder's highest bid.
-        #[arg(long)]
-        second_chance: bool,
-        /// Take a second-chance offer made to you (you become the buyer).
-        #[arg(long, conflicts_with = "decline_offer")]
-        accept_offer: bool,
-        /// Turn a second-chance offer down.
-        #[arg(long)]
-        decline_offer: bool,
-        /// Stay connected and print what the other side does until the sale is settled or
-        /// cancelled.
-        #[arg(long)]
-        wait: bool,
-    },
+    Settle(SettleArgs),
     /// Print announcements (new items, subscribed items' bids, wins, sales) as they arrive.
     Watch,
     /// Interactive: the same commands, with announcements printed as they arrive.
     Shell,
+}
+
+/// `offer`'s arguments.
+#[derive(Args, Debug, Clone)]
+pub struct OfferArgs {
+    pub description: String,
+    /// Smallest acceptable bid, e.g. 12.50.
+    #[arg(long, value_parser = parse_amount)]
+    pub min: Cents,
+    /// How long bidding stays open, e.g. 90s, 5m, 2h (default 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// `bid`'s arguments: an amount, or a proxy bid's maximum.
+#[derive(Args, Debug, Clone)]
+pub struct BidArgs {
+    pub item: u64,
+    #[arg(value_parser = parse_amount, required_unless_present = "max", conflicts_with = "max")]
+    pub amount: Option<Cents>,
+    /// Proxy bid: the server bids for you, one increment above any competitor, up to this
+    /// amount. No one else sees it. Again while leading: raises your maximum.
+    #[arg(long, value_parser = parse_amount)]
+    pub max: Option<Cents>,
+    /// Stay on the item's channel and print updates until the auction ends.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `settle`'s arguments: the item, the details to give, and what to ask the desk for.
+#[derive(Args, Debug, Clone)]
+pub struct SettleArgs {
+    pub item: u64,
+    /// Buyer: the name to ship to.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Buyer: the address to ship to.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Seller: how the buyer reaches you (e-mail, phone).
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// Seller, after the buyer let the sale lapse: offer the item to the best remaining
+    /// bidder at that bidder's highest bid.
+    #[arg(long)]
+    pub second_chance: bool,
+    /// Take a second-chance offer made to you (you become the buyer).
+    #[arg(long, conflicts_with = "decline_offer")]
+    pub accept_offer: bool,
+    /// Turn a second-chance offer down.
+    #[arg(long)]
+    pub decline_offer: bool,
+    /// Stay connected and print what the other side does until the sale is settled or
+    /// cancelled.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// One line typed in the shell: the same commands as on the command line.

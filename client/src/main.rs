@@ -11,7 +11,7 @@ use auction_protocol::settle::{SettleBody, SettleRequestBody, SettleState};
 use auction_protocol::udp::AttachMode;
 use auction_protocol::Reason;
 use clap::Parser;
-use cli::{Cli, Command, ShellLine};
+use cli::{BidArgs, Cli, Command, OfferArgs, SettleArgs, ShellLine};
 use render::Out;
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,11 +113,11 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
             client.deregister().await?;
             out.deregistered(&name);
         }
-        Command::Offer {
+        Command::Offer(OfferArgs {
             description,
             min,
             duration,
-        } => {
+        }) => {
             let o = client
                 .offer(&description, min, duration.map(|d| d.as_secs()))
                 .await?;
@@ -130,48 +130,19 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
             out.unsubscribed(item);
         }
         Command::Status { item } => out.status(&client.status(item).await?),
-        Command::Settle {
-            item,
-            name,
-            address,
-            contact,
-            second_chance,
-            accept_offer,
-            decline_offer,
-            wait,
-        } => {
-            let details = Details {
-                name,
-                address,
-                contact,
-            };
-            let answer = if accept_offer || decline_offer {
-                Some(accept_offer)
-            } else {
-                None
-            };
+        Command::Settle(args) => {
             let prompt = !in_shell && std::io::IsTerminal::is_terminal(&std::io::stdin());
-            settle(
-                client,
-                item,
-                details,
-                second_chance,
-                answer,
-                wait,
-                prompt,
-                out,
-            )
-            .await?;
+            settle(client, args, prompt, out).await?;
         }
         Command::Negotiate { item, accept, .. } => {
             out.negotiated(item, client.negotiate(item, accept).await?)
         }
-        Command::Bid {
+        Command::Bid(BidArgs {
             item,
             amount,
             max,
             follow,
-        } => {
+        }) => {
             let (offer, asked) = match (amount, max) {
                 (_, Some(max)) => (Offer::Max(max), max),
                 (Some(amount), None) => (Offer::Amount(amount), amount),
@@ -205,35 +176,19 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
     Ok(Done::Ok)
 }
 
-/// What `settle` was given on the command line.
-struct Details {
-    name: Option<String>,
-    address: Option<String>,
-    contact: Option<String>,
-}
-
 /// `settle`: where the sale stands, the request the flags ask for, and the details the
 /// server asks for (from the flags, or typed in when `prompt`).
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    client: &Client,
-    item: u64,
-    mut details: Details,
-    second_chance: bool,
-    answer_offer: Option<bool>,
-    wait: bool,
-    prompt: bool,
-    out: Out,
-) -> Result<()> {
+async fn settle(client: &Client, mut args: SettleArgs, prompt: bool, out: Out) -> Result<()> {
+    let item = args.item;
     let mut conn = client.open_settlement(item).await?;
-    let mut answer = match answer_offer {
-        Some(accept) => {
-            conn.request(SettleRequestBody::AnswerOffer { item, accept })
-                .await?
-        }
-        None => conn.request(SettleRequestBody::Open { item }).await?,
+    let mut answer = if args.accept_offer || args.decline_offer {
+        let accept = args.accept_offer;
+        conn.request(SettleRequestBody::AnswerOffer { item, accept })
+            .await?
+    } else {
+        conn.request(SettleRequestBody::Open { item }).await?
     };
-    if second_chance {
+    if args.second_chance {
         answer = conn
             .request(SettleRequestBody::SecondChance { item })
             .await?;
@@ -241,9 +196,9 @@ async fn settle(
     if let SettleBody::InformReq { need, .. } = &answer {
         // Where it stands, before asking (with flags, only the outcome is shown).
         let given = |field: &str| match field {
-            "name" => details.name.is_some(),
-            "address" => details.address.is_some(),
-            _ => details.contact.is_some(),
+            "name" => args.name.is_some(),
+            "address" => args.address.is_some(),
+            _ => args.contact.is_some(),
         };
         if out.json || (prompt && !need.iter().all(|f| given(f))) {
             out.settle_message(&answer);
@@ -262,9 +217,9 @@ async fn settle(
             }
             Ok(Some(ask(field, out)?))
         };
-        let name = inform("name", &mut details.name)?;
-        let address = inform("address", &mut details.address)?;
-        let contact = inform("contact", &mut details.contact)?;
+        let name = inform("name", &mut args.name)?;
+        let address = inform("address", &mut args.address)?;
+        let contact = inform("contact", &mut args.contact)?;
         answer = conn
             .request(SettleRequestBody::Inform {
                 item,
@@ -276,16 +231,16 @@ async fn settle(
     }
     // Flags the server did not ask for (given already, or the other role's) change nothing.
     for (field, value) in [
-        ("name", &details.name),
-        ("address", &details.address),
-        ("contact", &details.contact),
+        ("name", &args.name),
+        ("address", &args.address),
+        ("contact", &args.contact),
     ] {
         if value.is_some() {
             out.flag_ignored(field);
         }
     }
     out.settle_message(&answer);
-    if wait {
+    if args.wait {
         while !matches!(&answer, SettleBody::Settlement { settlement, .. }
             if matches!(settlement.state, SettleState::Settled | SettleState::Cancelled))
         {
