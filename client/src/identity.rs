@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use auction_protocol::{sign, PublicKey};
 use ring::signature::Ed25519KeyPair;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -75,15 +76,14 @@ impl Identity {
     }
 
     fn from_pem(key_pem: &[u8], cert_pem: &[u8], store: Store) -> Result<Identity> {
-        let pkcs8 = match rustls_pemfile::private_key(&mut &key_pem[..]) {
-            Ok(Some(PrivateKeyDer::Pkcs8(der))) => der.secret_pkcs8_der().to_vec(),
+        let pkcs8 = match PrivateKeyDer::from_pem_slice(key_pem) {
+            Ok(PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
             _ => anyhow::bail!("{KEY_FILE} is not a PKCS#8 Ed25519 key"),
         };
         let keys = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
             .map_err(|_| anyhow::anyhow!("{KEY_FILE} is not an Ed25519 key"))?;
-        let cert = rustls_pemfile::certs(&mut &cert_pem[..])
-            .next()
-            .and_then(|c| c.ok())
+        let cert = CertificateDer::from_pem_slice(cert_pem)
+            .ok()
             .with_context(|| format!("{CERT_FILE} holds no certificate"))?;
         Ok(Identity {
             public: sign::public_key_of(&keys),
@@ -149,6 +149,23 @@ impl Identity {
                 Ok(())
             }
         }
+    }
+}
+
+/// Says what is wrong with a PEM file in words: `pem::Error`'s own `Display` shows the
+/// offending marker or line as a list of byte values, so those two are spelled out as text
+/// (the wording `rustls-pemfile` used).
+pub(crate) fn describe_pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "section end {:?} missing",
+            String::from_utf8_lossy(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("illegal section start: {:?}", String::from_utf8_lossy(line))
+        }
+        pem::Error::Base64Decode(e) => e.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -220,6 +237,36 @@ mod tests {
         assert!(chain[0].as_ref().windows(32).any(|w| w == id.public.0));
         let again = Identity::load_or_create(home.path()).unwrap();
         assert_eq!(again.public, id.public);
+    }
+
+    #[test]
+    fn a_garbled_key_or_certificate_is_named() {
+        let (key_pem, cert_pem) = generate().unwrap();
+        let memory = || Store::Memory(Mutex::new(None));
+        let no_key = Identity::from_pem(b"not a key", cert_pem.as_bytes(), memory());
+        assert_eq!(
+            no_key.err().unwrap().to_string(),
+            "identity.key is not a PKCS#8 Ed25519 key"
+        );
+        let cut = &key_pem.as_bytes()[..key_pem.len() / 2];
+        let cut_key = Identity::from_pem(cut, cert_pem.as_bytes(), memory());
+        assert_eq!(
+            cut_key.err().unwrap().to_string(),
+            "identity.key is not a PKCS#8 Ed25519 key"
+        );
+        let no_cert = Identity::from_pem(key_pem.as_bytes(), b"", memory());
+        assert_eq!(
+            no_cert.err().unwrap().to_string(),
+            "identity.pem holds no certificate"
+        );
+        let cut = &cert_pem.as_bytes()[..cert_pem.len() / 2];
+        let e = CertificateDer::pem_slice_iter(cut)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert_eq!(
+            describe_pem_error(&e),
+            r#"section end "CERTIFICATE" missing"#
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use auction_protocol::udp::{
     check_sequence, AttachMode, NegotiateAnswer, RequestBody, SeqCheck, ServerBody,
 };
 use auction_protocol::{Cents, ItemView};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -367,9 +369,15 @@ impl Client {
                         self.ca_path.display()
                     ))
                 })?;
-                let ca: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+                let ca: Vec<_> = CertificateDer::pem_slice_iter(&pem)
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(|e| ClientError::Local(format!("{}: {e}", self.ca_path.display())))?;
+                    .map_err(|e| {
+                        ClientError::Local(format!(
+                            "{}: {}",
+                            self.ca_path.display(),
+                            identity::describe_pem_error(&e)
+                        ))
+                    })?;
                 let (chain, key) = self.identity.tls_credentials();
                 channel::connector(&ca, chain, key)
             })

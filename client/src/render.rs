@@ -1,13 +1,21 @@
 //! Everything `auction-client` prints: sentences and tables for people, one JSON object per
 //! line with `--json`. Commands compute plain values; these functions only render them.
+//! This file holds the answers to the short commands and the error line; what belongs to one
+//! concern (an item's channel, announcements, settlement, attachment, the shell) is in the
+//! files under `render/`, each another `impl Out`.
 
-use auction_client::{BidResult, SessionEvent, Update};
-use auction_protocol::channel::ChannelBody;
-use auction_protocol::settle::{Role, SettleBody, SettleState, SettlementView};
-use auction_protocol::udp::ServerBody;
+mod announce;
+mod attach;
+mod channel;
+mod settle;
+mod shell;
+
+use auction_client::{BidResult, ClientError};
 use auction_protocol::{Cents, ItemState, ItemView};
 use serde_json::json;
 
+/// Where every command's output goes: sentences for people, or with `json` one JSON object
+/// per line.
 #[derive(Clone, Copy)]
 pub struct Out {
     pub json: bool,
@@ -213,233 +221,6 @@ impl Out {
         }
     }
 
-    /// A message on an item channel after the bid (with `--follow` or in the shell).
-    pub fn channel_event(&self, event: &ChannelBody) {
-        if self.json {
-            self.line(serde_json::to_value(event).unwrap_or_default());
-            return;
-        }
-        match event {
-            ChannelBody::Highest {
-                item,
-                amount,
-                bidder,
-                ends_at,
-            } => println!(
-                "Item {item}: new highest bid {amount} by {bidder}; bidding closes {}.",
-                until(*ends_at)
-            ),
-            ChannelBody::BidOver { item } => println!("Item {item}: bidding is over."),
-            ChannelBody::SoldTo {
-                item,
-                winner,
-                amount,
-            } => {
-                println!("Item {item}: sold to {winner} for {amount}.")
-            }
-            ChannelBody::NotSold { item } => println!("Item {item}: not sold (no bids)."),
-            ChannelBody::PriceAdjustment { item, min, .. } => {
-                println!("Item {item}: the seller lowered the minimum to {min}.")
-            }
-            ChannelBody::Error { message, .. } => println!("The server says: {message}."),
-            ChannelBody::State { item, .. } => self.status(item),
-            ChannelBody::BidAccepted {
-                amount,
-                leading: true,
-                ..
-            } => println!("Bid of {amount} accepted."),
-            ChannelBody::BidAccepted { amount, .. } => {
-                println!("Bid of {amount} accepted, but a proxy outbid it at once.")
-            }
-            ChannelBody::BidRejected { message, .. } => println!("Bid rejected: {message}."),
-        }
-    }
-
-    /// What a reconnecting item session reports.
-    pub fn session_event(&self, event: &SessionEvent) {
-        match event {
-            SessionEvent::Channel(body) => self.channel_event(body),
-            SessionEvent::Reconnecting {
-                item,
-                attempt,
-                delay,
-                error,
-            } => {
-                if self.json {
-                    self.line(json!({
-                        "type": "reconnecting",
-                        "item": item,
-                        "attempt": attempt,
-                        "delay_ms": delay.as_millis() as u64,
-                        "error": error,
-                    }));
-                } else {
-                    println!(
-                        "Lost the channel to item {item} ({error}); reconnecting in {:.1} s (attempt {attempt}).",
-                        delay.as_secs_f64()
-                    );
-                }
-            }
-            SessionEvent::Reconnected { item } => {
-                if self.json {
-                    self.line(json!({ "type": "reconnected", "item": item }));
-                } else {
-                    let lead = match (&item.highest, &item.bidder) {
-                        (Some(h), Some(b)) => format!("highest bid {h} by {b}"),
-                        _ => format!("no bids yet, minimum {}", item.min),
-                    };
-                    println!(
-                        "Reconnected to item {}: {lead}; bidding closes {}.",
-                        item.item,
-                        until(item.ends_at)
-                    );
-                }
-            }
-            SessionEvent::Ended { item } => {
-                if self.json {
-                    self.line(json!({ "type": "ended", "item": item }));
-                } else {
-                    println!("Item {} ended while the connection was down.", item.item);
-                    self.status(item);
-                }
-            }
-        }
-    }
-
-    pub fn announcement(&self, msg: &ServerBody) {
-        if self.json {
-            self.line(serde_json::to_value(msg).unwrap_or_default());
-            return;
-        }
-        match msg {
-            ServerBody::NewItem { item, .. } => println!(
-                "New item {}: \"{}\" by {}, minimum {}, closes {}. Channel {}.",
-                item.item,
-                item.description,
-                item.seller,
-                item.min,
-                until(item.ends_at),
-                item.channel.as_deref().unwrap_or("-")
-            ),
-            ServerBody::Win {
-                item,
-                description,
-                amount,
-                seller,
-                ..
-            } => println!(
-                "You won item {item} \"{description}\" for {amount}. The seller is {seller}. Give your shipping details with `settle {item}`."
-            ),
-            ServerBody::Sold {
-                item,
-                description,
-                amount,
-                winner,
-                ..
-            } => {
-                println!("Your item {item} \"{description}\" sold to {winner} for {amount}. Give the buyer a contact with `settle {item}`.")
-            }
-            ServerBody::NotSold {
-                item, description, ..
-            } => {
-                println!("Your item {item} \"{description}\" closed without a bid: not sold.")
-            }
-            ServerBody::BidUpdate {
-                item,
-                highest,
-                bidder,
-                ends_at,
-                ..
-            } => println!(
-                "Item {item}: new highest bid {highest} by {bidder}; bidding closes {}.",
-                until(*ends_at)
-            ),
-            ServerBody::ItemClosed {
-                item,
-                winner: Some(winner),
-                price: Some(price),
-                ..
-            } => println!("Item {item} closed: sold to {winner} for {price}."),
-            ServerBody::ItemClosed { item, .. } => {
-                println!("Item {item} closed: not sold.")
-            }
-            ServerBody::NegotiateReq {
-                item,
-                description,
-                min,
-                time_left,
-                ..
-            } => println!(
-                "Your item {item} \"{description}\" has had no bid in half its time ({} left, \
-                 minimum {min}). Lower the minimum with `negotiate {item} --accept AMOUNT`, or \
-                 keep it with `negotiate {item} --refuse`.",
-                render_secs(*time_left)
-            ),
-            ServerBody::PriceAdjustment { item, min, .. } => {
-                println!("Item {item}: the seller lowered the minimum to {min}.")
-            }
-            ServerBody::Settled {
-                item, description, ..
-            } => println!(
-                "The sale of item {item} \"{description}\" is settled: `settle {item}` shows the details."
-            ),
-            ServerBody::SettleCancelled {
-                item,
-                description,
-                why,
-                ..
-            } => {
-                let what = match why.as_str() {
-                    "buyer-timeout" => "the buyer gave no shipping details in time, so the sale is cancelled",
-                    "offer-lapsed" => "the second-chance offer was not answered in time",
-                    "offer-declined" => "the second-chance offer was declined",
-                    _ => "the settlement was cancelled",
-                };
-                println!(
-                    "Item {item} \"{description}\": {what}. The seller may offer it to another bidder: `settle {item} --second-chance`."
-                )
-            }
-            ServerBody::SecondChance {
-                item,
-                description,
-                amount,
-                seller,
-                deadline,
-                ..
-            } => println!(
-                "{seller} offers you item {item} \"{description}\" for {amount}, your highest bid (second chance); answer {}: `settle {item} --accept-offer` or `--decline-offer`.",
-                until(*deadline)
-            ),
-            other => println!("{other:?}"),
-        }
-    }
-
-    /// What `watch` prints for an [`Update`].
-    pub fn update(&self, update: &Update) {
-        match update {
-            Update::Announcement(msg) => self.announcement(msg),
-            Update::Resynced { missed, items } => {
-                if self.json {
-                    self.line(json!({"type": "resynced", "missed": missed, "items": items}));
-                    return;
-                }
-                match missed {
-                    Some(n) => {
-                        println!("Missed {n} announcement(s); re-synchronised with the server:")
-                    }
-                    None => println!("The server restarted; re-synchronised with it:"),
-                }
-                if items.is_empty() {
-                    println!("  (no subscribed items are open)");
-                }
-                for item in items {
-                    print!("  ");
-                    self.status(item);
-                }
-            }
-        }
-    }
-
     pub fn subscribed(&self, item: &ItemView) {
         if self.json {
             self.line(json!({"subscribed": true, "item": item}));
@@ -460,89 +241,6 @@ impl Out {
         }
     }
 
-    /// A message from the settlement desk.
-    pub fn settle_message(&self, msg: &SettleBody) {
-        if self.json {
-            self.line(serde_json::to_value(msg).unwrap_or_default());
-            return;
-        }
-        match msg {
-            SettleBody::InformReq { settlement, .. }
-            | SettleBody::Settlement { settlement, .. } => self.settlement(settlement),
-            SettleBody::ShippingInfo {
-                item,
-                buyer,
-                name,
-                address,
-            } => println!(
-                "Item {item}: {buyer} gave the shipping details. Ship to: {name}, {}.",
-                address.replace('\n', ", ")
-            ),
-            SettleBody::Error { message, .. } => println!("The server says: {message}."),
-        }
-    }
-
-    fn settlement(&self, s: &SettlementView) {
-        let item = s.item;
-        let head = format!("Item {item} \"{}\"", s.description);
-        let due = s.deadline.map(until).unwrap_or_default();
-        match (s.role, s.state) {
-            (Role::Offered, SettleState::Offered) => println!(
-                "{head}: {} offers it to you for {} (second chance), answer {due}: \
-                 `settle {item} --accept-offer` or `--decline-offer`.",
-                s.seller, s.amount
-            ),
-            (Role::Offered, _) => println!("{head}: the offer is no longer open to you."),
-            (Role::Buyer, _) => {
-                println!("{head}: you bought it from {} for {}.", s.seller, s.amount);
-                match &s.shipping {
-                    Some(ship) => println!(
-                        "  Shipping to: {}, {}.",
-                        ship.name,
-                        ship.address.replace('\n', ", ")
-                    ),
-                    None => println!(
-                        "  Give your shipping name and address {due}, or the sale is cancelled."
-                    ),
-                }
-                match &s.contact {
-                    Some(c) => println!("  The seller's contact: {c}. Arrange payment with them directly; never send a card number."),
-                    None => println!("  Waiting for the seller's contact."),
-                }
-                if s.state == SettleState::Settled {
-                    println!("  Settled.");
-                }
-            }
-            (Role::Seller, SettleState::Cancelled) => println!(
-                "{head}: cancelled; the buyer did not answer in time (or the offer lapsed). \
-                 `settle {item} --second-chance` offers it to the best remaining bidder."
-            ),
-            (Role::Seller, SettleState::Offered) => println!(
-                "{head}: offered to another bidder for {} (second chance); waiting for the answer.",
-                s.amount
-            ),
-            (Role::Seller, _) => {
-                let buyer = s.buyer.as_deref().unwrap_or("-");
-                println!("{head}: sold to {buyer} for {}.", s.amount);
-                match &s.shipping {
-                    Some(ship) => println!(
-                        "  Ship to: {}, {}.",
-                        ship.name,
-                        ship.address.replace('\n', ", ")
-                    ),
-                    None => println!("  Waiting for the buyer's shipping details ({due})."),
-                }
-                match &s.contact {
-                    Some(c) => println!("  Your contact, given to the buyer: {c}."),
-                    None => println!("  Give a contact for the buyer (e-mail or phone)."),
-                }
-                if s.state == SettleState::Settled {
-                    println!("  Settled.");
-                }
-            }
-        }
-    }
-
     pub fn negotiated(&self, item: u64, min: Option<Cents>) {
         if self.json {
             self.line(json!({"item": item, "accepted": min.is_some(), "min": min}));
@@ -554,10 +252,20 @@ impl Out {
         }
     }
 
+    /// A failed command: the line every error ends in, and with `--json` an object saying so.
     pub fn error(&self, reason: &str, message: &str) {
         if self.json {
             self.line(json!({"ok": false, "reason": reason, "message": message}));
         }
         eprintln!("auction-client: {message}");
+    }
+}
+
+/// The sentence shown for a failed command: the server's own words for a refusal, otherwise
+/// the error with its whole context chain.
+pub fn error_message(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Denied { message, .. }) => message.clone(),
+        _ => format!("{e:#}"),
     }
 }

@@ -1,0 +1,77 @@
+//! The commands, one file each, and the dispatch from a parsed [`Command`] to its file: one
+//! line per command. Each command runs through the client library, hands its result to
+//! [`Out`] and says how it ended ([`Done`]); `main` turns that, or the error, into the exit
+//! code. `watch` and `shell` run until stopped; every other command is short, and the shell
+//! runs those same short commands through [`execute`].
+
+mod attach;
+mod bid;
+mod deregister;
+mod items;
+mod negotiate;
+mod offer;
+mod register;
+mod settle;
+mod shell;
+mod status;
+mod subscribe;
+mod unsubscribe;
+mod watch;
+
+use crate::cli::{Cli, Command};
+use crate::render::Out;
+use anyhow::Result;
+use auction_client::Client;
+use std::sync::Arc;
+
+/// How a command ended, for the exit code.
+pub enum Done {
+    Ok,
+    Refused,
+}
+
+/// Connects, takes the account's announcements when run from a new address (most commands),
+/// and runs the command.
+pub async fn run(cli: Cli, out: Out) -> Result<Done> {
+    let client = Arc::new(connect(&cli).await?);
+    if !matches!(
+        cli.command,
+        Command::Register { .. } | Command::Deregister | Command::Watch | Command::Shell
+    ) {
+        attach::roam(&client, out).await?;
+    }
+    match cli.command {
+        Command::Watch => watch::run(client, out).await,
+        Command::Shell => shell::run(client, out).await,
+        command => execute(&client, command, out, false).await,
+    }
+}
+
+/// A client of the server named on the command line, with the identity in its home.
+async fn connect(cli: &Cli) -> Result<Client> {
+    let server = auction_client::resolve(&cli.server).await?;
+    let home = cli
+        .home
+        .clone()
+        .unwrap_or_else(auction_client::identity::default_home);
+    Client::new_from(server, &home, &cli.ca, cli.bind).await
+}
+
+/// Runs one short command. In the shell (`in_shell`), a bid keeps following its item in the
+/// background.
+async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: bool) -> Result<Done> {
+    match command {
+        Command::Register { name } => register::run(client, &name, out, in_shell).await,
+        Command::Deregister => deregister::run(client, out).await,
+        Command::Offer(args) => offer::run(client, args, out).await,
+        Command::Items => items::run(client, out).await,
+        Command::Status { item } => status::run(client, item, out).await,
+        Command::Subscribe { item } => subscribe::run(client, item, out).await,
+        Command::Unsubscribe { item } => unsubscribe::run(client, item, out).await,
+        Command::Negotiate { item, accept, .. } => negotiate::run(client, item, accept, out).await,
+        Command::Settle(args) => settle::run(client, args, out, in_shell).await,
+        Command::Bid(args) => bid::run(client, args, out, in_shell).await,
+        // Long-running modes are started by `run`; inside the shell they make no sense.
+        Command::Watch | Command::Shell => shell::nested(),
+    }
+}

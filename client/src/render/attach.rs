@@ -1,0 +1,61 @@
+//! What the client says about where the account's announcements go: a roaming login, the
+//! start of `watch`, contact with the server lost and found again, and announcements moving
+//! to another address. All of it goes to stderr except `watch`'s first line, which starts
+//! its output.
+
+use super::Out;
+use auction_client::ClientError;
+use serde_json::json;
+use std::time::Duration;
+
+impl Out {
+    /// A command run from a new address took the account's announcements (roaming login).
+    pub fn logged_in(&self, account: &str, pending: u32) {
+        if self.json {
+            eprintln!(
+                "{}",
+                json!({"type": "logged-in", "account": account, "pending": pending})
+            );
+        } else {
+            eprintln!(
+                "auction-client: logged in as {account} from this address: announcements come here now ({pending} notice(s) pending; `watch` shows them)."
+            );
+        }
+    }
+
+    /// `watch` is attached and listening.
+    pub fn watching(&self, account: &str, pending: u32) {
+        if self.json {
+            self.line(json!({"type": "watching", "account": account, "pending": pending}));
+        } else {
+            println!(
+                "Watching for announcements as {account} ({pending} pending). Ctrl-C to stop."
+            );
+        }
+    }
+
+    /// The server answers again after it had stopped.
+    pub fn contact_back(&self, pending: u32) {
+        eprintln!(
+            "auction-client: the server is back; announcements resume ({pending} notice(s) pending)."
+        );
+    }
+
+    /// The server stopped answering; the next try is in `retry_in`.
+    pub fn contact_lost(&self, error: &ClientError, retry_in: Duration) {
+        eprintln!(
+            "auction-client: lost contact with the server ({error}); trying again in {:.1} s.",
+            retry_in.as_secs_f64()
+        );
+    }
+
+    /// The shell's first attach failed; it keeps trying.
+    pub fn attach_failed(&self, error: &ClientError) {
+        eprintln!("auction-client: could not attach ({error}); trying again.");
+    }
+
+    /// The account logged in from another address: the shell no longer gets announcements.
+    pub fn moved_away(&self, error: &ClientError) {
+        eprintln!("auction-client: {error}; announcements no longer come to this shell.");
+    }
+}
