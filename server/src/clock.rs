@@ -11,7 +11,30 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Wall-clock time in Unix seconds (cookies).
-pub fn unix_secs() -> u64 {
-    unix_ms() / 1000
+/// The time of one event, read once and passed to everything that handles it: the wall clock
+/// (for `ends_at` and stored times) and the monotonic clock (for timers and rate limits).
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Unix milliseconds.
+    pub ms: u64,
+    pub instant: tokio::time::Instant,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            ms: unix_ms(),
+            instant: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Unix seconds (cookies).
+    pub fn secs(self) -> u64 {
+        self.ms / 1000
+    }
+
+    /// The monotonic instant of the wall-clock time `at_ms`, for a timer (now, if it has passed).
+    pub fn instant_of(self, at_ms: u64) -> tokio::time::Instant {
+        self.instant + std::time::Duration::from_millis(at_ms.saturating_sub(self.ms))
+    }
 }

@@ -1,39 +1,199 @@
-//! Accounts: REGISTER, DEREGISTER and ATTACH, and the replay windows of live and recently
-//! deregistered accounts.
+//! Accounts: the table of live and recently deregistered accounts (with their replay windows),
+//! and the requests that change it: REGISTER, DEREGISTER and ATTACH. Owned by the registry
+//! task; each change is a record appended with the request's answer.
 
 use auction_protocol::udp::{AttachMode, ServerBody};
 use auction_protocol::{names, udp, PublicKey, Reason};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use super::{not_registered, Account, AfterAnswer, Answer, Registry, Tombstone, TOMBSTONES};
-use crate::accounts::{AccountHandle, AccountId};
-use crate::clock::unix_ms;
-use crate::item::ItemCmd;
-use crate::rules::replay::ReplayWindow;
-use crate::store::Record;
 use tokio::sync::oneshot;
 
-impl Registry {
+use super::gate::Signers;
+use super::{not_registered, AfterAnswer, Answer, Registry};
+use crate::accounts::{AccountHandle, AccountId};
+use crate::clock::Now;
+use crate::item::ItemCmd;
+use crate::rules::replay::ReplayWindow;
+use crate::store::{Record, StoredAccount};
+
+/// Deregistered accounts remembered so a retransmitted DEREGISTER still gets DEREG-CONF.
+const TOMBSTONES: usize = 1024;
+
+pub(super) struct Account {
+    pub(super) handle: Arc<AccountHandle>,
+    pub(super) replay: ReplayWindow,
+    /// Where announcements go: the address of the latest REGISTER or ATTACH (always one that
+    /// presented a valid cookie).
+    pub(super) notify: Option<SocketAddr>,
+    pub(super) open_items: usize,
+    /// The last announcement number sent to this account in this server run.
+    pub(super) seq: u64,
+    /// Open items it is subscribed to.
+    pub(super) subscriptions: BTreeSet<u64>,
+}
+
+struct Tombstone {
+    id: AccountId,
+    key: PublicKey,
+    replay: ReplayWindow,
+}
+
+/// Live accounts by name and by id, and the most recently deregistered ones.
+pub(super) struct Accounts {
+    live: HashMap<String, Account>,
+    names: HashMap<AccountId, String>,
+    tombstones: HashMap<String, Tombstone>,
+    /// Oldest first, so the oldest tombstone goes when there are too many.
+    tombstone_order: VecDeque<String>,
+    next_id: AccountId,
+}
+
+impl Accounts {
+    pub(super) fn new(next_id: AccountId) -> Accounts {
+        Accounts {
+            live: HashMap::new(),
+            names: HashMap::new(),
+            tombstones: HashMap::new(),
+            tombstone_order: VecDeque::new(),
+            next_id: next_id.max(1),
+        }
+    }
+
+    /// The accounts of a snapshot: the live ones (whose handles come back, for the key
+    /// directory) and the tombstones of removed ones.
+    pub(super) fn restore(&mut self, stored: Vec<StoredAccount>) -> Vec<Arc<AccountHandle>> {
+        let (live, mut removed): (Vec<_>, Vec<_>) = stored.into_iter().partition(|a| !a.removed);
+        let mut handles = Vec::with_capacity(live.len());
+        for a in live {
+            let handle = Arc::new(AccountHandle::new(a.id, a.name.clone(), a.key));
+            let replay = ReplayWindow::restore(a.replay_floor, a.replies);
+            self.insert(handle.clone(), replay, a.notify);
+            handles.push(handle);
+        }
+        // Oldest first, so the tombstone order evicts the oldest; a name registered again
+        // has no tombstone.
+        removed.sort_by_key(|a| a.id);
+        for a in removed {
+            if self.live.contains_key(&a.name) {
+                continue;
+            }
+            let replay = ReplayWindow::restore(a.replay_floor, a.replies);
+            self.bury(a.name, a.id, a.key, replay);
+        }
+        handles
+    }
+
+    /// A new account with the next id.
+    pub(super) fn create(
+        &mut self,
+        name: &str,
+        key: PublicKey,
+        notify: Option<SocketAddr>,
+    ) -> Arc<AccountHandle> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let handle = Arc::new(AccountHandle::new(id, name.to_owned(), key));
+        self.tombstones.remove(name);
+        self.insert(handle.clone(), ReplayWindow::default(), notify);
+        handle
+    }
+
+    fn insert(
+        &mut self,
+        handle: Arc<AccountHandle>,
+        replay: ReplayWindow,
+        notify: Option<SocketAddr>,
+    ) {
+        self.names.insert(handle.id, handle.name.clone());
+        let account = Account {
+            handle,
+            replay,
+            notify,
+            open_items: 0,
+            seq: 0,
+            subscriptions: BTreeSet::new(),
+        };
+        self.live.insert(account.handle.name.clone(), account);
+    }
+
+    /// Removes a live account, keeping its replay window in a tombstone.
+    pub(super) fn remove(&mut self, name: &str) -> Option<Account> {
+        let mut account = self.live.remove(name)?;
+        self.names.remove(&account.handle.id);
+        let replay = std::mem::take(&mut account.replay);
+        let (id, key) = (account.handle.id, account.handle.key);
+        self.bury(name.to_owned(), id, key, replay);
+        Some(account)
+    }
+
+    fn bury(&mut self, name: String, id: AccountId, key: PublicKey, replay: ReplayWindow) {
+        self.tombstones
+            .insert(name.clone(), Tombstone { id, key, replay });
+        self.tombstone_order.push_back(name);
+        while self.tombstone_order.len() > TOMBSTONES {
+            if let Some(old) = self.tombstone_order.pop_front() {
+                self.tombstones.remove(&old);
+            }
+        }
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&Account> {
+        self.live.get(name)
+    }
+
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Account> {
+        self.live.get_mut(name)
+    }
+
+    pub(super) fn contains(&self, name: &str) -> bool {
+        self.live.contains_key(name)
+    }
+
+    pub(super) fn by_id(&self, id: AccountId) -> Option<&Account> {
+        self.names.get(&id).and_then(|name| self.live.get(name))
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Account> {
+        self.live.values_mut()
+    }
+
     /// The replay window of account `name` if `key` is its key (live or deregistered).
     pub(super) fn window_of(
         &mut self,
         name: &str,
         key: &PublicKey,
     ) -> Option<(AccountId, &mut ReplayWindow)> {
-        match (self.accounts.get_mut(name), self.tombstones.get_mut(name)) {
+        match (self.live.get_mut(name), self.tombstones.get_mut(name)) {
             (Some(a), _) if a.handle.key == *key => Some((a.handle.id, &mut a.replay)),
             (None, Some(t)) if t.key == *key => Some((t.id, &mut t.replay)),
             _ => None,
         }
     }
+}
 
+impl Signers for Accounts {
+    fn key(&self, name: &str) -> Option<PublicKey> {
+        match (self.live.get(name), self.tombstones.get(name)) {
+            (Some(a), _) => Some(a.handle.key),
+            (None, Some(t)) => Some(t.key),
+            (None, None) => None,
+        }
+    }
+
+    fn window(&mut self, name: &str, key: &PublicKey) -> Option<&mut ReplayWindow> {
+        self.window_of(name, key).map(|(_, w)| w)
+    }
+}
+
+impl Registry {
     pub(super) fn register(
         &mut self,
         req: u64,
         name: String,
         key: PublicKey,
         src: SocketAddr,
+        now: Now,
     ) -> Answer {
         let denied = |reason, message: String| {
             Answer::one(ServerBody::RegisterDenied {
@@ -52,10 +212,10 @@ impl Registry {
             if existing.handle.key == key {
                 // Registering again with the same key succeeds and moves the announcements.
                 existing.notify = Some(src);
-                self.records.push(Record::AccountAttached {
-                    id: existing.handle.id,
-                    notify: src,
-                });
+                let id = existing.handle.id;
+                self.records
+                    .push(Record::AccountAttached { id, notify: src });
+                self.notices.unpark(id, now.instant);
                 return Answer::one(ServerBody::Registered { req, name });
             }
             return denied(Reason::NameTaken, format!("the name '{name}' is taken"));
@@ -66,7 +226,7 @@ impl Registry {
                 format!("this key is already registered as '{}'", owner.name),
             );
         }
-        self.create_account(&name, key, Some(src));
+        self.create_account(&name, key, Some(src), now);
         self.ctx.metrics.registrations.inc();
         tracing::info!(%name, key = %key.fingerprint(), "registered");
         Answer::one(ServerBody::Registered { req, name })
@@ -78,27 +238,20 @@ impl Registry {
         name: &str,
         key: PublicKey,
         notify: Option<SocketAddr>,
+        now: Now,
     ) {
-        let id = self.next_account;
-        self.next_account += 1;
+        let handle = self.accounts.create(name, key, notify);
         self.records.push(Record::AccountCreated {
-            id,
+            id: handle.id,
             name: name.to_owned(),
             key,
             notify,
-            at: unix_ms(),
+            at: now.ms,
         });
-        let handle = Arc::new(AccountHandle::new(id, name.to_owned(), key));
-        self.ctx.keys.insert(handle.clone());
-        self.names.insert(id, name.to_owned());
-        self.tombstones.remove(name);
-        self.accounts.insert(
-            name.to_owned(),
-            Account::new(handle, ReplayWindow::default(), notify),
-        );
+        self.ctx.keys.insert(handle);
     }
 
-    pub(super) async fn deregister(&mut self, req: u64, name: &str) -> Answer {
+    pub(super) async fn deregister(&mut self, req: u64, name: &str, now: Now) -> Answer {
         let denied = |reason, message: String| {
             Answer::one(ServerBody::DeregDenied {
                 req,
@@ -132,35 +285,17 @@ impl Registry {
         }
         self.records.push(Record::AccountRemoved {
             id: handle.id,
-            at: unix_ms(),
+            at: now.ms,
         });
         self.ctx.keys.remove(&handle.key);
-        let followed: Vec<u64> = self
-            .accounts
-            .get(name)
-            .map(|a| a.subscriptions.iter().copied().collect())
-            .unwrap_or_default();
-        for item in followed {
-            self.remove_subscription(name, item);
-        }
         if let Some(account) = self.accounts.remove(name) {
-            self.with_pending.remove(name);
-            self.names.remove(&handle.id);
-            self.tombstones.insert(
-                name.to_owned(),
-                Tombstone {
-                    id: handle.id,
-                    key: handle.key,
-                    replay: account.replay,
-                },
-            );
-            self.tombstone_order.push_back(name.to_owned());
-            while self.tombstone_order.len() > TOMBSTONES {
-                if let Some(old) = self.tombstone_order.pop_front() {
-                    self.tombstones.remove(&old);
+            for item in account.subscriptions {
+                if let Some(entry) = self.items.get_mut(&item) {
+                    entry.unsubscribe(name);
                 }
             }
         }
+        self.notices.forget(handle.id);
         // Its open channels close now rather than refuse its bids one by one.
         for entry in self.items.values() {
             if let Some(cmd) = &entry.cmd {
@@ -210,7 +345,7 @@ impl Registry {
         };
         // Announcements go to another machine now (by IP).
         let elsewhere = a.notify.is_some_and(|n| n.ip() != src.ip());
-        let pending = a.pending.len() as u32;
+        let pending = self.notices.count(a.handle.id) as u32;
         let moves = match mode {
             AttachMode::Login => true,
             AttachMode::Keep if !elsewhere => true,
@@ -249,7 +384,7 @@ impl Registry {
                 pending,
                 moved,
             })],
-            after: AfterAnswer::SendPending(account),
+            after: AfterAnswer::SendPending(a.handle.id),
         }
     }
 }

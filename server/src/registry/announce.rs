@@ -5,51 +5,58 @@ use auction_protocol::udp;
 use auction_protocol::udp::ServerBody;
 use std::sync::atomic::Ordering;
 
+use super::accounts::Account;
 use super::inbox::{Change, ItemUpdate};
 use super::Registry;
+use std::net::SocketAddr;
 
 impl Registry {
-    pub(super) async fn announce_item(&mut self, item: u64) {
+    /// NEW-ITEM to every account that has an address.
+    pub(super) fn announce_item(&mut self, item: u64) {
         let Some(entry) = self.items.get(&item) else {
             return;
         };
         let view = entry.view.borrow().clone();
-        let to: Vec<String> = self
-            .accounts
-            .iter()
-            .filter(|(_, a)| a.notify.is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in to {
-            self.announce(&name, 0, |seq, epoch| ServerBody::NewItem {
+        let epoch = self.epoch;
+        let mut out = Vec::new();
+        for account in self.accounts.values_mut().filter(|a| a.notify.is_some()) {
+            out.extend(numbered(account, 0, |seq| ServerBody::NewItem {
                 seq,
                 epoch,
                 item: view.clone(),
-            })
-            .await;
+            }));
+        }
+        for (to, datagram) in out {
+            self.emit(to, datagram);
         }
     }
 
-    /// Sends a best-effort announcement to account `name` with its next number; `skip`
-    /// numbers are left out first (to show the account a gap: updates it will never get).
-    pub(super) async fn announce(
+    /// Announces to each subscriber of `item` (with `skip` numbers left out first, to show
+    /// a gap: updates it will never get).
+    pub(super) fn announce_to_subscribers(
         &mut self,
-        name: &str,
+        item: u64,
         skip: u64,
-        body: impl FnOnce(u64, u64) -> ServerBody,
+        body: impl Fn(u64, u64) -> ServerBody,
     ) {
-        let epoch = self.epoch;
-        let Some(account) = self.accounts.get_mut(name) else {
+        let Some(entry) = self.items.get(&item) else {
             return;
         };
-        account.seq += 1 + skip;
-        let Some(to) = account.notify else { return };
-        let datagram = udp::encode(body(account.seq, epoch));
-        self.emit(to, datagram).await;
+        let epoch = self.epoch;
+        let mut out = Vec::new();
+        for name in &entry.subscribers {
+            if let Some(account) = self.accounts.get_mut(name) {
+                out.extend(numbered(account, skip, |seq| body(seq, epoch)));
+            }
+        }
+        for (to, datagram) in out {
+            self.emit(to, datagram);
+        }
     }
 
-    /// A subscribed item's new highest bid, durable: BID-UPDATE to each subscriber.
-    pub(super) async fn on_update(&mut self, update: ItemUpdate) {
+    /// A subscribed item's new highest bid or lowered minimum, durable: BID-UPDATE or
+    /// PRICE-ADJUSTMENT to each subscriber.
+    pub(super) fn on_update(&mut self, update: ItemUpdate) {
         let Some(entry) = self.items.get(&update.item) else {
             return;
         };
@@ -58,31 +65,39 @@ impl Registry {
             .watchers
             .as_ref()
             .is_some_and(|w| w.missed.swap(false, Ordering::Relaxed));
-        let to: Vec<String> = entry.subscribers.iter().cloned().collect();
         let item = update.item;
-        for name in to {
-            self.announce(&name, u64::from(skip), |seq, epoch| match &update.change {
-                Change::Highest {
-                    amount,
-                    bidder,
-                    ends_at,
-                } => ServerBody::BidUpdate {
-                    seq,
-                    epoch,
-                    item,
-                    highest: *amount,
-                    bidder: bidder.clone(),
-                    ends_at: *ends_at,
-                },
-                Change::Min { min, ends_at } => ServerBody::PriceAdjustment {
-                    seq,
-                    epoch,
-                    item,
-                    min: *min,
-                    ends_at: *ends_at,
-                },
-            })
-            .await;
-        }
+        self.announce_to_subscribers(item, u64::from(skip), |seq, epoch| match &update.change {
+            Change::Highest {
+                amount,
+                bidder,
+                ends_at,
+            } => ServerBody::BidUpdate {
+                seq,
+                epoch,
+                item,
+                highest: *amount,
+                bidder: bidder.clone(),
+                ends_at: *ends_at,
+            },
+            Change::Min { min, ends_at } => ServerBody::PriceAdjustment {
+                seq,
+                epoch,
+                item,
+                min: *min,
+                ends_at: *ends_at,
+            },
+        });
     }
+}
+
+/// The account's next announcement (numbers `skip` left out first), if it has an address:
+/// numbers advance even without one, so a client that attaches later sees the gap.
+fn numbered(
+    account: &mut Account,
+    skip: u64,
+    body: impl FnOnce(u64) -> ServerBody,
+) -> Option<(SocketAddr, Vec<u8>)> {
+    account.seq += 1 + skip;
+    let to = account.notify?;
+    Some((to, udp::encode(body(account.seq))))
 }

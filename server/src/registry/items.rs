@@ -2,13 +2,13 @@
 //! registry learns when an item closes.
 
 use auction_protocol::udp::ServerBody;
-use auction_protocol::{udp, Cents, PublicKey, Reason};
+use auction_protocol::{udp, Cents, ItemView, PublicKey, Reason};
 use std::mem;
 use std::net::SocketAddr;
 
 use super::inbox::ItemClosed;
 use super::{not_registered, AfterAnswer, Answer, Entry, Registry};
-use crate::clock::unix_ms;
+use crate::clock::Now;
 use crate::config::PortRange;
 use crate::item;
 use crate::item::ItemSpec;
@@ -25,6 +25,7 @@ impl Registry {
         description: String,
         min: Cents,
         duration: Option<u64>,
+        now: Now,
     ) -> Answer {
         let denied = |reason, message: String| {
             Answer::one(ServerBody::OfferDenied {
@@ -53,7 +54,7 @@ impl Registry {
                 format!("'{name}' already has {max} open items, the most allowed"),
             );
         }
-        match self.open_item(name, description, min, duration, None) {
+        match self.open_item(name, description, min, duration, None, now) {
             Ok((item, channel, ends_at)) => Answer {
                 datagrams: vec![udp::encode(ServerBody::OfferConf {
                     req,
@@ -76,6 +77,7 @@ impl Registry {
         min: Cents,
         duration: u64,
         catalog_id: Option<String>,
+        now: Now,
     ) -> Result<(u64, String, u64), Refusal> {
         let Some(account) = self.accounts.get(name) else {
             return Err(Refusal::new(Reason::NotRegistered, not_registered(name)));
@@ -97,8 +99,7 @@ impl Registry {
         };
         let channel = SocketAddr::new(self.advertise, port).to_string();
         let id = self.next_item;
-        let now = unix_ms();
-        let ends_at = now + duration * 1000;
+        let ends_at = now.ms + duration * 1000;
         self.records.push(Record::ItemOffered {
             item: id,
             seller: seller.id,
@@ -106,7 +107,7 @@ impl Registry {
             min,
             ends_at,
             port,
-            at: now,
+            at: now.ms,
             catalog_id: catalog_id.clone(),
         });
         self.next_item += 1;
@@ -121,7 +122,7 @@ impl Registry {
             bid_ids: Vec::new(),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
-        let negotiate_at = auction::negotiate_at(now, ends_at);
+        let negotiate_at = auction::negotiate_at(now.ms, ends_at);
         self.negotiations.insert((negotiate_at, id));
         self.items
             .insert(id, Entry::running(handle, Negotiation::Due(negotiate_at)));
@@ -138,14 +139,14 @@ impl Registry {
 
     /// Offers the catalog's entries not offered before (`--catalog`), for its seller account
     /// (created, with a key nobody holds, when no account has that name).
-    pub(super) async fn offer_catalog(&mut self) {
+    pub(super) async fn offer_catalog(&mut self, now: Now) {
         let Some(catalog) = self.ctx.config.catalog.clone() else {
             return;
         };
-        if !self.accounts.contains_key(&catalog.seller) {
+        if !self.accounts.contains(&catalog.seller) {
             let mut key = [0u8; 32];
             rand::fill(&mut key);
-            self.create_account(&catalog.seller, PublicKey(key), None);
+            self.create_account(&catalog.seller, PublicKey(key), None, now);
             tracing::info!(seller = %catalog.seller, "created the catalog's seller account");
         }
         let (mut offered, mut skipped) = (0, 0);
@@ -160,12 +161,14 @@ impl Registry {
                 entry.min,
                 entry.duration_secs,
                 Some(entry.id.clone()),
+                now,
             );
             match opened {
                 Ok((item, _, _)) => {
                     offered += 1;
                     self.append_records();
-                    self.announce_item(item).await;
+                    self.announce_item(item);
+                    self.transmit().await;
                 }
                 Err(Refusal { reason, message }) => {
                     tracing::error!(entry = %entry.id, %reason, %message, "could not offer a catalog item")
@@ -203,7 +206,7 @@ impl Registry {
     }
 
     /// An item closed; its result and notices are durable. Deliver the notices.
-    pub(super) async fn on_closed(&mut self, closed: ItemClosed) {
+    pub(super) fn on_closed(&mut self, closed: ItemClosed, now: Now) {
         if let Some(entry) = self.items.get_mut(&closed.item) {
             entry.cmd = None;
         }
@@ -218,29 +221,58 @@ impl Registry {
             NoticeKind::NegotiateReq.id(closed.item),
         );
         for notice in closed.notices {
-            self.queue_notice(notice.account, notice.id, notice.datagram);
+            self.queue_notice(notice.account, notice.id, notice.datagram, now);
         }
         // Subscribers hear the result; their subscriptions end (the close deleted them from
         // the database in the same transaction as the result).
+        let item = closed.item;
+        let (winner, price) = closed.result.unzip();
+        self.announce_to_subscribers(item, 0, |seq, epoch| ServerBody::ItemClosed {
+            seq,
+            epoch,
+            item,
+            winner: winner.clone(),
+            price,
+        });
         let subscribers = self
             .items
-            .get_mut(&closed.item)
+            .get_mut(&item)
             .map(|e| mem::take(&mut e.subscribers))
             .unwrap_or_default();
-        let (winner, price) = closed.result.unzip();
         for name in subscribers {
             if let Some(a) = self.accounts.get_mut(&name) {
-                a.subscriptions.remove(&closed.item);
+                a.subscriptions.remove(&item);
             }
-            self.announce(&name, 0, |seq, epoch| ServerBody::ItemClosed {
-                seq,
-                epoch,
-                item: closed.item,
-                winner: winner.clone(),
-                price,
-            })
-            .await;
         }
-        self.retransmit().await;
+        self.retransmit(now);
+    }
+
+    /// LIST: the open items.
+    pub(super) fn list(&self, req: u64) -> Answer {
+        let views: Vec<ItemView> = self
+            .items
+            .values()
+            .filter(|e| e.cmd.is_some())
+            .map(|e| e.view.borrow().clone())
+            .collect();
+        Answer {
+            datagrams: udp::pack_items(req, &views),
+            after: AfterAnswer::Nothing,
+        }
+    }
+
+    /// STATUS: one item, open or closed.
+    pub(super) fn status(&self, req: u64, item: u64) -> Answer {
+        match self.items.get(&item) {
+            Some(entry) => Answer::one(ServerBody::Status {
+                req,
+                item: entry.view.borrow().clone(),
+            }),
+            None => Answer::one(ServerBody::Error {
+                req: Some(req),
+                reason: Reason::UnknownItem,
+                message: format!("there is no item {item}"),
+            }),
+        }
     }
 }

@@ -1,18 +1,23 @@
 //! The registration plane: one task owns the UDP socket, the accounts and the catalogue of
 //! items, and answers one datagram at a time.
 //!
-//! Every datagram goes through the same gate, in this order:
-//! 1. decode (bounded, never panics) — refusals are `error` with a reason;
-//! 2. address validation — without a valid cookie the only answer is a `cookie`, and no answer
-//!    to an unvalidated address is more than [`COOKIE_AMPLIFICATION`] times the request;
-//! 3. signature — requests that act for an account must be signed by its key;
-//! 4. replay window — a repeated request number gets the cached answer, an old one is refused;
-//! 5. the request itself.
+//! Every datagram goes through the same gate (`gate.rs`), in this order:
+//! 1. the per-source rate limit;
+//! 2. decode (bounded, never panics) — refusals are `error` with a reason;
+//! 3. address validation — without a valid cookie the only answer is a `cookie`, and no answer
+//!    to an unvalidated address is more than `COOKIE_AMPLIFICATION` times the request;
+//! 4. signature — requests that act for an account must be signed by its key;
+//! 5. replay window — a repeated request number gets the cached answer, an old one is refused;
+//! 6. the request itself, dispatched by `execute` to the file of its concern.
+//!
+//! Each event reads the clock once (`Now`) and passes it to what handles it; the task sleeps
+//! until the next notice retransmission or negotiation is due (no fixed tick).
 //!
 //! What a request changes is appended to storage as one group with the request's answer (for
 //! the replay window), so a restart cannot keep one without the other. Answers and
 //! announcements wait in `outbox` until storage has made durable everything appended before
-//! them (see `storage.rs`); the task itself never waits for the disk.
+//! them (see `store/mod.rs`); the task itself never waits for the disk. Handlers do no I/O:
+//! what is ready to send collects in `sends`, and the run loop sends it after each event.
 
 mod accounts;
 mod announce;
@@ -24,84 +29,35 @@ mod notices;
 mod restore;
 mod subscriptions;
 
-use crate::rules::ratelimit::{self, SourceLimiter};
-use auction_protocol::limits::{COOKIE_AMPLIFICATION, MAX_DATAGRAM};
+use auction_protocol::limits::MAX_DATAGRAM;
 use auction_protocol::udp::{self, RequestBody, ServerBody};
-use auction_protocol::{cookie::CookieKey, ItemView, PublicKey, Reason};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::mem;
+use auction_protocol::{ItemView, Reason};
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, watch};
 
-use crate::accounts::{AccountHandle, AccountId};
-use crate::clock::unix_ms;
+use crate::accounts::AccountId;
+use crate::clock::Now;
 use crate::config::PortRange;
 use crate::context::ServerContext;
 use crate::item::{ItemCmd, ItemHandle, Watchers};
-use crate::rules::replay::ReplayWindow;
 use crate::store::{Negotiation, NoticeRecord, Outbox, Record, Snapshot, StoredItem};
+use accounts::Accounts;
+use gate::Gate;
 use inbox::{ItemClosed, ItemUpdate};
+use notices::Notices;
 
 /// Items one account may follow at once.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 
-/// Deregistered accounts remembered so a retransmitted DEREGISTER still gets DEREG-CONF.
-const TOMBSTONES: usize = 1024;
-
-struct Account {
-    handle: Arc<AccountHandle>,
-    replay: ReplayWindow,
-    /// Where announcements go: the address of the latest REGISTER or ATTACH (always one that
-    /// presented a valid cookie).
-    notify: Option<SocketAddr>,
-    open_items: usize,
-    /// WIN / SOLD / NOT-SOLD not yet acknowledged, by notice id.
-    pending: BTreeMap<u64, Pending>,
-    /// The last announcement number sent to this account in this server run.
-    seq: u64,
-    /// Open items it is subscribed to.
-    subscriptions: BTreeSet<u64>,
-}
-
-impl Account {
-    fn new(
-        handle: Arc<AccountHandle>,
-        replay: ReplayWindow,
-        notify: Option<SocketAddr>,
-    ) -> Account {
-        Account {
-            handle,
-            replay,
-            notify,
-            open_items: 0,
-            pending: BTreeMap::new(),
-            seq: 0,
-            subscriptions: BTreeSet::new(),
-        }
-    }
-}
-
-struct Pending {
-    datagram: Vec<u8>,
-    /// Transmissions in the current delivery round.
-    tries: u32,
-    next_at: Instant,
-}
-
-struct Tombstone {
-    id: AccountId,
-    key: PublicKey,
-    replay: ReplayWindow,
-}
-
+/// One item in the catalogue, open or closed.
 struct Entry {
     /// `None` once the item has closed.
     cmd: Option<mpsc::Sender<ItemCmd>>,
-    view: tokio::sync::watch::Receiver<ItemView>,
+    view: watch::Receiver<ItemView>,
     /// Shared with the item task; absent for items closed before this run.
     watchers: Option<Arc<Watchers>>,
     /// Accounts subscribed to the item, by name.
@@ -119,6 +75,24 @@ impl Entry {
             negotiation,
         }
     }
+
+    /// Adds a subscriber; whether it was new.
+    fn subscribe(&mut self, name: &str) -> bool {
+        let added = self.subscribers.insert(name.to_owned());
+        if let (true, Some(w)) = (added, &self.watchers) {
+            w.count.fetch_add(1, Ordering::Relaxed);
+        }
+        added
+    }
+
+    /// Removes a subscriber; whether it was one.
+    fn unsubscribe(&mut self, name: &str) -> bool {
+        let removed = self.subscribers.remove(name);
+        if let (true, Some(w)) = (removed, &self.watchers) {
+            w.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
 }
 
 /// Something the registry has said that waits for storage (see `Outbox`).
@@ -131,21 +105,16 @@ enum Outgoing {
 pub struct Registry {
     socket: Arc<UdpSocket>,
     ctx: Arc<ServerContext>,
-    cookies: CookieKey,
-    /// Per-source rate limit, checked before anything else (see `ratelimit.rs`).
-    limiter: SourceLimiter,
+    /// Rate limit, decoding, cookies, signatures and replay windows (see `gate.rs`).
+    gate: Gate,
     /// Item listeners bind here (the UDP socket's IP)...
     bind_ip: IpAddr,
     /// ...and are announced with this host.
     advertise: IpAddr,
-    accounts: HashMap<String, Account>,
-    names: HashMap<AccountId, String>,
-    tombstones: HashMap<String, Tombstone>,
-    tombstone_order: VecDeque<String>,
-    items: BTreeMap<u64, Entry>,
-    /// Accounts with notices waiting, so retransmission does not scan everyone.
-    with_pending: BTreeSet<String>,
-    next_account: AccountId,
+    accounts: Accounts,
+    items: std::collections::BTreeMap<u64, Entry>,
+    /// Reliable notices waiting for their acknowledgement.
+    notices: Notices,
     next_item: u64,
     /// Rotates through the item port range so a just-closed port is not reused at once.
     next_port: u16,
@@ -153,6 +122,8 @@ pub struct Registry {
     records: Vec<Record>,
     /// Datagrams waiting for storage: (to, datagram).
     outbox: Outbox<Outgoing>,
+    /// Datagrams ready to go, sent by the run loop after each event.
+    sends: Vec<(SocketAddr, Vec<u8>)>,
     /// Open items from the database, resumed when the task starts.
     to_resume: Vec<StoredItem>,
     /// Catalog entries offered so far (`--catalog`), by entry id.
@@ -177,7 +148,8 @@ struct Answer {
 enum AfterAnswer {
     Nothing,
     AnnounceItem(u64),
-    SendPending(String),
+    /// A new delivery round of the account's pending notices.
+    SendPending(AccountId),
 }
 
 impl Answer {
@@ -204,37 +176,28 @@ impl Registry {
             PortRange::Range(lo, _) => lo,
             PortRange::Ephemeral => 0,
         };
-        let outbox = Outbox::new(&*ctx.storage);
-        let limiter = SourceLimiter::new(
-            ctx.config.udp_rate,
-            ctx.config.udp_burst,
-            ratelimit::MAX_SOURCES,
-        );
+        let now = Now::read();
         let mut registry = Registry {
+            gate: Gate::new(&master, ctx.config.udp_rate, ctx.config.udp_burst),
+            notices: Notices::new(ctx.config.notice_retry, ctx.config.notice_tries),
+            outbox: Outbox::new(&*ctx.storage),
             socket,
             ctx,
-            cookies: CookieKey::new(&master),
-            limiter,
             bind_ip,
             advertise,
-            accounts: HashMap::new(),
-            names: HashMap::new(),
-            tombstones: HashMap::new(),
-            tombstone_order: VecDeque::new(),
-            items: BTreeMap::new(),
-            with_pending: BTreeSet::new(),
-            next_account: snapshot.next_account.max(1),
+            accounts: Accounts::new(snapshot.next_account),
+            items: std::collections::BTreeMap::new(),
             next_item: snapshot.next_item.max(1),
             next_port: first_port,
             records: Vec::new(),
-            outbox,
+            sends: Vec::new(),
             to_resume: Vec::new(),
             catalog_ids: HashSet::new(),
-            epoch: unix_ms(),
+            epoch: now.ms,
             to_subscribe: Vec::new(),
             negotiations: BTreeSet::new(),
         };
-        registry.restore(snapshot);
+        registry.restore(snapshot, now);
         registry
     }
 
@@ -244,31 +207,32 @@ impl Registry {
         mut updates: mpsc::Receiver<ItemUpdate>,
         mut notices: mpsc::UnboundedReceiver<NoticeRecord>,
     ) {
-        self.resume().await;
-        self.offer_catalog().await;
+        self.resume(Now::read()).await;
+        self.offer_catalog(Now::read()).await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.ctx.shutdown.clone();
         loop {
+            self.transmit().await;
+            let wake = self.next_wake(Now::read());
             tokio::select! {
                 // In this order: closes queued by item tasks are applied before the next
                 // datagram (see `ItemTask::close`), and a flood of datagrams cannot starve
                 // notice retransmission.
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = self.outbox.progress() => self.flush().await,
-                Some(done) = closed.recv() => self.on_closed(done).await,
-                Some(update) = updates.recv() => self.on_update(update).await,
+                _ = self.outbox.progress() => self.flush(Now::read()),
+                Some(done) = closed.recv() => self.on_closed(done, Now::read()),
+                Some(update) = updates.recv() => self.on_update(update),
                 // The settlement desk's notices (appended already: sent once durable).
-                Some(notice) = notices.recv() => self.say(Outgoing::Notice(notice)).await,
-                _ = tick.tick() => {
-                    self.ask_negotiations().await;
-                    self.retransmit().await;
+                Some(notice) = notices.recv() => self.say_notice(notice, Now::read()),
+                _ = sleep_until(wake) => {
+                    let now = Now::read();
+                    self.ask_negotiations(now);
+                    self.retransmit(now);
                 }
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, src)) => self.on_datagram(&buf[..n], src).await,
+                    Ok((n, src)) => self.on_datagram(&buf[..n], src, Now::read()).await,
                     // ICMP errors from earlier sends surface here on some systems; not fatal.
                     Err(e) => tracing::debug!(error = %e, "UDP receive error"),
                 },
@@ -277,107 +241,88 @@ impl Registry {
         // Answers to requests already handled go out once they are durable.
         let appended = self.ctx.storage.appended();
         if crate::store::wait_durable(&*self.ctx.storage, appended).await {
-            self.flush().await;
+            self.flush(Now::read());
+            self.transmit().await;
+        }
+    }
+
+    /// When the task next has something to do without being asked: a notice to retransmit or
+    /// a negotiation to offer.
+    fn next_wake(&self, now: Now) -> Option<tokio::time::Instant> {
+        let negotiation = self.negotiations.first().map(|&(at, _)| now.instant_of(at));
+        match (self.notices.next_wake(), negotiation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     /// Appends what the current request changed, as one group.
     fn append_records(&mut self) {
         if !self.records.is_empty() {
-            self.ctx.storage.append(mem::take(&mut self.records));
+            self.ctx.storage.append(std::mem::take(&mut self.records));
         }
     }
 
     /// Sends `datagram` once everything appended so far is durable: at once if it is.
-    async fn emit(&mut self, to: SocketAddr, datagram: Vec<u8>) {
-        self.say(Outgoing::Datagram(to, datagram)).await;
-    }
-
-    async fn say(&mut self, out: Outgoing) {
-        if let Some(out) = self.outbox.admit(&*self.ctx.storage, out) {
-            self.deliver(out).await;
+    fn emit(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        let out = Outgoing::Datagram(to, datagram);
+        if let Some(Outgoing::Datagram(to, datagram)) = self.outbox.admit(&*self.ctx.storage, out) {
+            self.sends.push((to, datagram));
         }
     }
 
-    /// Sends what storage has caught up with.
-    async fn flush(&mut self) {
+    /// Delivers a reliable notice once everything appended so far is durable.
+    fn say_notice(&mut self, notice: NoticeRecord, now: Now) {
+        if let Some(out) = self
+            .outbox
+            .admit(&*self.ctx.storage, Outgoing::Notice(notice))
+        {
+            self.deliver(out, now);
+        }
+    }
+
+    /// Releases what storage has caught up with.
+    fn flush(&mut self, now: Now) {
         while let Some(out) = self.outbox.release() {
-            self.deliver(out).await;
+            self.deliver(out, now);
         }
     }
 
-    async fn deliver(&mut self, out: Outgoing) {
+    fn deliver(&mut self, out: Outgoing, now: Now) {
         match out {
-            Outgoing::Datagram(to, datagram) => self.send(to, &datagram).await,
+            Outgoing::Datagram(to, datagram) => self.sends.push((to, datagram)),
             Outgoing::Notice(n) => {
-                self.queue_notice(n.account, n.id, n.datagram);
-                self.retransmit().await;
+                self.queue_notice(n.account, n.id, n.datagram, now);
+                self.retransmit(now);
             }
         }
     }
 
-    async fn send(&self, to: SocketAddr, datagram: &[u8]) {
-        debug_assert!(datagram.len() <= MAX_DATAGRAM);
-        if let Err(e) = self.socket.send_to(datagram, to).await {
-            tracing::debug!(%to, error = %e, "UDP send failed");
+    /// Sends every datagram that is ready.
+    async fn transmit(&mut self) {
+        for (to, datagram) in std::mem::take(&mut self.sends) {
+            debug_assert!(datagram.len() <= MAX_DATAGRAM);
+            if let Err(e) = self.socket.send_to(&datagram, to).await {
+                tracing::debug!(%to, error = %e, "UDP send failed");
+            }
         }
     }
 
-    /// Answers a datagram whose source has not proven it receives: only if the answer is small
-    /// relative to the request, so the server cannot amplify a spoofed flood.
-    async fn send_unvalidated(&self, to: SocketAddr, request_len: usize, body: ServerBody) {
-        let datagram = udp::encode(body);
-        if datagram.len() <= request_len * COOKIE_AMPLIFICATION {
-            self.send(to, &datagram).await;
-        } else {
-            tracing::debug!(%to, "dropped a reply that would amplify an unvalidated request");
-        }
-    }
-
-    async fn refuse(&self, to: SocketAddr, req: u64, reason: Reason, message: &str) {
-        let body = ServerBody::Error {
-            req: Some(req),
-            reason,
-            message: message.to_owned(),
-        };
-        self.send(to, &udp::encode(body)).await;
-    }
-
-    async fn execute(&mut self, body: RequestBody, req: u64, src: SocketAddr) -> Answer {
+    /// One request that passed the gate: one line per kind.
+    async fn execute(&mut self, body: RequestBody, req: u64, src: SocketAddr, now: Now) -> Answer {
         match body {
-            RequestBody::Register { name, key } => self.register(req, name, key, src),
-            RequestBody::Deregister { account } => self.deregister(req, &account).await,
+            RequestBody::Register { name, key } => self.register(req, name, key, src, now),
+            RequestBody::Deregister { account } => self.deregister(req, &account, now).await,
             RequestBody::Offer {
                 account,
                 description,
                 min,
                 duration,
-            } => self.offer(req, &account, description, min, duration),
-            RequestBody::List => {
-                let views: Vec<ItemView> = self
-                    .items
-                    .values()
-                    .filter(|e| e.cmd.is_some())
-                    .map(|e| e.view.borrow().clone())
-                    .collect();
-                Answer {
-                    datagrams: udp::pack_items(req, &views),
-                    after: AfterAnswer::Nothing,
-                }
-            }
-            RequestBody::Status { item } => match self.items.get(&item) {
-                Some(entry) => Answer::one(ServerBody::Status {
-                    req,
-                    item: entry.view.borrow().clone(),
-                }),
-                None => Answer::one(ServerBody::Error {
-                    req: Some(req),
-                    reason: Reason::UnknownItem,
-                    message: format!("there is no item {item}"),
-                }),
-            },
+            } => self.offer(req, &account, description, min, duration, now),
+            RequestBody::List => self.list(req),
+            RequestBody::Status { item } => self.status(req, item),
             RequestBody::Attach { account, mode } => self.attach(req, account, mode, src),
-            RequestBody::Ack { account, notice } => self.ack(req, &account, notice),
+            RequestBody::Ack { account, notice } => self.ack(req, &account, notice, now),
             RequestBody::Subscribe { account, item } => self.subscribe(req, &account, item),
             RequestBody::Unsubscribe { account, item } => self.unsubscribe(req, &account, item),
             RequestBody::Negotiate {
@@ -385,25 +330,16 @@ impl Registry {
                 item,
                 answer,
                 min,
-            } => self.negotiate(req, &account, item, answer, min).await,
-            RequestBody::Subscriptions { account } => {
-                let views: Vec<ItemView> = self
-                    .accounts
-                    .get(&account)
-                    .map(|a| {
-                        a.subscriptions
-                            .iter()
-                            .filter_map(|i| self.items.get(i))
-                            .map(|e| e.view.borrow().clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Answer {
-                    datagrams: udp::pack_items(req, &views),
-                    after: AfterAnswer::Nothing,
-                }
-            }
+            } => self.negotiate(req, &account, item, answer, min, now).await,
+            RequestBody::Subscriptions { account } => self.subscriptions(req, &account),
         }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

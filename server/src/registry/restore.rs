@@ -7,50 +7,19 @@ use std::mem;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{Account, Entry, Registry, Tombstone};
+use super::{Entry, Registry};
 use crate::accounts::{AccountHandle, AccountId};
-use crate::clock::unix_ms;
-use crate::item;
-use crate::item::ItemSpec;
+use crate::clock::Now;
+use crate::item::{self, ItemSpec};
 use crate::rules::auction::Lead;
-use crate::rules::replay::ReplayWindow;
 use crate::store::{Negotiation, Record, Snapshot};
 
 impl Registry {
     /// Accounts, replay windows, closed items and pending notices from the database. Open
     /// items are resumed by `run`, which can send their announcements.
-    pub(super) fn restore(&mut self, snapshot: Snapshot) {
-        let (live, mut removed): (Vec<_>, Vec<_>) =
-            snapshot.accounts.into_iter().partition(|a| !a.removed);
-        for a in live {
-            let handle = Arc::new(AccountHandle::new(a.id, a.name.clone(), a.key));
-            self.ctx.keys.insert(handle.clone());
-            self.names.insert(a.id, a.name.clone());
-            self.accounts.insert(
-                a.name,
-                Account::new(
-                    handle,
-                    ReplayWindow::restore(a.replay_floor, a.replies),
-                    a.notify,
-                ),
-            );
-        }
-        // Oldest first, so the tombstone order evicts the oldest; a name registered again
-        // has no tombstone.
-        removed.sort_by_key(|a| a.id);
-        for a in removed {
-            if self.accounts.contains_key(&a.name) {
-                continue;
-            }
-            self.tombstones.insert(
-                a.name.clone(),
-                Tombstone {
-                    id: a.id,
-                    key: a.key,
-                    replay: ReplayWindow::restore(a.replay_floor, a.replies),
-                },
-            );
-            self.tombstone_order.push_back(a.name);
+    pub(super) fn restore(&mut self, snapshot: Snapshot, now: Now) {
+        for handle in self.accounts.restore(snapshot.accounts) {
+            self.ctx.keys.insert(handle);
         }
         for stored in snapshot.items {
             if let Some(id) = &stored.catalog_id {
@@ -91,7 +60,7 @@ impl Registry {
             }
         }
         for n in snapshot.notices {
-            self.queue_notice(n.account, n.id, n.datagram);
+            self.queue_notice(n.account, n.id, n.datagram, now);
         }
         self.to_subscribe = snapshot.subscriptions;
     }
@@ -112,9 +81,8 @@ impl Registry {
     /// meantime close at once (with their results and notices); the others get the time they
     /// had left plus the recovery grace, listen again (on the same port when it is free) and
     /// are announced again.
-    pub(super) async fn resume(&mut self) {
+    pub(super) async fn resume(&mut self, now: Now) {
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
-        let now = unix_ms();
         for stored in mem::take(&mut self.to_resume) {
             let seller = self.handle_of(stored.seller, &stored.seller_name);
             let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
@@ -133,7 +101,7 @@ impl Registry {
                 bid_ids: stored.bid_ids,
             };
             let mut listener = None;
-            if stored.ends_at > now {
+            if stored.ends_at > now.ms {
                 let bound = self
                     .bind(stored.port)
                     .or_else(|_| self.bind_item_port())
@@ -175,12 +143,13 @@ impl Registry {
                 .insert(stored.id, Entry::running(handle, stored.negotiation));
             if resumed {
                 self.append_records();
-                self.announce_item(stored.id).await;
+                self.announce_item(stored.id);
+                self.transmit().await;
             }
         }
         self.append_records();
         for (account, item) in mem::take(&mut self.to_subscribe) {
-            if let Some(name) = self.names.get(&account).cloned() {
+            if let Some(name) = self.accounts.by_id(account).map(|a| a.handle.name.clone()) {
                 self.add_subscription(&name, item);
             }
         }

@@ -1,10 +1,9 @@
 //! Subscriptions: accounts following an item's bids over UDP (SUBSCRIBE, UNSUBSCRIBE).
 
-use auction_protocol::udp::ServerBody;
-use auction_protocol::Reason;
-use std::sync::atomic::Ordering;
+use auction_protocol::udp::{self, ServerBody};
+use auction_protocol::{ItemView, Reason};
 
-use super::{not_registered, Answer, Registry, MAX_SUBSCRIPTIONS};
+use super::{not_registered, AfterAnswer, Answer, Registry, MAX_SUBSCRIPTIONS};
 use crate::store::Record;
 
 impl Registry {
@@ -13,11 +12,8 @@ impl Registry {
         else {
             return;
         };
-        if entry.subscribers.insert(name.to_owned()) {
+        if entry.subscribe(name) {
             account.subscriptions.insert(item);
-            if let Some(w) = &entry.watchers {
-                w.count.fetch_add(1, Ordering::Relaxed);
-            }
         }
     }
 
@@ -25,16 +21,28 @@ impl Registry {
         if let Some(account) = self.accounts.get_mut(name) {
             account.subscriptions.remove(&item);
         }
-        let Some(entry) = self.items.get_mut(&item) else {
-            return false;
-        };
-        let removed = entry.subscribers.remove(name);
-        if removed {
-            if let Some(w) = &entry.watchers {
-                w.count.fetch_sub(1, Ordering::Relaxed);
-            }
+        self.items
+            .get_mut(&item)
+            .is_some_and(|entry| entry.unsubscribe(name))
+    }
+
+    /// SUBSCRIPTIONS: the items the account follows.
+    pub(super) fn subscriptions(&self, req: u64, name: &str) -> Answer {
+        let views: Vec<ItemView> = self
+            .accounts
+            .get(name)
+            .map(|a| {
+                a.subscriptions
+                    .iter()
+                    .filter_map(|i| self.items.get(i))
+                    .map(|e| e.view.borrow().clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Answer {
+            datagrams: udp::pack_items(req, &views),
+            after: AfterAnswer::Nothing,
         }
-        removed
     }
 
     pub(super) fn subscribe(&mut self, req: u64, name: &str, item: u64) -> Answer {
