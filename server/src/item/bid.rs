@@ -6,7 +6,6 @@ use auction_protocol::channel::ChannelBody;
 use auction_protocol::{names, Reason};
 
 use super::{ItemTask, Out};
-use crate::clock::unix_ms;
 use crate::rules::auction::{Decision, Offer, Outcome};
 use crate::store::Record;
 
@@ -15,7 +14,7 @@ impl ItemTask {
         let Some(bidder) = self.conns.get(&conn).map(|c| c.account.clone()) else {
             return;
         };
-        let now = unix_ms();
+        let now = self.now;
         let decision = match id.as_deref() {
             Some(id) if !names::valid_bid_id(id) => {
                 let invalid = Outcome::Rejected {

@@ -11,7 +11,6 @@ use tokio::sync::mpsc;
 use super::cmd::ItemCmd;
 use super::ItemTask;
 use crate::accounts::AccountId;
-use crate::clock::unix_ms;
 use crate::registry::inbox::ItemClosed;
 use crate::rules::auction::Lead;
 use crate::rules::settlement::{Party, Sale};
@@ -72,7 +71,8 @@ impl ItemTask {
     pub(super) async fn close(mut self) {
         let lead = self.auction.lead().cloned();
         let notices = self.notices(lead.as_ref());
-        let closed_at = unix_ms();
+        self.clock();
+        let closed_at = self.now;
         let lsn = self.ctx.storage.append(vec![Record::ItemClosed {
             item: self.id,
             winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
@@ -148,10 +148,12 @@ impl ItemTask {
     /// is durable and deliver it, then tell every bidder why the channel closes.
     pub(super) async fn going_down(&mut self, mut commands: mpsc::Receiver<ItemCmd>) {
         commands.close();
+        self.clock();
         while let Ok(cmd) = commands.try_recv() {
             self.handle(cmd);
         }
         if wait_durable(&*self.ctx.storage, self.ctx.storage.appended()).await {
+            self.clock();
             self.flush();
         }
         let conns: Vec<u64> = self.conns.keys().copied().collect();
@@ -170,7 +172,7 @@ impl ItemTask {
 
     /// Lets go of every connection (their writers then close them), logging it.
     pub(super) fn clear_conns(&mut self) {
-        let at = unix_ms();
+        let at = self.now;
         let closed: Vec<Record> = self
             .conns
             .drain()

@@ -16,7 +16,9 @@ mod close;
 pub(crate) mod cmd;
 mod deliver;
 
-use auction_protocol::channel::{self as line, ChannelBody, ChannelRequestBody};
+use auction_protocol::channel::{
+    self as line, ChannelBody, ChannelRequest, ChannelRequestBody, LineError,
+};
 use auction_protocol::{Cents, ItemState, ItemView, Reason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +75,9 @@ struct ItemTask {
     seller: Arc<AccountHandle>,
     description: String,
     watchers: Arc<Watchers>,
+    /// The wall-clock time (Unix ms) of the event being handled: read once per event
+    /// (`clock`), and what every record and rule of that event uses.
+    now: u64,
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
@@ -120,6 +125,7 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerConte
         description: spec.description,
         watchers: Arc::default(),
         ctx: ctx.clone(),
+        now: unix_ms(),
     };
     let watchers = task.watchers.clone();
     let span = tracing::info_span!("item", item = spec.id);
@@ -165,13 +171,20 @@ impl ItemTask {
             }
             tokio::select! {
                 _ = &mut end => {
-                    if self.auction.is_over(unix_ms()) {
+                    self.clock();
+                    if self.auction.is_over(self.now) {
                         break;
                     }
                     end.as_mut().reset(self.end_instant());
                 }
-                _ = self.outbox.progress() => self.flush(),
-                Some(cmd) = commands.recv() => self.handle(cmd),
+                _ = self.outbox.progress() => {
+                    self.clock();
+                    self.flush();
+                }
+                Some(cmd) = commands.recv() => {
+                    self.clock();
+                    self.handle(cmd);
+                }
                 accepted = accept(&listener) => {
                     if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx).await {
                         let Some(tx) = self_tx.upgrade() else { break };
@@ -190,11 +203,17 @@ impl ItemTask {
         self.close().await;
     }
 
+    /// Reads the wall clock once for the event being handled (see `now`).
+    fn clock(&mut self) {
+        self.now = unix_ms();
+    }
+
     /// When the auction ends, on the runtime's clock.
     fn end_instant(&self) -> Instant {
         Instant::now() + Duration::from_millis(self.auction.ends_at.saturating_sub(unix_ms()))
     }
 
+    /// One command: one line per kind.
     fn handle(&mut self, cmd: ItemCmd) {
         match cmd {
             ItemCmd::Join {
@@ -203,76 +222,76 @@ impl ItemTask {
                 account,
                 queue,
                 reply,
-            } => {
-                let result = self.join(conn, peer, account, queue);
-                let _ = reply.send(result);
-            }
+            } => drop(reply.send(self.join(conn, peer, account, queue))),
             ItemCmd::Leave { conn } => self.remove(conn),
-            ItemCmd::AccountGone { account } => {
-                let gone: Vec<u64> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.account.id == account)
-                    .map(|(&conn, _)| conn)
-                    .collect();
-                for conn in gone {
-                    // Said at once (it says nothing about the auction); dropping the queue
-                    // then lets the writer send it and close the connection.
-                    self.send(
-                        conn,
-                        ChannelBody::Error {
-                            req: None,
-                            reason: Reason::AccountGone,
-                            message: "this account has been deregistered".into(),
-                        },
-                    );
-                    self.remove(conn);
-                }
-            }
-            ItemCmd::Request { conn, request } => match request.body {
-                ChannelRequestBody::Bid { amount, id } => {
-                    self.bid(conn, request.req, Offer::Amount(amount), id)
-                }
-                ChannelRequestBody::ProxyBid { max, id } => {
-                    self.bid(conn, request.req, Offer::Max(max), id)
-                }
-                ChannelRequestBody::Status => self.emit(Out::State {
-                    conn,
-                    req: Some(request.req),
-                }),
-            },
-            ItemCmd::BadLine { conn, error, fatal } => {
-                // Sent at once: it says nothing about the auction.
-                self.send(
-                    conn,
-                    ChannelBody::Error {
-                        req: error.req,
-                        reason: error.reason,
-                        message: error.detail,
-                    },
-                );
-                if fatal {
-                    self.remove(conn);
-                }
-            }
-            ItemCmd::Leader { reply } => {
-                let _ = reply.send(self.auction.lead().map(|l| l.bidder.id));
-            }
-            ItemCmd::LowerMin { min, reply } => {
-                let now = unix_ms();
-                let result = self.auction.lower_min(min, now);
-                if result.is_ok() {
-                    self.ctx.storage.append(vec![Record::Negotiated {
-                        item: self.id,
-                        min: Some(min),
-                        at: now,
-                    }]);
-                    tracing::info!(%min, "the seller lowered the minimum");
-                    self.emit(Out::Min(min));
-                }
-                let _ = reply.send(result);
-            }
+            ItemCmd::AccountGone { account } => self.account_gone(account),
+            ItemCmd::Request { conn, request } => self.request(conn, request),
+            ItemCmd::BadLine { conn, error, fatal } => self.bad_line(conn, error, fatal),
+            ItemCmd::Leader { reply } => drop(reply.send(self.auction.lead().map(|l| l.bidder.id))),
+            ItemCmd::LowerMin { min, reply } => drop(reply.send(self.lower_min(min))),
         }
+    }
+
+    fn request(&mut self, conn: u64, request: ChannelRequest) {
+        let req = request.req;
+        match request.body {
+            ChannelRequestBody::Bid { amount, id } => {
+                self.bid(conn, req, Offer::Amount(amount), id)
+            }
+            ChannelRequestBody::ProxyBid { max, id } => self.bid(conn, req, Offer::Max(max), id),
+            ChannelRequestBody::Status => self.emit(Out::State {
+                conn,
+                req: Some(req),
+            }),
+        }
+    }
+
+    /// A line that could not be read: said at once (it says nothing about the auction).
+    fn bad_line(&mut self, conn: u64, error: LineError, fatal: bool) {
+        let body = ChannelBody::Error {
+            req: error.req,
+            reason: error.reason,
+            message: error.detail,
+        };
+        self.send(conn, body);
+        if fatal {
+            self.remove(conn);
+        }
+    }
+
+    /// The account was deregistered: its connections are told and let go.
+    fn account_gone(&mut self, account: AccountId) {
+        let gone: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.account.id == account)
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in gone {
+            // Said at once (it says nothing about the auction); dropping the queue then lets
+            // the writer send it and close the connection.
+            let body = ChannelBody::Error {
+                req: None,
+                reason: Reason::AccountGone,
+                message: "this account has been deregistered".into(),
+            };
+            self.send(conn, body);
+            self.remove(conn);
+        }
+    }
+
+    /// The seller accepted a negotiation: the minimum goes down if the rules allow it now.
+    fn lower_min(&mut self, min: Cents) -> Result<(), Refusal> {
+        let now = self.now;
+        self.auction.lower_min(min, now)?;
+        self.ctx.storage.append(vec![Record::Negotiated {
+            item: self.id,
+            min: Some(min),
+            at: now,
+        }]);
+        tracing::info!(%min, "the seller lowered the minimum");
+        self.emit(Out::Min(min));
+        Ok(())
     }
 
     fn join(
@@ -321,7 +340,7 @@ impl ItemTask {
             item: self.id,
             account: account_id,
             peer,
-            at: unix_ms(),
+            at: self.now,
         }]);
         Ok(self.highest.subscribe())
     }
@@ -330,7 +349,7 @@ impl ItemTask {
         if let Some(c) = self.conns.remove(&conn) {
             self.ctx.storage.append(vec![Record::ChannelClosed {
                 session: c.session,
-                at: unix_ms(),
+                at: self.now,
             }]);
             if let Some(n) = self.accounts.get_mut(&c.account.id) {
                 *n -= 1;

@@ -12,6 +12,7 @@ mod channel;
 pub(crate) mod cmd;
 mod requests;
 
+use auction_protocol::channel::LineError;
 use auction_protocol::settle::{Role, SettleBody};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -50,6 +51,8 @@ struct Desk {
     next_notice: u64,
     timeout_ms: u64,
     self_tx: mpsc::WeakSender<DeskCmd>,
+    /// The wall-clock time (Unix ms) of the event being handled: read once per event.
+    now: u64,
 }
 
 /// Starts the desk on `listener`, carrying on with the settlements in `snapshot`.
@@ -73,6 +76,7 @@ pub fn spawn(
         next_notice: snapshot.next_notice,
         self_tx: tx.downgrade(),
         ctx: ctx.clone(),
+        now: unix_ms(),
     };
     // Sales whose settlement the server had no time to store before it stopped.
     for sale in std::mem::take(&mut snapshot.unsettled) {
@@ -108,8 +112,14 @@ impl Desk {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.outbox.progress() => self.flush(),
-                Some(cmd) = commands.recv() => self.handle(cmd),
-                _ = sleep_until(wake) => self.expire(unix_ms()),
+                Some(cmd) = commands.recv() => {
+                    self.now = unix_ms();
+                    self.handle(cmd);
+                }
+                _ = sleep_until(wake) => {
+                    self.now = unix_ms();
+                    self.expire();
+                }
                 accepted = listener.accept() => {
                     if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx).await {
                         let Some(tx) = self.self_tx.upgrade() else { break };
@@ -138,6 +148,7 @@ impl Desk {
         self.store(item, vec![]);
     }
 
+    /// One command: one line per kind.
     fn handle(&mut self, cmd: DeskCmd) {
         match cmd {
             DeskCmd::Sold(sale) => self.open(sale),
@@ -145,32 +156,9 @@ impl Desk {
                 conn,
                 account,
                 queue,
-            } => {
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        account,
-                        queue,
-                        items: HashSet::new(),
-                    },
-                );
-            }
-            DeskCmd::Leave { conn } => {
-                self.conns.remove(&conn);
-            }
-            DeskCmd::BadLine { conn, error, fatal } => {
-                self.send(
-                    conn,
-                    SettleBody::Error {
-                        req: error.req,
-                        reason: error.reason,
-                        message: error.detail,
-                    },
-                );
-                if fatal {
-                    self.conns.remove(&conn);
-                }
-            }
+            } => self.join(conn, account, queue),
+            DeskCmd::Leave { conn } => drop(self.conns.remove(&conn)),
+            DeskCmd::BadLine { conn, error, fatal } => self.bad_line(conn, error, fatal),
             DeskCmd::Request { conn, request } => self.request(conn, request),
             DeskCmd::Bids {
                 conn,
@@ -179,6 +167,31 @@ impl Desk {
                 seller,
                 bids,
             } => self.second_chance(conn, req, item, seller, bids),
+        }
+    }
+
+    fn join(&mut self, conn: u64, account: Arc<AccountHandle>, queue: mpsc::Sender<SettleBody>) {
+        let items = HashSet::new();
+        self.conns.insert(
+            conn,
+            Conn {
+                account,
+                queue,
+                items,
+            },
+        );
+    }
+
+    /// A line that could not be read: answered at once (it changes nothing).
+    fn bad_line(&mut self, conn: u64, error: LineError, fatal: bool) {
+        let body = SettleBody::Error {
+            req: error.req,
+            reason: error.reason,
+            message: error.detail,
+        };
+        self.send(conn, body);
+        if fatal {
+            self.conns.remove(&conn);
         }
     }
 

@@ -8,7 +8,6 @@ use auction_protocol::{Cents, Reason};
 
 use super::cmd::DeskCmd;
 use super::Desk;
-use crate::clock::unix_ms;
 use crate::rules::refusal::Refusal;
 use crate::rules::settlement::{Lapsed, Party, Settlement};
 use crate::store::{NoticeRecord, Record};
@@ -94,7 +93,7 @@ impl Desk {
                 });
             }
             SettleRequestBody::AnswerOffer { accept, .. } => {
-                let now = unix_ms();
+                let now = self.now;
                 if let Err(e) = s.answer_offer(account.id, accept, now, self.timeout_ms) {
                     return self.refuse(conn, req, e);
                 }
@@ -144,7 +143,7 @@ impl Desk {
         let Some(s) = self.settlements.get_mut(&item) else {
             return;
         };
-        let now = unix_ms();
+        let now = self.now;
         let (party, amount) = match s.second_chance(seller, &bids, now, self.timeout_ms) {
             Ok(offer) => offer,
             Err(e) => return self.refuse(conn, req, e),
@@ -166,7 +165,8 @@ impl Desk {
     }
 
     /// Applies every deadline that has passed.
-    pub(super) fn expire(&mut self, now: u64) {
+    pub(super) fn expire(&mut self) {
+        let now = self.now;
         let due: Vec<u64> = self
             .settlements
             .values()
@@ -230,7 +230,7 @@ impl Desk {
         self.ctx.storage.append(vec![Record::Settlement {
             settlement: s.clone(),
             notices: notices.clone(),
-            at: unix_ms(),
+            at: self.now,
         }]);
         for n in notices {
             let _ = self.notices.send(n);
