@@ -1,8 +1,9 @@
 //! Certificates: generating a development CA and server certificate with rcgen, and loading
 //! PEM files. Private keys are written with mode 0600 and never leave the machine.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs;
 use std::io::Write;
@@ -66,9 +67,9 @@ pub fn write_private(path: &Path, pem: &str) -> Result<()> {
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+        .map_err(|e| anyhow!("{} is not a PEM certificate file: {e}", path.display()))?;
     if certs.is_empty() {
         bail!("{} holds no certificate", path.display());
     }
@@ -77,7 +78,35 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let pem = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .with_context(|| format!("{} is not a PEM key file", path.display()))?
-        .with_context(|| format!("{} holds no private key", path.display()))
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => anyhow!("{} holds no private key", path.display()),
+        e => anyhow!("{} is not a PEM key file: {e}", path.display()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_pem_files_are_refused_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = vec!["localhost".to_owned()];
+        generate_dev_certs(dir.path(), &sans).unwrap();
+        // The server's certificate and the CA that signed it.
+        assert_eq!(load_certs(&dir.path().join("server.pem")).unwrap().len(), 2);
+        load_key(&dir.path().join("server.key")).unwrap();
+
+        // A certificate where a key should be, and the other way round.
+        let err = load_key(&dir.path().join("server.pem")).unwrap_err();
+        assert!(err.to_string().ends_with("holds no private key"), "{err}");
+        let err = load_certs(&dir.path().join("server.key")).unwrap_err();
+        assert!(err.to_string().ends_with("holds no certificate"), "{err}");
+        // A key cut short: its END line is missing.
+        let key = fs::read_to_string(dir.path().join("server.key")).unwrap();
+        let cut = dir.path().join("cut.key");
+        fs::write(&cut, &key[..key.len() / 2]).unwrap();
+        let err = load_key(&cut).unwrap_err();
+        assert!(err.to_string().contains("is not a PEM key file"), "{err}");
+    }
 }
