@@ -37,7 +37,7 @@ impl AccountHandle {
     }
 
     pub fn is_live(&self) -> bool {
-        // SeqCst pairs with `set_live`: see the deregistration protocol in `registry.rs`.
+        // SeqCst pairs with `set_live`: see the deregistration protocol in `registry/accounts.rs`.
         self.live.load(Ordering::SeqCst)
     }
 

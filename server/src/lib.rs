@@ -3,12 +3,23 @@
 //! shutdown token is cancelled. `main.rs` only parses arguments, sets up logging, opens the
 //! database and binds; tests start the same server on port 0.
 //!
-//! Where things happen, by file: `registry.rs` answers UDP (accounts, offers, announcements);
-//! `item.rs` owns one auction and its listener; `connection.rs` is one bidder's TLS channel;
-//! `auction.rs` holds the bidding rules; `tls.rs` decides which client certificates are
-//! accepted; `storage.rs` is the durability boundary and `sqlite.rs` its SQLite backend.
-//! After a sale, `settle_desk.rs` runs the settlement listener and `settlement.rs` holds its
-//! rules.
+//! Where things happen, by folder (each file opens saying what it owns and what waits for
+//! storage):
+//! - `registry/` is the UDP task: the gate every datagram passes (`gate.rs`), accounts,
+//!   offers and the item catalogue, subscriptions, announcements, reliable notices and
+//!   negotiation; `registry/inbox.rs` holds the messages other tasks send it;
+//! - `item/` is one task per open item: its listener, bids (`bid.rs`), what it says and when
+//!   (`deliver.rs`), its close (`close.rs`), one bidder's TLS channel (`channel.rs`) and the
+//!   commands it receives (`cmd.rs`);
+//! - `settle/` is the settlement desk: its listener, requests and deadlines, and `cmd.rs`;
+//! - `net/` is what both TLS listeners share: admission within the connection budget, the
+//!   handshake, refusals (`accept.rs`) and reading request lines (`lines.rs`);
+//! - `rules/` holds the rules, with no I/O and the time passed in: bidding (`auction.rs`),
+//!   settlement, offers, the replay window, the rate limit and `Refusal`;
+//! - `store/` is the durability boundary (`Storage`, `Record`, `Snapshot`, `Outbox`) and its
+//!   SQLite backend (`store/sqlite/`);
+//! - `context.rs` is what every task shares; `clock.rs` the one place time is read; `tls.rs`
+//!   decides which client certificates are accepted; `status.rs` renders the operator's view.
 
 pub(crate) mod accounts;
 pub mod catalog;

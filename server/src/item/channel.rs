@@ -3,7 +3,6 @@
 //! item's latest HIGHEST, each write with its own timeout.
 
 use auction_protocol::channel::{self, ChannelBody};
-use auction_protocol::Reason;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,15 +27,8 @@ pub async fn serve(
     item: mpsc::Sender<ItemCmd>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let (tls, account) = match handshake(tcp, peer, &ctx).await {
-        Some((tls, Some(account))) => (tls, account),
-        Some((mut tls, None)) => {
-            let message = "this account has been deregistered".to_owned();
-            let timeout = ctx.config.write_timeout;
-            say_and_close(&mut tls, Reason::AccountGone, message, timeout).await;
-            return;
-        }
-        None => return,
+    let Some((tls, account)) = handshake(tcp, peer, &ctx).await else {
+        return;
     };
     tracing::debug!(%peer, conn, account = %account.name, "bidder connected");
 

@@ -55,16 +55,17 @@ pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
 }
 
 /// The TLS handshake of a channel or settlement connection, bounded by the handshake timeout
-/// and given up at shutdown (`None`), and the live account whose key signed the client
-/// certificate: `None` when it was deregistered since the verifier accepted the key, or for a
-/// resumed TLS session (resumption skips the certificate check). The caller says so and closes.
+/// and given up at shutdown, and the live account whose key signed the client certificate.
+/// `None` when the handshake failed, or when there is no such account (deregistered since the
+/// verifier accepted the key, or a resumed TLS session, which skips the certificate check):
+/// that client is told `account-gone` and the connection closed.
 pub async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     ctx: &ServerContext,
-) -> Option<(ServerTls, Option<Arc<AccountHandle>>)> {
+) -> Option<(ServerTls, Arc<AccountHandle>)> {
     let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
-    let tls = match tokio::select! {
+    let mut tls = match tokio::select! {
         done = handshake => done,
         _ = ctx.shutdown.cancelled() => return None,
     } {
@@ -85,7 +86,20 @@ pub async fn handshake(
         .and_then(|chain| chain.first())
         .and_then(|cert| key_from_cert(cert))
         .and_then(|key| ctx.keys.lookup(&key));
-    Some((tls, account))
+    match account {
+        Some(account) => Some((tls, account)),
+        None => {
+            let message = "this account has been deregistered".to_owned();
+            say_and_close(
+                &mut tls,
+                Reason::AccountGone,
+                message,
+                ctx.config.write_timeout,
+            )
+            .await;
+            None
+        }
+    }
 }
 
 /// A server-side TLS connection.

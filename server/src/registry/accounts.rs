@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::gate::Signers;
-use super::{not_registered, AfterAnswer, Answer, Registry};
+use super::{not_registered, AfterAnswer, Answer, Denial, Registry};
 use crate::accounts::{AccountHandle, AccountId};
 use crate::clock::Now;
 use crate::item::ItemCmd;
@@ -195,13 +195,7 @@ impl Registry {
         src: SocketAddr,
         now: Now,
     ) -> Answer {
-        let denied = |reason, message: String| {
-            Answer::one(ServerBody::RegisterDenied {
-                req,
-                reason,
-                message,
-            })
-        };
+        let denied = |reason, message| Denial::Register.answer(req, reason, message);
         if !names::valid_name(&name) {
             return denied(
                 Reason::InvalidName,
@@ -252,13 +246,7 @@ impl Registry {
     }
 
     pub(super) async fn deregister(&mut self, req: u64, name: &str, now: Now) -> Answer {
-        let denied = |reason, message: String| {
-            Answer::one(ServerBody::DeregDenied {
-                req,
-                reason,
-                message,
-            })
-        };
+        let denied = |reason, message| Denial::Deregister.answer(req, reason, message);
         let Some(account) = self.accounts.get(name) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
@@ -337,11 +325,7 @@ impl Registry {
         src: SocketAddr,
     ) -> Answer {
         let Some(a) = self.accounts.get_mut(&account) else {
-            return Answer::one(ServerBody::Error {
-                req: Some(req),
-                reason: Reason::NotRegistered,
-                message: not_registered(&account),
-            });
+            return Denial::Error.answer(req, Reason::NotRegistered, not_registered(&account));
         };
         // Announcements go to another machine now (by IP).
         let elsewhere = a.notify.is_some_and(|n| n.ip() != src.ip());

@@ -7,7 +7,7 @@ use std::mem;
 use std::net::SocketAddr;
 
 use super::inbox::ItemClosed;
-use super::{not_registered, AfterAnswer, Answer, Entry, Registry};
+use super::{not_registered, AfterAnswer, Answer, Denial, Entry, Registry};
 use crate::clock::Now;
 use crate::config::PortRange;
 use crate::item;
@@ -27,13 +27,7 @@ impl Registry {
         duration: Option<u64>,
         now: Now,
     ) -> Answer {
-        let denied = |reason, message: String| {
-            Answer::one(ServerBody::OfferDenied {
-                req,
-                reason,
-                message,
-            })
-        };
+        let denied = |reason, message| Denial::Offer.answer(req, reason, message);
         let Some(account) = self.accounts.get(name) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
@@ -268,11 +262,9 @@ impl Registry {
                 req,
                 item: entry.view.borrow().clone(),
             }),
-            None => Answer::one(ServerBody::Error {
-                req: Some(req),
-                reason: Reason::UnknownItem,
-                message: format!("there is no item {item}"),
-            }),
+            None => {
+                Denial::Error.answer(req, Reason::UnknownItem, format!("there is no item {item}"))
+            }
         }
     }
 }

@@ -347,28 +347,70 @@ fn not_registered(name: &str) -> String {
     format!("there is no account '{name}'")
 }
 
+/// How a request of each kind is refused: with its own denial message, or `error`.
+#[derive(Debug, Clone, Copy)]
+enum Denial {
+    Register,
+    Deregister,
+    Offer,
+    Subscribe,
+    Negotiate,
+    Error,
+}
+
+impl Denial {
+    /// How the gate refuses a request for an account that does not exist.
+    fn at_gate(body: &RequestBody) -> Denial {
+        match body {
+            RequestBody::Register { .. } => Denial::Register,
+            RequestBody::Deregister { .. } => Denial::Deregister,
+            RequestBody::Offer { .. } => Denial::Offer,
+            _ => Denial::Error,
+        }
+    }
+
+    fn body(self, req: u64, reason: Reason, message: String) -> ServerBody {
+        match self {
+            Denial::Register => ServerBody::RegisterDenied {
+                req,
+                reason,
+                message,
+            },
+            Denial::Deregister => ServerBody::DeregDenied {
+                req,
+                reason,
+                message,
+            },
+            Denial::Offer => ServerBody::OfferDenied {
+                req,
+                reason,
+                message,
+            },
+            Denial::Subscribe => ServerBody::SubscriptionDenied {
+                req,
+                reason,
+                message,
+            },
+            Denial::Negotiate => ServerBody::NegotiateDenied {
+                req,
+                reason,
+                message,
+            },
+            Denial::Error => ServerBody::Error {
+                req: Some(req),
+                reason,
+                message,
+            },
+        }
+    }
+
+    /// The answer refusing request `req`.
+    fn answer(self, req: u64, reason: Reason, message: String) -> Answer {
+        Answer::one(self.body(req, reason, message))
+    }
+}
+
 /// The refusal that matches the request's kind.
 fn deny(body: &RequestBody, req: u64, reason: Reason, message: String) -> Vec<u8> {
-    udp::encode(match body {
-        RequestBody::Register { .. } => ServerBody::RegisterDenied {
-            req,
-            reason,
-            message,
-        },
-        RequestBody::Deregister { .. } => ServerBody::DeregDenied {
-            req,
-            reason,
-            message,
-        },
-        RequestBody::Offer { .. } => ServerBody::OfferDenied {
-            req,
-            reason,
-            message,
-        },
-        _ => ServerBody::Error {
-            req: Some(req),
-            reason,
-            message,
-        },
-    })
+    udp::encode(Denial::at_gate(body).body(req, reason, message))
 }

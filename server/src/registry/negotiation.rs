@@ -4,7 +4,7 @@
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{udp, Cents, ItemView, Reason};
 
-use super::{not_registered, Answer, Registry};
+use super::{not_registered, Answer, Denial, Registry};
 use crate::accounts::AccountId;
 use crate::clock::Now;
 use crate::item::ItemCmd;
@@ -108,13 +108,7 @@ impl Registry {
         min: Option<Cents>,
         now: Now,
     ) -> Answer {
-        let denied = |reason, message: String| {
-            Answer::one(ServerBody::NegotiateDenied {
-                req,
-                reason,
-                message,
-            })
-        };
+        let denied = |reason, message| Denial::Negotiate.answer(req, reason, message);
         let Some(seller) = self.accounts.get(name).map(|a| a.handle.id) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{not_registered, Answer, Registry};
+use super::{not_registered, Answer, Denial, Registry};
 use crate::accounts::AccountId;
 use crate::clock::Now;
 use crate::store::Record;
@@ -195,11 +195,7 @@ impl Registry {
     /// ACK: the account has the notice; it is not sent again (and not loaded at the next start).
     pub(super) fn ack(&mut self, req: u64, name: &str, notice: u64, now: Now) -> Answer {
         if !self.accounts.contains(name) {
-            return Answer::one(ServerBody::Error {
-                req: Some(req),
-                reason: Reason::NotRegistered,
-                message: not_registered(name),
-            });
+            return Denial::Error.answer(req, Reason::NotRegistered, not_registered(name));
         }
         // Acknowledging a notice that is already gone succeeds: the client wants it gone.
         if self.drop_pending(name, notice) {

@@ -3,7 +3,7 @@
 use auction_protocol::udp::{self, ServerBody};
 use auction_protocol::{ItemView, Reason};
 
-use super::{not_registered, AfterAnswer, Answer, Registry, MAX_SUBSCRIPTIONS};
+use super::{not_registered, AfterAnswer, Answer, Denial, Registry, MAX_SUBSCRIPTIONS};
 use crate::store::Record;
 
 impl Registry {
@@ -46,13 +46,7 @@ impl Registry {
     }
 
     pub(super) fn subscribe(&mut self, req: u64, name: &str, item: u64) -> Answer {
-        let denied = |reason, message: String| {
-            Answer::one(ServerBody::SubscriptionDenied {
-                req,
-                reason,
-                message,
-            })
-        };
+        let denied = |reason, message| Denial::Subscribe.answer(req, reason, message);
         let Some(account) = self.accounts.get(name) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
@@ -83,11 +77,7 @@ impl Registry {
 
     pub(super) fn unsubscribe(&mut self, req: u64, name: &str, item: u64) -> Answer {
         let Some(id) = self.accounts.get(name).map(|a| a.handle.id) else {
-            return Answer::one(ServerBody::Error {
-                req: Some(req),
-                reason: Reason::NotRegistered,
-                message: not_registered(name),
-            });
+            return Denial::Error.answer(req, Reason::NotRegistered, not_registered(name));
         };
         if self.remove_subscription(name, item) {
             self.records

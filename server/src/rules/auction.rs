@@ -1,6 +1,6 @@
 //! The rules of one auction, without I/O or clocks: what bid is acceptable, when the auction
 //! ends (including soft-close extensions), who won, and how proxy bids answer each other. The
-//! item task (`item.rs`) owns one of these and passes the current time in.
+//! item task (`item/`) owns one of these and passes the current time in.
 //!
 //! Proxy bidding (eBay-style): a bid may name a private maximum instead of an amount. The
 //! server then bids for that account, one increment above whoever challenges it, up to the

@@ -1,6 +1,6 @@
 //! The rules of one sale's settlement, without I/O or clocks (callers pass `now`): who may do
 //! what, when the buyer's time runs out, and who gets a second-chance offer. The settlement
-//! desk (`settle_desk.rs`) owns one of these per sold item, stores it whole after every
+//! desk (`settle/`) owns one of these per sold item, stores it whole after every
 //! change, and turns what happened into messages and notices.
 //!
 //! The buyer gives a shipping name and address, the seller a contact; each sees the other's

@@ -2,7 +2,6 @@
 //! through the desk, like an item channel.
 
 use auction_protocol::settle::{self};
-use auction_protocol::Reason;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -13,7 +12,7 @@ use tokio::time::timeout;
 use super::cmd::DeskCmd;
 use super::QUEUE;
 use crate::context::ServerContext;
-use crate::net::accept::{handshake, say_and_close};
+use crate::net::accept::handshake;
 use crate::net::lines::read_lines;
 
 /// One party's connection: the handshake (its own timeout), then lines in and out.
@@ -25,16 +24,8 @@ pub(super) async fn serve(
     desk: mpsc::Sender<DeskCmd>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let (tls, account) = match handshake(tcp, peer, &ctx).await {
-        Some((tls, Some(account))) => (tls, account),
-        Some((mut tls, None)) => {
-            // An `error` line reads the same on the settlement plane as on a channel.
-            let message = "this account has been deregistered".to_owned();
-            let timeout = ctx.config.write_timeout;
-            say_and_close(&mut tls, Reason::AccountGone, message, timeout).await;
-            return;
-        }
-        None => return,
+    let Some((tls, account)) = handshake(tcp, peer, &ctx).await else {
+        return;
     };
     let (reader, mut writer) = tokio::io::split(tls);
     let (queue_tx, mut queue_rx) = mpsc::channel(QUEUE);
