@@ -420,6 +420,26 @@ mod tests {
         };
         let got = gate.check(&signed(&alice, &for_bob), src(), t, &mut book);
         assert_eq!(reason(&got), Some(Reason::NotRegistered));
+        // A request with its own denial (PROTOCOL.md) is refused with it.
+        let subscribe = request(
+            6,
+            Some(cookie.clone()),
+            RequestBody::Subscribe {
+                account: "bob".into(),
+                item: 1,
+            },
+        );
+        let Gated::Reply(denied) = gate.check(&signed(&alice, &subscribe), src(), t, &mut book)
+        else {
+            panic!("an unknown account is refused");
+        };
+        assert!(matches!(
+            udp::decode_server(&denied).unwrap().body,
+            ServerBody::SubscriptionDenied {
+                reason: Reason::NotRegistered,
+                ..
+            }
+        ));
         let got = gate.check(&signed(&mallory, &ack(5)), src(), t, &mut book);
         assert_eq!(reason(&got), Some(Reason::BadSignature));
         // Signed by Alice: it passes, acting for her.

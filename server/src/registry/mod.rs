@@ -359,12 +359,14 @@ enum Denial {
 }
 
 impl Denial {
-    /// How the gate refuses a request for an account that does not exist.
-    fn at_gate(body: &RequestBody) -> Denial {
+    /// How a request of this kind is refused (PROTOCOL.md, "Requests").
+    fn of(body: &RequestBody) -> Denial {
         match body {
             RequestBody::Register { .. } => Denial::Register,
             RequestBody::Deregister { .. } => Denial::Deregister,
             RequestBody::Offer { .. } => Denial::Offer,
+            RequestBody::Subscribe { .. } => Denial::Subscribe,
+            RequestBody::Negotiate { .. } => Denial::Negotiate,
             _ => Denial::Error,
         }
     }
@@ -412,5 +414,5 @@ impl Denial {
 
 /// The refusal that matches the request's kind.
 fn deny(body: &RequestBody, req: u64, reason: Reason, message: String) -> Vec<u8> {
-    udp::encode(Denial::at_gate(body).body(req, reason, message))
+    udp::encode(Denial::of(body).body(req, reason, message))
 }
