@@ -13,12 +13,12 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
 
-/// How long a listener waits after a failed accept before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
 use crate::accounts::AccountHandle;
 use crate::context::ServerContext;
 use crate::tls::key_from_cert;
+
+/// How long a listener waits after a failed accept before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A client over the server's connection limit: finish the handshake (the client can only
 /// read a reason over TLS) and say `server-full`, if few refusals are in progress; otherwise
