@@ -10,11 +10,11 @@
 //! The schema, the checks on opening and the lock file are in `schema.rs`.
 
 use anyhow::{Context, Result};
-use auction_protocol::{Cents, PublicKey, Reason};
+use auction_protocol::Cents;
 use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,18 +24,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::rules::auction::Outcome;
-use crate::rules::settlement::{Party, Settlement};
+use crate::rules::settlement::Party;
 use crate::store::{
-    CommitObserver, CommitStats, Lsn, Negotiation, NoticeKind, NoticeRecord, Record, Snapshot,
-    Storage, StoredAccount, StoredItem, StoredNotice, StoredReply, UnsettledSale,
-    SETTLEMENT_NOTICES,
+    CommitObserver, CommitStats, Lsn, NoticeKind, NoticeRecord, Record, Snapshot, Storage,
 };
-use auction_protocol::settle::Shipping;
 
+use super::load::load;
 use super::schema::{lock_file, migrate, open_checked};
-
-/// Removed accounts whose replay windows are loaded at start (as the registry keeps in memory).
-const REMOVED_ACCOUNTS_LOADED: usize = 1024;
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,266 +222,6 @@ impl Drop for SqliteStorage {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-fn load(conn: &Connection) -> Result<Snapshot> {
-    let mut replies: HashMap<u64, Vec<StoredReply>> = HashMap::new();
-    let mut stmt =
-        conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, u64>(1)?,
-            r.get::<_, [u8; 32]>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (account, req, digest, answer) = row?;
-        replies
-            .entry(account)
-            .or_default()
-            .push((req, digest, answer));
-    }
-
-    let mut accounts = Vec::new();
-    let mut stmt = conn.prepare(
-        "SELECT id, name, public_key, notify_addr, removed_at IS NOT NULL, replay_floor
-         FROM accounts
-         WHERE removed_at IS NULL
-            OR id IN (SELECT id FROM accounts WHERE removed_at IS NOT NULL
-                      ORDER BY removed_at DESC, id DESC LIMIT ?1)
-         ORDER BY id",
-    )?;
-    let rows = stmt.query_map([REMOVED_ACCOUNTS_LOADED], |r| {
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, bool>(4)?,
-            r.get::<_, u64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, name, key, notify, removed, replay_floor) = row?;
-        let key = PublicKey::from_hex(&key)
-            .with_context(|| format!("account {id} has an unreadable public key"))?;
-        accounts.push(StoredAccount {
-            id,
-            name,
-            key,
-            notify: notify.and_then(|a| a.parse().ok()),
-            removed,
-            replay_floor,
-            replies: replies.remove(&id).unwrap_or_default(),
-        });
-    }
-
-    let mut bid_ids: HashMap<u64, Vec<_>> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.reason, b.message,
-                b.leading, b.max_cents
-         FROM bids b JOIN items i ON i.id = b.item
-         WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
-         ORDER BY b.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let accepted: bool = r.get(3)?;
-        let outcome = if accepted {
-            Outcome::Accepted {
-                amount: Cents(r.get(4)?),
-                ends_at: r.get::<_, Option<u64>>(5)?.unwrap_or(0),
-                leading: r.get::<_, Option<bool>>(8)?.unwrap_or(true),
-                max: r.get::<_, Option<u64>>(9)?.map(Cents),
-            }
-        } else {
-            let code: Option<String> = r.get(6)?;
-            Outcome::Rejected {
-                reason: code.map(|c| reason_from_code(&c)).unwrap_or(Reason::Other),
-                message: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-            }
-        };
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, u64>(1)?,
-            r.get::<_, String>(2)?,
-            outcome,
-        ))
-    })?;
-    for row in rows {
-        let (item, bidder, id, outcome) = row?;
-        bid_ids.entry(item).or_default().push((bidder, id, outcome));
-    }
-
-    let mut items = Vec::new();
-    let mut stmt = conn.prepare(
-        "SELECT i.id, i.seller, s.name, i.description, i.min_cents, i.ends_at, i.port,
-                i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents,
-                i.catalog_id, i.negotiate_at, i.negotiation
-         FROM items i
-         JOIN accounts s ON s.id = i.seller
-         LEFT JOIN accounts b ON b.id = i.highest_bidder
-         ORDER BY i.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let lead = match (
-            r.get::<_, Option<u64>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<u64>>(9)?,
-        ) {
-            (Some(bidder), Some(name), Some(amount)) => Some((
-                bidder,
-                name,
-                Cents(amount),
-                r.get::<_, Option<u64>>(11)?.map(Cents),
-            )),
-            _ => None,
-        };
-        Ok(StoredItem {
-            id: r.get(0)?,
-            seller: r.get(1)?,
-            seller_name: r.get(2)?,
-            description: r.get(3)?,
-            min: Cents(r.get(4)?),
-            ends_at: r.get(5)?,
-            port: r.get(6)?,
-            lead,
-            closed_at: r.get(10)?,
-            bid_ids: Vec::new(),
-            catalog_id: r.get(12)?,
-            negotiation: match r.get::<_, Option<String>>(14)?.as_deref() {
-                None => Negotiation::Due(r.get::<_, Option<u64>>(13)?.unwrap_or(u64::MAX)),
-                Some("asked") => Negotiation::Asked,
-                Some(_) => Negotiation::Done,
-            },
-        })
-    })?;
-    for row in rows {
-        let mut item = row?;
-        item.bid_ids = bid_ids.remove(&item.id).unwrap_or_default();
-        items.push(item);
-    }
-
-    let mut notices = Vec::new();
-    let mut stmt = conn
-        .prepare("SELECT id, account, datagram FROM notices WHERE acked_at IS NULL ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(StoredNotice {
-            id: r.get(0)?,
-            account: r.get(1)?,
-            datagram: r.get(2)?,
-        })
-    })?;
-    for row in rows {
-        notices.push(row?);
-    }
-
-    let next_account: u64 =
-        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM accounts", [], |r| {
-            r.get(0)
-        })?;
-    let next_item: u64 = conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM items", [], |r| {
-        r.get(0)
-    })?;
-    let subscriptions = conn
-        .prepare("SELECT account, item FROM subscriptions ORDER BY account, item")?
-        .query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_session: u64 = conn.query_row(
-        "SELECT coalesce(max(id), 0) + 1 FROM channel_sessions",
-        [],
-        |r| r.get(0),
-    )?;
-    let (settlements, unsettled) = load_settlements(conn)?;
-    let next_notice: u64 = conn.query_row(
-        "SELECT max(coalesce(max(id) + 1, 0), ?1) FROM notices WHERE id >= ?1",
-        [SETTLEMENT_NOTICES],
-        |r| r.get(0),
-    )?;
-    Ok(Snapshot {
-        accounts,
-        items,
-        notices,
-        next_account,
-        next_item,
-        next_session,
-        subscriptions,
-        settlements,
-        unsettled,
-        next_notice,
-    })
-}
-
-/// Every stored settlement, and the sold items that have none yet.
-fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<UnsettledSale>)> {
-    let mut stmt = conn.prepare(
-        "SELECT s.item, i.description, i.seller, sa.name, s.buyer, b.name, s.amount_cents,
-                s.deadline, s.ship_name, s.ship_address, s.seller_contact,
-                s.offer_to, o.name, s.offer_cents, s.passed
-         FROM settlements s
-         JOIN items i ON i.id = s.item
-         JOIN accounts sa ON sa.id = i.seller
-         LEFT JOIN accounts b ON b.id = s.buyer
-         LEFT JOIN accounts o ON o.id = s.offer_to
-         ORDER BY s.item",
-    )?;
-    let party = |id: Option<u64>, name: Option<String>| match (id, name) {
-        (Some(id), Some(name)) => Some(Party { id, name }),
-        _ => None,
-    };
-    let rows = stmt.query_map([], |r| {
-        let shipping = match (
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<String>>(9)?,
-        ) {
-            (Some(name), Some(address)) => Some(Shipping { name, address }),
-            _ => None,
-        };
-        let offer = party(r.get(11)?, r.get(12)?).zip(r.get::<_, Option<u64>>(13)?.map(Cents));
-        Ok(Settlement {
-            item: r.get(0)?,
-            description: r.get(1)?,
-            seller: Party {
-                id: r.get(2)?,
-                name: r.get(3)?,
-            },
-            buyer: party(r.get(4)?, r.get(5)?),
-            amount: Cents(r.get(6)?),
-            deadline: r.get(7)?,
-            shipping,
-            contact: r.get(10)?,
-            offer,
-            passed: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
-        })
-    })?;
-    let settlements = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT i.id, i.description, i.seller, sa.name, i.winner, w.name, i.price_cents,
-                i.closed_at
-         FROM items i
-         JOIN accounts sa ON sa.id = i.seller
-         JOIN accounts w ON w.id = i.winner
-         WHERE i.closed_at IS NOT NULL AND i.winner IS NOT NULL
-           AND i.id NOT IN (SELECT item FROM settlements)
-         ORDER BY i.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(UnsettledSale {
-            item: r.get(0)?,
-            description: r.get(1)?,
-            seller: (r.get(2)?, r.get(3)?),
-            buyer: (r.get(4)?, r.get(5)?),
-            amount: Cents(r.get(6)?),
-            closed_at: r.get(7)?,
-        })
-    })?;
-    let unsettled = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((settlements, unsettled))
-}
-
-fn reason_from_code(code: &str) -> Reason {
-    serde_json::from_value(serde_json::Value::String(code.to_owned())).unwrap_or(Reason::Other)
 }
 
 fn write_loop(mut conn: Connection, shared: &Shared, options: SqliteOptions) {
@@ -842,7 +577,7 @@ pub fn query_one<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NoticeRecord;
+    use auction_protocol::{PublicKey, Reason};
 
     fn record_set() -> Vec<Record> {
         let key = PublicKey([7; 32]);
