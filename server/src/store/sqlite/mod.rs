@@ -9,16 +9,19 @@
 //!
 //! By file: `schema.rs` checks and migrates the file and holds the lock; `load.rs` reads the
 //! snapshot at start; `writer.rs` is the queue and the writer thread; `write.rs` turns each
-//! record into SQL.
+//! record into SQL; `status.rs` reads for `auction-server status`, from another process.
 
 mod load;
 mod schema;
+pub(crate) mod status;
 mod write;
 mod writer;
 
+pub use status::query_one;
+
 use anyhow::{Context, Result};
 use auction_protocol::Cents;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -153,12 +156,6 @@ impl Drop for SqliteStorage {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// Reads one value, for tests and tools that inspect a database.
-pub fn query_one<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> Result<Option<T>> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(conn.query_row(sql, [], |r| r.get(0)).optional()?)
 }
 
 #[cfg(test)]
