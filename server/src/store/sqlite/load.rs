@@ -279,3 +279,317 @@ fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<Unsettled
 fn reason_from_code(code: &str) -> Reason {
     serde_json::from_value(serde_json::Value::String(code.to_owned())).unwrap_or(Reason::Other)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::auction::Outcome;
+    use crate::rules::settlement::{Party, Settlement};
+    use crate::store::sqlite::{SqliteOptions, SqliteStorage};
+    use crate::store::{
+        Negotiation, NoticeKind, NoticeRecord, Record, Storage, SETTLEMENT_NOTICES,
+    };
+    use auction_protocol::settle::Shipping;
+    use auction_protocol::{Cents, PublicKey};
+
+    fn notice(id: u64, account: u64, item: u64, kind: &'static str) -> NoticeRecord {
+        NoticeRecord {
+            id,
+            account,
+            item,
+            kind,
+            datagram: format!("notice {id}").into_bytes(),
+        }
+    }
+
+    fn offered(item: u64, seller: u64, description: &str, min: u64, at: u64) -> Record {
+        Record::ItemOffered {
+            item,
+            seller,
+            description: description.into(),
+            min: Cents(min),
+            ends_at: at + 9_000,
+            port: 4000 + item as u16,
+            at,
+            catalog_id: (item == 1).then(|| "lot-1".into()),
+        }
+    }
+
+    fn bid(item: u64, bidder: u64, amount: u64, max: Option<u64>, bid_id: Option<&str>) -> Record {
+        Record::Bid {
+            item,
+            bidder,
+            amount: Cents(amount),
+            bid_id: bid_id.map(Into::into),
+            outcome: Outcome::Accepted {
+                amount: Cents(amount),
+                ends_at: 11_000 + item,
+                leading: true,
+                max: max.map(Cents),
+            },
+            lead: Some((bidder, Cents(amount), max.map(Cents))),
+            at: 5_000,
+        }
+    }
+
+    fn party(id: u64, name: &str) -> Party {
+        Party {
+            id,
+            name: name.into(),
+        }
+    }
+
+    /// Every field of the snapshot, each with a value no other field has, so that a column read
+    /// into the wrong field shows.
+    #[test]
+    fn every_field_comes_back_from_its_own_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let settlement = Settlement {
+            item: 4,
+            description: "desk".into(),
+            seller: party(2, "bob"),
+            buyer: Some(party(1, "ann")),
+            amount: Cents(330),
+            deadline: Some(50_000),
+            shipping: Some(Shipping {
+                name: "Ann A.".into(),
+                address: "1 Road".into(),
+            }),
+            contact: Some("bob@example.org".into()),
+            offer: Some((party(3, "cat"), Cents(320))),
+            passed: vec![1, 3],
+        };
+        {
+            let (storage, _) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+            let account = |id: u64, name: &str, notify: Option<&str>| Record::AccountCreated {
+                id,
+                name: name.into(),
+                key: PublicKey([id as u8; 32]),
+                notify: notify.map(|n| n.parse().unwrap()),
+                at: id,
+            };
+            storage.append(vec![
+                account(1, "ann", Some("127.0.0.1:5001")),
+                account(2, "bob", Some("127.0.0.1:5002")),
+                account(3, "cat", None),
+                Record::Replied {
+                    account: 1,
+                    req: 10,
+                    digest: [3; 32],
+                    answer: b"ten".to_vec(),
+                    floor: 0,
+                },
+                Record::Replied {
+                    account: 3,
+                    req: 20,
+                    digest: [4; 32],
+                    answer: b"twenty".to_vec(),
+                    floor: 19,
+                },
+                Record::AccountRemoved { id: 3, at: 9 },
+                offered(1, 1, "lamp", 100, 1_000),
+                offered(2, 1, "vase", 200, 2_000),
+                offered(3, 2, "clock", 300, 3_000),
+                offered(4, 2, "desk", 310, 4_000),
+                bid(1, 2, 150, Some(400), Some("b1")),
+                Record::NegotiationAsked {
+                    item: 2,
+                    notice: notice(NoticeKind::NegotiateReq.id(2), 1, 2, "negotiate-req"),
+                    at: 6_000,
+                },
+                Record::Subscribed {
+                    account: 2,
+                    item: 2,
+                },
+                bid(3, 1, 350, None, None),
+                Record::ItemClosed {
+                    item: 3,
+                    winner: Some((1, Cents(350))),
+                    notices: vec![
+                        notice(NoticeKind::Win.id(3), 1, 3, "win"),
+                        notice(NoticeKind::Sold.id(3), 2, 3, "sold"),
+                    ],
+                    at: 31_000,
+                },
+                bid(4, 1, 330, None, None),
+                Record::ItemClosed {
+                    item: 4,
+                    winner: Some((1, Cents(330))),
+                    notices: Vec::new(),
+                    at: 41_000,
+                },
+                Record::Settlement {
+                    settlement: settlement.clone(),
+                    notices: vec![notice(SETTLEMENT_NOTICES + 5, 1, 4, "settle")],
+                    at: 42_000,
+                },
+                Record::ChannelOpened {
+                    session: 7,
+                    item: 1,
+                    account: 2,
+                    peer: "127.0.0.1:6000".parse().unwrap(),
+                    at: 5_000,
+                },
+            ]);
+            storage.close();
+            assert!(storage.failure().is_none(), "{:?}", storage.failure());
+            assert_eq!(
+                storage.best_bids(1).unwrap(),
+                vec![(party(2, "bob"), Cents(150))]
+            );
+        }
+        let (_storage, snap) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+
+        let accounts: Vec<_> = snap
+            .accounts
+            .iter()
+            .map(|a| {
+                let notify = a.notify.map(|n| n.to_string());
+                (
+                    a.id,
+                    a.name.as_str(),
+                    a.key,
+                    notify,
+                    a.removed,
+                    a.replay_floor,
+                )
+            })
+            .collect();
+        assert_eq!(
+            accounts,
+            vec![
+                (
+                    1,
+                    "ann",
+                    PublicKey([1; 32]),
+                    Some("127.0.0.1:5001".into()),
+                    false,
+                    0
+                ),
+                (
+                    2,
+                    "bob",
+                    PublicKey([2; 32]),
+                    Some("127.0.0.1:5002".into()),
+                    false,
+                    0
+                ),
+                (3, "cat", PublicKey([3; 32]), None, true, 19),
+            ]
+        );
+        assert_eq!(
+            snap.accounts[0].replies,
+            vec![(10, [3; 32], b"ten".to_vec())]
+        );
+        assert_eq!(
+            snap.accounts[2].replies,
+            vec![(20, [4; 32], b"twenty".to_vec())]
+        );
+
+        let [lamp, vase, clock, desk] = &snap.items[..] else {
+            panic!("{:?}", snap.items);
+        };
+        assert_eq!(
+            (
+                lamp.id,
+                lamp.seller,
+                lamp.seller_name.as_str(),
+                lamp.description.as_str()
+            ),
+            (1, 1, "ann", "lamp")
+        );
+        assert_eq!(
+            (lamp.min, lamp.ends_at, lamp.port),
+            (Cents(100), 11_001, 4001)
+        );
+        assert_eq!(
+            lamp.lead,
+            Some((2, "bob".into(), Cents(150), Some(Cents(400))))
+        );
+        assert_eq!(lamp.closed_at, None);
+        assert_eq!(lamp.catalog_id.as_deref(), Some("lot-1"));
+        assert_eq!(lamp.negotiation, Negotiation::Due(5_500));
+        assert_eq!(
+            lamp.bid_ids,
+            vec![(
+                2,
+                "b1".into(),
+                Outcome::Accepted {
+                    amount: Cents(150),
+                    ends_at: 11_001,
+                    leading: true,
+                    max: Some(Cents(400)),
+                }
+            )]
+        );
+        assert_eq!(
+            (
+                vase.min,
+                vase.ends_at,
+                vase.port,
+                vase.catalog_id.as_deref()
+            ),
+            (Cents(200), 11_000, 4002, None)
+        );
+        assert_eq!(
+            (vase.lead.clone(), vase.negotiation),
+            (None, Negotiation::Asked)
+        );
+        assert_eq!(
+            (
+                clock.seller_name.as_str(),
+                clock.closed_at,
+                clock.lead.clone()
+            ),
+            (
+                "bob",
+                Some(31_000),
+                Some((1, "ann".into(), Cents(350), None))
+            )
+        );
+        assert!(clock.bid_ids.is_empty(), "closed items need no bid ids");
+        assert_eq!(desk.closed_at, Some(41_000));
+
+        let notices: Vec<_> = snap
+            .notices
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    n.account,
+                    String::from_utf8(n.datagram.clone()).unwrap(),
+                )
+            })
+            .collect();
+        let expected: Vec<_> = [(11, 1), (12, 1), (13, 2), (SETTLEMENT_NOTICES + 5, 1)]
+            .into_iter()
+            .map(|(id, account)| (id, account, format!("notice {id}")))
+            .collect();
+        assert_eq!(notices, expected);
+
+        assert_eq!(snap.settlements, vec![settlement]);
+        let [sale] = &snap.unsettled[..] else {
+            panic!("{:?}", snap.unsettled);
+        };
+        assert_eq!(
+            (
+                sale.item,
+                sale.description.as_str(),
+                sale.amount,
+                sale.closed_at
+            ),
+            (3, "clock", Cents(350), 31_000)
+        );
+        assert_eq!(
+            (sale.seller.clone(), sale.buyer.clone()),
+            ((2, "bob".into()), (1, "ann".into()))
+        );
+
+        assert_eq!(snap.subscriptions, vec![(2, 2)]);
+        assert_eq!(
+            (snap.next_account, snap.next_item, snap.next_session),
+            (4, 5, 8)
+        );
+        assert_eq!(snap.next_notice, SETTLEMENT_NOTICES + 6);
+    }
+}
