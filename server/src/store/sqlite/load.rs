@@ -1,6 +1,9 @@
 //! Reading the database back at start: everything the server needs to carry on, as a
 //! [`Snapshot`]. Runs once, in `open`, on the connection the writer thread is about to own,
 //! before any task exists; nothing waits for it but the start.
+//!
+//! Columns are read by name, with an `AS` wherever two would share one (two accounts' names)
+//! or a value is computed, so reordering a SELECT cannot move a value into another field.
 
 use anyhow::{Context, Result};
 use auction_protocol::settle::Shipping;
@@ -8,6 +11,7 @@ use auction_protocol::{Cents, PublicKey, Reason};
 use rusqlite::Connection;
 use std::collections::HashMap;
 
+use crate::accounts::AccountId;
 use crate::rules::auction::Outcome;
 use crate::rules::settlement::{Party, Settlement};
 use crate::store::{
@@ -20,28 +24,11 @@ const REMOVED_ACCOUNTS_LOADED: usize = 1024;
 
 /// Everything committed that the server needs to resume.
 pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
-    let mut replies: HashMap<u64, Vec<StoredReply>> = HashMap::new();
-    let mut stmt =
-        conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, u64>(1)?,
-            r.get::<_, [u8; 32]>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (account, req, digest, answer) = row?;
-        replies
-            .entry(account)
-            .or_default()
-            .push((req, digest, answer));
-    }
-
+    let mut replies = load_replies(conn)?;
     let mut accounts = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT id, name, public_key, notify_addr, removed_at IS NOT NULL, replay_floor
+        "SELECT id, name, public_key, notify_addr, removed_at IS NOT NULL AS removed,
+                replay_floor
          FROM accounts
          WHERE removed_at IS NULL
             OR id IN (SELECT id FROM accounts WHERE removed_at IS NOT NULL
@@ -50,12 +37,12 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
     )?;
     let rows = stmt.query_map([REMOVED_ACCOUNTS_LOADED], |r| {
         Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, bool>(4)?,
-            r.get::<_, u64>(5)?,
+            r.get::<_, u64>("id")?,
+            r.get::<_, String>("name")?,
+            r.get::<_, String>("public_key")?,
+            r.get::<_, Option<String>>("notify_addr")?,
+            r.get::<_, bool>("removed")?,
+            r.get::<_, u64>("replay_floor")?,
         ))
     })?;
     for row in rows {
@@ -73,47 +60,12 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
         });
     }
 
-    let mut bid_ids: HashMap<u64, Vec<_>> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.reason, b.message,
-                b.leading, b.max_cents
-         FROM bids b JOIN items i ON i.id = b.item
-         WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
-         ORDER BY b.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let accepted: bool = r.get(3)?;
-        let outcome = if accepted {
-            Outcome::Accepted {
-                amount: Cents(r.get(4)?),
-                ends_at: r.get::<_, Option<u64>>(5)?.unwrap_or(0),
-                leading: r.get::<_, Option<bool>>(8)?.unwrap_or(true),
-                max: r.get::<_, Option<u64>>(9)?.map(Cents),
-            }
-        } else {
-            let code: Option<String> = r.get(6)?;
-            Outcome::Rejected {
-                reason: code.map(|c| reason_from_code(&c)).unwrap_or(Reason::Other),
-                message: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-            }
-        };
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, u64>(1)?,
-            r.get::<_, String>(2)?,
-            outcome,
-        ))
-    })?;
-    for row in rows {
-        let (item, bidder, id, outcome) = row?;
-        bid_ids.entry(item).or_default().push((bidder, id, outcome));
-    }
-
+    let mut bid_ids = load_bid_ids(conn)?;
     let mut items = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT i.id, i.seller, s.name, i.description, i.min_cents, i.ends_at, i.port,
-                i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents,
-                i.catalog_id, i.negotiate_at, i.negotiation
+        "SELECT i.id, i.seller, s.name AS seller_name, i.description, i.min_cents, i.ends_at,
+                i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
+                i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -121,32 +73,34 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
     )?;
     let rows = stmt.query_map([], |r| {
         let lead = match (
-            r.get::<_, Option<u64>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<u64>>(9)?,
+            r.get::<_, Option<u64>>("highest_bidder")?,
+            r.get::<_, Option<String>>("highest_bidder_name")?,
+            r.get::<_, Option<u64>>("highest_cents")?,
         ) {
             (Some(bidder), Some(name), Some(amount)) => Some((
                 bidder,
                 name,
                 Cents(amount),
-                r.get::<_, Option<u64>>(11)?.map(Cents),
+                r.get::<_, Option<u64>>("lead_max_cents")?.map(Cents),
             )),
             _ => None,
         };
         Ok(StoredItem {
-            id: r.get(0)?,
-            seller: r.get(1)?,
-            seller_name: r.get(2)?,
-            description: r.get(3)?,
-            min: Cents(r.get(4)?),
-            ends_at: r.get(5)?,
-            port: r.get(6)?,
+            id: r.get("id")?,
+            seller: r.get("seller")?,
+            seller_name: r.get("seller_name")?,
+            description: r.get("description")?,
+            min: Cents(r.get("min_cents")?),
+            ends_at: r.get("ends_at")?,
+            port: r.get("port")?,
             lead,
-            closed_at: r.get(10)?,
+            closed_at: r.get("closed_at")?,
             bid_ids: Vec::new(),
-            catalog_id: r.get(12)?,
-            negotiation: match r.get::<_, Option<String>>(14)?.as_deref() {
-                None => Negotiation::Due(r.get::<_, Option<u64>>(13)?.unwrap_or(u64::MAX)),
+            catalog_id: r.get("catalog_id")?,
+            negotiation: match r.get::<_, Option<String>>("negotiation")?.as_deref() {
+                None => {
+                    Negotiation::Due(r.get::<_, Option<u64>>("negotiate_at")?.unwrap_or(u64::MAX))
+                }
                 Some("asked") => Negotiation::Asked,
                 Some(_) => Negotiation::Done,
             },
@@ -158,62 +112,105 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
         items.push(item);
     }
 
-    let mut notices = Vec::new();
-    let mut stmt = conn
-        .prepare("SELECT id, account, datagram FROM notices WHERE acked_at IS NULL ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(StoredNotice {
-            id: r.get(0)?,
-            account: r.get(1)?,
-            datagram: r.get(2)?,
-        })
-    })?;
-    for row in rows {
-        notices.push(row?);
-    }
-
-    let next_account: u64 =
-        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM accounts", [], |r| {
-            r.get(0)
-        })?;
-    let next_item: u64 = conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM items", [], |r| {
-        r.get(0)
-    })?;
+    let notices = conn
+        .prepare("SELECT id, account, datagram FROM notices WHERE acked_at IS NULL ORDER BY id")?
+        .query_map([], |r| {
+            Ok(StoredNotice {
+                id: r.get("id")?,
+                account: r.get("account")?,
+                datagram: r.get("datagram")?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let subscriptions = conn
         .prepare("SELECT account, item FROM subscriptions ORDER BY account, item")?
-        .query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
+        .query_map([], |r| Ok((r.get("account")?, r.get("item")?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_session: u64 = conn.query_row(
-        "SELECT coalesce(max(id), 0) + 1 FROM channel_sessions",
-        [],
-        |r| r.get(0),
-    )?;
     let (settlements, unsettled) = load_settlements(conn)?;
-    let next_notice: u64 = conn.query_row(
-        "SELECT max(coalesce(max(id) + 1, 0), ?1) FROM notices WHERE id >= ?1",
-        [SETTLEMENT_NOTICES],
-        |r| r.get(0),
-    )?;
+    let next = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, u64>("next"));
     Ok(Snapshot {
         accounts,
         items,
         notices,
-        next_account,
-        next_item,
-        next_session,
+        next_account: next("SELECT coalesce(max(id), 0) + 1 AS next FROM accounts")?,
+        next_item: next("SELECT coalesce(max(id), 0) + 1 AS next FROM items")?,
+        next_session: next("SELECT coalesce(max(id), 0) + 1 AS next FROM channel_sessions")?,
         subscriptions,
         settlements,
         unsettled,
-        next_notice,
+        next_notice: conn.query_row(
+            "SELECT max(coalesce(max(id) + 1, 0), ?1) AS next FROM notices WHERE id >= ?1",
+            [SETTLEMENT_NOTICES],
+            |r| r.get("next"),
+        )?,
     })
+}
+
+/// Every account's replay window, by ascending request number.
+fn load_replies(conn: &Connection) -> Result<HashMap<AccountId, Vec<StoredReply>>> {
+    let mut replies: HashMap<AccountId, Vec<StoredReply>> = HashMap::new();
+    let mut stmt =
+        conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, AccountId>("account")?,
+            (r.get("req")?, r.get("digest")?, r.get("answer")?),
+        ))
+    })?;
+    for row in rows {
+        let (account, reply) = row?;
+        replies.entry(account).or_default().push(reply);
+    }
+    Ok(replies)
+}
+
+/// By item: each bidder's bid ids with their first answers (as in [`StoredItem::bid_ids`]).
+type BidIds = HashMap<u64, Vec<(AccountId, String, Outcome)>>;
+
+/// The first answer to every bid id on each open item, in the order they were given.
+fn load_bid_ids(conn: &Connection) -> Result<BidIds> {
+    let mut bid_ids = BidIds::new();
+    let mut stmt = conn.prepare(
+        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.leading,
+                b.max_cents, b.reason, b.message
+         FROM bids b JOIN items i ON i.id = b.item
+         WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
+         ORDER BY b.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let outcome = if r.get::<_, bool>("accepted")? {
+            Outcome::Accepted {
+                amount: Cents(r.get("amount_cents")?),
+                ends_at: r.get::<_, Option<u64>>("ends_at")?.unwrap_or(0),
+                leading: r.get::<_, Option<bool>>("leading")?.unwrap_or(true),
+                max: r.get::<_, Option<u64>>("max_cents")?.map(Cents),
+            }
+        } else {
+            let code: Option<String> = r.get("reason")?;
+            Outcome::Rejected {
+                reason: code.map(|c| reason_from_code(&c)).unwrap_or(Reason::Other),
+                message: r.get::<_, Option<String>>("message")?.unwrap_or_default(),
+            }
+        };
+        Ok((
+            r.get::<_, u64>("item")?,
+            (r.get("bidder")?, r.get("bid_id")?, outcome),
+        ))
+    })?;
+    for row in rows {
+        let (item, bid) = row?;
+        bid_ids.entry(item).or_default().push(bid);
+    }
+    Ok(bid_ids)
 }
 
 /// Every stored settlement, and the sold items that have none yet.
 fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<UnsettledSale>)> {
     let mut stmt = conn.prepare(
-        "SELECT s.item, i.description, i.seller, sa.name, s.buyer, b.name, s.amount_cents,
-                s.deadline, s.ship_name, s.ship_address, s.seller_contact,
-                s.offer_to, o.name, s.offer_cents, s.passed
+        "SELECT s.item, i.description, i.seller, sa.name AS seller_name,
+                s.buyer, b.name AS buyer_name, s.amount_cents, s.deadline,
+                s.ship_name, s.ship_address, s.seller_contact,
+                s.offer_to, o.name AS offer_to_name, s.offer_cents, s.passed
          FROM settlements s
          JOIN items i ON i.id = s.item
          JOIN accounts sa ON sa.id = i.seller
@@ -226,34 +223,32 @@ fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<Unsettled
         _ => None,
     };
     let rows = stmt.query_map([], |r| {
-        let shipping = match (
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<String>>(9)?,
-        ) {
+        let shipping = match (r.get("ship_name")?, r.get("ship_address")?) {
             (Some(name), Some(address)) => Some(Shipping { name, address }),
             _ => None,
         };
-        let offer = party(r.get(11)?, r.get(12)?).zip(r.get::<_, Option<u64>>(13)?.map(Cents));
+        let offer = party(r.get("offer_to")?, r.get("offer_to_name")?)
+            .zip(r.get::<_, Option<u64>>("offer_cents")?.map(Cents));
         Ok(Settlement {
-            item: r.get(0)?,
-            description: r.get(1)?,
+            item: r.get("item")?,
+            description: r.get("description")?,
             seller: Party {
-                id: r.get(2)?,
-                name: r.get(3)?,
+                id: r.get("seller")?,
+                name: r.get("seller_name")?,
             },
-            buyer: party(r.get(4)?, r.get(5)?),
-            amount: Cents(r.get(6)?),
-            deadline: r.get(7)?,
+            buyer: party(r.get("buyer")?, r.get("buyer_name")?),
+            amount: Cents(r.get("amount_cents")?),
+            deadline: r.get("deadline")?,
             shipping,
-            contact: r.get(10)?,
+            contact: r.get("seller_contact")?,
             offer,
-            passed: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
+            passed: serde_json::from_str(&r.get::<_, String>("passed")?).unwrap_or_default(),
         })
     })?;
     let settlements = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare(
-        "SELECT i.id, i.description, i.seller, sa.name, i.winner, w.name, i.price_cents,
-                i.closed_at
+        "SELECT i.id, i.description, i.seller, sa.name AS seller_name,
+                i.winner, w.name AS winner_name, i.price_cents, i.closed_at
          FROM items i
          JOIN accounts sa ON sa.id = i.seller
          JOIN accounts w ON w.id = i.winner
@@ -263,12 +258,12 @@ fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<Unsettled
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(UnsettledSale {
-            item: r.get(0)?,
-            description: r.get(1)?,
-            seller: (r.get(2)?, r.get(3)?),
-            buyer: (r.get(4)?, r.get(5)?),
-            amount: Cents(r.get(6)?),
-            closed_at: r.get(7)?,
+            item: r.get("id")?,
+            description: r.get("description")?,
+            seller: (r.get("seller")?, r.get("seller_name")?),
+            buyer: (r.get("winner")?, r.get("winner_name")?),
+            amount: Cents(r.get("price_cents")?),
+            closed_at: r.get("closed_at")?,
         })
     })?;
     let unsettled = rows.collect::<rusqlite::Result<Vec<_>>>()?;

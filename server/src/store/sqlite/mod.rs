@@ -130,10 +130,10 @@ impl Storage for SqliteStorage {
         let rows = stmt.query_map([item], |r| {
             Ok((
                 Party {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
+                    id: r.get("bidder")?,
+                    name: r.get("name")?,
                 },
-                Cents(r.get(2)?),
+                Cents(r.get("best")?),
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

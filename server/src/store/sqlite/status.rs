@@ -39,45 +39,48 @@ pub(crate) fn read(db: &Path) -> Result<Report> {
     let accounts = conn
         .prepare(
             "SELECT a.name, a.created_at, a.notify_addr,
-                    (SELECT count(*) FROM items i WHERE i.seller = a.id AND i.closed_at IS NULL),
+                    (SELECT count(*) FROM items i WHERE i.seller = a.id AND i.closed_at IS NULL)
+                        AS open_items,
                     (SELECT count(*) FROM notices n WHERE n.account = a.id AND n.acked_at IS NULL)
+                        AS pending_notices
              FROM accounts a WHERE a.removed_at IS NULL ORDER BY a.name",
         )?
         .query_map([], |r| {
             Ok(AccountRow {
-                name: r.get(0)?,
-                created_at: r.get(1)?,
-                notify: r.get(2)?,
-                open_items: r.get(3)?,
-                pending_notices: r.get(4)?,
+                name: r.get("name")?,
+                created_at: r.get("created_at")?,
+                notify: r.get("notify_addr")?,
+                open_items: r.get("open_items")?,
+                pending_notices: r.get("pending_notices")?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut open_items = conn
         .prepare(
-            "SELECT i.id, i.description, s.name, i.min_cents, i.highest_cents, b.name, i.ends_at,
+            "SELECT i.id, i.description, s.name AS seller, i.min_cents, i.highest_cents,
+                    b.name AS bidder, i.ends_at,
                     (SELECT count(*) FROM channel_sessions c
-                     WHERE c.item = i.id AND c.disconnected_at IS NULL)
+                     WHERE c.item = i.id AND c.disconnected_at IS NULL) AS connected
              FROM items i JOIN accounts s ON s.id = i.seller
              LEFT JOIN accounts b ON b.id = i.highest_bidder
              WHERE i.closed_at IS NULL ORDER BY i.id",
         )?
         .query_map([], |r| {
             Ok(ItemRow {
-                item: r.get(0)?,
-                description: r.get(1)?,
-                seller: r.get(2)?,
-                min: r.get(3)?,
-                highest: r.get(4)?,
-                bidder: r.get(5)?,
-                ends_at: r.get(6)?,
-                connected: r.get(7)?,
+                item: r.get("id")?,
+                description: r.get("description")?,
+                seller: r.get("seller")?,
+                min: r.get("min_cents")?,
+                highest: r.get("highest_cents")?,
+                bidder: r.get("bidder")?,
+                ends_at: r.get("ends_at")?,
+                connected: r.get("connected")?,
                 connections: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut sessions = conn.prepare(
-        "SELECT a.name, c.peer, c.connected_at, c.disconnected_at
+        "SELECT a.name AS bidder, c.peer, c.connected_at, c.disconnected_at
          FROM channel_sessions c JOIN accounts a ON a.id = c.account
          WHERE c.item = ?1 ORDER BY c.id DESC LIMIT ?2",
     )?;
@@ -85,10 +88,10 @@ pub(crate) fn read(db: &Path) -> Result<Report> {
         item.connections = sessions
             .query_map(rusqlite::params![item.item, CONNECTIONS_PER_ITEM], |r| {
                 Ok(ConnectionRow {
-                    bidder: r.get(0)?,
-                    peer: r.get(1)?,
-                    connected_at: r.get(2)?,
-                    disconnected_at: r.get(3)?,
+                    bidder: r.get("bidder")?,
+                    peer: r.get("peer")?,
+                    connected_at: r.get("connected_at")?,
+                    disconnected_at: r.get("disconnected_at")?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
