@@ -116,6 +116,7 @@ impl Registry {
         let id = self.next_item;
         let now = unix_ms();
         let ends_at = now + duration * 1000;
+        let negotiate_at = auction::negotiate_at(now, ends_at);
         self.records.push(Record::ItemOffered {
             item: id,
             seller: seller.id,
@@ -125,6 +126,7 @@ impl Registry {
             port,
             at: now,
             catalog_id: catalog_id.clone(),
+            negotiate_at,
         });
         self.next_item += 1;
         let spec = ItemSpec {
@@ -138,7 +140,6 @@ impl Registry {
             bid_ids: Vec::new(),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
-        let negotiate_at = auction::negotiate_at(now, ends_at);
         self.negotiations.insert((negotiate_at, id));
         self.items
             .insert(id, Entry::running(handle, Negotiation::Due(negotiate_at)));

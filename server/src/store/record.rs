@@ -51,6 +51,9 @@ pub enum Record {
         at: u64,
         /// The `--catalog` entry it was offered for.
         catalog_id: Option<String>,
+        /// When its seller is to be offered a lower minimum if it has had no bid by then
+        /// (Unix ms; see `rules::auction::negotiate_at`).
+        negotiate_at: u64,
     },
     /// An open item came back after a restart: new end (grace period) and channel port.
     ItemResumed {

@@ -306,6 +306,8 @@ mod tests {
             port: 4000 + item as u16,
             at,
             catalog_id: (item == 1).then(|| "lot-1".into()),
+            // Not what `rules::auction::negotiate_at` would say: storage keeps what it is given.
+            negotiate_at: at + 4_321,
         }
     }
 
@@ -503,7 +505,7 @@ mod tests {
         );
         assert_eq!(lamp.closed_at, None);
         assert_eq!(lamp.catalog_id.as_deref(), Some("lot-1"));
-        assert_eq!(lamp.negotiation, Negotiation::Due(5_500));
+        assert_eq!(lamp.negotiation, Negotiation::Due(5_321));
         assert_eq!(
             lamp.bid_ids,
             vec![(

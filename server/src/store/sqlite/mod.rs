@@ -199,6 +199,7 @@ pub(super) mod tests {
                 port: 4000,
                 at: 1,
                 catalog_id: Some("lot-1".into()),
+                negotiate_at: 500,
             },
             Record::Bid {
                 item: 1,

@@ -43,6 +43,7 @@ pub(super) fn write(tx: &Transaction<'_>, record: &Record) -> Result {
             port,
             at,
             catalog_id,
+            negotiate_at,
         } => item_offered(
             tx,
             *item,
@@ -53,6 +54,7 @@ pub(super) fn write(tx: &Transaction<'_>, record: &Record) -> Result {
             *port,
             *at,
             catalog_id.as_deref(),
+            *negotiate_at,
         ),
         Record::ItemResumed {
             item,
@@ -180,6 +182,7 @@ fn item_offered(
     port: u16,
     at: u64,
     catalog_id: Option<&str>,
+    negotiate_at: u64,
 ) -> Result {
     tx.prepare_cached(
         "INSERT INTO items (id, seller, description, min_cents, ends_at, port, offered_at,
@@ -195,7 +198,7 @@ fn item_offered(
         port,
         at,
         catalog_id,
-        crate::rules::auction::negotiate_at(at, ends_at)
+        negotiate_at
     ])?;
     Ok(())
 }
