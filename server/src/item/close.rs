@@ -72,12 +72,17 @@ impl ItemTask {
     pub(super) async fn close(mut self) {
         let lead = self.auction.lead().cloned();
         let notices = self.notices(lead.as_ref());
-        let lsn = self.ctx.storage.append(vec![Record::ItemClosed {
-            item: self.id,
-            winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
-            notices: notices.clone(),
-            at: unix_ms(),
-        }]);
+        let at = unix_ms();
+        let lsn = self.ctx.storage.append(vec![
+            Record::ItemClosed {
+                item: self.id,
+                winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
+                notices: notices.clone(),
+                at,
+            },
+            // An unanswered negotiation request no longer matters.
+            Record::negotiate_req_acked(self.id, at),
+        ]);
         if !wait_durable(&*self.ctx.storage, lsn).await {
             // The server is stopping for it; the item closes again after the restart.
             tracing::error!("could not store the auction result");

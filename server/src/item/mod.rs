@@ -274,11 +274,14 @@ impl ItemTask {
                 let now = unix_ms();
                 let result = self.auction.lower_min(min, now);
                 if result.is_ok() {
-                    self.ctx.storage.append(vec![Record::Negotiated {
-                        item: self.id,
-                        min: Some(min),
-                        at: now,
-                    }]);
+                    self.ctx.storage.append(vec![
+                        Record::Negotiated {
+                            item: self.id,
+                            min: Some(min),
+                            at: now,
+                        },
+                        Record::negotiate_req_acked(self.id, now),
+                    ]);
                     tracing::info!(%min, "the seller lowered the minimum");
                     self.emit(Out::Min(min));
                 }

@@ -107,11 +107,13 @@ impl Registry {
         }
         let result = match (answer, min) {
             (udp::NegotiateAnswer::Refuse, None) => {
+                let at = unix_ms();
                 self.records.push(Record::Negotiated {
                     item,
                     min: None,
-                    at: unix_ms(),
+                    at,
                 });
+                self.records.push(Record::negotiate_req_acked(item, at));
                 Ok(None)
             }
             (udp::NegotiateAnswer::Refuse, Some(_)) => {

@@ -3,6 +3,11 @@
 //! notices, negotiations; an item task: its bids, its close, its connection log; the settlement
 //! desk: settlements) and appends them; whatever it says about them waits in its `Outbox` until
 //! storage reports them durable.
+//!
+//! A record says what happened with every value already decided by the task that appends it:
+//! a backend stores it as given and applies no rule of its own. Facts that belong together
+//! (an answer and the request it settles) are appended in one call, so they are committed in
+//! one transaction.
 
 use auction_protocol::{Cents, PublicKey};
 use std::net::SocketAddr;
@@ -75,7 +80,8 @@ pub enum Record {
         at: u64,
     },
     /// The auction ended. The notices are written in the same transaction, so a crash cannot
-    /// leave a closed item whose winner is never told.
+    /// leave a closed item whose winner is never told. (The item's unanswered NEGOTIATE-REQ, if
+    /// any, no longer matters: the closing item appends a [`Record::NoticeAcked`] with it.)
     ItemClosed {
         item: u64,
         winner: Option<(AccountId, Cents)>,
@@ -115,8 +121,9 @@ pub enum Record {
         notice: NoticeRecord,
         at: u64,
     },
-    /// The seller answered: the new minimum (accepted) or `None` (refused). Answering also
-    /// settles the NEGOTIATE-REQ notice.
+    /// The seller answered: the new minimum (accepted) or `None` (refused). Whoever appends it
+    /// appends the NEGOTIATE-REQ's [`Record::NoticeAcked`] with it: the answer settles the
+    /// request.
     Negotiated {
         item: u64,
         min: Option<Cents>,
@@ -128,6 +135,18 @@ pub enum Record {
         notices: Vec<NoticeRecord>,
         at: u64,
     },
+}
+
+impl Record {
+    /// Item `item`'s NEGOTIATE-REQ no longer needs delivering: the seller answered, or the
+    /// item closed. (Acknowledging a notice that does not exist, or is acknowledged already,
+    /// changes nothing.)
+    pub fn negotiate_req_acked(item: u64, at: u64) -> Record {
+        Record::NoticeAcked {
+            notice: NoticeKind::NegotiateReq.id(item),
+            at,
+        }
+    }
 }
 
 /// An item's lead as stored: leader, price, the leader's private proxy maximum.

@@ -11,7 +11,7 @@ use crate::accounts::AccountId;
 use crate::rules::auction::Outcome;
 use crate::rules::settlement::Settlement;
 use crate::store::record::LeadRecord;
-use crate::store::{NoticeKind, NoticeRecord, Record};
+use crate::store::{NoticeRecord, Record};
 
 type Result = rusqlite::Result<()>;
 
@@ -97,7 +97,7 @@ pub(super) fn write(tx: &Transaction<'_>, record: &Record) -> Result {
         Record::Subscribed { account, item } => subscribed(tx, *account, *item),
         Record::Unsubscribed { account, item } => unsubscribed(tx, *account, *item),
         Record::NegotiationAsked { item, notice, at } => negotiation_asked(tx, *item, notice, *at),
-        Record::Negotiated { item, min, at } => negotiated(tx, *item, *min, *at),
+        Record::Negotiated { item, min, at: _ } => negotiated(tx, *item, *min),
         Record::Settlement {
             settlement,
             notices,
@@ -293,8 +293,6 @@ fn item_closed(
     ])?;
     tx.prepare_cached("DELETE FROM subscriptions WHERE item = ?1")?
         .execute(params![item])?;
-    // An unanswered negotiation request no longer matters.
-    ack_notice(tx, NoticeKind::NegotiateReq.id(item), at)?;
     for n in notices {
         insert_notice(tx, n, at)?;
     }
@@ -307,8 +305,9 @@ fn negotiation_asked(tx: &Transaction<'_>, item: u64, notice: &NoticeRecord, at:
     insert_notice(tx, notice, at)
 }
 
-/// The seller's answer: a new minimum (accepted) or none (refused).
-fn negotiated(tx: &Transaction<'_>, item: u64, min: Option<Cents>, at: u64) -> Result {
+/// The seller's answer: a new minimum (accepted) or none (refused). Its time has no column;
+/// the acknowledgement of the request, appended with it, keeps it.
+fn negotiated(tx: &Transaction<'_>, item: u64, min: Option<Cents>) -> Result {
     tx.prepare_cached(
         "UPDATE items SET negotiation = ?2, min_cents = coalesce(?3, min_cents)
          WHERE id = ?1",
@@ -318,7 +317,7 @@ fn negotiated(tx: &Transaction<'_>, item: u64, min: Option<Cents>, at: u64) -> R
         if min.is_some() { "accepted" } else { "refused" },
         min.map(|m| m.0)
     ])?;
-    ack_notice(tx, NoticeKind::NegotiateReq.id(item), at)
+    Ok(())
 }
 
 /// A settlement is stored whole at every change (with its state spelled out for people reading
