@@ -9,7 +9,10 @@
 //! shows anyone a state that a crash could take back. Tasks never wait for a disk on their own
 //! path: they keep working and release held answers when `durable` moves.
 //!
-//! The one backend is SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
+//! This file holds the trait and what every task uses with it ([`Outbox`], [`wait_durable`]);
+//! `record.rs` what goes in, `snapshot.rs` what comes back. The one backend is SQLite
+//! (`sqlite/`). A PostgreSQL backend, for several nodes sharing one database, is planned
+//! (ARCHITECTURE.md, "Storage"); it does not exist yet.
 
 mod record;
 mod snapshot;
@@ -44,6 +47,8 @@ pub struct CommitStats {
 /// See [`Storage::observe_commits`].
 pub type CommitObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
 
+/// Where the server's durable facts go (see the module header for the contract). Implemented by
+/// [`sqlite::SqliteStorage`].
 pub trait Storage: Send + Sync + 'static {
     /// Queues `records` to be made durable together, after everything appended before, and
     /// returns their sequence number. Never blocks on the disk.

@@ -152,7 +152,8 @@ impl Record {
 /// An item's lead as stored: leader, price, the leader's private proxy maximum.
 pub type LeadRecord = (AccountId, Cents, Option<Cents>);
 
-/// A WIN / SOLD / NOT-SOLD waiting for its recipient's acknowledgement.
+/// A reliable notice (WIN, SOLD, NOT-SOLD, NEGOTIATE-REQ, or a settlement notice), kept until its
+/// recipient acknowledges it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeRecord {
     pub id: u64,
@@ -173,7 +174,7 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    /// As stored: `win`, `sold`, `not-sold`.
+    /// As stored: `win`, `sold`, `not-sold`, `negotiate-req`.
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeKind::Win => "win",

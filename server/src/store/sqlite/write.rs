@@ -1,5 +1,5 @@
 //! Turning records into SQL, on the writer thread, inside the transaction `writer.rs` commits.
-//! [`write`] has one arm per kind of record, each calling the function that holds its SQL.
+//! [`write()`] has one arm per kind of record, each calling the function that holds its SQL.
 //! Records arrive with every value decided by the task that appended them; this stores them
 //! as given.
 
