@@ -72,13 +72,17 @@ impl ItemTask {
         let lead = self.auction.lead().cloned();
         let notices = self.notices(lead.as_ref());
         self.clock();
-        let closed_at = self.now;
-        let lsn = self.ctx.storage.append(vec![Record::ItemClosed {
-            item: self.id,
-            winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
-            notices: notices.clone(),
-            at: closed_at,
-        }]);
+        let at = self.now;
+        let lsn = self.ctx.storage.append(vec![
+            Record::ItemClosed {
+                item: self.id,
+                winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
+                notices: notices.clone(),
+                at,
+            },
+            // An unanswered negotiation request no longer matters.
+            Record::negotiate_req_acked(self.id, at),
+        ]);
         if !wait_durable(&*self.ctx.storage, lsn).await {
             // The server is stopping for it; the item closes again after the restart.
             tracing::error!("could not store the auction result");
@@ -109,7 +113,7 @@ impl ItemTask {
                     name: l.bidder.name.clone(),
                 },
                 amount: l.amount,
-                closed_at,
+                closed_at: at,
             });
             let _ = self.ctx.desk.send(sold).await;
         }

@@ -284,11 +284,15 @@ impl ItemTask {
     fn lower_min(&mut self, min: Cents) -> Result<(), Refusal> {
         let now = self.now;
         self.auction.lower_min(min, now)?;
-        self.ctx.storage.append(vec![Record::Negotiated {
-            item: self.id,
-            min: Some(min),
-            at: now,
-        }]);
+        self.ctx.storage.append(vec![
+            Record::Negotiated {
+                item: self.id,
+                min: Some(min),
+                at: now,
+            },
+            // The answer settles the NEGOTIATE-REQ notice.
+            Record::negotiate_req_acked(self.id, now),
+        ]);
         tracing::info!(%min, "the seller lowered the minimum");
         self.emit(Out::Min(min));
         Ok(())

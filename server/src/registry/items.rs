@@ -94,6 +94,7 @@ impl Registry {
         let channel = SocketAddr::new(self.advertise, port).to_string();
         let id = self.next_item;
         let ends_at = now.ms + duration * 1000;
+        let negotiate_at = auction::negotiate_at(now.ms, ends_at);
         self.records.push(Record::ItemOffered {
             item: id,
             seller: seller.id,
@@ -103,6 +104,7 @@ impl Registry {
             port,
             at: now.ms,
             catalog_id: catalog_id.clone(),
+            negotiate_at,
         });
         self.next_item += 1;
         let spec = ItemSpec {
@@ -116,6 +118,7 @@ impl Registry {
             bid_ids: Vec::new(),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
+        let ends_at = now.ms + duration * 1000;
         let negotiate_at = auction::negotiate_at(now.ms, ends_at);
         self.negotiations.insert((negotiate_at, id));
         self.items

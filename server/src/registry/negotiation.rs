@@ -141,6 +141,8 @@ impl Registry {
                     min: None,
                     at: now.ms,
                 });
+                // The answer settles the NEGOTIATE-REQ notice.
+                self.records.push(Record::negotiate_req_acked(item, now.ms));
                 Ok(None)
             }
             (udp::NegotiateAnswer::Refuse, Some(_)) => Err(Refusal::new(

@@ -27,7 +27,7 @@ use crate::clock::unix_ms;
 use crate::context::ServerContext;
 use crate::net::accept::admit;
 use crate::rules::refusal::Refusal;
-use crate::rules::settlement::{Party, Sale, Settlement};
+use crate::rules::settlement::{Sale, Settlement};
 use crate::store::{NoticeRecord, Outbox, Snapshot};
 use cmd::DeskCmd;
 
@@ -80,20 +80,7 @@ pub fn spawn(
     };
     // Sales whose settlement the server had no time to store before it stopped.
     for sale in std::mem::take(&mut snapshot.unsettled) {
-        desk.open(Sale {
-            item: sale.item,
-            description: sale.description,
-            seller: Party {
-                id: sale.seller.0,
-                name: sale.seller.1,
-            },
-            buyer: Party {
-                id: sale.buyer.0,
-                name: sale.buyer.1,
-            },
-            amount: sale.amount,
-            closed_at: sale.closed_at,
-        });
+        desk.open(sale);
     }
     ctx.tasks.spawn(
         desk.run(listener, rx)

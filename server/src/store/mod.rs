@@ -9,276 +9,27 @@
 //! shows anyone a state that a crash could take back. Tasks never wait for a disk on their own
 //! path: they keep working and release held answers when `durable` moves.
 //!
-//! The one backend is SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
+//! This file holds the trait and what every task uses with it ([`Outbox`], [`wait_durable`]);
+//! `record.rs` what goes in, `snapshot.rs` what comes back. The one backend is SQLite
+//! (`sqlite/`). A PostgreSQL backend, for several nodes sharing one database, is planned
+//! (ARCHITECTURE.md, "Storage"); it does not exist yet.
 
+mod record;
+mod snapshot;
 pub mod sqlite;
 
-use auction_protocol::{Cents, PublicKey};
+pub use record::{NoticeKind, NoticeRecord, Record, SETTLEMENT_NOTICES};
+pub use snapshot::{Negotiation, Snapshot, StoredAccount, StoredItem, StoredNotice, StoredReply};
+
+use auction_protocol::Cents;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::AccountId;
-use crate::rules::auction::Outcome;
-use crate::rules::settlement::{Party, Settlement};
+use crate::rules::settlement::Party;
 
 /// Position in the commit order. 0 means "nothing": every appended batch gets 1, 2, 3...
 pub type Lsn = u64;
-
-/// One durable fact.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Record {
-    AccountCreated {
-        id: AccountId,
-        name: String,
-        key: PublicKey,
-        /// `None` for an account the server made itself (a catalog's seller).
-        notify: Option<SocketAddr>,
-        at: u64,
-    },
-    /// Announcements for the account go to `notify` from now on.
-    AccountAttached {
-        id: AccountId,
-        notify: SocketAddr,
-    },
-    AccountRemoved {
-        id: AccountId,
-        at: u64,
-    },
-    /// The answer to a signed request, kept for the replay window: after a restart a
-    /// retransmission still gets this answer and a number at or below `floor` is still stale.
-    Replied {
-        account: AccountId,
-        req: u64,
-        /// What the request asked for (see `replay::digest`).
-        digest: [u8; 32],
-        answer: Vec<u8>,
-        floor: u64,
-    },
-    ItemOffered {
-        item: u64,
-        seller: AccountId,
-        description: String,
-        min: Cents,
-        ends_at: u64,
-        port: u16,
-        at: u64,
-        /// The `--catalog` entry it was offered for.
-        catalog_id: Option<String>,
-    },
-    /// An open item came back after a restart: new end (grace period) and channel port.
-    ItemResumed {
-        item: u64,
-        ends_at: u64,
-        port: u16,
-    },
-    /// A bid: every accepted one, and every one that carried an id (so a resent id gets its
-    /// first answer even after a restart).
-    Bid {
-        item: u64,
-        bidder: AccountId,
-        amount: Cents,
-        bid_id: Option<String>,
-        outcome: Outcome,
-        /// The item's lead after the bid, when it changed (it may be another bidder's proxy
-        /// answering this bid).
-        lead: Option<LeadRecord>,
-        at: u64,
-    },
-    /// The auction ended. The notices are written in the same transaction, so a crash cannot
-    /// leave a closed item whose winner is never told.
-    ItemClosed {
-        item: u64,
-        winner: Option<(AccountId, Cents)>,
-        notices: Vec<NoticeRecord>,
-        at: u64,
-    },
-    NoticeAcked {
-        notice: u64,
-        at: u64,
-    },
-    /// A bidder's channel connection joined an item (the connection log the operator's
-    /// `auction-server status` shows).
-    ChannelOpened {
-        session: u64,
-        item: u64,
-        account: AccountId,
-        peer: SocketAddr,
-        at: u64,
-    },
-    ChannelClosed {
-        session: u64,
-        at: u64,
-    },
-    /// The account follows the item's bids over UDP. Subscriptions end when the item closes
-    /// or the account is removed (deleted with those records).
-    Subscribed {
-        account: AccountId,
-        item: u64,
-    },
-    Unsubscribed {
-        account: AccountId,
-        item: u64,
-    },
-    /// The item had no bid by half its time: its seller was sent NEGOTIATE-REQ (`notice`).
-    NegotiationAsked {
-        item: u64,
-        notice: NoticeRecord,
-        at: u64,
-    },
-    /// The seller answered: the new minimum (accepted) or `None` (refused). Answering also
-    /// settles the NEGOTIATE-REQ notice.
-    Negotiated {
-        item: u64,
-        min: Option<Cents>,
-        at: u64,
-    },
-    /// A sale's settlement as it stands now (stored whole), with the notices its change sends.
-    Settlement {
-        settlement: Settlement,
-        notices: Vec<NoticeRecord>,
-        at: u64,
-    },
-}
-
-/// An item's lead as stored: leader, price, the leader's private proxy maximum.
-pub type LeadRecord = (AccountId, Cents, Option<Cents>);
-
-/// A WIN / SOLD / NOT-SOLD waiting for its recipient's acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoticeRecord {
-    pub id: u64,
-    pub account: AccountId,
-    pub item: u64,
-    /// As stored: a [`NoticeKind`]'s name, or a settlement notice's type.
-    pub kind: &'static str,
-    /// The datagram exactly as it is sent.
-    pub datagram: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoticeKind {
-    Win,
-    Sold,
-    NotSold,
-    NegotiateReq,
-}
-
-impl NoticeKind {
-    /// As stored: `win`, `sold`, `not-sold`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeKind::Win => "win",
-            NoticeKind::Sold => "sold",
-            NoticeKind::NotSold => "not-sold",
-            NoticeKind::NegotiateReq => "negotiate-req",
-        }
-    }
-
-    /// Notice ids derive from the item (item * 4 + kind), so each notice exists once however
-    /// often it is built, and keeps its id across restarts. (Settlement notices, of which an
-    /// item may have any number, are numbered in order from [`SETTLEMENT_NOTICES`].)
-    pub fn id(self, item: u64) -> u64 {
-        item * 4
-            + match self {
-                NoticeKind::Win => 0,
-                NoticeKind::Sold => 1,
-                NoticeKind::NotSold => 2,
-                NoticeKind::NegotiateReq => 3,
-            }
-    }
-}
-
-/// The first settlement notice id: far above every item * 4 + kind, and below 2^53.
-pub const SETTLEMENT_NOTICES: u64 = 1 << 52;
-
-/// A sold item with no settlement stored yet (the server stopped between the close and the
-/// settlement's first record): its settlement starts at the next start.
-#[derive(Debug, Clone)]
-pub struct UnsettledSale {
-    pub item: u64,
-    pub description: String,
-    pub seller: (AccountId, String),
-    pub buyer: (AccountId, String),
-    pub amount: Cents,
-    pub closed_at: u64,
-}
-
-/// Everything the server needs to carry on after a restart.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// Live accounts, and the most recently removed ones (for their replay windows).
-    pub accounts: Vec<StoredAccount>,
-    /// Every item, open and closed, by id.
-    pub items: Vec<StoredItem>,
-    /// Notices not yet acknowledged, by id.
-    pub notices: Vec<StoredNotice>,
-    pub next_account: AccountId,
-    pub next_item: u64,
-    /// The next row of the connection log.
-    pub next_session: u64,
-    /// Subscriptions to open items: (account, item).
-    pub subscriptions: Vec<(AccountId, u64)>,
-    /// Every sale's settlement.
-    pub settlements: Vec<Settlement>,
-    pub unsettled: Vec<UnsettledSale>,
-    /// The next settlement notice id.
-    pub next_notice: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoredAccount {
-    pub id: AccountId,
-    pub name: String,
-    pub key: PublicKey,
-    pub notify: Option<SocketAddr>,
-    pub removed: bool,
-    pub replay_floor: u64,
-    /// The replay window, by ascending request number.
-    pub replies: Vec<StoredReply>,
-}
-
-/// One replay-window entry: request number, request digest, answer.
-pub type StoredReply = (u64, [u8; 32], Vec<u8>);
-
-#[derive(Debug, Clone)]
-pub struct StoredItem {
-    pub id: u64,
-    pub seller: AccountId,
-    pub seller_name: String,
-    pub description: String,
-    pub min: Cents,
-    pub ends_at: u64,
-    pub port: u16,
-    /// The leading bid: bidder, bidder's name, price, the bidder's proxy maximum.
-    pub lead: Option<(AccountId, String, Cents, Option<Cents>)>,
-    /// Closed items only: when it closed (Unix ms).
-    pub closed_at: Option<u64>,
-    /// For open items: the first answer to every bid id, to answer resends.
-    pub bid_ids: Vec<(AccountId, String, Outcome)>,
-    /// The `--catalog` entry it was offered for.
-    pub catalog_id: Option<String>,
-    pub negotiation: Negotiation,
-}
-
-/// Where an item's negotiation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Negotiation {
-    /// Not asked yet: due at this time (Unix ms) if the item has no bid by then.
-    Due(u64),
-    /// NEGOTIATE-REQ went out; the seller has not answered.
-    Asked,
-    /// The seller answered (or the item had a bid in time).
-    Done,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoredNotice {
-    pub id: u64,
-    pub account: AccountId,
-    pub datagram: Vec<u8>,
-}
 
 /// Commit counters since start, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -294,6 +45,8 @@ pub struct CommitStats {
 /// See [`Storage::observe_commits`].
 pub type CommitObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
 
+/// Where the server's durable facts go (see the module header for the contract). Implemented by
+/// [`sqlite::SqliteStorage`].
 pub trait Storage: Send + Sync + 'static {
     /// Queues `records` to be made durable together, after everything appended before, and
     /// returns their sequence number. Never blocks on the disk.

@@ -7,168 +7,33 @@
 //! auction database, is damaged, or comes from a newer version is refused and left as it was.
 //! A lock file next to the database keeps a second server off it.
 //!
-//! The schema is in [`MIGRATIONS`]; `PRAGMA user_version` says how many have been applied.
-//! README.md ("Data and recovery") describes the tables for operators.
+//! By file: `schema.rs` checks and migrates the file and holds the lock; `load.rs` reads the
+//! snapshot at start; `writer.rs` is the queue and the writer thread; `write.rs` turns each
+//! record into SQL; `status.rs` reads for `auction-server status`, from another process.
 
-use anyhow::{bail, Context, Result};
-use auction_protocol::{Cents, PublicKey, Reason};
-use rusqlite::{
-    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
-};
-use std::collections::{HashMap, VecDeque};
+mod load;
+mod schema;
+pub(crate) mod status;
+mod write;
+mod writer;
+
+pub use status::query_one;
+
+use anyhow::{Context, Result};
+use auction_protocol::Cents;
+use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::rules::auction::Outcome;
-use crate::rules::settlement::{Party, Settlement};
-use crate::store::{
-    CommitObserver, CommitStats, Lsn, Negotiation, NoticeKind, NoticeRecord, Record, Snapshot,
-    Storage, StoredAccount, StoredItem, StoredNotice, StoredReply, UnsettledSale,
-    SETTLEMENT_NOTICES,
-};
-use auction_protocol::settle::Shipping;
-
-/// "AUCT": marks the file as ours, so another program's SQLite file is not mistaken for one.
-const APPLICATION_ID: i32 = 0x4155_4354;
-
-/// Removed accounts whose replay windows are loaded at start (as the registry keeps in memory).
-const REMOVED_ACCOUNTS_LOADED: usize = 1024;
-
-/// Schema migrations, applied in order; `user_version` counts those applied. Never edit one
-/// that has shipped: add another.
-const MIGRATIONS: &[&str] = &[
-    // 1: accounts, items, bids, notices, replay windows.
-    r#"
-    CREATE TABLE accounts (
-        id            INTEGER PRIMARY KEY,
-        name          TEXT    NOT NULL,
-        public_key    TEXT    NOT NULL,           -- Ed25519, 64 hex digits
-        created_at    INTEGER NOT NULL,           -- Unix ms
-        removed_at    INTEGER,                    -- Unix ms; NULL while the account exists
-        notify_addr   TEXT,                       -- where announcements go (ip:port)
-        replay_floor  INTEGER NOT NULL DEFAULT 0  -- request numbers <= this are stale
-    );
-    CREATE UNIQUE INDEX accounts_live_name ON accounts(name) WHERE removed_at IS NULL;
-    CREATE UNIQUE INDEX accounts_live_key ON accounts(public_key) WHERE removed_at IS NULL;
-
-    CREATE TABLE items (
-        id              INTEGER PRIMARY KEY,
-        seller          INTEGER NOT NULL REFERENCES accounts(id),
-        description     TEXT    NOT NULL,
-        min_cents       INTEGER NOT NULL,
-        ends_at         INTEGER NOT NULL,         -- Unix ms, moved by soft close and restarts
-        port            INTEGER NOT NULL,         -- the channel's TCP port
-        offered_at      INTEGER NOT NULL,
-        highest_cents   INTEGER,                  -- the leading bid...
-        highest_bidder  INTEGER REFERENCES accounts(id),
-        closed_at       INTEGER,                  -- NULL while open
-        winner          INTEGER REFERENCES accounts(id),
-        price_cents     INTEGER
-    );
-
-    CREATE TABLE bids (
-        id            INTEGER PRIMARY KEY,        -- commit order
-        item          INTEGER NOT NULL REFERENCES items(id),
-        bidder        INTEGER NOT NULL REFERENCES accounts(id),
-        amount_cents  INTEGER NOT NULL,
-        bid_id        TEXT,                       -- the client's id for the bid, if it sent one
-        accepted      INTEGER NOT NULL,           -- 1 accepted, 0 rejected (kept for its id)
-        reason        TEXT,                       -- why it was rejected
-        message       TEXT,
-        ends_at       INTEGER,                    -- the item's end after an accepted bid
-        at            INTEGER NOT NULL,
-        UNIQUE (item, bidder, bid_id)
-    );
-    CREATE INDEX bids_by_item ON bids(item, amount_cents);
-
-    CREATE TABLE notices (
-        id          INTEGER PRIMARY KEY,          -- item * 4 + kind
-        account     INTEGER NOT NULL REFERENCES accounts(id),
-        item        INTEGER NOT NULL REFERENCES items(id),
-        kind        TEXT    NOT NULL,             -- win, sold, not-sold
-        datagram    BLOB    NOT NULL,             -- exactly what is sent
-        created_at  INTEGER NOT NULL,
-        acked_at    INTEGER
-    );
-    CREATE INDEX notices_pending ON notices(account) WHERE acked_at IS NULL;
-
-    CREATE TABLE replies (
-        account  INTEGER NOT NULL REFERENCES accounts(id),
-        req      INTEGER NOT NULL,
-        digest   BLOB    NOT NULL,                -- SHA-256 of the request's body
-        answer   BLOB    NOT NULL,
-        PRIMARY KEY (account, req)
-    ) WITHOUT ROWID;
-    "#,
-    // 2: drop bids_by_item. Nothing the server runs needs it (the UNIQUE (item, bidder, bid_id)
-    // index serves lookups by item), and under load every commit wrote its scattered pages
-    // to the WAL: a second random-order index on the busiest table.
-    r#"
-    DROP INDEX bids_by_item;
-    "#,
-    // 3: proxy bids. A bid's private maximum and whether it led; the leader's maximum.
-    r#"
-    ALTER TABLE bids ADD COLUMN max_cents INTEGER;       -- a proxy bid's maximum
-    ALTER TABLE bids ADD COLUMN leading INTEGER;         -- accepted: 0 if a proxy outbid it at once
-    ALTER TABLE items ADD COLUMN lead_max_cents INTEGER; -- the leader's private proxy maximum
-    "#,
-    // 4: --catalog. Which catalog entry an item was offered for, so none is offered twice.
-    r#"
-    ALTER TABLE items ADD COLUMN catalog_id TEXT;
-    CREATE UNIQUE INDEX items_by_catalog_id ON items(catalog_id) WHERE catalog_id IS NOT NULL;
-    "#,
-    // 5: the connection log: who was connected to which item's channel, and when.
-    r#"
-    CREATE TABLE channel_sessions (
-        id               INTEGER PRIMARY KEY,
-        item             INTEGER NOT NULL REFERENCES items(id),
-        account          INTEGER NOT NULL REFERENCES accounts(id),
-        peer             TEXT    NOT NULL,        -- ip:port the bidder connected from
-        connected_at     INTEGER NOT NULL,
-        disconnected_at  INTEGER                  -- NULL while connected
-    );
-    CREATE INDEX channel_sessions_by_item ON channel_sessions(item);
-    "#,
-    // 6: subscriptions (UDP bid updates without joining the channel), while the item is open.
-    r#"
-    CREATE TABLE subscriptions (
-        account  INTEGER NOT NULL REFERENCES accounts(id),
-        item     INTEGER NOT NULL REFERENCES items(id),
-        PRIMARY KEY (account, item)
-    ) WITHOUT ROWID;
-    "#,
-    // 7: negotiation. When an item without bids is offered to its seller for a lower minimum
-    // (half its time after the offer), and how far that went.
-    r#"
-    ALTER TABLE items ADD COLUMN negotiate_at INTEGER;  -- Unix ms
-    ALTER TABLE items ADD COLUMN negotiation TEXT;      -- NULL, asked, accepted, refused
-    UPDATE items SET negotiate_at = offered_at + (ends_at - offered_at) / 2;
-    "#,
-    // 8: settlement of sales. One row per sold item, rewritten whole at every change. Payment
-    // card numbers are refused before they get here: no column could hold one.
-    r#"
-    CREATE TABLE settlements (
-        item            INTEGER PRIMARY KEY REFERENCES items(id),
-        state           TEXT    NOT NULL,          -- awaiting-buyer, awaiting-seller, settled,
-                                                   -- cancelled, offered (derived; for people)
-        buyer           INTEGER REFERENCES accounts(id),  -- NULL when cancelled or offered
-        amount_cents    INTEGER NOT NULL,
-        deadline        INTEGER,                   -- Unix ms: buyer's details / offer answer due
-        ship_name       TEXT,
-        ship_address    TEXT,
-        seller_contact  TEXT,
-        offer_to        INTEGER REFERENCES accounts(id),  -- an open second-chance offer
-        offer_cents     INTEGER,
-        passed          TEXT    NOT NULL,          -- JSON array: accounts already buyer or offered
-        updated_at      INTEGER NOT NULL
-    );
-    "#,
-];
+use crate::rules::settlement::Party;
+use crate::store::{CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage};
+use load::load;
+use schema::{lock_file, migrate, open_checked};
+use writer::Shared;
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,34 +49,8 @@ impl Default for SqliteOptions {
     }
 }
 
-struct Queue {
-    last: Lsn,
-    pending: VecDeque<(Lsn, Vec<Record>)>,
-    closing: bool,
-    /// The writer is waiting on `wake` (not committing): only then does `append` need to wake
-    /// it, which saves a futex system call per change while the writer is busy.
-    idle: bool,
-}
-
-struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    appended: AtomicU64,
-    durable: watch::Sender<Lsn>,
-    failed: CancellationToken,
-    failure: Mutex<Option<String>>,
-    commits: AtomicU64,
-    appends: AtomicU64,
-    records: AtomicU64,
-    observer: std::sync::OnceLock<CommitObserver>,
-}
-
-impl Shared {
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
+/// The SQLite [`Storage`]: the writer thread's queue, and the thread itself. Dropping it
+/// commits what is queued and stops the thread.
 pub struct SqliteStorage {
     shared: Arc<Shared>,
     /// For reads beside the writer (`best_bids`).
@@ -240,31 +79,8 @@ impl SqliteStorage {
         )
         .with_context(|| format!("cannot update {}", path.display()))?;
         let snapshot = load(&conn).with_context(|| format!("cannot read {}", path.display()))?;
-        let last = 0;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                last,
-                pending: VecDeque::new(),
-                closing: false,
-                idle: false,
-            }),
-            wake: Condvar::new(),
-            appended: AtomicU64::new(last),
-            durable: watch::channel(last).0,
-            failed: CancellationToken::new(),
-            failure: Mutex::new(None),
-            commits: AtomicU64::new(0),
-            appends: AtomicU64::new(0),
-            records: AtomicU64::new(0),
-            observer: std::sync::OnceLock::new(),
-        });
-        let writer = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("storage-writer".into())
-                .spawn(move || write_loop(conn, &shared, options))
-                .context("cannot start the storage writer thread")?
-        };
+        let shared = Arc::new(Shared::new());
+        let writer = writer::spawn(conn, shared.clone(), options)?;
         Ok((
             SqliteStorage {
                 shared,
@@ -279,42 +95,27 @@ impl SqliteStorage {
 
 impl Storage for SqliteStorage {
     fn append(&self, records: Vec<Record>) -> Lsn {
-        let (lsn, wake) = {
-            let mut q = self.shared.queue();
-            q.last += 1;
-            let lsn = q.last;
-            q.pending.push_back((lsn, records));
-            self.shared.appended.store(lsn, Ordering::Release);
-            (lsn, std::mem::take(&mut q.idle))
-        };
-        if wake {
-            self.shared.wake.notify_one();
-        }
-        lsn
+        self.shared.append(records)
     }
 
     fn appended(&self) -> Lsn {
-        self.shared.appended.load(Ordering::Acquire)
+        self.shared.appended()
     }
 
     fn durable(&self) -> watch::Receiver<Lsn> {
-        self.shared.durable.subscribe()
+        self.shared.durable()
     }
 
     fn failed(&self) -> CancellationToken {
-        self.shared.failed.clone()
+        self.shared.failed()
     }
 
     fn failure(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.failure()
     }
 
     fn observe_commits(&self, observer: CommitObserver) {
-        let _ = self.shared.observer.set(observer);
+        self.shared.observe(observer);
     }
 
     fn best_bids(&self, item: u64) -> Result<Vec<(Party, Cents)>> {
@@ -329,26 +130,21 @@ impl Storage for SqliteStorage {
         let rows = stmt.query_map([item], |r| {
             Ok((
                 Party {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
+                    id: r.get("bidder")?,
+                    name: r.get("name")?,
                 },
-                Cents(r.get(2)?),
+                Cents(r.get("best")?),
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn stats(&self) -> CommitStats {
-        CommitStats {
-            commits: self.shared.commits.load(Ordering::Relaxed),
-            appends: self.shared.appends.load(Ordering::Relaxed),
-            records: self.shared.records.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     fn close(&self) {
-        self.shared.queue().closing = true;
-        self.shared.wake.notify_one();
+        self.shared.close();
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(writer) = writer {
             let _ = writer.join();
@@ -362,712 +158,15 @@ impl Drop for SqliteStorage {
     }
 }
 
-fn lock_file(db: &Path) -> Result<File> {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot create the lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "{} is in use by another auction-server (its lock file {} is held)",
-            db.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-}
-
-/// Opens the file and checks, without writing anything, that it is an intact auction database
-/// this build understands.
-fn open_checked(path: &Path) -> Result<Connection> {
-    let exists = path.exists();
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if !exists {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-    }
-    let shown = path.display();
-    let conn = Connection::open_with_flags(path, flags)
-        .with_context(|| format!("cannot open the database {shown}"))?;
-    let refuse = |what: String| -> anyhow::Error {
-        anyhow::anyhow!("{what}; the file was not changed (restore it from a backup, or start with another --db)")
-    };
-    // The first read of the header: a file that is not SQLite fails here.
-    let header = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-    let version = match header {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(refuse(format!(
-                "{shown} is not a readable SQLite database ({e})"
-            )))
-        }
-    };
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| refuse(format!("{shown} is damaged ({e})")))?;
-    if check != "ok" {
-        return Err(refuse(format!("{shown} is damaged: {check}")));
-    }
-    let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-    if app != APPLICATION_ID && (app != 0 || tables > 0) {
-        return Err(refuse(format!(
-            "{shown} is an SQLite database of another program (application_id {app:#x})"
-        )));
-    }
-    if version > MIGRATIONS.len() as i64 {
-        return Err(refuse(format!(
-            "{shown} has schema version {version}, newer than this build's {} (written by a newer auction-server)",
-            MIGRATIONS.len()
-        )));
-    }
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        bail!("{shown}: could not switch to WAL mode (got '{mode}')");
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // A commit waits this long for a lock someone else holds before the storage gives up.
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "database schema migrated");
-    }
-    Ok(())
-}
-
-fn load(conn: &Connection) -> Result<Snapshot> {
-    let mut replies: HashMap<u64, Vec<StoredReply>> = HashMap::new();
-    let mut stmt =
-        conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, u64>(1)?,
-            r.get::<_, [u8; 32]>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (account, req, digest, answer) = row?;
-        replies
-            .entry(account)
-            .or_default()
-            .push((req, digest, answer));
-    }
-
-    let mut accounts = Vec::new();
-    let mut stmt = conn.prepare(
-        "SELECT id, name, public_key, notify_addr, removed_at IS NOT NULL, replay_floor
-         FROM accounts
-         WHERE removed_at IS NULL
-            OR id IN (SELECT id FROM accounts WHERE removed_at IS NOT NULL
-                      ORDER BY removed_at DESC, id DESC LIMIT ?1)
-         ORDER BY id",
-    )?;
-    let rows = stmt.query_map([REMOVED_ACCOUNTS_LOADED], |r| {
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, bool>(4)?,
-            r.get::<_, u64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, name, key, notify, removed, replay_floor) = row?;
-        let key = PublicKey::from_hex(&key)
-            .with_context(|| format!("account {id} has an unreadable public key"))?;
-        accounts.push(StoredAccount {
-            id,
-            name,
-            key,
-            notify: notify.and_then(|a| a.parse().ok()),
-            removed,
-            replay_floor,
-            replies: replies.remove(&id).unwrap_or_default(),
-        });
-    }
-
-    let mut bid_ids: HashMap<u64, Vec<_>> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.reason, b.message,
-                b.leading, b.max_cents
-         FROM bids b JOIN items i ON i.id = b.item
-         WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
-         ORDER BY b.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let accepted: bool = r.get(3)?;
-        let outcome = if accepted {
-            Outcome::Accepted {
-                amount: Cents(r.get(4)?),
-                ends_at: r.get::<_, Option<u64>>(5)?.unwrap_or(0),
-                leading: r.get::<_, Option<bool>>(8)?.unwrap_or(true),
-                max: r.get::<_, Option<u64>>(9)?.map(Cents),
-            }
-        } else {
-            let code: Option<String> = r.get(6)?;
-            Outcome::Rejected {
-                reason: code.map(|c| reason_from_code(&c)).unwrap_or(Reason::Other),
-                message: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-            }
-        };
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, u64>(1)?,
-            r.get::<_, String>(2)?,
-            outcome,
-        ))
-    })?;
-    for row in rows {
-        let (item, bidder, id, outcome) = row?;
-        bid_ids.entry(item).or_default().push((bidder, id, outcome));
-    }
-
-    let mut items = Vec::new();
-    let mut stmt = conn.prepare(
-        "SELECT i.id, i.seller, s.name, i.description, i.min_cents, i.ends_at, i.port,
-                i.highest_bidder, b.name, i.highest_cents, i.closed_at, i.lead_max_cents,
-                i.catalog_id, i.negotiate_at, i.negotiation
-         FROM items i
-         JOIN accounts s ON s.id = i.seller
-         LEFT JOIN accounts b ON b.id = i.highest_bidder
-         ORDER BY i.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let lead = match (
-            r.get::<_, Option<u64>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<u64>>(9)?,
-        ) {
-            (Some(bidder), Some(name), Some(amount)) => Some((
-                bidder,
-                name,
-                Cents(amount),
-                r.get::<_, Option<u64>>(11)?.map(Cents),
-            )),
-            _ => None,
-        };
-        Ok(StoredItem {
-            id: r.get(0)?,
-            seller: r.get(1)?,
-            seller_name: r.get(2)?,
-            description: r.get(3)?,
-            min: Cents(r.get(4)?),
-            ends_at: r.get(5)?,
-            port: r.get(6)?,
-            lead,
-            closed_at: r.get(10)?,
-            bid_ids: Vec::new(),
-            catalog_id: r.get(12)?,
-            negotiation: match r.get::<_, Option<String>>(14)?.as_deref() {
-                None => Negotiation::Due(r.get::<_, Option<u64>>(13)?.unwrap_or(u64::MAX)),
-                Some("asked") => Negotiation::Asked,
-                Some(_) => Negotiation::Done,
-            },
-        })
-    })?;
-    for row in rows {
-        let mut item = row?;
-        item.bid_ids = bid_ids.remove(&item.id).unwrap_or_default();
-        items.push(item);
-    }
-
-    let mut notices = Vec::new();
-    let mut stmt = conn
-        .prepare("SELECT id, account, datagram FROM notices WHERE acked_at IS NULL ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(StoredNotice {
-            id: r.get(0)?,
-            account: r.get(1)?,
-            datagram: r.get(2)?,
-        })
-    })?;
-    for row in rows {
-        notices.push(row?);
-    }
-
-    let next_account: u64 =
-        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM accounts", [], |r| {
-            r.get(0)
-        })?;
-    let next_item: u64 = conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM items", [], |r| {
-        r.get(0)
-    })?;
-    let subscriptions = conn
-        .prepare("SELECT account, item FROM subscriptions ORDER BY account, item")?
-        .query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_session: u64 = conn.query_row(
-        "SELECT coalesce(max(id), 0) + 1 FROM channel_sessions",
-        [],
-        |r| r.get(0),
-    )?;
-    let (settlements, unsettled) = load_settlements(conn)?;
-    let next_notice: u64 = conn.query_row(
-        "SELECT max(coalesce(max(id) + 1, 0), ?1) FROM notices WHERE id >= ?1",
-        [SETTLEMENT_NOTICES],
-        |r| r.get(0),
-    )?;
-    Ok(Snapshot {
-        accounts,
-        items,
-        notices,
-        next_account,
-        next_item,
-        next_session,
-        subscriptions,
-        settlements,
-        unsettled,
-        next_notice,
-    })
-}
-
-/// Every stored settlement, and the sold items that have none yet.
-fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<UnsettledSale>)> {
-    let mut stmt = conn.prepare(
-        "SELECT s.item, i.description, i.seller, sa.name, s.buyer, b.name, s.amount_cents,
-                s.deadline, s.ship_name, s.ship_address, s.seller_contact,
-                s.offer_to, o.name, s.offer_cents, s.passed
-         FROM settlements s
-         JOIN items i ON i.id = s.item
-         JOIN accounts sa ON sa.id = i.seller
-         LEFT JOIN accounts b ON b.id = s.buyer
-         LEFT JOIN accounts o ON o.id = s.offer_to
-         ORDER BY s.item",
-    )?;
-    let party = |id: Option<u64>, name: Option<String>| match (id, name) {
-        (Some(id), Some(name)) => Some(Party { id, name }),
-        _ => None,
-    };
-    let rows = stmt.query_map([], |r| {
-        let shipping = match (
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, Option<String>>(9)?,
-        ) {
-            (Some(name), Some(address)) => Some(Shipping { name, address }),
-            _ => None,
-        };
-        let offer = party(r.get(11)?, r.get(12)?).zip(r.get::<_, Option<u64>>(13)?.map(Cents));
-        Ok(Settlement {
-            item: r.get(0)?,
-            description: r.get(1)?,
-            seller: Party {
-                id: r.get(2)?,
-                name: r.get(3)?,
-            },
-            buyer: party(r.get(4)?, r.get(5)?),
-            amount: Cents(r.get(6)?),
-            deadline: r.get(7)?,
-            shipping,
-            contact: r.get(10)?,
-            offer,
-            passed: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
-        })
-    })?;
-    let settlements = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT i.id, i.description, i.seller, sa.name, i.winner, w.name, i.price_cents,
-                i.closed_at
-         FROM items i
-         JOIN accounts sa ON sa.id = i.seller
-         JOIN accounts w ON w.id = i.winner
-         WHERE i.closed_at IS NOT NULL AND i.winner IS NOT NULL
-           AND i.id NOT IN (SELECT item FROM settlements)
-         ORDER BY i.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(UnsettledSale {
-            item: r.get(0)?,
-            description: r.get(1)?,
-            seller: (r.get(2)?, r.get(3)?),
-            buyer: (r.get(4)?, r.get(5)?),
-            amount: Cents(r.get(6)?),
-            closed_at: r.get(7)?,
-        })
-    })?;
-    let unsettled = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((settlements, unsettled))
-}
-
-fn reason_from_code(code: &str) -> Reason {
-    serde_json::from_value(serde_json::Value::String(code.to_owned())).unwrap_or(Reason::Other)
-}
-
-fn write_loop(mut conn: Connection, shared: &Shared, options: SqliteOptions) {
-    loop {
-        let batch: Vec<(Lsn, Vec<Record>)> = {
-            let mut q = shared.queue();
-            while q.pending.is_empty() {
-                if q.closing {
-                    return;
-                }
-                q.idle = true;
-                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-                q.idle = false;
-            }
-            if options.group_commit {
-                q.pending.drain(..).collect()
-            } else {
-                q.pending.pop_front().into_iter().collect()
-            }
-        };
-        let Some(&(last, _)) = batch.last() else {
-            continue;
-        };
-        let started = std::time::Instant::now();
-        match commit(&mut conn, &batch) {
-            Ok(()) => {
-                if let Some(observe) = shared.observer.get() {
-                    observe(batch.len(), started.elapsed());
-                }
-                let records: usize = batch.iter().map(|(_, r)| r.len()).sum();
-                shared.commits.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .appends
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                shared.records.fetch_add(records as u64, Ordering::Relaxed);
-                shared.durable.send_replace(last);
-            }
-            Err(e) => {
-                let message = format!("{e:#}");
-                tracing::error!(error = %message, "a commit failed; nothing more will be stored");
-                *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
-                shared.failed.cancel();
-                return;
-            }
-        }
-    }
-}
-
-fn commit(conn: &mut Connection, batch: &[(Lsn, Vec<Record>)]) -> Result<()> {
-    // IMMEDIATE: take the write lock up front, so a reader elsewhere (an operator's sqlite3
-    // shell) cannot turn this into a failed lock upgrade halfway through.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (_, records) in batch {
-        for record in records {
-            write(&tx, record).with_context(|| format!("writing {}", describe(record)))?;
-        }
-    }
-    tx.commit().context("commit")?;
-    Ok(())
-}
-
-fn describe(record: &Record) -> &'static str {
-    match record {
-        Record::AccountCreated { .. } => "a new account",
-        Record::AccountAttached { .. } => "an account's address",
-        Record::AccountRemoved { .. } => "a deregistration",
-        Record::Replied { .. } => "a reply",
-        Record::ItemOffered { .. } => "an offer",
-        Record::ItemResumed { .. } => "a resumed item",
-        Record::Bid { .. } => "a bid",
-        Record::ItemClosed { .. } => "an auction result",
-        Record::NoticeAcked { .. } => "an acknowledgement",
-        Record::ChannelOpened { .. } | Record::ChannelClosed { .. } => "the connection log",
-        Record::Subscribed { .. } | Record::Unsubscribed { .. } => "a subscription",
-        Record::NegotiationAsked { .. } | Record::Negotiated { .. } => "a negotiation",
-        Record::Settlement { .. } => "a settlement",
-    }
-}
-
-fn write(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
-    match record {
-        Record::AccountCreated {
-            id,
-            name,
-            key,
-            notify,
-            at,
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO accounts (id, name, public_key, created_at, notify_addr)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                id,
-                name,
-                key.to_hex(),
-                at,
-                notify.map(|n| n.to_string())
-            ])?;
-        }
-        Record::AccountAttached { id, notify } => {
-            tx.prepare_cached("UPDATE accounts SET notify_addr = ?2 WHERE id = ?1")?
-                .execute(params![id, notify.to_string()])?;
-        }
-        Record::AccountRemoved { id, at } => {
-            tx.prepare_cached("UPDATE accounts SET removed_at = ?2 WHERE id = ?1")?
-                .execute(params![id, at])?;
-            tx.prepare_cached("DELETE FROM subscriptions WHERE account = ?1")?
-                .execute(params![id])?;
-        }
-        Record::Replied {
-            account,
-            req,
-            digest,
-            answer,
-            floor,
-        } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO replies (account, req, digest, answer)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![account, req, digest, answer])?;
-            if *floor > 0 {
-                tx.prepare_cached("DELETE FROM replies WHERE account = ?1 AND req <= ?2")?
-                    .execute(params![account, floor])?;
-                tx.prepare_cached(
-                    "UPDATE accounts SET replay_floor = max(replay_floor, ?2) WHERE id = ?1",
-                )?
-                .execute(params![account, floor])?;
-            }
-        }
-        Record::ItemOffered {
-            item,
-            seller,
-            description,
-            min,
-            ends_at,
-            port,
-            at,
-            catalog_id,
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO items (id, seller, description, min_cents, ends_at, port, offered_at,
-                                    catalog_id, negotiate_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                item,
-                seller,
-                description,
-                min.0,
-                ends_at,
-                port,
-                at,
-                catalog_id,
-                crate::rules::auction::negotiate_at(*at, *ends_at)
-            ])?;
-        }
-        Record::ItemResumed {
-            item,
-            ends_at,
-            port,
-        } => {
-            tx.prepare_cached("UPDATE items SET ends_at = ?2, port = ?3 WHERE id = ?1")?
-                .execute(params![item, ends_at, port])?;
-        }
-        Record::Bid {
-            item,
-            bidder,
-            amount,
-            bid_id,
-            outcome,
-            lead,
-            at,
-        } => {
-            let (accepted, reason, message, ends_at, leading, max) = match outcome {
-                Outcome::Accepted {
-                    ends_at,
-                    leading,
-                    max,
-                    ..
-                } => (true, None, None, Some(*ends_at), Some(*leading), *max),
-                Outcome::Rejected { reason, message } => (
-                    false,
-                    Some(reason.code()),
-                    Some(message.as_str()),
-                    None,
-                    None,
-                    None,
-                ),
-            };
-            tx.prepare_cached(
-                "INSERT INTO bids (item, bidder, amount_cents, bid_id, accepted, reason, message,
-                                   ends_at, leading, max_cents, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                item,
-                bidder,
-                amount.0,
-                bid_id,
-                accepted,
-                reason,
-                message,
-                ends_at,
-                leading,
-                max.map(|m| m.0),
-                at
-            ])?;
-            if let (Some((leader, price, lead_max)), Some(ends_at)) = (lead, ends_at) {
-                tx.prepare_cached(
-                    "UPDATE items SET highest_cents = ?2, highest_bidder = ?3, ends_at = ?4,
-                                      lead_max_cents = ?5
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    item,
-                    price.0,
-                    leader,
-                    ends_at,
-                    lead_max.map(|m| m.0)
-                ])?;
-            }
-        }
-        Record::ItemClosed {
-            item,
-            winner,
-            notices,
-            at,
-        } => {
-            tx.prepare_cached(
-                "UPDATE items SET closed_at = ?2, winner = ?3, price_cents = ?4 WHERE id = ?1",
-            )?
-            .execute(params![
-                item,
-                at,
-                winner.map(|(w, _)| w),
-                winner.map(|(_, p)| p.0)
-            ])?;
-            tx.prepare_cached("DELETE FROM subscriptions WHERE item = ?1")?
-                .execute(params![item])?;
-            // An unanswered negotiation request no longer matters.
-            ack_notice(tx, NoticeKind::NegotiateReq.id(*item), *at)?;
-            for n in notices {
-                insert_notice(tx, n, *at)?;
-            }
-        }
-        Record::NegotiationAsked { item, notice, at } => {
-            tx.prepare_cached("UPDATE items SET negotiation = 'asked' WHERE id = ?1")?
-                .execute(params![item])?;
-            insert_notice(tx, notice, *at)?;
-        }
-        Record::Negotiated { item, min, at } => {
-            tx.prepare_cached(
-                "UPDATE items SET negotiation = ?2, min_cents = coalesce(?3, min_cents)
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                item,
-                if min.is_some() { "accepted" } else { "refused" },
-                min.map(|m| m.0)
-            ])?;
-            ack_notice(tx, NoticeKind::NegotiateReq.id(*item), *at)?;
-        }
-        Record::Settlement {
-            settlement: st,
-            notices,
-            at,
-        } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO settlements
-                    (item, state, buyer, amount_cents, deadline, ship_name, ship_address,
-                     seller_contact, offer_to, offer_cents, passed, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
-            .execute(params![
-                st.item,
-                serde_json::to_value(st.state())
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned)),
-                st.buyer.as_ref().map(|b| b.id),
-                st.amount.0,
-                st.deadline,
-                st.shipping.as_ref().map(|s| &s.name),
-                st.shipping.as_ref().map(|s| &s.address),
-                st.contact,
-                st.offer.as_ref().map(|(p, _)| p.id),
-                st.offer.as_ref().map(|(_, a)| a.0),
-                serde_json::to_string(&st.passed).unwrap_or_else(|_| "[]".into()),
-                at
-            ])?;
-            for n in notices {
-                insert_notice(tx, n, *at)?;
-            }
-        }
-        Record::NoticeAcked { notice, at } => ack_notice(tx, *notice, *at)?,
-        Record::ChannelOpened {
-            session,
-            item,
-            account,
-            peer,
-            at,
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO channel_sessions (id, item, account, peer, connected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![session, item, account, peer.to_string(), at])?;
-        }
-        Record::Subscribed { account, item } => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO subscriptions (account, item) VALUES (?1, ?2)",
-            )?
-            .execute(params![account, item])?;
-        }
-        Record::Unsubscribed { account, item } => {
-            tx.prepare_cached("DELETE FROM subscriptions WHERE account = ?1 AND item = ?2")?
-                .execute(params![account, item])?;
-        }
-        Record::ChannelClosed { session, at } => {
-            tx.prepare_cached(
-                "UPDATE channel_sessions SET disconnected_at = ?2
-                 WHERE id = ?1 AND disconnected_at IS NULL",
-            )?
-            .execute(params![session, at])?;
-        }
-    }
-    Ok(())
-}
-
-/// Marks a notice delivered (or no longer to be delivered): it is not loaded again.
-fn ack_notice(tx: &Transaction<'_>, notice: u64, at: u64) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE notices SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL")?
-        .execute(params![notice, at])?;
-    Ok(())
-}
-
-fn insert_notice(tx: &Transaction<'_>, n: &NoticeRecord, at: u64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO notices (id, account, item, kind, datagram, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![n.id, n.account, n.item, n.kind, n.datagram, at])?;
-    Ok(())
-}
-
-/// Reads one value, for tests and tools that inspect a database.
-pub fn query_one<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> Result<Option<T>> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(conn.query_row(sql, [], |r| r.get(0)).optional()?)
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::rules::auction::Outcome;
     use crate::store::NoticeRecord;
+    use auction_protocol::{PublicKey, Reason};
 
-    fn record_set() -> Vec<Record> {
+    /// A little of everything: two accounts, a reply, an item, an accepted and a rejected bid.
+    pub(super) fn record_set() -> Vec<Record> {
         let key = PublicKey([7; 32]);
         vec![
             Record::AccountCreated {
@@ -1100,6 +199,7 @@ mod tests {
                 port: 4000,
                 at: 1,
                 catalog_id: Some("lot-1".into()),
+                negotiate_at: 500,
             },
             Record::Bid {
                 item: 1,
@@ -1191,142 +291,5 @@ mod tests {
         drop(storage);
         let (_storage, snap) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
         assert!(snap.notices.is_empty());
-    }
-
-    #[test]
-    fn a_repeated_bid_id_is_refused_by_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let (storage, _) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
-        let records = record_set();
-        let first = storage.append(records.clone());
-        let mut durable = storage.durable();
-        while *durable.borrow_and_update() < first {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        // The same bid (item, bidder, id) again: the commit fails, the storage says so, and
-        // what was committed before stays.
-        storage.append(vec![records[4].clone()]);
-        storage.close();
-        assert!(storage.failed().is_cancelled());
-        assert!(
-            storage.failure().unwrap().contains("UNIQUE"),
-            "{:?}",
-            storage.failure()
-        );
-        assert_eq!(
-            query_one::<i64>(&path, "SELECT count(*) FROM bids").unwrap(),
-            Some(2)
-        );
-    }
-
-    #[test]
-    fn a_version_1_database_is_migrated_and_keeps_its_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.execute(
-                "INSERT INTO accounts (id, name, public_key, created_at) VALUES (1, 'old', ?1, 0)",
-                [PublicKey([7; 32]).to_hex()],
-            )
-            .unwrap();
-        }
-        let (storage, snapshot) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
-        assert_eq!(snapshot.accounts.len(), 1);
-        storage.close();
-        drop(storage);
-        assert_eq!(
-            query_one::<i64>(&path, "PRAGMA user_version").unwrap(),
-            Some(MIGRATIONS.len() as i64)
-        );
-        assert_eq!(
-            query_one::<i64>(
-                &path,
-                "SELECT count(*) FROM sqlite_master WHERE name = 'bids_by_item'"
-            )
-            .unwrap(),
-            Some(0)
-        );
-    }
-
-    #[test]
-    fn a_file_that_is_not_ours_is_refused_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let garbage = dir.path().join("junk.db");
-        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
-        std::fs::write(&garbage, &bytes).unwrap();
-        let err = SqliteStorage::open(&garbage, SqliteOptions::default())
-            .err()
-            .unwrap();
-        assert!(
-            format!("{err:#}").contains("not a readable SQLite database"),
-            "{err:#}"
-        );
-        assert_eq!(std::fs::read(&garbage).unwrap(), bytes);
-
-        let other = dir.path().join("other.db");
-        Connection::open(&other)
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
-            .unwrap();
-        let before = std::fs::read(&other).unwrap();
-        let err = SqliteStorage::open(&other, SqliteOptions::default())
-            .err()
-            .unwrap();
-        assert!(format!("{err:#}").contains("another program"), "{err:#}");
-        assert_eq!(std::fs::read(&other).unwrap(), before);
-    }
-
-    #[test]
-    fn a_second_server_cannot_open_the_same_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let (_first, _) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
-        let err = SqliteStorage::open(&path, SqliteOptions::default())
-            .err()
-            .unwrap();
-        assert!(format!("{err:#}").contains("in use by another"), "{err:#}");
-    }
-
-    #[test]
-    fn without_group_commit_every_append_is_its_own_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        for (group, path) in [(true, "g.db"), (false, "n.db")] {
-            let path = dir.path().join(path);
-            let (storage, _) = SqliteStorage::open(
-                &path,
-                SqliteOptions {
-                    group_commit: group,
-                },
-            )
-            .unwrap();
-            // Another connection holds the write lock while the appends arrive, so the writer
-            // (waiting on SQLite's busy timeout) cannot commit them as they come.
-            let blocker = Connection::open(&path).unwrap();
-            blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-            storage.append(record_set());
-            for i in 0..50u64 {
-                storage.append(vec![Record::AccountAttached {
-                    id: 1,
-                    notify: format!("127.0.0.1:{}", 6000 + i).parse().unwrap(),
-                }]);
-            }
-            blocker.execute_batch("ROLLBACK").unwrap();
-            storage.close();
-            let stats = storage.stats();
-            assert_eq!(stats.appends, 51);
-            assert!(!storage.failed().is_cancelled());
-            if group {
-                // At most the first append alone, then everything that waited behind it.
-                assert!(stats.commits <= 2, "{stats:?}");
-            } else {
-                assert_eq!(stats.commits, 51);
-            }
-        }
     }
 }
