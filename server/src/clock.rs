@@ -11,6 +11,14 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Sleeps until `at`, or for ever when there is nothing to wake for.
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The time of one event, read once and passed to everything that handles it: the wall clock
 /// (for `ends_at` and stored times) and the monotonic clock (for timers and rate limits).
 #[derive(Debug, Clone, Copy)]

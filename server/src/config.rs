@@ -49,17 +49,19 @@ pub struct Config {
     /// are dropped, and the source told `rate-limited` at most once a second.
     pub udp_rate: f64,
     pub udp_burst: f64,
-    /// TCP connections to item channels at once, server-wide, handshakes included. One more is
-    /// told `server-full` (see `connection::refuse`) and closed.
+    /// TCP connections to item channels and the settlement desk at once, server-wide,
+    /// handshakes included. One more is told `server-full` (see `net::accept::refuse_full`)
+    /// and closed.
     pub max_connections: usize,
     pub item_ports: PortRange,
     /// Time a TLS client gets to complete its handshake.
     pub handshake_timeout: Duration,
-    /// A channel connection on which nothing arrives for this long is closed (`idle-timeout`).
+    /// A channel or settlement connection on which nothing arrives for this long is closed
+    /// (`idle-timeout`).
     pub idle_timeout: Duration,
     /// Time one write to a channel may take before the reader is considered stuck.
     pub write_timeout: Duration,
-    /// The kernel send buffer of each channel connection (SO_SNDBUF), `None` for the system's
+    /// The kernel send buffer of each channel and settlement connection (SO_SNDBUF), `None` for the system's
     /// default (which grows to megabytes on Linux). Smaller bounds what a connection that does
     /// not read can hold in the kernel, and makes HIGHEST coalescing start sooner.
     pub channel_send_buffer: Option<usize>,

@@ -1,6 +1,6 @@
-//! One bidder's TLS connection to one item: the handshake (with its own timeout), then a reader
-//! that turns lines into item commands and a writer that drains the connection's queue and the
-//! item's latest HIGHEST, each write with its own timeout.
+//! One bidder's TLS connection to one item: after the handshake (`net/accept.rs`), a reader
+//! that turns lines into item commands (`net/lines.rs`) and a writer that drains the
+//! connection's queue and the item's latest HIGHEST, each write with its own timeout.
 
 use auction_protocol::channel::{self, ChannelBody};
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::rules::refusal::Refusal;
 
 /// Serves one bidder's connection until it closes; `_permit` is its place in the server-wide
 /// connection budget, released when it ends.
-pub async fn serve(
+pub(super) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     conn: u64,

@@ -11,7 +11,7 @@
 //! commit are judged meanwhile and committed together in the next.
 
 mod bid;
-pub(crate) mod channel;
+mod channel;
 mod close;
 pub(crate) mod cmd;
 mod deliver;

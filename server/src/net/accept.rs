@@ -23,7 +23,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// A client over the server's connection limit: finish the handshake (the client can only
 /// read a reason over TLS) and say `server-full`, if few refusals are in progress; otherwise
 /// just close the TCP connection. Either way it holds no connection permit.
-pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
+fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
     ctx.metrics.refused("server-full");
     let Ok(permit) = ctx.refusals.clone().try_acquire_owned() else {
         tracing::debug!(%peer, "server full; closing without a handshake");
@@ -59,7 +59,7 @@ pub fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
 /// `None` when the handshake failed, or when there is no such account (deregistered since the
 /// verifier accepted the key, or a resumed TLS session, which skips the certificate check):
 /// that client is told `account-gone` and the connection closed.
-pub async fn handshake(
+pub(crate) async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     ctx: &ServerContext,
@@ -103,7 +103,7 @@ pub async fn handshake(
 }
 
 /// A server-side TLS connection.
-pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
+pub(crate) type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// Writes one `error` line (`req` null) and closes the TLS session, each step bounded by the
 /// write timeout: how a connection is refused once its handshake is done.

@@ -82,23 +82,24 @@ impl Gate {
         if let ratelimit::Verdict::Limited { tell } =
             self.limiter.check(src.ip(), now.instant.into_std())
         {
-            let told = tell.then(|| {
-                let req = match udp::decode_request(data) {
-                    Ok(incoming) => Some(incoming.request.req),
-                    Err(e) => e.req,
-                };
-                let message = format!(
-                    "more than {} datagrams per second from this address; slow down",
-                    self.rate
-                );
-                let body = ServerBody::Error {
-                    req,
-                    reason: Reason::RateLimited,
-                    message,
-                };
-                unamplified(data, body)
-            });
-            return Gated::Limited(told.flatten());
+            if !tell {
+                return Gated::Limited(None);
+            }
+            tracing::info!(%src, "rate-limiting a source");
+            let req = match udp::decode_request(data) {
+                Ok(incoming) => Some(incoming.request.req),
+                Err(e) => e.req,
+            };
+            let message = format!(
+                "more than {} datagrams per second from this address; slow down",
+                self.rate
+            );
+            let body = ServerBody::Error {
+                req,
+                reason: Reason::RateLimited,
+                message,
+            };
+            return Gated::Limited(unamplified(data, src, body));
         }
         let incoming = match udp::decode_request(data) {
             Ok(incoming) => incoming,
@@ -109,7 +110,7 @@ impl Gate {
                     reason: e.reason,
                     message: e.detail,
                 };
-                return unamplified(data, body).map_or(Gated::Drop, Gated::Reply);
+                return unamplified(data, src, body).map_or(Gated::Drop, Gated::Reply);
             }
         };
         let request = incoming.request;
@@ -121,7 +122,7 @@ impl Gate {
         if !validated {
             let cookie = self.cookies.issue(src, now.secs());
             let body = ServerBody::Cookie { req, cookie };
-            return unamplified(data, body).map_or(Gated::Drop, Gated::Reply);
+            return unamplified(data, src, body).map_or(Gated::Drop, Gated::Reply);
         }
 
         // From here the source has shown it receives: answers need not be small.
@@ -174,9 +175,14 @@ impl Gate {
 
 /// `body` encoded, if it is small relative to the request it answers, so the server cannot
 /// amplify a flood sent from spoofed addresses.
-fn unamplified(request: &[u8], body: ServerBody) -> Option<Vec<u8>> {
+fn unamplified(request: &[u8], src: SocketAddr, body: ServerBody) -> Option<Vec<u8>> {
     let datagram = udp::encode(body);
-    (datagram.len() <= request.len() * COOKIE_AMPLIFICATION).then_some(datagram)
+    if datagram.len() <= request.len() * COOKIE_AMPLIFICATION {
+        Some(datagram)
+    } else {
+        tracing::debug!(%src, "dropped a reply that would amplify an unvalidated request");
+        None
+    }
 }
 
 fn refuse(req: u64, reason: Reason, message: &str) -> Gated {
@@ -196,10 +202,7 @@ impl Registry {
             Gated::Repeat(datagram) => return self.emit(src, datagram),
             Gated::Limited(told) => {
                 self.ctx.metrics.udp_limited.inc();
-                if let Some(datagram) = told {
-                    tracing::info!(%src, "rate-limiting a source");
-                    self.sends.push((src, datagram));
-                }
+                self.sends.extend(told.map(|datagram| (src, datagram)));
                 return;
             }
             Gated::Drop => return,
@@ -309,9 +312,18 @@ mod tests {
         };
         match udp::decode_server(datagram).unwrap().body {
             ServerBody::Error { reason, .. } => Some(reason),
-            ServerBody::Cookie { .. } => Some(Reason::Other),
             _ => None,
         }
+    }
+
+    fn is_cookie(gated: &Gated) -> bool {
+        let Gated::Reply(datagram) = gated else {
+            return false;
+        };
+        matches!(
+            udp::decode_server(datagram).unwrap().body,
+            ServerBody::Cookie { .. }
+        )
     }
 
     /// A gate and a valid cookie for `src()`.
@@ -374,18 +386,12 @@ mod tests {
         // A readable request without a cookie gets one; with a cookie made for another
         // address, too.
         let list = encode_request(&request(1, None, RequestBody::List));
-        assert_eq!(
-            reason(&gate.check(&list, src(), now(), &mut book)),
-            Some(Reason::Other)
-        );
+        assert!(is_cookie(&gate.check(&list, src(), now(), &mut book)));
         let elsewhere = gate
             .cookies
             .issue(SocketAddr::from(([10, 0, 0, 1], 1)), now().secs());
         let list = encode_request(&request(1, Some(elsewhere), RequestBody::List));
-        assert_eq!(
-            reason(&gate.check(&list, src(), now(), &mut book)),
-            Some(Reason::Other)
-        );
+        assert!(is_cookie(&gate.check(&list, src(), now(), &mut book)));
         // Two bytes cannot buy an answer of more than six.
         assert_eq!(gate.check(b"{}", src(), now(), &mut book), Gated::Drop);
     }
@@ -408,9 +414,37 @@ mod tests {
                 },
             )
         };
+        // Without a cookie, nothing about accounts or signatures is checked, let alone said:
+        // an unknown account, a bad signature and a good one all get a cookie.
+        let t = now();
+        let mut no_cookie = ack(5);
+        no_cookie.cookie = None;
+        assert!(is_cookie(&gate.check(
+            &signed(&alice, &no_cookie),
+            src(),
+            t,
+            &mut book
+        )));
+        assert!(is_cookie(&gate.check(
+            &signed(&mallory, &no_cookie),
+            src(),
+            t,
+            &mut book
+        )));
+        no_cookie.body = RequestBody::Ack {
+            account: "bob".into(),
+            notice: 9,
+        };
+        assert!(is_cookie(&gate.check(
+            &signed(&alice, &no_cookie),
+            src(),
+            t,
+            &mut book
+        )));
+        assert!(book.window("alice", &public(&alice)).unwrap().floor() == 0);
+
         // Unsigned, unknown account, signed by the wrong key: each refused with its reason.
         let unsigned = encode_request(&ack(5));
-        let t = now();
         let got = gate.check(&unsigned, src(), t, &mut book);
         assert_eq!(reason(&got), Some(Reason::SignatureRequired));
         let mut for_bob = ack(5);

@@ -118,8 +118,6 @@ impl Registry {
             bid_ids: Vec::new(),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
-        let ends_at = now.ms + duration * 1000;
-        let negotiate_at = auction::negotiate_at(now.ms, ends_at);
         self.negotiations.insert((negotiate_at, id));
         self.items
             .insert(id, Entry::running(handle, Negotiation::Due(negotiate_at)));

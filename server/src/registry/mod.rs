@@ -32,7 +32,7 @@ mod subscriptions;
 use auction_protocol::limits::MAX_DATAGRAM;
 use auction_protocol::udp::{self, RequestBody, ServerBody};
 use auction_protocol::{ItemView, Reason};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ use inbox::{ItemClosed, ItemUpdate};
 use notices::Notices;
 
 /// Items one account may follow at once.
-pub const MAX_SUBSCRIPTIONS: usize = 256;
+pub(super) const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// One item in the catalogue, open or closed.
 struct Entry {
@@ -112,7 +112,7 @@ pub struct Registry {
     /// ...and are announced with this host.
     advertise: IpAddr,
     accounts: Accounts,
-    items: std::collections::BTreeMap<u64, Entry>,
+    items: BTreeMap<u64, Entry>,
     /// Reliable notices waiting for their acknowledgement.
     notices: Notices,
     next_item: u64,
@@ -120,7 +120,7 @@ pub struct Registry {
     next_port: u16,
     /// What the request being handled changed, appended as one group when it is answered.
     records: Vec<Record>,
-    /// Datagrams waiting for storage: (to, datagram).
+    /// Datagrams and notices waiting for storage to catch up.
     outbox: Outbox<Outgoing>,
     /// Datagrams ready to go, sent by the run loop after each event.
     sends: Vec<(SocketAddr, Vec<u8>)>,
@@ -137,8 +137,8 @@ pub struct Registry {
     negotiations: BTreeSet<(u64, u64)>,
 }
 
-/// The result of one request: datagrams to send back, and whether to remember them in the
-/// account's replay window.
+/// The result of one request: datagrams to send back (the first is kept in the signing
+/// account's replay window), and what to send after them.
 struct Answer {
     datagrams: Vec<Vec<u8>>,
     /// Announcements to send after the answer (NEW-ITEM, pending notices).
@@ -186,7 +186,7 @@ impl Registry {
             bind_ip,
             advertise,
             accounts: Accounts::new(snapshot.next_account),
-            items: std::collections::BTreeMap::new(),
+            items: BTreeMap::new(),
             next_item: snapshot.next_item.max(1),
             next_port: first_port,
             records: Vec::new(),
@@ -226,7 +226,7 @@ impl Registry {
                 Some(update) = updates.recv() => self.on_update(update),
                 // The settlement desk's notices (appended already: sent once durable).
                 Some(notice) = notices.recv() => self.say_notice(notice, Now::read()),
-                _ = sleep_until(wake) => {
+                _ = crate::clock::sleep_until(wake) => {
                     let now = Now::read();
                     self.ask_negotiations(now);
                     self.retransmit(now);
@@ -333,13 +333,6 @@ impl Registry {
             } => self.negotiate(req, &account, item, answer, min, now).await,
             RequestBody::Subscriptions { account } => self.subscriptions(req, &account),
         }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

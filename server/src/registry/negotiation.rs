@@ -35,7 +35,7 @@ pub(super) fn due(
     view: &ItemView,
     seller: Option<AccountId>,
 ) -> Due {
-    if !open || state != Negotiation::Due(at) {
+    if !open || state != Negotiation::Due(at) || now_ms < at {
         return Due::Skip;
     }
     if !auction::negotiation_due(now_ms, at, view.ends_at, view.highest.is_some()) {
@@ -244,6 +244,11 @@ mod tests {
         );
         assert_eq!(
             due(at, at, Negotiation::Asked, true, &view(None), Some(SELLER)),
+            Due::Skip
+        );
+        // Not before its time, whatever the caller does.
+        assert_eq!(
+            due(at - 1, at, state, true, &view(None), Some(SELLER)),
             Due::Skip
         );
         let rescheduled = Negotiation::Due(at + 1);

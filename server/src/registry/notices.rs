@@ -100,17 +100,26 @@ impl Notices {
 
     /// Starts a new delivery round for `account`: every notice due now, with all its tries.
     pub(super) fn restart(&mut self, account: AccountId, now: Instant) {
-        self.reschedule(account, now, |_| true);
+        self.reschedule(account, now, true, |_| true);
     }
 
     /// Makes the notices of `account` that waited for an address due now (it has one again),
     /// leaving the others' rounds as they are.
     pub(super) fn unpark(&mut self, account: AccountId, now: Instant) {
         let tries = self.tries;
-        self.reschedule(account, now, |p| p.next_at.is_none() && p.tries < tries);
+        self.reschedule(account, now, false, |p| {
+            p.next_at.is_none() && p.tries < tries
+        });
     }
 
-    fn reschedule(&mut self, account: AccountId, now: Instant, which: impl Fn(&Pending) -> bool) {
+    /// Makes `which` of `account`'s notices due now, their tries counted afresh if `fresh`.
+    fn reschedule(
+        &mut self,
+        account: AccountId,
+        now: Instant,
+        fresh: bool,
+        which: impl Fn(&Pending) -> bool,
+    ) {
         let Some(notices) = self.pending.get_mut(&account) else {
             return;
         };
@@ -118,7 +127,7 @@ impl Notices {
             if let Some(at) = p.next_at {
                 self.schedule.remove(&(at, account, id));
             }
-            if p.next_at.is_some() || p.tries >= self.tries {
+            if fresh {
                 p.tries = 0;
             }
             p.next_at = Some(now);
@@ -144,9 +153,14 @@ impl Notices {
             let Some(p) = self.pending.get_mut(&account).and_then(|n| n.get_mut(&id)) else {
                 continue;
             };
-            let Some(to) = address(account) else {
-                p.next_at = None;
-                continue;
+            // Its round is over (or rounds have no tries at all), or its account has no
+            // address: it waits for a new round.
+            let to = match address(account) {
+                Some(to) if p.tries < self.tries => to,
+                _ => {
+                    p.next_at = None;
+                    continue;
+                }
             };
             p.tries += 1;
             out.push((to, p.datagram.clone()));
@@ -323,5 +337,31 @@ mod tests {
         assert_eq!(out, vec![(addr(BOB).unwrap(), b"sold".to_vec())]);
         n.forget(BOB);
         assert_eq!(n.count(BOB), 0);
+    }
+
+    #[test]
+    fn a_forgotten_account_leaves_nothing_to_send_or_wake_for() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut n = notices();
+        let t0 = Instant::now();
+        n.queue(BOB, 11, b"sold".to_vec(), t0);
+        n.queue(BOB, 12, b"settled".to_vec(), t0);
+        n.forget(BOB);
+        assert_eq!(n.next_wake(), None);
+        assert!(n
+            .due(t0 + Duration::from_secs(60), &mut rng, addr)
+            .is_empty());
+        assert!(!n.drop(BOB, 11));
+    }
+
+    #[test]
+    fn rounds_without_tries_send_nothing() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut n = Notices::new(Duration::from_millis(100), 0);
+        let t0 = Instant::now();
+        n.queue(ALICE, 10, b"win".to_vec(), t0);
+        assert!(n.due(t0, &mut rng, addr).is_empty());
+        assert_eq!(n.next_wake(), None);
+        assert_eq!(n.count(ALICE), 1, "kept until acknowledged all the same");
     }
 }

@@ -1,7 +1,7 @@
 //! One party's settlement connection: the handshake (its own timeout), then lines in and out
 //! through the desk, like an item channel.
 
-use auction_protocol::settle::{self};
+use auction_protocol::settle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;

@@ -16,14 +16,12 @@ use auction_protocol::channel::LineError;
 use auction_protocol::settle::{Role, SettleBody};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::accounts::AccountHandle;
-use crate::clock::unix_ms;
+use crate::clock::{sleep_until, unix_ms, Now};
 use crate::context::ServerContext;
 use crate::net::accept::admit;
 use crate::rules::refusal::Refusal;
@@ -94,8 +92,8 @@ impl Desk {
         let shutdown = self.ctx.shutdown.clone();
         loop {
             let next_deadline = self.settlements.values().filter_map(|s| s.deadline).min();
-            let wake = next_deadline
-                .map(|d| Instant::now() + Duration::from_millis(d.saturating_sub(unix_ms())));
+            let now = Now::read();
+            let wake = next_deadline.map(|d| now.instant_of(d));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.outbox.progress() => self.flush(),
@@ -272,12 +270,5 @@ impl Desk {
         if c.queue.try_send(body).is_err() {
             self.conns.remove(&conn);
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
