@@ -2,69 +2,15 @@
 //! running server or without one). It shows what the server has committed: accounts, open items
 //! with their highest bids, and the connection log of each open item's channel.
 //!
-//! This file is the report and its rendering; the SQL that fills it is in
+//! This file renders the report; the report and the SQL that fills it are in
 //! `store/sqlite/status.rs`. It runs in its own process: it shares no state with a server and
 //! waits for none.
 
-use anyhow::Result;
-use serde::Serialize;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Connection-log rows shown per item (the most recent).
-pub const CONNECTIONS_PER_ITEM: usize = 50;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Always `"database"`: this view is read from the database file, not asked of the server.
-    pub source: &'static str,
-    pub db: PathBuf,
-    /// Whether a server holds the database's lock file now. If so, the report is what it had
-    /// committed a moment ago; if not, what it left when it stopped.
-    pub server_running: bool,
-    /// Unix ms when the report was read.
-    pub read_at: u64,
-    pub accounts: Vec<AccountRow>,
-    pub open_items: Vec<ItemRow>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AccountRow {
-    pub name: String,
-    pub created_at: u64,
-    /// Where its announcements go (`null` for a catalog's house account).
-    pub notify: Option<String>,
-    pub open_items: u64,
-    pub pending_notices: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ItemRow {
-    pub item: u64,
-    pub description: String,
-    pub seller: String,
-    pub min: u64,
-    pub highest: Option<u64>,
-    pub bidder: Option<String>,
-    pub ends_at: u64,
-    pub connected: u64,
-    /// The most recent channel connections first (at most [`CONNECTIONS_PER_ITEM`]).
-    pub connections: Vec<ConnectionRow>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectionRow {
-    pub bidder: String,
-    pub peer: String,
-    pub connected_at: u64,
-    /// `null` while connected.
-    pub disconnected_at: Option<u64>,
-}
-
-/// Reads the report from the database at `db` (see `store/sqlite/status.rs`).
-pub fn read(db: &Path) -> Result<Report> {
-    crate::store::sqlite::status::read(db)
-}
+pub use crate::store::sqlite::status::{
+    read, AccountRow, ConnectionRow, ItemRow, Report, CONNECTIONS_PER_ITEM,
+};
 
 fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()

@@ -1,18 +1,68 @@
-//! The SQL of `auction-server status` (the report and its rendering are in `status.rs`), and
-//! [`query_one`] for tests and tools. Both open the database read only, from a process beside a
+//! The report of `auction-server status` and the SQL that fills it (its rendering is in
+//! `status.rs`), and [`query_one`] for tests and tools. Both open the database read only, from a process beside a
 //! running server or without one: they own no state and wait for no writer (WAL lets them read
 //! while the server commits).
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use std::path::Path;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::schema::lock_path;
-use crate::status::{AccountRow, ConnectionRow, ItemRow, Report, CONNECTIONS_PER_ITEM};
+
+/// Connection-log rows shown per item (the most recent).
+pub const CONNECTIONS_PER_ITEM: usize = 50;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Always `"database"`: this view is read from the database file, not asked of the server.
+    pub source: &'static str,
+    pub db: PathBuf,
+    /// Whether a server holds the database's lock file now. If so, the report is what it had
+    /// committed a moment ago; if not, what it left when it stopped.
+    pub server_running: bool,
+    /// Unix ms when the report was read.
+    pub read_at: u64,
+    pub accounts: Vec<AccountRow>,
+    pub open_items: Vec<ItemRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountRow {
+    pub name: String,
+    pub created_at: u64,
+    /// Where its announcements go (`null` for a catalog's house account).
+    pub notify: Option<String>,
+    pub open_items: u64,
+    pub pending_notices: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRow {
+    pub item: u64,
+    pub description: String,
+    pub seller: String,
+    pub min: u64,
+    pub highest: Option<u64>,
+    pub bidder: Option<String>,
+    pub ends_at: u64,
+    pub connected: u64,
+    /// The most recent channel connections first (at most [`CONNECTIONS_PER_ITEM`]).
+    pub connections: Vec<ConnectionRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRow {
+    pub bidder: String,
+    pub peer: String,
+    pub connected_at: u64,
+    /// `null` while connected.
+    pub disconnected_at: Option<u64>,
+}
 
 /// Reads the report from the database at `db`.
-pub(crate) fn read(db: &Path) -> Result<Report> {
+pub fn read(db: &Path) -> Result<Report> {
     if !db.exists() {
         bail!(
             "there is no database at {} (give the server's --db)",
