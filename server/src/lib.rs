@@ -51,7 +51,7 @@ use tokio_util::task::TaskTracker;
 pub use clock::unix_ms;
 pub use config::{Config, PortRange};
 pub use metrics::Metrics;
-pub use store::sqlite::{query_one, SqliteOptions, SqliteStorage};
+pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
 pub use store::{Snapshot, Storage};
 
 /// Refused connections (server full) that get a handshake and a reason at once.

@@ -117,6 +117,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read the whole database (--db) with SQLite's full integrity check and its foreign-key
+    /// check; exit 1 if anything is wrong. Read only, beside a running server or without one.
+    Check,
+    /// Copy the database (--db) to FILE as one consistent snapshot, beside a running server or
+    /// without one. FILE must not exist; the copy is checked before it takes that name.
+    Backup {
+        /// Where the copy goes.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Write a development CA and a server certificate signed by it.
     GenCerts {
         /// Folder for ca.pem, ca.key, server.pem, server.key.
@@ -159,6 +169,20 @@ async fn run(cli: Cli) -> Result<()> {
         } else {
             print!("{}", auction_server::status::render(&report));
         }
+        return Ok(());
+    }
+    if let Some(Command::Check) = &cli.command {
+        let report = auction_server::care::check(&cli.db)?;
+        print!("{}", report.render());
+        if !report.problems.is_empty() {
+            bail!("{} is damaged", cli.db.display());
+        }
+        return Ok(());
+    }
+    if let Some(Command::Backup { to }) = &cli.command {
+        let report = auction_server::care::backup(&cli.db, to)?;
+        println!("Backed up {} to {}.", cli.db.display(), to.display());
+        print!("{}", report.render());
         return Ok(());
     }
     raise_open_files_limit();

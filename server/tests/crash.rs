@@ -46,9 +46,12 @@ fn server_command(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Command {
 
 /// Starts the server and waits until it listens.
 async fn spawn_server(dir: &Path, udp: &str, extra: &[&str]) -> Proc {
-    let mut child = server_command(dir, &dir.join("auction.db"), udp, extra)
-        .spawn()
-        .unwrap();
+    spawn_server_on(dir, &dir.join("auction.db"), udp, extra).await
+}
+
+/// Starts the server on the database `db` and waits until it listens.
+async fn spawn_server_on(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Proc {
+    let mut child = server_command(dir, db, udp, extra).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(Mutex::new(String::new()));
     let addr = within(20, "the server to listen", async {
@@ -460,4 +463,180 @@ async fn a_damaged_or_unreadable_database_stops_the_start_and_is_left_alone() {
     let (code, err) = refused_start(dir, &folder).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot open the database"), "{err}");
+}
+
+/// Runs `auction-server` with `args` on `db` to its end: (exit code, stdout, stderr).
+async fn run_tool(dir: &Path, db: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = server_command(dir, db, "127.0.0.1:0", args);
+    cmd.stdout(Stdio::piped());
+    let out = within(60, "auction-server to finish", cmd.output())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_database_lost_beside_its_log_is_refused_and_nothing_is_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = spawn_server(dir, "127.0.0.1:0", &[]).await;
+    let seller = client(dir, server.udp, "seller").await;
+    seller.offer("Lamp", Cents(100), Some(60)).await.unwrap();
+    // Killed, the server leaves its commits in the write-ahead log.
+    server.kill_9().await;
+    let db = dir.join("auction.db");
+    let wal = dir.join("auction.db-wal");
+    let log = std::fs::read(&wal).unwrap();
+    assert!(!log.is_empty(), "the commits are in the log");
+
+    // The database file emptied (or never restored with its log).
+    std::fs::write(&db, b"").unwrap();
+    let (code, err) = refused_start(dir, &db).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is empty but its write-ahead log"), "{err}");
+    assert!(err.contains("Nothing was changed"), "{err}");
+    assert_eq!(std::fs::read(&wal).unwrap(), log);
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+    // `check` says the same instead of reading an empty database.
+    let (code, _, err) = run_tool(dir, &db, &["check"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is empty but its write-ahead log"), "{err}");
+
+    // The database file gone.
+    std::fs::remove_file(&db).unwrap();
+    let (code, err) = refused_start(dir, &db).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is missing but its write-ahead log"), "{err}");
+    assert!(!db.exists());
+    assert_eq!(std::fs::read(&wal).unwrap(), log);
+}
+
+/// The byte offset of the last byte of a leaf page of the index whose root is `root`, found
+/// by following right-most child pointers down from the root (SQLite's file format: an
+/// interior index page has type 2 and its right-most pointer at bytes 8..12).
+fn last_byte_of_an_index_leaf(file: &[u8], page_size: usize, root: usize) -> usize {
+    let mut page = root;
+    loop {
+        let start = (page - 1) * page_size;
+        match file[start] {
+            0x0a => return start + page_size - 1,
+            0x02 => {
+                let ptr = &file[start + 8..start + 12];
+                page = u32::from_be_bytes(ptr.try_into().unwrap()) as usize;
+            }
+            other => panic!("page {page} is not an index page (type {other:#x})"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_load_keeps_every_acknowledged_bid_and_check_finds_a_flipped_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let db = dir.join("auction.db");
+    let server = spawn_server(dir, "127.0.0.1:0", &["--snipe-window", "0s"]).await;
+    let udp = server.udp;
+    let seller = client(dir, udp, "seller").await;
+    let item = seller.offer("A", Cents(100), Some(120)).await.unwrap().item;
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let mut streams = Vec::new();
+    for name in ["b1", "b2"] {
+        let bidder = Arc::new(client(dir, udp, name).await);
+        streams.push(tokio::spawn(bid_until_cut_off(
+            bidder,
+            vec![item],
+            1,
+            seen.clone(),
+        )));
+    }
+    within(20, "bids to be acknowledged", async {
+        while seen.lock().unwrap().len() < 50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // A backup while the bids go on: everything acknowledged before it started is in it.
+    let before: Vec<Seen> = seen.lock().unwrap().clone();
+    let copy = dir.join("backup.db");
+    let copy_arg = copy.to_str().unwrap();
+    let (code, out, err) = run_tool(dir, &db, &["backup", "--to", copy_arg]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Every page, index entry and reference checks out"),
+        "{out}"
+    );
+    let after_backup = seen.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.lock().unwrap().len() > after_backup, "bidding went on");
+    assert!(server.terminate().await.success());
+    for s in streams {
+        within(10, "the bidders to stop", s).await.unwrap();
+    }
+    let backup =
+        rusqlite::Connection::open_with_flags(&copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    for (item, bidder, amount, id) in &before {
+        let n = count(
+            &backup,
+            "SELECT count(*) FROM bids b JOIN accounts a ON a.id = b.bidder
+             WHERE b.item = ?1 AND a.name = ?2 AND b.bid_id = ?3 AND b.accepted = 1
+               AND b.amount_cents = ?4",
+            rusqlite::params![item, bidder, id, amount.0],
+        );
+        assert_eq!(n, 1, "{bidder}'s acknowledged bid {id} is in the backup");
+    }
+    drop(backup);
+    // A backup is a database the server starts from (README: restore by copying it back).
+    let restored = dir.join("restored.db");
+    std::fs::copy(&copy, &restored).unwrap();
+    let server = spawn_server_on(dir, &restored, "127.0.0.1:0", &[]).await;
+    assert!(server.terminate().await.success());
+    let (code, _, err) = run_tool(dir, &copy, &["backup", "--to", copy_arg]).await;
+    assert_eq!(code, 1, "an existing file is not overwritten");
+    assert!(err.contains("exists already"), "{err}");
+
+    // The live database checks out; then one bit of an index entry is flipped.
+    let (code, out, err) = run_tool(dir, &db, &["check"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("checks out"), "{out}");
+    // A clean stop leaves every page in the main file (a reader may leave an empty log).
+    let wal = std::fs::metadata(dir.join("auction.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "a clean stop leaves no commits in the log");
+    let (root, page_size) = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let root: i64 = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'bids'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        (root as usize, size as usize)
+    };
+    let mut file = std::fs::read(&db).unwrap();
+    let at = last_byte_of_an_index_leaf(&file, page_size, root);
+    file[at] ^= 1;
+    std::fs::write(&db, &file).unwrap();
+    // The quick check a start runs does not see it...
+    let quick: String =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(quick, "ok");
+    // ...`check` does, says so with exit code 1, and changes nothing.
+    let (code, out, err) = run_tool(dir, &db, &["check"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("problem(s) found"), "{out}");
+    assert!(out.contains("index"), "{out}");
+    assert!(err.contains("is damaged"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), file);
 }

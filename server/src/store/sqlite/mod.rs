@@ -11,6 +11,7 @@
 //! snapshot at start; `writer.rs` is the queue and the writer thread; `write.rs` turns each
 //! record into SQL; `status.rs` reads for `auction-server status`, from another process.
 
+pub mod care;
 mod load;
 mod schema;
 pub(crate) mod status;

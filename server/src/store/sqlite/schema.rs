@@ -11,11 +11,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// "AUCT": marks the file as ours, so another program's SQLite file is not mistaken for one.
-const APPLICATION_ID: i32 = 0x4155_4354;
+pub(super) const APPLICATION_ID: i32 = 0x4155_4354;
 
 /// Schema migrations, applied in order; `user_version` counts those applied. Never edit one
 /// that has shipped: add another.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: accounts, items, bids, notices, replay windows.
     r#"
     CREATE TABLE accounts (
@@ -176,6 +176,7 @@ pub(super) fn lock_file(db: &Path) -> Result<File> {
 /// Opens the file and checks, without writing anything, that it is an intact auction database
 /// this build understands.
 pub(super) fn open_checked(path: &Path) -> Result<Connection> {
+    super::care::refuse_lost_database(path)?;
     let exists = path.exists();
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if !exists {
