@@ -10,13 +10,37 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// 1 to 200 characters, not only blanks, and no control characters (so it prints safely in a
-/// terminal and its JSON encoding is at most 4 bytes per character).
+/// 1 to 200 characters, not only blanks, no control characters (so it prints safely in a
+/// terminal and its JSON encoding is at most 4 bytes per character), and none of the
+/// [`invisible`] characters that make text read differently from what it is.
 pub fn valid_description(text: &str) -> bool {
     let chars = text.chars().count();
     (1..=MAX_DESCRIPTION_CHARS).contains(&chars)
         && !text.trim().is_empty()
-        && !text.chars().any(char::is_control)
+        && !text.chars().any(|c| c.is_control() || invisible(c))
+}
+
+/// Characters that change how the text around them is shown without being seen themselves:
+/// the bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), which
+/// can make "lamp 100" display as "001 pmal", the directional marks (U+200E, U+200F, U+061C),
+/// and the zero-width characters (U+200B–U+200D, U+2060, U+FEFF), which make two descriptions
+/// that look the same differ. (Emoji joined with U+200D are refused with them.)
+pub fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{061C}'
+            | '\u{2060}'
+            | '\u{FEFF}'
+    )
+}
+
+/// The form in which two account names are the same name: names are unique without regard to
+/// case, so "alice" and "Alice" cannot be two accounts.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 /// 1 to 64 bytes of printable ASCII other than space.
@@ -27,6 +51,31 @@ pub fn valid_bid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptions_refuse_what_changes_how_they_read() {
+        assert!(valid_description("Vintage lamp"));
+        assert!(valid_description("Théière en argent, 1920"));
+        assert!(valid_description(
+            "\u{627}\u{644}\u{645}\u{635}\u{628}\u{627}\u{62D}"
+        ));
+        for c in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{200D}', '\u{200E}',
+            '\u{200F}', '\u{061C}', '\u{2060}', '\u{FEFF}',
+        ] {
+            assert!(
+                !valid_description(&format!("lamp{c}100")),
+                "{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_the_same_without_regard_to_case() {
+        assert_eq!(name_key("Alice"), name_key("aLICE"));
+        assert_ne!(name_key("alice"), name_key("alice2"));
+    }
 
     #[test]
     fn names() {

@@ -243,6 +243,11 @@ async fn names_are_unique_and_valid() {
         denied_reason(impostor.register("alice").await),
         Reason::NameTaken
     );
+    // Without regard to case: "Alice" would pass for alice.
+    assert_eq!(
+        denied_reason(impostor.register("ALICE").await),
+        Reason::NameTaken
+    );
     assert_eq!(
         denied_reason(impostor.register("bad name").await),
         Reason::InvalidName
@@ -288,9 +293,9 @@ async fn deregistration_waits_for_open_items_and_leads() {
         ItemState::Closed
     );
     bob.deregister().await.unwrap();
-    // A deregistered account is gone: its name is free again.
+    // A deregistered account is gone: its name is free again, in any case.
     let newcomer = t.client("newcomer").await;
-    newcomer.register("alice").await.unwrap();
+    newcomer.register("Alice").await.unwrap();
 }
 
 #[tokio::test]
@@ -303,6 +308,15 @@ async fn offers_are_validated_and_capped_per_seller() {
     );
     assert_eq!(
         denied_reason(alice.offer(&"x".repeat(201), Cents(100), None).await),
+        Reason::InvalidDescription
+    );
+    // A right-to-left override would show "lamp \u{202E}001" as "lamp 100".
+    assert_eq!(
+        denied_reason(alice.offer("lamp \u{202E}001", Cents(100), None).await),
+        Reason::InvalidDescription
+    );
+    assert_eq!(
+        denied_reason(alice.offer("lamp\u{200B}", Cents(100), None).await),
         Reason::InvalidDescription
     );
     assert_eq!(

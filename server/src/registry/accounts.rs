@@ -43,6 +43,8 @@ struct Tombstone {
 pub(super) struct Accounts {
     live: HashMap<String, Account>,
     names: HashMap<AccountId, String>,
+    /// Live names by `names::name_key` (case folded): names are unique without regard to case.
+    folded: HashMap<String, String>,
     tombstones: HashMap<String, Tombstone>,
     /// Oldest first, so the oldest tombstone goes when there are too many.
     tombstone_order: VecDeque<String>,
@@ -54,6 +56,7 @@ impl Accounts {
         Accounts {
             live: HashMap::new(),
             names: HashMap::new(),
+            folded: HashMap::new(),
             tombstones: HashMap::new(),
             tombstone_order: VecDeque::new(),
             next_id: next_id.max(1),
@@ -106,6 +109,8 @@ impl Accounts {
         notify: Option<SocketAddr>,
     ) {
         self.names.insert(handle.id, handle.name.clone());
+        self.folded
+            .insert(names::name_key(&handle.name), handle.name.clone());
         let account = Account {
             handle,
             replay,
@@ -121,6 +126,9 @@ impl Accounts {
     pub(super) fn remove(&mut self, name: &str) -> Option<Account> {
         let mut account = self.live.remove(name)?;
         self.names.remove(&account.handle.id);
+        if self.same_name(name) == Some(name) {
+            self.folded.remove(&names::name_key(name));
+        }
         let replay = std::mem::take(&mut account.replay);
         let (id, key) = (account.handle.id, account.handle.key);
         self.bury(name.to_owned(), id, key, replay);
@@ -144,6 +152,11 @@ impl Accounts {
 
     pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Account> {
         self.live.get_mut(name)
+    }
+
+    /// The live account whose name is `name` without regard to case, if any.
+    pub(super) fn same_name(&self, name: &str) -> Option<&str> {
+        self.folded.get(&names::name_key(name)).map(String::as_str)
     }
 
     pub(super) fn contains(&self, name: &str) -> bool {
@@ -213,6 +226,10 @@ impl Registry {
                 return Answer::one(ServerBody::Registered { req, name });
             }
             return denied(Reason::NameTaken, format!("the name '{name}' is taken"));
+        }
+        if let Some(taken) = self.accounts.same_name(&name) {
+            let message = format!("the name '{name}' is taken (as '{taken}'; case does not count)");
+            return denied(Reason::NameTaken, message);
         }
         if let Some(owner) = self.ctx.keys.lookup(&key) {
             return denied(
