@@ -46,7 +46,8 @@ struct Cli {
         global = true
     )]
     db: PathBuf,
-    /// Added to the remaining time of every auction still open after a restart.
+    /// Added to the remaining time of every auction still open after a restart, once per
+    /// outage: restarts in a row add it to the auction's own end, not to the last grace.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     recovery_grace: Duration,
     /// How long a buyer has to give shipping details after a sale (and a bidder to answer a

@@ -281,3 +281,40 @@ async fn a_session_rides_out_a_restart_and_its_bid_counts_once() {
     assert_eq!(t.query("SELECT count(*) FROM bids WHERE bid_id = 'two'"), 1);
     assert_eq!(t.query("SELECT count(*) FROM bids"), 2);
 }
+
+#[tokio::test]
+async fn the_recovery_grace_makes_up_for_an_outage_once_not_for_every_restart() {
+    let t = start(config()).await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    let offered = alice.offer("Chair", Cents(1000), Some(60)).await.unwrap();
+    let planned = offered.ends_at;
+
+    // A crash loop: three restarts in a row. The grace (2 s) is added once.
+    let mut t = t;
+    for _ in 0..3 {
+        t = t.restart().await;
+        let view = alice.status(offered.item).await.unwrap();
+        assert_eq!(
+            view.ends_at,
+            planned + 2_000,
+            "restarts within the outage add nothing"
+        );
+    }
+    // A bid that does not move the end leaves the planned end where it was: still one grace.
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    assert!(matches!(
+        b.bid(Cents(1000), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    drop(b);
+    let t = t.restart().await;
+    let view = alice.status(offered.item).await.unwrap();
+    assert_eq!(view.ends_at, planned + 2_000);
+    assert_eq!(
+        t.query(&format!(
+            "SELECT planned_ends_at FROM items WHERE id = {}",
+            offered.item
+        )),
+        planned as i64
+    );
+}

@@ -108,7 +108,11 @@ impl Registry {
                     .and_then(|l| Ok((l.local_addr()?.port(), l)));
                 match bound {
                     Ok((port, l)) => {
-                        spec.ends_at = stored.ends_at.saturating_add(grace);
+                        // The grace makes up for one outage: a restart within it (a crash
+                        // loop) adds nothing more.
+                        spec.ends_at = stored
+                            .ends_at
+                            .max(stored.planned_ends_at.saturating_add(grace));
                         spec.channel = Some(SocketAddr::new(self.advertise, port).to_string());
                         self.records.push(Record::ItemResumed {
                             item: stored.id,

@@ -56,6 +56,9 @@ pub struct StoredItem {
     pub description: String,
     pub min: Cents,
     pub ends_at: u64,
+    /// The end the auction itself set (its offer, or a bid that extended it), without the
+    /// recovery grace a restart may have added to `ends_at`.
+    pub planned_ends_at: u64,
     pub port: u16,
     /// The leading bid: bidder, bidder's name, price, the bidder's proxy maximum.
     pub lead: Option<(AccountId, String, Cents, Option<Cents>)>,

@@ -64,7 +64,8 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
     let mut stmt = conn.prepare(
         "SELECT i.id, i.seller, s.name AS seller_name, i.description, i.min_cents, i.ends_at,
                 i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
-                i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation
+                i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
+                coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -91,6 +92,7 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
             description: r.get("description")?,
             min: Cents(r.get("min_cents")?),
             ends_at: r.get("ends_at")?,
+            planned_ends_at: r.get("planned_ends_at")?,
             port: r.get("port")?,
             lead,
             closed_at: r.get("closed_at")?,

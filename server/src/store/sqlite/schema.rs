@@ -142,6 +142,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_at      INTEGER NOT NULL
     );
     "#,
+    // 9: the recovery grace is added once per outage. `planned_ends_at` is the end the
+    // auction itself set (the offer, or a bid that extended it); `ends_at` may add the grace of
+    // a restart to it, and later restarts add it to `planned_ends_at` again, not to `ends_at`.
+    r#"
+    ALTER TABLE items ADD COLUMN planned_ends_at INTEGER;  -- Unix ms
+    UPDATE items SET planned_ends_at = ends_at;
+    "#,
 ];
 
 /// The lock file beside the database `db`: `db` with `.lock` added.

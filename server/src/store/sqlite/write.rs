@@ -185,9 +185,9 @@ fn item_offered(
     negotiate_at: u64,
 ) -> Result {
     tx.prepare_cached(
-        "INSERT INTO items (id, seller, description, min_cents, ends_at, port, offered_at,
-                            catalog_id, negotiate_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO items (id, seller, description, min_cents, ends_at, planned_ends_at, port,
+                            offered_at, catalog_id, negotiate_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         item,
@@ -259,8 +259,10 @@ fn bid(
     ])?;
     if let (Some((leader, price, lead_max)), Some(ends_at)) = (lead, ends_at) {
         tx.prepare_cached(
-            "UPDATE items SET highest_cents = ?2, highest_bidder = ?3, ends_at = ?4,
-                              lead_max_cents = ?5
+            "UPDATE items SET highest_cents = ?2, highest_bidder = ?3, lead_max_cents = ?5,
+                              planned_ends_at = CASE WHEN ?4 > ends_at THEN ?4
+                                                     ELSE planned_ends_at END,
+                              ends_at = ?4
              WHERE id = ?1",
         )?
         .execute(params![
