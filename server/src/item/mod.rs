@@ -34,6 +34,7 @@ use crate::accounts::{AccountHandle, AccountId};
 use crate::clock::unix_ms;
 use crate::context::ServerContext;
 use crate::net::accept::admit;
+use crate::net::listener::Listener;
 use crate::rules::auction::{Auction, Offer, Rules};
 use crate::rules::refusal::Refusal;
 use crate::store::{Outbox, Record};
@@ -141,9 +142,7 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerConte
 }
 
 /// Accepts on `listener`, or never when there is none.
-async fn accept(
-    listener: &Option<TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+async fn accept(listener: &mut Option<Listener>) -> (tokio::net::TcpStream, std::net::SocketAddr) {
     match listener {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
@@ -157,6 +156,7 @@ impl ItemTask {
         mut commands: mpsc::Receiver<ItemCmd>,
         self_tx: mpsc::WeakSender<ItemCmd>,
     ) {
+        let mut listener = listener.map(Listener::new);
         let mut next_conn: u64 = 0;
         // One timer for the item's life, moved only when the end moves (soft close) or when it
         // fires early (the wall clock and the runtime's clock disagree).
@@ -185,8 +185,8 @@ impl ItemTask {
                     self.clock();
                     self.handle(cmd);
                 }
-                accepted = accept(&listener) => {
-                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx).await {
+                accepted = accept(&mut listener) => {
+                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx) {
                         let Some(tx) = self_tx.upgrade() else { break };
                         next_conn += 1;
                         self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));

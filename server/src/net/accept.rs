@@ -17,9 +17,6 @@ use crate::accounts::AccountHandle;
 use crate::context::ServerContext;
 use crate::tls::key_from_cert;
 
-/// How long a listener waits after a failed accept before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
 /// A client over the server's connection limit: finish the handshake (the client can only
 /// read a reason over TLS) and say `server-full`, if few refusals are in progress; otherwise
 /// just close the TCP connection. Either way it holds no connection permit.
@@ -122,22 +119,13 @@ pub(crate) async fn say_and_close<W: AsyncWrite + Unpin>(
     let _ = timeout(write_timeout, writer.shutdown()).await;
 }
 
-/// Admits a connection a listener accepted, within the server-wide connection budget: its
-/// socket options set, and the permit it holds for as long as it is open. Over the budget it
-/// is refused (see [`refuse_full`]) and `None` comes back. A failed accept (typically out of
-/// file descriptors) is logged and backed off from, instead of spinning.
-pub(crate) async fn admit(
-    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+/// Admits a connection a listener accepted (see `listener.rs`), within the server-wide
+/// connection budget: its socket options set, and the permit it holds for as long as it is
+/// open. Over the budget it is refused (see [`refuse_full`]) and `None` comes back.
+pub(crate) fn admit(
+    (tcp, peer): (TcpStream, SocketAddr),
     ctx: &Arc<ServerContext>,
 ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    let (tcp, peer) = match accepted {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            tracing::warn!(error = %e, "accept failed");
-            tokio::time::sleep(ACCEPT_BACKOFF).await;
-            return None;
-        }
-    };
     let _ = tcp.set_nodelay(true);
     if let Some(size) = ctx.config.channel_send_buffer {
         let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);

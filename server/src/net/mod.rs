@@ -3,3 +3,4 @@
 
 pub(crate) mod accept;
 pub(crate) mod lines;
+pub(crate) mod listener;

@@ -24,6 +24,7 @@ use crate::accounts::AccountHandle;
 use crate::clock::{sleep_until, unix_ms, Now};
 use crate::context::ServerContext;
 use crate::net::accept::admit;
+use crate::net::listener::Listener;
 use crate::rules::refusal::Refusal;
 use crate::rules::settlement::{Sale, Settlement};
 use crate::store::{NoticeRecord, Outbox, Snapshot};
@@ -88,6 +89,7 @@ pub fn spawn(
 
 impl Desk {
     async fn run(mut self, listener: TcpListener, mut commands: mpsc::Receiver<DeskCmd>) {
+        let mut listener = Listener::new(listener);
         let mut next_conn = 0u64;
         let shutdown = self.ctx.shutdown.clone();
         loop {
@@ -106,7 +108,7 @@ impl Desk {
                     self.expire();
                 }
                 accepted = listener.accept() => {
-                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx).await {
+                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx) {
                         let Some(tx) = self.self_tx.upgrade() else { break };
                         next_conn += 1;
                         self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));

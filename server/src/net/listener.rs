@@ -1,0 +1,137 @@
+//! A TLS listener's accept loop that never holds up its task. When `accept` fails (typically
+//! out of file descriptors) the listener pauses for a moment before trying again, but the pause
+//! lives inside the accept future: the item task (or the desk) that selects on it goes on
+//! judging bids and answering meanwhile. The warning is logged at most once a second, with how
+//! many failures it stands for, instead of twenty lines a second per item.
+//!
+//! Owned by the task whose listener it is; cancel-safe (a pause survives the future being
+//! dropped by `select!`, because it is kept here, not in the future).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// How long a listener waits after a failed accept before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// At most one warning about failed accepts per listener in this long.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// Where connections come from: a TCP listener, or a stand-in in tests.
+pub(crate) trait Source {
+    type Stream;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)>;
+}
+
+impl Source for TcpListener {
+    type Stream = TcpStream;
+    async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+}
+
+pub(crate) struct Listener<S = TcpListener> {
+    source: S,
+    /// No accept before this, after a failure.
+    paused_until: Option<Instant>,
+    /// When the last warning was logged, and the failures since.
+    warned_at: Option<Instant>,
+    failures: u64,
+}
+
+impl<S: Source> Listener<S> {
+    pub(crate) fn new(source: S) -> Listener<S> {
+        Listener {
+            source,
+            paused_until: None,
+            warned_at: None,
+            failures: 0,
+        }
+    }
+
+    /// The next connection. Failures are paused over and reported here, never to the caller.
+    pub(crate) async fn accept(&mut self) -> (S::Stream, SocketAddr) {
+        loop {
+            if let Some(until) = self.paused_until {
+                tokio::time::sleep_until(until).await;
+                self.paused_until = None;
+            }
+            match self.source.accept().await {
+                Ok(accepted) => return accepted,
+                Err(e) => self.failed(&e),
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        self.failures += 1;
+        self.paused_until = Some(now + ACCEPT_BACKOFF);
+        if self.warned_at.is_none_or(|at| now >= at + WARN_EVERY) {
+            tracing::warn!(error = %e, failures = self.failures, "accept failed; pausing this listener briefly");
+            self.warned_at = Some(now);
+            self.failures = 0;
+        }
+    }
+
+    /// Failures not reported yet (for tests).
+    #[cfg(test)]
+    fn unreported(&self) -> u64 {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Fails `fail` times, then never has a connection.
+    struct Failing {
+        fail: Cell<u32>,
+        tries: Cell<u32>,
+    }
+
+    impl Source for Failing {
+        type Stream = ();
+        async fn accept(&self) -> std::io::Result<((), SocketAddr)> {
+            self.tries.set(self.tries.get() + 1);
+            if self.fail.get() > 0 {
+                self.fail.set(self.fail.get() - 1);
+                return Err(std::io::Error::other("too many open files"));
+            }
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_accept_pauses_itself_not_the_task_that_selects_on_it() {
+        let mut listener = Listener::new(Failing {
+            fail: Cell::new(100),
+            tries: Cell::new(0),
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let start = Instant::now();
+        // The task's other work (a bid, here a message) is handled at once, while the listener
+        // is failing and pausing.
+        for n in 0..5u32 {
+            tx.send(n).await.unwrap();
+            tokio::select! {
+                _ = listener.accept() => panic!("no connection is coming"),
+                got = rx.recv() => assert_eq!(got, Some(n)),
+            }
+        }
+        assert_eq!(
+            Instant::now(),
+            start,
+            "no time passed: nothing waited for the listener"
+        );
+        // Left alone for a second, it tries again every 50 ms, not in a spin.
+        let _ = tokio::time::timeout(Duration::from_millis(990), listener.accept()).await;
+        let tries = listener.source.tries.get();
+        assert_eq!(tries, 20, "the first, then one every 50 ms");
+        // One warning for the first failure, then at most one a second: the rest are counted.
+        assert!(listener.unreported() >= 15, "{}", listener.unreported());
+    }
+}
