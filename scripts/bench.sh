@@ -19,6 +19,9 @@ ROUNDS=${ROUNDS:-1}
 OUT=${BENCH_OUT:-target/bench}
 read -r -a extra <<<"${LOADGEN_ARGS:-}"
 read -r -a server_extra <<<"${SERVER_ARGS:-}"
+# One host drives every bidder flat out: budgets meant for people (bids per account per
+# second) would measure the budget, not the server. They are raised here, and said so.
+budgets=(--bid-rate 1000000 --bid-burst 1000000)
 
 cargo build --release --quiet -p auction-server -p loadgen
 server_bin=target/release/auction-server
@@ -37,6 +40,7 @@ trap cleanup EXIT
 
 echo "== machine: $(nproc) cores, $(uname -sr)"
 echo "== shape: $BIDDERS bidders, $ITEMS items, $DURATION per run, $ROUNDS round(s) ${LOADGEN_ARGS:+(loadgen $LOADGEN_ARGS)}"
+echo "== budgets raised for one host bidding flat out: ${budgets[*]}"
 failed=0
 reports=()
 for round in $(seq 1 "$ROUNDS"); do
@@ -46,7 +50,7 @@ for round in $(seq 1 "$ROUNDS"); do
   # wait for extensions.
   "$server_bin" --udp 127.0.0.1:0 --metrics 127.0.0.1:0 \
     --cert "$run/certs/server.pem" --key "$run/certs/server.key" --db "$run/auction.db" \
-    --snipe-window 0s "${server_extra[@]}" 2>"$run/server.log" &
+    --snipe-window 0s "${budgets[@]}" "${server_extra[@]}" 2>"$run/server.log" &
   server_pid=$!
   addr=""
   metrics=""

@@ -10,7 +10,10 @@
 use auction_protocol::PublicKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::rules::ratelimit::TokenBucket;
 
 /// Identifies an account for its whole life; never reused, unlike names.
 pub type AccountId = u64;
@@ -24,6 +27,9 @@ pub struct AccountHandle {
     /// Cleared when the account is deregistered (or while a deregistration is being checked):
     /// bids from connections that still hold the handle are then refused.
     live: AtomicBool,
+    /// The account's bid budget on channels (`Config::bid_rate`), shared by every item it bids
+    /// on. A short lock: item tasks take it for one token, never across `.await`.
+    bids: Mutex<Option<TokenBucket>>,
 }
 
 impl AccountHandle {
@@ -33,7 +39,17 @@ impl AccountHandle {
             name,
             key,
             live: AtomicBool::new(true),
+            bids: Mutex::new(None),
         }
+    }
+
+    /// Takes one bid from the account's budget of `rate` a second (`burst` at once); false
+    /// when it is spent.
+    pub fn take_bid(&self, rate: f64, burst: f64, now: Instant) -> bool {
+        let mut bucket = self.bids.lock().unwrap_or_else(|p| p.into_inner());
+        bucket
+            .get_or_insert_with(|| TokenBucket::full(burst, now))
+            .take(rate, burst, now)
     }
 
     pub fn is_live(&self) -> bool {

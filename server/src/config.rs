@@ -49,6 +49,11 @@ pub struct Config {
     /// are dropped, and the source told `rate-limited` at most once a second.
     pub udp_rate: f64,
     pub udp_burst: f64,
+    /// Bids per second one account may send over its channels, all items together, and how
+    /// many at once (burst); past it a bid is refused `rate-limited` (changing and storing
+    /// nothing) and the connection stays.
+    pub bid_rate: f64,
+    pub bid_burst: f64,
     /// TCP connections to item channels and the settlement desk at once, server-wide,
     /// handshakes included. One more is told `server-full` (see `net::accept::refuse_full`)
     /// and closed.
@@ -94,6 +99,8 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             udp_rate: 1000.0,
             udp_burst: 2000.0,
+            bid_rate: 50.0,
+            bid_burst: 100.0,
             item_ports: PortRange::Ephemeral,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(auction_protocol::limits::DEFAULT_IDLE_TIMEOUT_SECS),

@@ -91,6 +91,13 @@ struct Cli {
     /// How many datagrams one source IP may send at once before --udp-rate applies.
     #[arg(long, default_value_t = 2000.0)]
     udp_burst: f64,
+    /// Bids per second one account may send on its channels (all items together); more are
+    /// refused with rate-limited, the connection kept.
+    #[arg(long, default_value_t = 50.0)]
+    bid_rate: f64,
+    /// How many bids one account may send at once before --bid-rate applies.
+    #[arg(long, default_value_t = 100.0)]
+    bid_burst: f64,
     /// A channel connection on which nothing arrives (not even the reference client's blank
     /// keep-alive line) for this long is closed with idle-timeout.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
@@ -212,6 +219,8 @@ async fn run(cli: Cli) -> Result<()> {
         max_connections: cli.max_connections,
         udp_rate: cli.udp_rate,
         udp_burst: cli.udp_burst,
+        bid_rate: cli.bid_rate,
+        bid_burst: cli.bid_burst,
         item_ports: cli.item_ports,
         handshake_timeout: cli.handshake_timeout,
         idle_timeout: cli.idle_timeout,

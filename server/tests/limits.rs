@@ -467,6 +467,9 @@ async fn a_slow_reader_gets_the_latest_highest_not_every_one() {
         // what Bob's bids produce does not all fit in them.
         write_timeout: Duration::from_secs(60),
         channel_send_buffer: Some(4096),
+        // Bob bids 2000 times as fast as he can: above any account's bid budget.
+        bid_rate: 1e9,
+        bid_burst: 1e9,
         ..quick_config()
     })
     .await;
@@ -515,4 +518,48 @@ async fn a_slow_reader_gets_the_latest_highest_not_every_one() {
     let last = highest.last().expect("at least the latest HIGHEST");
     assert!(last.contains("\"amount\":2999"), "{last}");
     eprintln!("{} of 2000 HIGHEST reached the slow reader", highest.len());
+}
+
+#[tokio::test]
+async fn an_account_over_its_bid_rate_is_told_so_and_keeps_its_channel() {
+    let t = start(auction_server::Config {
+        bid_rate: 5.0,
+        bid_burst: 5.0,
+        ..quick_config()
+    })
+    .await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let offered = alice.offer("Lamp", Cents(100), Some(60)).await.unwrap();
+    let mut b = bob.open_item(offered.item).await.unwrap();
+    let mut c = carol.open_item(offered.item).await.unwrap();
+
+    // Five at once are judged (the burst); the next is refused without being judged.
+    for n in 0..5u64 {
+        let bid = b.bid(Cents(100 + n), Some(format!("b-{n}"))).await.unwrap();
+        assert!(matches!(bid, BidResult::Accepted { .. }), "{bid:?}");
+    }
+    let over = b.bid(Cents(200), Some("b-over".into())).await.unwrap();
+    let BidResult::Rejected {
+        reason: Reason::RateLimited,
+        message,
+        ..
+    } = over
+    else {
+        panic!("{over:?}")
+    };
+    assert!(message.contains("5 bids a second"), "{message}");
+    // Nothing about it was kept, and another account is not affected.
+    let stored = t.query("SELECT count(*) FROM bids WHERE bid_id = 'b-over'");
+    assert_eq!(stored, 0);
+    assert!(matches!(
+        c.bid(Cents(300), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // The channel stays; a moment later the same id is judged, once.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = b.bid(Cents(400), Some("b-over".into())).await.unwrap();
+    assert!(matches!(again, BidResult::Accepted { .. }), "{again:?}");
+    // Acknowledged, so already durable.
+    let stored = t.query("SELECT count(*) FROM bids WHERE bid_id = 'b-over'");
+    assert_eq!(stored, 1);
 }

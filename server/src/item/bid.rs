@@ -15,26 +15,25 @@ impl ItemTask {
             return;
         };
         let now = self.now;
-        let decision = match id.as_deref() {
-            Some(id) if !names::valid_bid_id(id) => {
-                let invalid = Outcome::Rejected {
-                    reason: Reason::InvalidBidId,
-                    message: "a bid id is 1 to 64 printable ASCII characters, no spaces".into(),
-                };
-                self.ctx.metrics.bid_rejected(Reason::InvalidBidId);
-                self.reply(conn, req, &invalid);
-                return;
+        if let Some(id) = id.as_deref() {
+            if !names::valid_bid_id(id) {
+                let message = "a bid id is 1 to 64 printable ASCII characters, no spaces";
+                return self.refuse(conn, req, Reason::InvalidBidId, message.into());
             }
-            Some(id) => match self.auction.previous_outcome(bidder.id, id) {
-                Some(first) => {
-                    let first = first.clone();
-                    self.reply(conn, req, &first);
-                    return;
-                }
-                None => self.auction.judge(&bidder, offer, now),
-            },
-            None => self.auction.judge(&bidder, offer, now),
-        };
+            if let Some(first) = self.auction.previous_outcome(bidder.id, id) {
+                let first = first.clone();
+                return self.reply(conn, req, &first);
+            }
+        }
+        // A new bid spends one of the account's budget. Past it the bid is not judged: nothing
+        // changes and nothing is stored, so `rate-limited` is no verdict to keep for its id
+        // (PROTOCOL.md says so): sent again later, the same id is judged then, once.
+        let (rate, burst) = (self.ctx.config.bid_rate, self.ctx.config.bid_burst);
+        if !bidder.take_bid(rate, burst, self.mono.into_std()) {
+            let message = format!("more than {rate} bids a second from this account; slow down");
+            return self.refuse(conn, req, Reason::RateLimited, message);
+        }
+        let decision = self.auction.judge(&bidder, offer, now);
         let Decision { outcome, lead, .. } = &decision;
         let accepted = matches!(outcome, Outcome::Accepted { .. });
         match outcome {
@@ -77,6 +76,12 @@ impl ItemTask {
                 });
             }
         }
+    }
+
+    /// Refuses a bid before judging it: nothing changes, nothing is stored.
+    fn refuse(&mut self, conn: u64, req: u64, reason: Reason, message: String) {
+        self.ctx.metrics.bid_rejected(reason);
+        self.reply(conn, req, &Outcome::Rejected { reason, message });
     }
 
     pub(super) fn reply(&mut self, conn: u64, req: u64, outcome: &Outcome) {

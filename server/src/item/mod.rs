@@ -79,6 +79,8 @@ struct ItemTask {
     /// The wall-clock time (Unix ms) of the event being handled: read once per event
     /// (`clock`), and what every record and rule of that event uses.
     now: u64,
+    /// The same moment on the monotonic clock (budgets).
+    mono: Instant,
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
@@ -127,6 +129,7 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerConte
         watchers: Arc::default(),
         ctx: ctx.clone(),
         now: unix_ms(),
+        mono: Instant::now(),
     };
     let watchers = task.watchers.clone();
     let span = tracing::info_span!("item", item = spec.id);
@@ -206,6 +209,7 @@ impl ItemTask {
     /// Reads the wall clock once for the event being handled (see `now`).
     fn clock(&mut self) {
         self.now = unix_ms();
+        self.mono = Instant::now();
     }
 
     /// When the auction ends, on the runtime's clock.

@@ -51,6 +51,23 @@ impl Bucket {
     }
 }
 
+/// One token bucket on its own (one account's bids, say): `rate` tokens a second, up to
+/// `burst` at once. Starts full.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket(Bucket);
+
+impl TokenBucket {
+    pub fn full(burst: f64, now: Instant) -> TokenBucket {
+        TokenBucket(Bucket::full(burst.max(1.0), now))
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.0.refill(rate, burst.max(1.0), now);
+        matches!(self.0.take(now), Verdict::Pass)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Pass,
@@ -127,6 +144,19 @@ impl SourceLimiter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_token_bucket_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::full(3.0, t0);
+        assert!((0..3).all(|_| b.take(2.0, 3.0, t0)));
+        assert!(!b.take(2.0, 3.0, t0), "the burst is spent");
+        assert!(
+            b.take(2.0, 3.0, t0 + Duration::from_millis(500)),
+            "one more after 1/rate"
+        );
+        assert!(!b.take(2.0, 3.0, t0 + Duration::from_millis(500)));
+    }
+
     use super::*;
 
     fn ip(n: u32) -> IpAddr {
