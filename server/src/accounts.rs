@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crate::rules::ratelimit::TokenBucket;
-
 /// Identifies an account for its whole life; never reused, unlike names.
 pub type AccountId = u64;
 
@@ -28,8 +26,17 @@ pub struct AccountHandle {
     /// bids from connections that still hold the handle are then refused.
     live: AtomicBool,
     /// The account's bid budget on channels (`Config::bid_rate`), shared by every item it bids
-    /// on. A short lock: item tasks take it for one token, never across `.await`.
-    bids: Mutex<Option<TokenBucket>>,
+    /// on; `rules::ratelimit::take_bid` spends it. A short lock: an item task holds it for one
+    /// token, never across `.await`.
+    pub bid_budget: Mutex<BidBudget>,
+}
+
+/// What is left of an account's bid budget: tokens, and when they were last counted (`None`
+/// before the first bid: the budget starts full).
+#[derive(Debug, Default)]
+pub struct BidBudget {
+    pub tokens: f64,
+    pub counted_at: Option<Instant>,
 }
 
 impl AccountHandle {
@@ -39,17 +46,8 @@ impl AccountHandle {
             name,
             key,
             live: AtomicBool::new(true),
-            bids: Mutex::new(None),
+            bid_budget: Mutex::default(),
         }
-    }
-
-    /// Takes one bid from the account's budget of `rate` a second (`burst` at once); false
-    /// when it is spent.
-    pub fn take_bid(&self, rate: f64, burst: f64, now: Instant) -> bool {
-        let mut bucket = self.bids.lock().unwrap_or_else(|p| p.into_inner());
-        bucket
-            .get_or_insert_with(|| TokenBucket::full(burst, now))
-            .take(rate, burst, now)
     }
 
     pub fn is_live(&self) -> bool {

@@ -7,6 +7,7 @@ use auction_protocol::{names, Reason};
 
 use super::{ItemTask, Out};
 use crate::rules::auction::{Decision, Offer, Outcome};
+use crate::rules::ratelimit;
 use crate::store::Record;
 
 impl ItemTask {
@@ -29,7 +30,10 @@ impl ItemTask {
         // changes and nothing is stored, so `rate-limited` is no verdict to keep for its id
         // (PROTOCOL.md says so): sent again later, the same id is judged then, once.
         let (rate, burst) = (self.ctx.config.bid_rate, self.ctx.config.bid_burst);
-        if !bidder.take_bid(rate, burst, self.mono.into_std()) {
+        let mut budget = bidder.bid_budget.lock().unwrap_or_else(|p| p.into_inner());
+        let spent = ratelimit::take_bid(&mut budget, rate, burst, self.mono.into_std());
+        drop(budget);
+        if !spent {
             let message = format!("more than {rate} bids a second from this account; slow down");
             return self.refuse(conn, req, Reason::RateLimited, message);
         }

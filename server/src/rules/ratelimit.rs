@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::accounts::BidBudget;
+
 /// Addresses tracked at most (about 48 bytes each).
 pub const MAX_SOURCES: usize = 65_536;
 
@@ -51,21 +53,26 @@ impl Bucket {
     }
 }
 
-/// One token bucket on its own (one account's bids, say): `rate` tokens a second, up to
-/// `burst` at once. Starts full.
-#[derive(Debug, Clone, Copy)]
-pub struct TokenBucket(Bucket);
-
-impl TokenBucket {
-    pub fn full(burst: f64, now: Instant) -> TokenBucket {
-        TokenBucket(Bucket::full(burst.max(1.0), now))
+/// Spends one bid of an account's budget (`rate` a second, `burst` at once); false when it is
+/// spent. The budget itself is plain data in the account's handle, shared by its items.
+pub fn take_bid(budget: &mut BidBudget, rate: f64, burst: f64, now: Instant) -> bool {
+    let burst = burst.max(1.0);
+    let mut bucket = match budget.counted_at {
+        None => Bucket::full(burst, now),
+        Some(last) => Bucket {
+            tokens: budget.tokens,
+            last,
+            told: None,
+        },
+    };
+    bucket.refill(rate, burst, now);
+    let spent = bucket.tokens >= 1.0;
+    if spent {
+        bucket.tokens -= 1.0;
     }
-
-    /// Takes a token if there is one.
-    pub fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
-        self.0.refill(rate, burst.max(1.0), now);
-        matches!(self.0.take(now), Verdict::Pass)
-    }
+    budget.tokens = bucket.tokens;
+    budget.counted_at = Some(bucket.last);
+    spent
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,20 +151,21 @@ impl SourceLimiter {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_token_bucket_allows_its_burst_then_its_rate() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::full(3.0, t0);
-        assert!((0..3).all(|_| b.take(2.0, 3.0, t0)));
-        assert!(!b.take(2.0, 3.0, t0), "the burst is spent");
-        assert!(
-            b.take(2.0, 3.0, t0 + Duration::from_millis(500)),
-            "one more after 1/rate"
-        );
-        assert!(!b.take(2.0, 3.0, t0 + Duration::from_millis(500)));
-    }
-
     use super::*;
+
+    #[test]
+    fn a_bid_budget_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = BidBudget::default();
+        assert!(
+            (0..3).all(|_| take_bid(&mut b, 2.0, 3.0, t0)),
+            "it starts full"
+        );
+        assert!(!take_bid(&mut b, 2.0, 3.0, t0), "the burst is spent");
+        let later = t0 + Duration::from_millis(500);
+        assert!(take_bid(&mut b, 2.0, 3.0, later), "one more after 1/rate");
+        assert!(!take_bid(&mut b, 2.0, 3.0, later));
+    }
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::from(n.to_be_bytes())
