@@ -22,7 +22,6 @@ use auction_protocol::channel::{
 use auction_protocol::{Cents, ItemState, ItemView, Reason};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -31,7 +30,7 @@ use tracing::Instrument;
 pub(crate) use cmd::{HighestRx, ItemCmd, ItemHandle, ItemSpec, Watchers};
 
 use crate::accounts::{AccountHandle, AccountId};
-use crate::clock::unix_ms;
+use crate::clock::{unix_ms, Now};
 use crate::context::ServerContext;
 use crate::net::accept::admit;
 use crate::net::listener::Listener;
@@ -214,7 +213,7 @@ impl ItemTask {
 
     /// When the auction ends, on the runtime's clock.
     fn end_instant(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.auction.ends_at.saturating_sub(unix_ms()))
+        Now::read().instant_of(self.auction.ends_at)
     }
 
     /// One command: one line per kind.

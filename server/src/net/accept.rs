@@ -30,11 +30,7 @@ fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
     let ctx2 = ctx.clone();
     ctx.tasks.spawn(async move {
         let _permit = permit;
-        let handshake = timeout(ctx2.config.handshake_timeout, ctx2.acceptor.accept(tcp));
-        let Ok(Ok(mut tls)) = (tokio::select! {
-            done = handshake => done,
-            _ = ctx2.shutdown.cancelled() => return,
-        }) else {
+        let Some(mut tls) = tls_accept(tcp, peer, &ctx2).await else {
             return;
         };
         let message = format!(
@@ -61,21 +57,7 @@ pub(crate) async fn handshake(
     peer: SocketAddr,
     ctx: &ServerContext,
 ) -> Option<(ServerTls, Arc<AccountHandle>)> {
-    let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
-    let mut tls = match tokio::select! {
-        done = handshake => done,
-        _ = ctx.shutdown.cancelled() => return None,
-    } {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return None;
-        }
-    };
+    let mut tls = tls_accept(tcp, peer, ctx).await?;
     let account = tls
         .get_ref()
         .1
@@ -94,6 +76,27 @@ pub(crate) async fn handshake(
                 ctx.config.write_timeout,
             )
             .await;
+            None
+        }
+    }
+}
+
+/// The TLS handshake alone, bounded by the handshake timeout and given up at shutdown: the one
+/// way every listener (and a `server-full` refusal) takes a client through it.
+async fn tls_accept(tcp: TcpStream, peer: SocketAddr, ctx: &ServerContext) -> Option<ServerTls> {
+    let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
+    let done = tokio::select! {
+        done = handshake => done,
+        _ = ctx.shutdown.cancelled() => return None,
+    };
+    match done {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
             None
         }
     }
