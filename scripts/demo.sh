@@ -37,6 +37,13 @@ client() {
   local who=$1; shift
   "$client_bin" --server "$addr" --ca "$work/certs/ca.pem" --home "$work/homes/$who" "$@"
 }
+# Started from here rather than through `client ... &`: that would put the client in a
+# subshell whose pid cleanup kills while the client itself runs on (and retries for ever).
+watch_in_background() {
+  "$client_bin" --server "$addr" --ca "$work/certs/ca.pem" --home "$work/homes/$1" watch \
+    >"$2" 2>&1 &
+  watch_pids+=($!)
+}
 say() { printf '\n== %s\n' "$*"; }
 
 say "three people register (each client makes its key pair on first use)"
@@ -45,8 +52,8 @@ client bob register bob
 client carol register carol
 
 say "alice and carol watch for announcements"
-client alice watch >"$work/alice.txt" 2>&1 & watch_pids+=($!)
-client carol watch >"$work/carol.txt" 2>&1 & watch_pids+=($!)
+watch_in_background alice "$work/alice.txt"
+watch_in_background carol "$work/carol.txt"
 sleep 0.5
 
 say "alice offers a lamp for at least 12.50, bidding open for 4 seconds"
