@@ -6,10 +6,11 @@ use auction_protocol::{Cents, ItemView, Reason};
 use futures_util::StreamExt;
 use rustls::pki_types::ServerName;
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, WriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
@@ -68,9 +69,12 @@ pub struct Received {
 }
 
 /// Connects to `addr` (`host:port`) and completes the mutual-TLS handshake, within 10 s.
+/// Connects to `addr` (`host:port`) from the local IP `local` when given (else the system's
+/// choice) and completes the TLS handshake, all within [`CONNECT_TIMEOUT`].
 pub(crate) async fn tls_connect(
     connector: &TlsConnector,
     addr: &str,
+    local: Option<IpAddr>,
 ) -> Result<TlsStream<TcpStream>> {
     let (host, _) = addr
         .rsplit_once(':')
@@ -79,7 +83,38 @@ pub(crate) async fn tls_connect(
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| ClientError::Protocol(format!("'{host}' is not a valid server name")))?;
     let connect = async {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = match local {
+            None => TcpStream::connect(addr).await?,
+            Some(local) => {
+                let mut last = None;
+                let mut connected = None;
+                for remote in tokio::net::lookup_host(addr).await? {
+                    if remote.is_ipv4() != local.is_ipv4() {
+                        continue;
+                    }
+                    let socket = match local {
+                        IpAddr::V4(_) => TcpSocket::new_v4()?,
+                        IpAddr::V6(_) => TcpSocket::new_v6()?,
+                    };
+                    socket.bind(SocketAddr::new(local, 0))?;
+                    match socket.connect(remote).await {
+                        Ok(tcp) => {
+                            connected = Some(tcp);
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                connected.ok_or_else(|| {
+                    last.unwrap_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::AddrNotAvailable,
+                            format!("{addr} has no address of the same family as {local}"),
+                        )
+                    })
+                })?
+            }
+        };
         tcp.set_nodelay(true)?;
         connector.connect(name, tcp).await
     };
@@ -103,10 +138,14 @@ pub struct ItemChannel {
 }
 
 impl ItemChannel {
-    /// Connects to `channel` (`host:port`), completes the mutual-TLS handshake and reads the
-    /// item's state.
-    pub async fn open(connector: &TlsConnector, channel: &str) -> Result<ItemChannel> {
-        let tls = tls_connect(connector, channel).await?;
+    /// Connects to `channel` (`host:port`) from the local IP `local` when given, completes the
+    /// mutual-TLS handshake and reads the item's state.
+    pub async fn open(
+        connector: &TlsConnector,
+        channel: &str,
+        local: Option<IpAddr>,
+    ) -> Result<ItemChannel> {
+        let tls = tls_connect(connector, channel, local).await?;
         let (reader, writer) = tokio::io::split(tls);
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {

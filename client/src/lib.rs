@@ -63,6 +63,8 @@ pub struct Client {
     last_seq: Mutex<Option<(u64, u64)>>,
     /// The announcement that revealed a gap, handed over right after [`Update::Resynced`].
     revealed: Mutex<Option<ServerBody>>,
+    /// The local IP requests and connections go out from, when chosen (a multi-homed machine).
+    local: Option<IpAddr>,
 }
 
 impl Client {
@@ -72,7 +74,8 @@ impl Client {
         Client::new_from(server, home, ca, None).await
     }
 
-    /// Like `new`, sending UDP from the local IP `local` when given (a multi-homed machine).
+    /// Like `new`, sending UDP and opening channels from the local IP `local` when given (a
+    /// multi-homed machine).
     pub async fn new_from(
         server: SocketAddr,
         home: &Path,
@@ -108,6 +111,7 @@ impl Client {
             ready: Mutex::new(std::collections::VecDeque::new()),
             last_seq: Mutex::new(None),
             revealed: Mutex::new(None),
+            local,
         })
     }
 
@@ -386,7 +390,7 @@ impl Client {
 
     /// Opens the bidding channel at `channel` (`host:port`).
     pub async fn open_channel(&self, channel: &str) -> Result<ItemChannel> {
-        ItemChannel::open(self.connector().await?, channel).await
+        ItemChannel::open(self.connector().await?, channel, self.local).await
     }
 
     /// Looks the sold item up and connects to the settlement desk that completes its sale.
@@ -406,7 +410,7 @@ impl Client {
         };
         // On the server's host, as the client addresses it (see `ItemView::settle_port`).
         let addr = SocketAddr::new(self.udp.server().ip(), port).to_string();
-        SettleConnection::open(self.connector().await?, &addr).await
+        SettleConnection::open(self.connector().await?, &addr, self.local).await
     }
 
     /// Looks the item up and opens its bidding channel.

@@ -34,9 +34,14 @@ pub struct SettleConnection {
 }
 
 impl SettleConnection {
-    /// Connects to the settlement desk at `addr` (`host:port`).
-    pub async fn open(connector: &TlsConnector, addr: &str) -> Result<SettleConnection> {
-        let tls = tls_connect(connector, addr).await?;
+    /// Connects to the settlement desk at `addr` (`host:port`), from the local IP `local` when
+    /// given.
+    pub async fn open(
+        connector: &TlsConnector,
+        addr: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<SettleConnection> {
+        let tls = tls_connect(connector, addr, local).await?;
         let (reader, writer) = tokio::io::split(tls);
         Ok(SettleConnection {
             lines: FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE)),

@@ -60,6 +60,8 @@ async fn main() -> anyhow::Result<()> {
         let config = Config {
             snipe_window: Duration::ZERO,
             max_open_items: args.auctions.max(1),
+            // One address registers every simulated person.
+            accounts_per_hour: 100_000,
             ..Config::default()
         };
         let server = Server::start(udp, tls, config, Arc::new(storage), snapshot, None).await?;

@@ -28,6 +28,8 @@ async fn start() -> TestServer {
     let config = Config {
         // No soft-close extension: the auctions end when loadgen planned.
         snipe_window: Duration::ZERO,
+        // One address registers every simulated person.
+        accounts_per_hour: 100_000,
         ..Config::default()
     };
     let server = Server::start(udp, tls, config, Arc::new(storage), snapshot, None)

@@ -47,6 +47,8 @@ async fn setup(loss: Loss) -> Setup {
     let config = Config {
         snipe_window: Duration::ZERO,
         notice_retry: Duration::from_millis(100),
+        // One address registers every simulated person.
+        accounts_per_hour: 100_000,
         ..Config::default()
     };
     let server = Server::start(udp, tls, config, Arc::new(storage), snapshot, None)

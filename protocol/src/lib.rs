@@ -53,6 +53,9 @@ pub enum Reason {
     NameTaken,
     InvalidName,
     KeyTaken,
+    /// This address created as many accounts this hour as the server allows
+    /// (`--accounts-per-hour`); try again later.
+    TooManyAccounts,
     // --- deregister ---
     HasOpenItems,
     LeadsAuction,
@@ -62,6 +65,8 @@ pub enum Reason {
     InvalidAmount,
     InvalidDuration,
     NoChannelPort,
+    /// The server has as many items open as it may (`--max-items`); offer again later.
+    ServerBusy,
     // --- status, subscribe ---
     UnknownItem,
     /// The account follows as many items as the server allows.
@@ -73,6 +78,9 @@ pub enum Reason {
     ItemFull,
     /// The server is at its limit of open connections (`--max-connections`).
     ServerFull,
+    /// The account holds as many channel and settlement connections as one account may
+    /// (`--max-connections-per-account`).
+    TooManyConnections,
     /// Nothing was received on a channel for the server's idle timeout.
     IdleTimeout,
     AccountGone,

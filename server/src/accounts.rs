@@ -9,7 +9,7 @@
 
 use auction_protocol::PublicKey;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -29,6 +29,9 @@ pub struct AccountHandle {
     /// on; `rules::ratelimit::take_bid` spends it. A short lock: an item task holds it for one
     /// token, never across `.await`.
     pub bid_budget: Mutex<BidBudget>,
+    /// Channel and settlement connections joined as this account, all items together
+    /// (`net::budget::Admission::join` counts them against `Config::max_connections_per_account`).
+    pub joined: AtomicUsize,
 }
 
 /// What is left of an account's bid budget: tokens, and when they were last counted (`None`
@@ -47,6 +50,7 @@ impl AccountHandle {
             key,
             live: AtomicBool::new(true),
             bid_budget: Mutex::default(),
+            joined: AtomicUsize::new(0),
         }
     }
 

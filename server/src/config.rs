@@ -54,10 +54,23 @@ pub struct Config {
     /// nothing) and the connection stays.
     pub bid_rate: f64,
     pub bid_burst: f64,
-    /// TCP connections to item channels and the settlement desk at once, server-wide,
-    /// handshakes included. One more is told `server-full` (see `net::accept::refuse_full`)
-    /// and closed.
+    /// Joined connections (handshake done, account known) to item channels and the settlement
+    /// desk at once, server-wide. One more is told `server-full` and closed
+    /// (`net::budget`).
     pub max_connections: usize,
+    /// Joined connections one account may hold at once, all items and the desk together;
+    /// one more is told `too-many-connections`.
+    pub max_connections_per_account: usize,
+    /// TLS handshakes in progress at once, server-wide, and from one source (an IPv4 address
+    /// or an IPv6 /64). A connection over either is closed before any TLS work.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_source: usize,
+    /// Items open at once, all sellers together (each holds a listening socket); an offer
+    /// past it is refused `server-busy`.
+    pub max_items: usize,
+    /// Accounts one source address may create in an hour (a token bucket of this size,
+    /// refilled over the hour); past it `register` is refused `too-many-accounts`.
+    pub accounts_per_hour: u32,
     pub item_ports: PortRange,
     /// Time a TLS client gets to complete its handshake.
     pub handshake_timeout: Duration,
@@ -97,6 +110,11 @@ impl Default for Config {
             snipe_extension: Duration::from_secs(30),
             max_bidders_per_item: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_account: 128,
+            max_handshakes: 1024,
+            max_handshakes_per_source: 64,
+            max_items: 2048,
+            accounts_per_hour: 100,
             udp_rate: 1000.0,
             udp_burst: 2000.0,
             bid_rate: 50.0,
@@ -117,6 +135,36 @@ impl Default for Config {
     }
 }
 
+/// File descriptors the server keeps for itself, beyond connections and item listeners: the
+/// UDP socket, the settlement and metrics listeners, the database and its WAL, logs, the
+/// runtime's own.
+pub const RESERVED_FILES: u64 = 64;
+
+impl Config {
+    /// Shrinks the budgets that each cost a file descriptor (joined connections, handshakes,
+    /// open items) so that together they fit in `open_files`, keeping their proportions. What
+    /// changed, as a sentence for the log, or `None` when everything fitted.
+    pub fn fit_to_open_files(&mut self, open_files: u64) -> Option<String> {
+        let available = open_files.saturating_sub(RESERVED_FILES).max(3);
+        let wanted = [self.max_connections, self.max_handshakes, self.max_items];
+        let total: u64 = wanted.iter().map(|&n| n as u64).sum();
+        if total <= available {
+            return None;
+        }
+        let [connections, handshakes, items] =
+            wanted.map(|n| ((n as u64 * available / total) as usize).max(1));
+        let said = format!(
+            "{open_files} open files allowed (the hard limit): budgets lowered from {} joined connections, {} handshakes and {} open items to {connections}, {handshakes} and {items}",
+            self.max_connections, self.max_handshakes, self.max_items
+        );
+        self.max_connections = connections;
+        self.max_handshakes = handshakes;
+        self.max_items = items;
+        self.max_handshakes_per_source = self.max_handshakes_per_source.min(handshakes);
+        Some(said)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +176,24 @@ mod tests {
         assert!("7499-7401".parse::<PortRange>().is_err());
         assert!("0-5".parse::<PortRange>().is_err());
         assert!("abc".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn budgets_fit_the_open_files_limit() {
+        let mut config = Config::default();
+        // The defaults fit a common hard limit as they are.
+        assert_eq!(config.fit_to_open_files(1 << 20), None);
+        assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
+
+        // At 1024 they shrink together and leave the reserve.
+        let said = config.fit_to_open_files(1024).expect("lowered");
+        let used = config.max_connections + config.max_handshakes + config.max_items;
+        assert!(used as u64 <= 1024 - RESERVED_FILES, "{used}");
+        assert!(config.max_items >= 1 && config.max_handshakes >= 1);
+        assert!(config.max_handshakes_per_source <= config.max_handshakes);
+        assert!(said.contains("1024 open files"), "{said}");
+        // Proportions kept: connections still the largest share.
+        assert!(config.max_connections > config.max_items);
+        assert!(config.max_items > config.max_handshakes);
     }
 }

@@ -29,11 +29,8 @@ pub struct ServerContext {
     /// Item tasks and connections, so shutdown can wait for them to finish.
     pub tasks: TaskTracker,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// One permit per open channel connection, server-wide (`Config::max_connections`).
-    pub connections: Arc<tokio::sync::Semaphore>,
-    /// Refusals in progress: a refused client still gets a handshake and a `server-full`
-    /// line, but only this many at once; beyond that the TCP connection is just closed.
-    pub refusals: Arc<tokio::sync::Semaphore>,
+    /// The handshake and joined-connection budgets every listener admits through.
+    pub admission: crate::net::budget::Admission,
     /// The next row of the connection log (`Record::ChannelOpened`).
     pub next_session: std::sync::atomic::AtomicU64,
     /// Where sold items are settled: the desk, and its address (for the item's view).

@@ -54,9 +54,6 @@ pub use metrics::Metrics;
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
 pub use store::{Snapshot, Storage};
 
-/// Refused connections (server full) that get a handshake and a reason at once.
-const REFUSALS_AT_ONCE: usize = 32;
-
 /// New highest bids of subscribed items waiting for the registry; beyond this the items mark
 /// the update missed (subscribers see a gap and re-read the state).
 const UPDATES_QUEUED: usize = 8192;
@@ -128,7 +125,12 @@ impl Server {
         let (closed_tx, closed_rx) = mpsc::channel(1024);
         let (updates_tx, updates_rx) = mpsc::channel(UPDATES_QUEUED);
         let metrics = Arc::new(Metrics::new());
-        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let admission = net::budget::Admission::new(net::budget::Limits {
+            handshakes: config.max_handshakes,
+            handshakes_per_source: config.max_handshakes_per_source,
+            connections: config.max_connections,
+            connections_per_account: config.max_connections_per_account,
+        });
         {
             let metrics = metrics.clone();
             storage.observe_commits(Box::new(move |changes, took| metrics.commit(changes, took)));
@@ -158,8 +160,7 @@ impl Server {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
             metrics: metrics.clone(),
-            connections,
-            refusals: Arc::new(tokio::sync::Semaphore::new(REFUSALS_AT_ONCE)),
+            admission,
             next_session: std::sync::atomic::AtomicU64::new(snapshot.next_session.max(1)),
             desk: desk.0.clone(),
             settle_port,

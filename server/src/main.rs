@@ -80,10 +80,28 @@ struct Cli {
     /// 127.0.0.1:9400, or port 0 for any free port, logged at start).
     #[arg(long, env = "AUCTION_METRICS")]
     metrics: Option<SocketAddr>,
-    /// TCP connections to item channels at once, server-wide (handshakes included); one more
-    /// is told `server-full` and closed.
+    /// Joined connections to item channels and the settlement desk at once, server-wide (a
+    /// handshake in progress does not count); one more is told `server-full` and closed.
     #[arg(long, default_value_t = auction_server::config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Joined connections one account may hold at once, all items together; one more is told
+    /// `too-many-connections`.
+    #[arg(long, default_value_t = 128)]
+    max_connections_per_account: usize,
+    /// TLS handshakes in progress at once, server-wide; past it a new connection is closed at
+    /// once.
+    #[arg(long, default_value_t = 1024)]
+    max_handshakes: usize,
+    /// TLS handshakes in progress at once from one source (an IPv4 address, an IPv6 /64).
+    #[arg(long, default_value_t = 64)]
+    max_handshakes_per_source: usize,
+    /// Items open at once, all sellers together; an offer past it is refused `server-busy`.
+    #[arg(long, default_value_t = 2048)]
+    max_items: usize,
+    /// Accounts one source IP may create in an hour; past it `register` is refused
+    /// `too-many-accounts`.
+    #[arg(long, default_value_t = 100)]
+    accounts_per_hour: u32,
     /// UDP datagrams per second accepted from one source IP; more are dropped and the source
     /// is told `rate-limited` (at most once a second).
     #[arg(long, default_value_t = 1000.0)]
@@ -193,7 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
         print!("{}", report.render());
         return Ok(());
     }
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     if let Some(Command::GenCerts { out, sans }) = &cli.command {
         certs::generate_dev_certs(out, sans)?;
         println!(
@@ -209,7 +227,7 @@ async fn run(cli: Cli) -> Result<()> {
         .as_deref()
         .map(auction_server::catalog::Catalog::load)
         .transpose()?;
-    let config = Config {
+    let mut config = Config {
         catalog,
         max_open_items: cli.max_open_items,
         min_increment: cli.min_increment,
@@ -217,6 +235,11 @@ async fn run(cli: Cli) -> Result<()> {
         snipe_extension: cli.snipe_extension,
         max_bidders_per_item: cli.max_bidders_per_item,
         max_connections: cli.max_connections,
+        max_connections_per_account: cli.max_connections_per_account,
+        max_handshakes: cli.max_handshakes,
+        max_handshakes_per_source: cli.max_handshakes_per_source,
+        max_items: cli.max_items,
+        accounts_per_hour: cli.accounts_per_hour,
         udp_rate: cli.udp_rate,
         udp_burst: cli.udp_burst,
         bid_rate: cli.bid_rate,
@@ -230,6 +253,16 @@ async fn run(cli: Cli) -> Result<()> {
         settle_port: cli.settle_port,
         ..Config::default()
     };
+    match config.fit_to_open_files(open_files) {
+        Some(lowered) => tracing::warn!("{lowered}"),
+        None => tracing::info!(
+            open_files,
+            connections = config.max_connections,
+            handshakes = config.max_handshakes,
+            items = config.max_items,
+            "budgets fit the open files limit"
+        ),
+    }
     let udp = UdpSocket::bind(cli.udp)
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
@@ -259,8 +292,9 @@ async fn run(cli: Cli) -> Result<()> {
         let addr = server.serve_metrics(listener)?;
         tracing::info!("metrics at http://{addr}/metrics");
     }
+    let stop = shutdown_signal()?;
     tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
-    server.run_until(shutdown_signal()).await?;
+    server.run_until(stop).await?;
     let stats = storage.stats();
     tracing::info!(
         commits = stats.commits,
@@ -301,33 +335,39 @@ fn load_or_generate_tls(cli: &Cli) -> Result<TlsIdentity> {
     TlsIdentity::load(&cli.cert, &cli.key)
 }
 
-/// Every channel connection is a file descriptor: take the hard limit, not the (often 1024)
-/// soft one.
-fn raise_open_files_limit() {
+/// Every channel connection and item listener is a file descriptor: take the hard limit, not
+/// the (often 1024) soft one, and return what the limit now is (the budgets are fitted to it).
+fn raise_open_files_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(open_files = n, "open files limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+        Ok(n) => n,
+        Err(e) => {
+            let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+            tracing::warn!(error = %e, open_files = soft, "could not raise the open files limit");
+            soft
+        }
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at the first SIGTERM or Ctrl-C. The handlers are installed here, at once, not when
+/// the future is first polled: a signal that arrives right after "listening" is logged must
+/// stop the server gracefully, not kill it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }

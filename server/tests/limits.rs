@@ -85,35 +85,60 @@ async fn tls_as(
 }
 
 #[tokio::test]
-async fn a_silent_connection_is_dropped_at_the_handshake_timeout_and_frees_its_place() {
+async fn silent_connections_hold_only_their_own_sources_handshake_slots_until_the_timeout() {
     let t = start(auction_server::Config {
-        max_connections: 1,
-        handshake_timeout: Duration::from_millis(300),
+        max_handshakes_per_source: 2,
+        handshake_timeout: Duration::from_millis(500),
         ..quick_config()
     })
     .await;
     let [alice, bob] = t.people(["alice", "bob"]).await;
     let offered = alice.offer("Lamp", Cents(1000), Some(60)).await.unwrap();
-    // Connects and never starts TLS: it holds the only place...
-    let mut silent = tokio::net::TcpStream::connect(&offered.channel)
-        .await
-        .unwrap();
+    // Two connections from 127.0.0.1 that never start TLS hold that source's slots...
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(
+            tokio::net::TcpStream::connect(&offered.channel)
+                .await
+                .unwrap(),
+        );
+    }
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so a third from the same source is closed before any TLS work...
+    match bob.open_item(offered.item).await {
+        Err(ClientError::Tls(_) | ClientError::Io(_)) => {}
+        other => panic!("expected the connection to be closed, got {other:?}"),
+    }
+    assert!(t
+        .server
+        .metrics()
+        .render()
+        .contains("auction_channel_refused_total{reason=\"handshakes-per-source\"} 1"));
+    // ...while a bidder from another address (another host) gets in and bids.
+    let carol = auction_client::Client::new_from(
+        t.server.udp_addr(),
+        &t.dir.path().join("homes").join("carol"),
+        &t.ca,
+        Some("127.0.0.2".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    carol.register("carol").await.unwrap();
+    let mut c = carol.open_item(offered.item).await.unwrap();
     assert!(matches!(
-        bob.open_item(offered.item).await,
-        Err(ClientError::Denied {
-            reason: Reason::ServerFull,
-            ..
-        })
+        c.bid(Cents(1000), None).await.unwrap(),
+        BidResult::Accepted { .. }
     ));
-    // ...until the handshake timeout closes it.
-    let mut buf = [0u8; 16];
-    let n = within(5, "the silent connection to be closed", async {
-        tokio::io::AsyncReadExt::read(&mut silent, &mut buf).await
-    })
-    .await;
-    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
-    within(5, "bob to get the freed place", async {
+    // The handshake timeout closes the silent ones and gives their slots back.
+    for mut s in silent {
+        let mut buf = [0u8; 16];
+        let n = within(5, "a silent connection to be closed", async {
+            tokio::io::AsyncReadExt::read(&mut s, &mut buf).await
+        })
+        .await;
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    within(5, "bob to get a slot back", async {
         loop {
             if bob.open_item(offered.item).await.is_ok() {
                 break;
@@ -122,6 +147,134 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout_and_frees_its_p
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_account_holds_at_most_its_budget_of_connections() {
+    let t = start(auction_server::Config {
+        max_connections_per_account: 2,
+        max_open_items: 5,
+        ..quick_config()
+    })
+    .await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let mut items = Vec::new();
+    for name in ["A", "B", "C"] {
+        items.push(alice.offer(name, Cents(1000), Some(60)).await.unwrap().item);
+    }
+    let _b1 = bob.open_item(items[0]).await.unwrap();
+    let b2 = bob.open_item(items[1]).await.unwrap();
+    match bob.open_item(items[2]).await {
+        Err(ClientError::Denied {
+            reason: Reason::TooManyConnections,
+            message,
+        }) => assert!(message.contains("already has 2 connections"), "{message}"),
+        other => panic!("expected too-many-connections, got {other:?}"),
+    }
+    // Another account is not affected.
+    let mut c = carol.open_item(items[2]).await.unwrap();
+    assert!(matches!(
+        c.bid(Cents(1000), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+    // Closing one gives the place back.
+    b2.close().await;
+    within(10, "bob's place to free up", async {
+        loop {
+            match bob.open_item(items[2]).await {
+                Ok(_) => break,
+                Err(ClientError::Denied {
+                    reason: Reason::TooManyConnections,
+                    ..
+                }) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn offers_past_the_servers_item_budget_are_refused_server_busy() {
+    let t = start(auction_server::Config {
+        max_items: 2,
+        ..quick_config()
+    })
+    .await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    let first = alice.offer("A", Cents(100), Some(1)).await.unwrap();
+    bob.offer("B", Cents(100), Some(60)).await.unwrap();
+    match bob.offer("C", Cents(100), Some(60)).await {
+        Err(ClientError::Denied {
+            reason: Reason::ServerBusy,
+            message,
+        }) => assert!(message.contains("2 items open"), "{message}"),
+        other => panic!("expected server-busy, got {other:?}"),
+    }
+    // When one closes, its place is free again.
+    within(10, "the first item to close and free its place", async {
+        loop {
+            if t.client("alice")
+                .await
+                .status(first.item)
+                .await
+                .unwrap()
+                .state
+                == auction_protocol::ItemState::Closed
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    within(10, "an offer to be taken again", async {
+        loop {
+            match bob.offer("C", Cents(100), Some(60)).await {
+                Ok(_) => break,
+                Err(ClientError::Denied {
+                    reason: Reason::ServerBusy,
+                    ..
+                }) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_address_creates_at_most_its_budget_of_accounts_an_hour() {
+    let t = start(auction_server::Config {
+        accounts_per_hour: 3,
+        ..quick_config()
+    })
+    .await;
+    let [alice, _bob, _carol] = t.people(["alice", "bob", "carol"]).await;
+    let dave = t.client("dave").await;
+    match dave.register("dave").await {
+        Err(ClientError::Denied {
+            reason: Reason::TooManyAccounts,
+            message,
+        }) => assert!(
+            message.contains("created 3 accounts within the hour"),
+            "{message}"
+        ),
+        other => panic!("expected too-many-accounts, got {other:?}"),
+    }
+    // Registering an existing account again (same key) creates nothing and is not refused.
+    alice.register("alice").await.unwrap();
+    // Another address has its own budget.
+    let erin = auction_client::Client::new_from(
+        t.server.udp_addr(),
+        &t.dir.path().join("homes").join("erin"),
+        &t.ca,
+        Some("127.0.0.2".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    erin.register("erin").await.unwrap();
+    assert_eq!(t.query("SELECT count(*) FROM accounts"), 4);
 }
 
 #[tokio::test]

@@ -17,17 +17,18 @@ use crate::net::accept::{handshake, say_and_close};
 use crate::net::lines::read_lines;
 use crate::rules::refusal::Refusal;
 
-/// Serves one bidder's connection until it closes; `_permit` is its place in the server-wide
-/// connection budget, released when it ends.
+/// Serves one bidder's connection until it closes; `slot` is its place in the handshake budget
+/// (given back when the handshake ends), `_joined` its place in the joined-connection budget
+/// (given back when it closes).
 pub(super) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     conn: u64,
     ctx: Arc<ServerContext>,
     item: mpsc::Sender<ItemCmd>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    slot: crate::net::budget::Handshaking,
 ) {
-    let Some((tls, account)) = handshake(tcp, peer, &ctx).await else {
+    let Some((tls, account, _joined)) = handshake(tcp, peer, slot, &ctx).await else {
         return;
     };
     tracing::debug!(%peer, conn, account = %account.name, "bidder connected");

@@ -188,10 +188,10 @@ impl ItemTask {
                     self.handle(cmd);
                 }
                 accepted = accept(&mut listener) => {
-                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx) {
+                    if let Some((tcp, peer, slot)) = admit(accepted, &self.ctx) {
                         let Some(tx) = self_tx.upgrade() else { break };
                         next_conn += 1;
-                        self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
+                        self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, slot));
                     }
                 }
                 _ = shutdown.cancelled() => {

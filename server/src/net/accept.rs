@@ -1,7 +1,7 @@
-//! What item channels and the settlement desk share about a new connection: the TLS handshake
-//! with its own timeout, the account its client certificate names, and how a connection is
-//! refused (over TLS, with a reason) when the server is at its connection limit or the account
-//! is gone.
+//! What item channels and the settlement desk share about a new connection: admission within
+//! the handshake budgets, the TLS handshake with its own timeout, the account its client
+//! certificate names and its place in the joined-connection budgets (`budget.rs`), and how a
+//! connection is refused over TLS with a reason once its handshake is done.
 
 use auction_protocol::channel::{self, ChannelBody};
 use auction_protocol::Reason;
@@ -10,54 +10,31 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
 
+use super::budget::{Handshaking, Joined, Over};
 use crate::accounts::AccountHandle;
 use crate::context::ServerContext;
 use crate::tls::key_from_cert;
 
-/// A client over the server's connection limit: finish the handshake (the client can only
-/// read a reason over TLS) and say `server-full`, if few refusals are in progress; otherwise
-/// just close the TCP connection. Either way it holds no connection permit.
-fn refuse_full(tcp: TcpStream, peer: SocketAddr, ctx: &Arc<ServerContext>) {
-    ctx.metrics.refused("server-full");
-    let Ok(permit) = ctx.refusals.clone().try_acquire_owned() else {
-        tracing::debug!(%peer, "server full; closing without a handshake");
-        return;
-    };
-    tracing::info!(%peer, limit = ctx.config.max_connections, "server full: refusing a connection");
-    let ctx2 = ctx.clone();
-    ctx.tasks.spawn(async move {
-        let _permit = permit;
-        let Some(mut tls) = tls_accept(tcp, peer, &ctx2).await else {
-            return;
-        };
-        let message = format!(
-            "the server is at its limit of {} connections; try again later",
-            ctx2.config.max_connections
-        );
-        say_and_close(
-            &mut tls,
-            Reason::ServerFull,
-            message,
-            ctx2.config.write_timeout,
-        )
-        .await;
-    });
-}
-
 /// The TLS handshake of a channel or settlement connection, bounded by the handshake timeout
-/// and given up at shutdown, and the live account whose key signed the client certificate.
-/// `None` when the handshake failed, or when there is no such account (deregistered since the
-/// verifier accepted the key, or a resumed TLS session, which skips the certificate check):
-/// that client is told `account-gone` and the connection closed.
+/// and given up at shutdown; then the live account whose key signed the client certificate,
+/// and the connection's place in the joined-connection budgets (`budget.rs`). The handshake
+/// slot is given back as soon as the handshake ends.
+///
+/// `None` when the handshake failed, or when the connection was refused after it: no such
+/// account (deregistered since the verifier accepted the key, or a resumed TLS session, which
+/// skips the certificate check) is told `account-gone`; a server or account at its budget is
+/// told `server-full` or `too-many-connections`. Then the connection is closed.
 pub(crate) async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
+    slot: Handshaking,
     ctx: &ServerContext,
-) -> Option<(ServerTls, Arc<AccountHandle>)> {
-    let mut tls = tls_accept(tcp, peer, ctx).await?;
+) -> Option<(ServerTls, Arc<AccountHandle>, Joined)> {
+    let tls = tls_accept(tcp, peer, ctx).await;
+    drop(slot);
+    let mut tls = tls?;
     let account = tls
         .get_ref()
         .1
@@ -65,24 +42,44 @@ pub(crate) async fn handshake(
         .and_then(|chain| chain.first())
         .and_then(|cert| key_from_cert(cert))
         .and_then(|key| ctx.keys.lookup(&key));
-    match account {
-        Some(account) => Some((tls, account)),
-        None => {
-            let message = "this account has been deregistered".to_owned();
-            say_and_close(
-                &mut tls,
-                Reason::AccountGone,
-                message,
-                ctx.config.write_timeout,
-            )
-            .await;
-            None
-        }
-    }
+    let (reason, message) = match account {
+        Some(account) => match ctx.admission.join(&account) {
+            Ok(joined) => return Some((tls, account, joined)),
+            Err(over) => {
+                ctx.metrics.refused(over.label());
+                let limits = ctx.admission.limits();
+                match over {
+                    Over::ConnectionsPerAccount => (
+                        Reason::TooManyConnections,
+                        format!(
+                            "'{}' already has {} connections open, the most one account may hold; close one first",
+                            account.name, limits.connections_per_account
+                        ),
+                    ),
+                    _ => {
+                        tracing::info!(%peer, limit = limits.connections, "server full: refusing a connection");
+                        (
+                            Reason::ServerFull,
+                            format!(
+                                "the server is at its limit of {} connections; try again later",
+                                limits.connections
+                            ),
+                        )
+                    }
+                }
+            }
+        },
+        None => (
+            Reason::AccountGone,
+            "this account has been deregistered".to_owned(),
+        ),
+    };
+    say_and_close(&mut tls, reason, message, ctx.config.write_timeout).await;
+    None
 }
 
 /// The TLS handshake alone, bounded by the handshake timeout and given up at shutdown: the one
-/// way every listener (and a `server-full` refusal) takes a client through it.
+/// way every listener takes a client through it.
 async fn tls_accept(tcp: TcpStream, peer: SocketAddr, ctx: &ServerContext) -> Option<ServerTls> {
     let handshake = timeout(ctx.config.handshake_timeout, ctx.acceptor.accept(tcp));
     let done = tokio::select! {
@@ -122,21 +119,25 @@ pub(crate) async fn say_and_close<W: AsyncWrite + Unpin>(
     let _ = timeout(write_timeout, writer.shutdown()).await;
 }
 
-/// Admits a connection a listener accepted (see `listener.rs`), within the server-wide
-/// connection budget: its socket options set, and the permit it holds for as long as it is
-/// open. Over the budget it is refused (see [`refuse_full`]) and `None` comes back.
+/// Admits a connection a listener accepted (see `listener.rs`) within the handshake budgets:
+/// its socket options set, and the handshake slot it holds until its handshake ends. Over a
+/// budget it is closed at once, before any TLS work, and `None` comes back: a TLS refusal
+/// would cost the server the very handshake the budget is there to bound.
 pub(crate) fn admit(
     (tcp, peer): (TcpStream, SocketAddr),
-    ctx: &Arc<ServerContext>,
-) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    let _ = tcp.set_nodelay(true);
-    if let Some(size) = ctx.config.channel_send_buffer {
-        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);
-    }
-    match ctx.connections.clone().try_acquire_owned() {
-        Ok(permit) => Some((tcp, peer, permit)),
-        Err(_) => {
-            refuse_full(tcp, peer, ctx);
+    ctx: &ServerContext,
+) -> Option<(TcpStream, SocketAddr, Handshaking)> {
+    match ctx.admission.start_handshake(peer.ip()) {
+        Ok(slot) => {
+            let _ = tcp.set_nodelay(true);
+            if let Some(size) = ctx.config.channel_send_buffer {
+                let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size);
+            }
+            Some((tcp, peer, slot))
+        }
+        Err(over) => {
+            ctx.metrics.refused(over.label());
+            tracing::debug!(%peer, budget = over.label(), "handshake budget spent; closing a new connection");
             None
         }
     }

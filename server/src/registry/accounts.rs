@@ -14,6 +14,7 @@ use super::{not_registered, AfterAnswer, Answer, Denial, Registry};
 use crate::accounts::{AccountHandle, AccountId};
 use crate::clock::Now;
 use crate::item::ItemCmd;
+use crate::rules::ratelimit::Verdict;
 use crate::rules::replay::ReplayWindow;
 use crate::store::{Record, StoredAccount};
 
@@ -235,6 +236,14 @@ impl Registry {
             return denied(
                 Reason::KeyTaken,
                 format!("this key is already registered as '{}'", owner.name),
+            );
+        }
+        if let Verdict::Limited { .. } = self.new_accounts.check(src.ip(), now.instant.into_std()) {
+            let per_hour = self.ctx.config.accounts_per_hour;
+            self.ctx.metrics.refused("too-many-accounts");
+            return denied(
+                Reason::TooManyAccounts,
+                format!("this address has created {per_hour} accounts within the hour, the most the server allows; try again later"),
             );
         }
         self.create_account(&name, key, Some(src), now);

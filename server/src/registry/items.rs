@@ -48,6 +48,14 @@ impl Registry {
                 format!("'{name}' already has {max} open items, the most allowed"),
             );
         }
+        if self.open_items >= self.ctx.config.max_items {
+            let limit = self.ctx.config.max_items;
+            self.ctx.metrics.refused("server-busy");
+            return denied(
+                Reason::ServerBusy,
+                format!("the server has {limit} items open, the most it takes at once; offer again when some have closed"),
+            );
+        }
         match self.open_item(name, description, min, duration, None, now) {
             Ok((item, channel, ends_at)) => Answer {
                 datagrams: vec![udp::encode(ServerBody::OfferConf {
@@ -128,6 +136,7 @@ impl Registry {
             self.catalog_ids.insert(catalog_id);
         }
         self.ctx.metrics.open_items.inc();
+        self.open_items += 1;
         tracing::info!(item = id, seller = %name, %channel, "item offered");
         Ok((id, channel, ends_at))
     }
@@ -209,6 +218,7 @@ impl Registry {
             account.open_items = account.open_items.saturating_sub(1);
         }
         self.ctx.metrics.open_items.dec();
+        self.open_items = self.open_items.saturating_sub(1);
         // An unanswered negotiation request no longer matters (the close acknowledged it in
         // the database).
         self.drop_pending(

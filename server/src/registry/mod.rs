@@ -44,6 +44,7 @@ use crate::clock::Now;
 use crate::config::PortRange;
 use crate::context::ServerContext;
 use crate::item::{ItemCmd, ItemHandle, Watchers};
+use crate::rules::ratelimit::{self, SourceLimiter};
 use crate::store::{Negotiation, NoticeRecord, Outbox, Record, Snapshot, StoredItem};
 use accounts::Accounts;
 use gate::Gate;
@@ -135,6 +136,10 @@ pub struct Registry {
     to_subscribe: Vec<(AccountId, u64)>,
     /// Open items not yet offered for negotiation: (due at, item).
     negotiations: BTreeSet<(u64, u64)>,
+    /// Items open now, all sellers together (`Config::max_items`).
+    open_items: usize,
+    /// Accounts each source may still create (`Config::accounts_per_hour`).
+    new_accounts: SourceLimiter,
 }
 
 /// The result of one request: datagrams to send back (the first is kept in the signing
@@ -182,7 +187,7 @@ impl Registry {
             notices: Notices::new(ctx.config.notice_retry, ctx.config.notice_tries),
             outbox: Outbox::new(&*ctx.storage),
             socket,
-            ctx,
+            ctx: ctx.clone(),
             bind_ip,
             advertise,
             accounts: Accounts::new(snapshot.next_account),
@@ -196,6 +201,11 @@ impl Registry {
             epoch: now.ms,
             to_subscribe: Vec::new(),
             negotiations: BTreeSet::new(),
+            open_items: 0,
+            new_accounts: {
+                let per_hour = f64::from(ctx.config.accounts_per_hour);
+                SourceLimiter::new(per_hour / 3600.0, per_hour, ratelimit::MAX_SOURCES)
+            },
         };
         registry.restore(snapshot, now);
         registry

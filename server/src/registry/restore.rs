@@ -56,6 +56,7 @@ impl Registry {
                     account.open_items += 1;
                 }
                 self.ctx.metrics.open_items.inc();
+                self.open_items += 1;
                 self.to_resume.push(stored);
             }
         }

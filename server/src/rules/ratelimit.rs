@@ -12,6 +12,22 @@ use std::time::{Duration, Instant};
 
 use crate::accounts::BidBudget;
 
+/// The source a budget counts against: an IPv4 address (also when it arrives IPv4-mapped in
+/// IPv6), or an IPv6 address's /64 (what one host or one home network is usually given, so a
+/// host cannot take a fresh source for each of its addresses).
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// Addresses tracked at most (about 48 bytes each).
 pub const MAX_SOURCES: usize = 65_536;
 
@@ -94,7 +110,7 @@ pub struct SourceLimiter {
 }
 
 impl SourceLimiter {
-    /// `rate` datagrams per second per source IP, up to `burst` at once.
+    /// `rate` tokens per second per source, up to `burst` at once.
     pub fn new(rate: f64, burst: f64, max_sources: usize) -> SourceLimiter {
         let now = Instant::now();
         let burst = burst.max(1.0);
@@ -108,7 +124,9 @@ impl SourceLimiter {
         }
     }
 
+    /// Spends one token of the source of `ip` (see [`source_of`]).
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Verdict {
+        let ip = source_of(ip);
         let (rate, burst) = (self.rate, self.burst);
         if !self.sources.contains_key(&ip) && self.sources.len() >= self.max_sources {
             self.sweep(now);

@@ -22,9 +22,9 @@ pub(super) async fn serve(
     conn: u64,
     ctx: Arc<ServerContext>,
     desk: mpsc::Sender<DeskCmd>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    slot: crate::net::budget::Handshaking,
 ) {
-    let Some((tls, account)) = handshake(tcp, peer, &ctx).await else {
+    let Some((tls, account, _joined)) = handshake(tcp, peer, slot, &ctx).await else {
         return;
     };
     let (reader, mut writer) = tokio::io::split(tls);

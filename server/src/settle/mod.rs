@@ -108,10 +108,10 @@ impl Desk {
                     self.expire();
                 }
                 accepted = listener.accept() => {
-                    if let Some((tcp, peer, permit)) = admit(accepted, &self.ctx) {
+                    if let Some((tcp, peer, slot)) = admit(accepted, &self.ctx) {
                         let Some(tx) = self.self_tx.upgrade() else { break };
                         next_conn += 1;
-                        self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, permit));
+                        self.ctx.tasks.spawn(channel::serve(tcp, peer, next_conn, self.ctx.clone(), tx, slot));
                     }
                 }
             }

@@ -80,6 +80,8 @@ pub fn quick_config() -> Config {
     Config {
         snipe_window: Duration::ZERO,
         notice_retry: Duration::from_millis(100),
+        // Every test's people register from 127.0.0.1: one address plays many people.
+        accounts_per_hour: 10_000,
         ..Config::default()
     }
 }
