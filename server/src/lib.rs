@@ -137,15 +137,15 @@ impl Server {
         }
         // The settlement desk listens beside the item channels, with the same TLS setup.
         let settle_listener =
-            tokio::net::TcpListener::bind(SocketAddr::new(udp_addr.ip(), config.settle_port))
-                .await
-                .with_context(|| {
+            net::listener::bind(SocketAddr::new(udp_addr.ip(), config.settle_port)).with_context(
+                || {
                     format!(
                         "cannot listen for settlements on {}:{}",
                         udp_addr.ip(),
                         config.settle_port
                     )
-                })?;
+                },
+            )?;
         let settle_port = settle_listener.local_addr()?.port();
         let desk = mpsc::channel(1024);
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();

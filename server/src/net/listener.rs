@@ -18,6 +18,24 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one warning about failed accepts per listener in this long.
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
+/// Connections the kernel may hold for a listener before it accepts them (capped by
+/// `net.core.somaxconn`, 4096 by default on Linux). A flood of bare connections that the
+/// listener closes at once passes through this queue; when it is full, a new client's SYN is
+/// dropped and that client waits a whole second for its retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with the deep accept queue above (and `SO_REUSEADDR`, so a port
+/// of the item range whose last connections linger in TIME_WAIT can be listened on again).
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Where connections come from: a TCP listener, or a stand-in in tests.
 pub(crate) trait Source {
     type Stream;

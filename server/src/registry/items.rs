@@ -184,9 +184,7 @@ impl Registry {
     }
 
     pub(super) fn bind(&self, port: u16) -> std::io::Result<TcpListener> {
-        let std = std::net::TcpListener::bind(SocketAddr::new(self.bind_ip, port))?;
-        std.set_nonblocking(true)?;
-        TcpListener::from_std(std)
+        crate::net::listener::bind(SocketAddr::new(self.bind_ip, port))
     }
 
     pub(super) fn bind_item_port(&mut self) -> std::io::Result<TcpListener> {
