@@ -20,8 +20,9 @@ OUT=${BENCH_OUT:-target/bench}
 read -r -a extra <<<"${LOADGEN_ARGS:-}"
 read -r -a server_extra <<<"${SERVER_ARGS:-}"
 # One host drives every bidder flat out: budgets meant for people (bids per account per
-# second) would measure the budget, not the server. They are raised here, and said so.
-budgets=(--bid-rate 1000000 --bid-burst 1000000)
+# second, accounts created per address) would measure the budget, not the server. They are
+# raised here, and said so.
+budgets=(--bid-rate 1000000 --bid-burst 1000000 --accounts-per-hour 1000000)
 
 cargo build --release --quiet -p auction-server -p loadgen
 server_bin=target/release/auction-server
