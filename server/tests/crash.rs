@@ -8,6 +8,7 @@ use auction_client::{BidResult, Client};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, Reason};
+use common::process::{server_command, spawn_server, spawn_server_on};
 use common::within;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,98 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A running `auction-server` process and what it has logged.
-struct Proc {
-    child: Child,
-    udp: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-fn server_command(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_auction-server"));
-    c.arg("--udp")
-        .arg(udp)
-        .arg("--db")
-        .arg(db)
-        .arg("--cert")
-        .arg(dir.join("certs/server.pem"))
-        .arg("--key")
-        .arg(dir.join("certs/server.key"))
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
-}
-
-/// Starts the server and waits until it listens.
-async fn spawn_server(dir: &Path, udp: &str, extra: &[&str]) -> Proc {
-    spawn_server_on(dir, &dir.join("auction.db"), udp, extra).await
-}
-
-/// Starts the server on the database `db` and waits until it listens.
-async fn spawn_server_on(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Proc {
-    let mut child = server_command(dir, db, udp, extra).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log = Arc::new(Mutex::new(String::new()));
-    let addr = within(20, "the server to listen", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.split("auction-server listening udp=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap();
-                return addr.parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("the server exited:\n{}", log.lock().unwrap());
-    })
-    .await;
-    let sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push_str(&format!("{line}\n"));
-            if std::env::var_os("SHOW_SERVER_LOG").is_some() {
-                eprintln!("server: {line}");
-            }
-        }
-    });
-    Proc {
-        child,
-        udp: addr,
-        log,
-    }
-}
-
-impl Proc {
-    async fn kill_9(mut self) {
-        self.child.start_kill().unwrap();
-        let status = within(10, "the killed server to exit", self.child.wait())
-            .await
-            .unwrap();
-        assert!(!status.success());
-    }
-
-    /// SIGTERM, then the exit status.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        within(20, "the server to stop after SIGTERM", self.child.wait())
-            .await
-            .unwrap()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
 
 async fn client(dir: &Path, udp: SocketAddr, name: &str) -> Client {
     let c = Client::new(
