@@ -9,76 +9,31 @@ mod common;
 
 use auction_client::{BidResult, Client, ClientError};
 use auction_protocol::{Cents, Reason};
-use common::within;
+use common::{process, within};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A running `auction-server` and what it logged.
-struct Proc {
-    _child: Child,
-    udp: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
+use tokio::process::Command;
 
 /// `auction-server` on a fresh database in `dir`, with `extra` flags, run by `sh -c` so a
-/// test can set limits first (`limits`, e.g. `ulimit -n 1024`).
+/// test can set limits first (`limits`, e.g. `ulimit -n 1024 &&`).
 fn server_command(dir: &Path, limits: &str, extra: &[&str]) -> Command {
+    let direct = process::server_command(dir, &dir.join("auction.db"), "127.0.0.1:0", extra);
+    let direct = direct.as_std();
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg(format!("{limits} exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_auction-server"))
-        .args(["--udp", "127.0.0.1:0", "--db"])
-        .arg(dir.join("auction.db"))
-        .arg("--cert")
-        .arg(dir.join("certs/server.pem"))
-        .arg("--key")
-        .arg(dir.join("certs/server.key"))
-        .args(extra)
+        .arg(direct.get_program())
+        .args(direct.get_args())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     c
-}
-
-async fn spawn(mut command: Command) -> Proc {
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log = Arc::new(Mutex::new(String::new()));
-    let udp = within(20, "the server to listen", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.split("auction-server listening udp=").nth(1) {
-                return rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("the server exited:\n{}", log.lock().unwrap());
-    })
-    .await;
-    let sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push_str(&format!("{line}\n"));
-        }
-    });
-    Proc {
-        _child: child,
-        udp,
-        log,
-    }
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
 }
 
 /// A registered client whose requests and channels go out from the local IP `from`.
@@ -176,7 +131,7 @@ async fn attacking_process() {
 async fn one_host_holding_20000_bare_connections_keeps_no_honest_bidder_out() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let server = spawn(server_command(dir, "", &[])).await;
+    let server = process::spawn(server_command(dir, "", &[])).await;
     let seller = person(dir, server.udp, "seller", "127.0.0.1").await;
     let mut items = Vec::new();
     for name in ["Lamp", "Chair"] {
@@ -284,7 +239,7 @@ async fn one_host_holding_20000_bare_connections_keeps_no_honest_bidder_out() {
 async fn under_ulimit_1024_throwaway_sellers_get_server_busy_and_a_connected_bidder_is_unhurt() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let server = spawn(server_command(dir, "ulimit -n 1024 &&", &[])).await;
+    let server = process::spawn(server_command(dir, "ulimit -n 1024 &&", &[])).await;
     // The server fitted its budgets to the limit and said so.
     let log = server.log();
     let said = log

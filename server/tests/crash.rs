@@ -549,3 +549,168 @@ async fn backup_under_load_keeps_every_acknowledged_bid_and_check_finds_a_flippe
     assert!(err.contains("is damaged"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), file);
 }
+
+/// A small file system of its own (tmpfs, mounted for the test and unmounted when dropped), so
+/// a test can fill a disk without filling the machine's. Mounting needs root, which CI has.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill it and needs root for that: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            path: at.to_owned(),
+        }
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0xa5u8; 64 * 1024];
+        loop {
+            if let Err(e) = f.write_all(&block) {
+                assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+                break;
+            }
+        }
+        // Byte by byte, the last few.
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_at_start_is_named_as_one_and_nothing_is_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let disk = SmallDisk::mount(&dir.join("disk"), "8m");
+    let db = disk.path.join("auction.db");
+    let wal = disk.path.join("auction.db-wal");
+    // A server with accounts, an item and bids, killed: its last commits are in the log.
+    let server = spawn_server_on(dir, &db, "127.0.0.1:0", &[]).await;
+    let seller = client(dir, server.udp, "seller").await;
+    let item = seller
+        .offer("Lamp", Cents(100), Some(600))
+        .await
+        .unwrap()
+        .item;
+    let bidder = client(dir, server.udp, "bidder").await;
+    let mut ch = bidder.open_item(item).await.unwrap();
+    for amount in 100..130 {
+        ch.bid(Cents(amount), Some(format!("b{amount}")))
+            .await
+            .unwrap();
+    }
+    server.kill_9().await;
+    let (db_bytes, wal_bytes) = (std::fs::read(&db).unwrap(), std::fs::read(&wal).unwrap());
+    assert!(!wal_bytes.is_empty());
+
+    let filler = disk.fill();
+    let (code, err) = refused_start(dir, &db).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is full"), "{err}");
+    assert!(err.contains("Do not restore a backup"), "{err}");
+    assert!(!err.contains("restore it from a backup"), "{err}");
+    assert!(
+        std::fs::read(&db).unwrap() == db_bytes,
+        "the database file changed"
+    );
+    let after = std::fs::read(&wal).unwrap();
+    let first = after.iter().zip(&wal_bytes).position(|(a, b)| a != b);
+    assert!(
+        after == wal_bytes,
+        "the log changed: {} bytes before, {} after, first difference at {first:?}\n{err}",
+        wal_bytes.len(),
+        after.len()
+    );
+
+    // With space again, it starts with every acknowledged bid.
+    std::fs::remove_file(filler).unwrap();
+    let server = spawn_server_on(dir, &db, "127.0.0.1:0", &[]).await;
+    let view = client(dir, server.udp, "bidder")
+        .await
+        .status(item)
+        .await
+        .unwrap();
+    assert_eq!(view.highest, Some(Cents(129)));
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_log_cut_short_after_a_crash_is_refused_and_nothing_is_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let db = dir.join("auction.db");
+    let (wal, shm) = (dir.join("auction.db-wal"), dir.join("auction.db-shm"));
+    let server = spawn_server(dir, "127.0.0.1:0", &[]).await;
+    let seller = client(dir, server.udp, "seller").await;
+    let item = seller
+        .offer("Lamp", Cents(100), Some(600))
+        .await
+        .unwrap()
+        .item;
+    let bidder = client(dir, server.udp, "bidder").await;
+    let mut ch = bidder.open_item(item).await.unwrap();
+    for amount in 100..140 {
+        ch.bid(Cents(amount), Some(format!("b{amount}")))
+            .await
+            .unwrap();
+    }
+    server.kill_9().await;
+    // The log loses its last 10,000 bytes (a bad copy, a truncation): acknowledged bids.
+    let mut log = std::fs::read(&wal).unwrap();
+    log.truncate(log.len() - 10_000);
+    std::fs::write(&wal, &log).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let (code, err) = refused_start(dir, &db).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is cut short or damaged"), "{err}");
+    assert!(err.contains("Nothing was changed"), "{err}");
+    assert!(std::fs::read(&wal).unwrap() == log, "the log changed");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the database file changed"
+    );
+    // `check` says the same.
+    let (code, _, err) = run_tool(dir, &db, &["check"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is cut short or damaged"), "{err}");
+
+    // The operator's way out, as the message gives it: start with what the log still holds.
+    std::fs::remove_file(&shm).unwrap();
+    let server = spawn_server(dir, "127.0.0.1:0", &[]).await;
+    let view = client(dir, server.udp, "seller")
+        .await
+        .status(item)
+        .await
+        .unwrap();
+    let highest = view.highest.expect("the bids the log still holds");
+    assert!(
+        highest < Cents(139),
+        "{highest:?}: the cut-off bids are gone"
+    );
+    assert!(server.terminate().await.success());
+}

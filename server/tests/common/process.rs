@@ -42,7 +42,12 @@ pub async fn spawn_server(dir: &Path, udp: &str, extra: &[&str]) -> Proc {
 
 /// Starts the server on the database `db` and waits until it listens.
 pub async fn spawn_server_on(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Proc {
-    let mut child = server_command(dir, db, udp, extra).spawn().unwrap();
+    spawn(server_command(dir, db, udp, extra)).await
+}
+
+/// Starts `command` (a [`server_command`], perhaps wrapped) and waits until the server listens.
+pub async fn spawn(mut command: Command) -> Proc {
+    let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(Mutex::new(String::new()));
     let addr = within(20, "the server to listen", async {

@@ -69,6 +69,7 @@ pub struct CheckReport {
 /// only.
 pub fn check(db: &Path) -> Result<CheckReport> {
     refuse_lost_database(db)?;
+    super::wal::refuse_damaged_log(db)?;
     if !db.exists() {
         bail!("{} does not exist", db.display());
     }

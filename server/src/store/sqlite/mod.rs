@@ -12,9 +12,11 @@
 //! record into SQL; `status.rs` reads for `auction-server status`, from another process.
 
 pub mod care;
+mod disk;
 mod load;
 mod schema;
 pub(crate) mod status;
+mod wal;
 mod write;
 mod writer;
 
@@ -22,6 +24,7 @@ pub use status::query_one;
 
 use anyhow::{Context, Result};
 use auction_protocol::Cents;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -64,12 +67,17 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (or creates) the database at `path` and reads what the server needs to resume.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<(SqliteStorage, Snapshot)> {
+        Self::open_here(path, options).map_err(|e| disk::explain(path, e))
+    }
+
+    fn open_here(path: &Path, options: SqliteOptions) -> Result<(SqliteStorage, Snapshot)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
         let lock = lock_file(path)?;
         let mut conn = open_checked(path)?;
+        disk::ensure_room(path)?;
         migrate(&mut conn)
             .with_context(|| format!("cannot update the schema of {}", path.display()))?;
         // Connections still open in the log belong to a server that stopped without closing
@@ -80,6 +88,8 @@ impl SqliteStorage {
         )
         .with_context(|| format!("cannot update {}", path.display()))?;
         let snapshot = load(&conn).with_context(|| format!("cannot read {}", path.display()))?;
+        // Started: a clean stop may fold the log into the file again (see `open_checked`).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
         let shared = Arc::new(Shared::new());
         let writer = writer::spawn(conn, shared.clone(), options)?;
         Ok((

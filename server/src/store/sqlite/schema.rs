@@ -6,6 +6,7 @@
 //! recovery") describes the tables for operators.
 
 use anyhow::{bail, Context, Result};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -184,6 +185,7 @@ pub(super) fn lock_file(db: &Path) -> Result<File> {
 /// this build understands.
 pub(super) fn open_checked(path: &Path) -> Result<Connection> {
     super::care::refuse_lost_database(path)?;
+    super::wal::refuse_damaged_log(path)?;
     let exists = path.exists();
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if !exists {
@@ -192,22 +194,30 @@ pub(super) fn open_checked(path: &Path) -> Result<Connection> {
     let shown = path.display();
     let conn = Connection::open_with_flags(path, flags)
         .with_context(|| format!("cannot open the database {shown}"))?;
+    // Until the start has succeeded, closing this connection (on any refusal below, a full
+    // disk...) must not checkpoint the log into the file: a refused start changes nothing.
+    // `SqliteStorage::open` turns checkpoints on close back on once the database is in use.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     let refuse = |what: String| -> anyhow::Error {
         anyhow::anyhow!("{what}; the file was not changed (restore it from a backup, or start with another --db)")
     };
+    // SQLite's error is kept as the cause, so that a full disk can be told from damage
+    // (`disk.rs`).
+    let refuse_for = |what: String, e: rusqlite::Error| anyhow::Error::new(e).context(refuse(what));
     // The first read of the header: a file that is not SQLite fails here.
     let header = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
     let version = match header {
         Ok(v) => v,
         Err(e) => {
-            return Err(refuse(format!(
-                "{shown} is not a readable SQLite database ({e})"
-            )))
+            return Err(refuse_for(
+                format!("{shown} is not a readable SQLite database"),
+                e,
+            ))
         }
     };
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| refuse(format!("{shown} is damaged ({e})")))?;
+        .map_err(|e| refuse_for(format!("{shown} is damaged"), e))?;
     if check != "ok" {
         return Err(refuse(format!("{shown} is damaged: {check}")));
     }
