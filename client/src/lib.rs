@@ -33,12 +33,14 @@ pub enum Update {
     /// An announcement, in order.
     Announcement(ServerBody),
     /// Announcements were missed (a gap in their numbers, or the server restarted): `items`
-    /// is the current state of every subscribed item, read just now. The announcement that
+    /// is the current state of every subscribed item, and `open` every open item (so the
+    /// NEW-ITEMs that were missed are there), both read just now. The announcement that
     /// revealed the gap follows.
     Resynced {
         /// How many numbers were skipped; `None` when the server restarted.
         missed: Option<u64>,
         items: Vec<ItemView>,
+        open: Vec<ItemView>,
     },
 }
 
@@ -216,7 +218,23 @@ impl Client {
             mode,
         };
         match self.signed(body).await? {
-            ServerBody::Attached { pending, moved, .. } => Ok((pending, moved)),
+            ServerBody::Attached {
+                pending,
+                moved,
+                seq,
+                epoch,
+                ..
+            } => {
+                // A client that has seen no announcement yet starts counting where the server
+                // stands, so a gap from here on (announcements the server dropped for this
+                // account, or lost) is seen as one. One that has seen some keeps its count:
+                // the numbers, or a new epoch, tell it what it missed meanwhile.
+                let mut last = self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none() && epoch != 0 {
+                    *last = Some((epoch, seq));
+                }
+                Ok((pending, moved))
+            }
             other => Err(refusal(other)),
         }
     }
@@ -284,7 +302,7 @@ impl Client {
 
     /// Like [`Client::next_announcement`], and watching announcement numbers: when some were
     /// missed (a gap, or a server restart), it first reads the current state of the subscribed
-    /// items and hands that over as [`Update::Resynced`]. Late (reordered) or repeated
+    /// items and the open items and hands that over as [`Update::Resynced`]. Late (reordered) or repeated
     /// announcements are dropped: the state read meanwhile is newer.
     pub async fn next_update(&self) -> Option<Update> {
         if let Some(msg) = self
@@ -320,8 +338,19 @@ impl Client {
                     Vec::new()
                 }
             };
+            let open = match self.udp.list().await {
+                Ok(open) => open,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not re-read the open items");
+                    Vec::new()
+                }
+            };
             *self.revealed.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
-            return Some(Update::Resynced { missed, items });
+            return Some(Update::Resynced {
+                missed,
+                items,
+                open,
+            });
         }
     }
 

@@ -196,6 +196,13 @@ pub enum ServerBody {
         /// The announcement address changed to this sender's.
         #[serde(default)]
         moved: bool,
+        /// The last announcement number given to the account in this server run (0: none
+        /// yet), and the run (`epoch`; 0 from a server that does not say): the next
+        /// announcement is `seq + 1`, so a client starting now sees a gap from here on.
+        #[serde(default)]
+        seq: u64,
+        #[serde(default)]
+        epoch: u64,
     },
     Acked {
         req: u64,

@@ -36,6 +36,16 @@ impl std::str::FromStr for PortRange {
 /// common open-file limits once the server raised its soft limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
+/// Announcements that may wait for one account: a burst of 64 offers reaches every watcher
+/// whole; a bigger one (or a restart with more open items) shows as a gap, after which the
+/// client reads the current state with `list`. Memory: one shared entry per announcement for
+/// everyone, plus at most this many pointers per account.
+pub const DEFAULT_ANNOUNCE_QUEUE: usize = 64;
+
+/// Announcement datagrams a second (about 6 MB/s of NEW-ITEMs): one offer reaches 5,000
+/// accounts in a quarter of a second, with requests answered between batches.
+pub const DEFAULT_ANNOUNCE_RATE: f64 = 20_000.0;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Open items one seller may have at once.
@@ -89,6 +99,11 @@ pub struct Config {
     pub notice_retry: Duration,
     /// Transmissions of a notice per delivery round before waiting for the next ATTACH.
     pub notice_tries: u32,
+    /// Best-effort announcements that may wait for one account; past it the oldest are
+    /// dropped and the account's numbers show the gap (see `registry/announce_queue.rs`).
+    pub announce_queue: usize,
+    /// Announcement datagrams sent per second, all accounts together.
+    pub announce_rate: f64,
     /// Added to the end of every auction still open when the server restarts, because its
     /// bidders were cut off while it was down.
     pub recovery_grace: Duration,
@@ -127,6 +142,8 @@ impl Default for Config {
             outgoing_queue: 256,
             notice_retry: Duration::from_millis(500),
             notice_tries: 8,
+            announce_queue: DEFAULT_ANNOUNCE_QUEUE,
+            announce_rate: DEFAULT_ANNOUNCE_RATE,
             recovery_grace: Duration::from_secs(60),
             catalog: None,
             settle_timeout: Duration::from_secs(24 * 3600),

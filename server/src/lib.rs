@@ -52,7 +52,7 @@ pub use clock::unix_ms;
 pub use config::{Config, PortRange};
 pub use metrics::Metrics;
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
-pub use store::{Snapshot, Storage};
+pub use store::{Record, Snapshot, Storage};
 
 /// New highest bids of subscribed items waiting for the registry; beyond this the items mark
 /// the update missed (subscribers see a gap and re-read the state).

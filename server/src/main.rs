@@ -64,6 +64,15 @@ struct Cli {
     /// Open items one seller may have at once.
     #[arg(long, default_value_t = 3)]
     max_open_items: usize,
+    /// Announcements (NEW-ITEM, BID-UPDATE, ...) that may wait for one account; past it the
+    /// oldest are dropped and the client sees a gap in their numbers and re-reads the state.
+    #[arg(long, default_value_t = auction_server::config::DEFAULT_ANNOUNCE_QUEUE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    announce_queue: usize,
+    /// Announcement datagrams sent per second, all accounts together (paced, so requests
+    /// are answered in between).
+    #[arg(long, default_value_t = auction_server::config::DEFAULT_ANNOUNCE_RATE)]
+    announce_rate: f64,
     /// Smallest step over the highest bid, e.g. 0.50.
     #[arg(long, default_value = "0.01", value_parser = parse_amount)]
     min_increment: Cents,
@@ -230,6 +239,8 @@ async fn run(cli: Cli) -> Result<()> {
     let mut config = Config {
         catalog,
         max_open_items: cli.max_open_items,
+        announce_queue: cli.announce_queue,
+        announce_rate: cli.announce_rate,
         min_increment: cli.min_increment,
         snipe_window: cli.snipe_window,
         snipe_extension: cli.snipe_extension,

@@ -143,9 +143,14 @@ async fn a_lost_update_is_noticed_and_the_client_resynchronises() {
     b.bid(Cents(500), None).await.unwrap(); // its BID-UPDATE is lost
     b.bid(Cents(700), None).await.unwrap();
     match update(&carol).await {
-        Update::Resynced { missed, items } => {
+        Update::Resynced {
+            missed,
+            items,
+            open,
+        } => {
             assert_eq!(missed, Some(1));
             assert_eq!(items.len(), 1);
+            assert!(open.iter().any(|v| v.item == item), "{open:?}");
             assert_eq!(
                 items[0].highest,
                 Some(Cents(700)),
@@ -189,6 +194,7 @@ async fn subscriptions_survive_a_restart_and_the_new_run_is_noticed() {
         Update::Resynced {
             missed: None,
             items,
+            ..
         } => {
             assert_eq!(items.len(), 1, "the subscription survived");
             assert_eq!(items[0].state, ItemState::Open);

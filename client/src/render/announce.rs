@@ -119,9 +119,15 @@ impl Out {
     pub fn update(&self, update: &Update) {
         match update {
             Update::Announcement(msg) => self.announcement(msg),
-            Update::Resynced { missed, items } => {
+            Update::Resynced {
+                missed,
+                items,
+                open,
+            } => {
                 if self.json {
-                    self.line(json!({"type": "resynced", "missed": missed, "items": items}));
+                    self.line(
+                        json!({"type": "resynced", "missed": missed, "items": items, "open": open}),
+                    );
                     return;
                 }
                 match missed {
@@ -137,6 +143,8 @@ impl Out {
                     print!("  ");
                     self.status(item);
                 }
+                // Every open item may be thousands: the count, and where to see them.
+                println!("  {} item(s) open now; `items` lists them.", open.len());
             }
         }
     }

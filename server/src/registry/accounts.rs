@@ -28,8 +28,6 @@ pub(super) struct Account {
     /// presented a valid cookie).
     pub(super) notify: Option<SocketAddr>,
     pub(super) open_items: usize,
-    /// The last announcement number sent to this account in this server run.
-    pub(super) seq: u64,
     /// Open items it is subscribed to.
     pub(super) subscriptions: BTreeSet<u64>,
 }
@@ -117,7 +115,6 @@ impl Accounts {
             replay,
             notify,
             open_items: 0,
-            seq: 0,
             subscriptions: BTreeSet::new(),
         };
         self.live.insert(account.handle.name.clone(), account);
@@ -166,10 +163,6 @@ impl Accounts {
 
     pub(super) fn by_id(&self, id: AccountId) -> Option<&Account> {
         self.names.get(&id).and_then(|name| self.live.get(name))
-    }
-
-    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Account> {
-        self.live.values_mut()
     }
 
     /// The replay window of account `name` if `key` is its key (live or deregistered).
@@ -261,6 +254,7 @@ impl Registry {
         now: Now,
     ) {
         let handle = self.accounts.create(name, key, notify);
+        self.announcements.add(handle.id);
         self.records.push(Record::AccountCreated {
             id: handle.id,
             name: name.to_owned(),
@@ -310,6 +304,7 @@ impl Registry {
             }
         }
         self.notices.forget(handle.id);
+        self.announcements.remove(handle.id);
         // Its open channels close now rather than refuse its bids one by one.
         for entry in self.items.values() {
             if let Some(cmd) = &entry.cmd {
@@ -356,6 +351,9 @@ impl Registry {
         // Announcements go to another machine now (by IP).
         let elsewhere = a.notify.is_some_and(|n| n.ip() != src.ip());
         let pending = self.notices.count(a.handle.id) as u32;
+        // Where its announcement numbers stand: a client starting now knows what it misses
+        // from here on (PROTOCOL.md, "Announcement numbers").
+        let (seq, epoch) = (self.announcements.seq(a.handle.id), self.epoch);
         let moves = match mode {
             AttachMode::Login => true,
             AttachMode::Keep if !elsewhere => true,
@@ -377,6 +375,8 @@ impl Registry {
                 req,
                 pending,
                 moved: false,
+                seq,
+                epoch,
             });
         }
         let moved = a.notify != Some(src);
@@ -393,6 +393,8 @@ impl Registry {
                 req,
                 pending,
                 moved,
+                seq,
+                epoch,
             })],
             after: AfterAnswer::SendPending(a.handle.id),
         }

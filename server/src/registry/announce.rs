@@ -1,57 +1,84 @@
-//! Best-effort announcements (NEW-ITEM, BID-UPDATE, PRICE-ADJUSTMENT, ITEM-CLOSED), numbered
-//! per account in each server run.
+//! Best-effort announcements (NEW-ITEM, BID-UPDATE, PRICE-ADJUSTMENT, ITEM-CLOSED): what is
+//! announced, and to whom. Each is made once, whatever the number of accounts it goes to; it
+//! waits in the outbox until what it reports is durable, then in the bounded, paced queues of
+//! `announce_queue.rs`, which number it per account in each server run as it is sent.
 
-use auction_protocol::udp;
-use auction_protocol::udp::ServerBody;
 use std::sync::atomic::Ordering;
 
-use super::accounts::Account;
+use super::announce_queue::Body;
 use super::inbox::{Change, ItemUpdate};
-use super::Registry;
-use std::net::SocketAddr;
+use super::{Outgoing, Registry};
+use crate::accounts::AccountId;
+use crate::clock::Now;
+
+/// An announcement and who is to get it.
+pub(super) struct Announcement {
+    to: Audience,
+    /// Numbers to leave out before it (updates its item could not keep up with).
+    skip: u64,
+    body: Body,
+}
+
+enum Audience {
+    Everyone,
+    Accounts(Vec<AccountId>),
+}
 
 impl Registry {
-    /// NEW-ITEM to every account that has an address.
+    /// NEW-ITEM to every account.
     pub(super) fn announce_item(&mut self, item: u64) {
         let Some(entry) = self.items.get(&item) else {
             return;
         };
-        let view = entry.view.borrow().clone();
-        let epoch = self.epoch;
-        let mut out = Vec::new();
-        for account in self.accounts.values_mut().filter(|a| a.notify.is_some()) {
-            out.extend(numbered(account, 0, |seq| ServerBody::NewItem {
-                seq,
-                epoch,
-                item: view.clone(),
-            }));
-        }
-        for (to, datagram) in out {
-            self.emit(to, datagram);
-        }
+        let body = Body::NewItem(entry.view.borrow().clone());
+        self.announce(Announcement {
+            to: Audience::Everyone,
+            skip: 0,
+            body,
+        });
     }
 
-    /// Announces to each subscriber of `item` (with `skip` numbers left out first, to show
-    /// a gap: updates it will never get).
-    pub(super) fn announce_to_subscribers(
-        &mut self,
-        item: u64,
-        skip: u64,
-        body: impl Fn(u64, u64) -> ServerBody,
-    ) {
+    /// Announces `body` to each subscriber of `item` (with `skip` numbers left out first, to
+    /// show a gap: updates it will never get).
+    pub(super) fn announce_to_subscribers(&mut self, item: u64, skip: u64, body: Body) {
         let Some(entry) = self.items.get(&item) else {
             return;
         };
-        let epoch = self.epoch;
-        let mut out = Vec::new();
-        for name in &entry.subscribers {
-            if let Some(account) = self.accounts.get_mut(name) {
-                out.extend(numbered(account, skip, |seq| body(seq, epoch)));
-            }
+        let accounts = entry
+            .subscribers
+            .iter()
+            .filter_map(|name| self.accounts.get(name).map(|a| a.handle.id))
+            .collect();
+        self.announce(Announcement {
+            to: Audience::Accounts(accounts),
+            skip,
+            body,
+        });
+    }
+
+    /// Queues `a` once everything appended so far is durable: at once if it is.
+    fn announce(&mut self, a: Announcement) {
+        let out = Outgoing::Announcement(a);
+        if let Some(Outgoing::Announcement(a)) = self.outbox.admit(&*self.ctx.storage, out) {
+            self.queue_announcement(a);
         }
-        for (to, datagram) in out {
-            self.emit(to, datagram);
+    }
+
+    /// A durable announcement into the queues of those who are to get it.
+    pub(super) fn queue_announcement(&mut self, a: Announcement) {
+        match a.to {
+            Audience::Everyone => self.announcements.queue_for_everyone(a.body),
+            Audience::Accounts(ids) => self.announcements.queue_for(&ids, a.skip, a.body),
         }
+    }
+
+    /// The next batch of announcements the pace allows, to the accounts' addresses now.
+    pub(super) fn send_announcements(&mut self, now: Now) {
+        let accounts = &self.accounts;
+        let due = self
+            .announcements
+            .due(now.instant, self.epoch, |id| accounts.by_id(id)?.notify);
+        self.sends.extend(due);
     }
 
     /// A subscribed item's new highest bid or lowered minimum, durable: BID-UPDATE or
@@ -66,38 +93,19 @@ impl Registry {
             .as_ref()
             .is_some_and(|w| w.missed.swap(false, Ordering::Relaxed));
         let item = update.item;
-        self.announce_to_subscribers(item, u64::from(skip), |seq, epoch| match &update.change {
+        let body = match update.change {
             Change::Highest {
                 amount,
                 bidder,
                 ends_at,
-            } => ServerBody::BidUpdate {
-                seq,
-                epoch,
+            } => Body::BidUpdate {
                 item,
-                highest: *amount,
-                bidder: bidder.clone(),
-                ends_at: *ends_at,
+                highest: amount,
+                bidder,
+                ends_at,
             },
-            Change::Min { min, ends_at } => ServerBody::PriceAdjustment {
-                seq,
-                epoch,
-                item,
-                min: *min,
-                ends_at: *ends_at,
-            },
-        });
+            Change::Min { min, ends_at } => Body::PriceAdjustment { item, min, ends_at },
+        };
+        self.announce_to_subscribers(item, u64::from(skip), body);
     }
-}
-
-/// The account's next announcement (numbers `skip` left out first), if it has an address:
-/// numbers advance even without one, so a client that attaches later sees the gap.
-fn numbered(
-    account: &mut Account,
-    skip: u64,
-    body: impl FnOnce(u64) -> ServerBody,
-) -> Option<(SocketAddr, Vec<u8>)> {
-    account.seq += 1 + skip;
-    let to = account.notify?;
-    Some((to, udp::encode(body(account.seq))))
 }

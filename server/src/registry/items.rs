@@ -6,6 +6,7 @@ use auction_protocol::{udp, Cents, ItemView, PublicKey, Reason};
 use std::mem;
 use std::net::SocketAddr;
 
+use super::announce_queue::Body;
 use super::inbox::ItemClosed;
 use super::{not_registered, AfterAnswer, Answer, Denial, Entry, Registry};
 use crate::clock::Now;
@@ -230,13 +231,15 @@ impl Registry {
         // the database in the same transaction as the result).
         let item = closed.item;
         let (winner, price) = closed.result.unzip();
-        self.announce_to_subscribers(item, 0, |seq, epoch| ServerBody::ItemClosed {
-            seq,
-            epoch,
+        self.announce_to_subscribers(
             item,
-            winner: winner.clone(),
-            price,
-        });
+            0,
+            Body::ItemClosed {
+                item,
+                winner,
+                price,
+            },
+        );
         let subscribers = self
             .items
             .get_mut(&item)

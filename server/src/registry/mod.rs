@@ -11,7 +11,9 @@
 //! 6. the request itself, dispatched by `execute` to the file of its concern.
 //!
 //! Each event reads the clock once (`Now`) and passes it to what handles it; the task sleeps
-//! until the next notice retransmission or negotiation is due (no fixed tick).
+//! until the next notice retransmission or negotiation is due (no fixed tick), or until the
+//! pace lets the next batch of announcements go (`announce_queue.rs`): they never go out all
+//! at once, so requests are answered between batches.
 //!
 //! What a request changes is appended to storage as one group with the request's answer (for
 //! the replay window), so a restart cannot keep one without the other. Answers and
@@ -21,6 +23,7 @@
 
 mod accounts;
 mod announce;
+mod announce_queue;
 mod gate;
 pub(crate) mod inbox;
 mod items;
@@ -47,6 +50,7 @@ use crate::item::{ItemCmd, ItemHandle, Watchers};
 use crate::rules::ratelimit::{self, SourceLimiter};
 use crate::store::{Negotiation, NoticeRecord, Outbox, Record, Snapshot, StoredItem};
 use accounts::Accounts;
+use announce_queue::AnnounceQueue;
 use gate::Gate;
 use inbox::{ItemClosed, ItemUpdate};
 use notices::Notices;
@@ -101,6 +105,8 @@ enum Outgoing {
     Datagram(SocketAddr, Vec<u8>),
     /// A reliable notice: queued for delivery (and retransmission) once durable.
     Notice(NoticeRecord),
+    /// A best-effort announcement: queued (see `announce_queue.rs`) once durable.
+    Announcement(announce::Announcement),
 }
 
 pub struct Registry {
@@ -116,6 +122,8 @@ pub struct Registry {
     items: BTreeMap<u64, Entry>,
     /// Reliable notices waiting for their acknowledgement.
     notices: Notices,
+    /// Best-effort announcements waiting to go out, bounded per account and paced.
+    announcements: AnnounceQueue,
     next_item: u64,
     /// Rotates through the item port range so a just-closed port is not reused at once.
     next_port: u16,
@@ -185,6 +193,11 @@ impl Registry {
         let mut registry = Registry {
             gate: Gate::new(&master, ctx.config.udp_rate, ctx.config.udp_burst),
             notices: Notices::new(ctx.config.notice_retry, ctx.config.notice_tries),
+            announcements: AnnounceQueue::new(
+                ctx.config.announce_queue,
+                ctx.config.announce_rate,
+                now.instant,
+            ),
             outbox: Outbox::new(&*ctx.storage),
             socket,
             ctx: ctx.clone(),
@@ -217,7 +230,7 @@ impl Registry {
         mut updates: mpsc::Receiver<ItemUpdate>,
         mut notices: mpsc::UnboundedReceiver<NoticeRecord>,
     ) {
-        self.resume(Now::read()).await;
+        self.resume(Now::read());
         self.offer_catalog(Now::read()).await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -225,6 +238,7 @@ impl Registry {
         loop {
             self.transmit().await;
             let wake = self.next_wake(Now::read());
+            let pace = self.announcements.next_wake();
             tokio::select! {
                 // In this order: closes queued by item tasks are applied before the next
                 // datagram (see `ItemTask::close`), and a flood of datagrams cannot starve
@@ -240,6 +254,11 @@ impl Registry {
                     let now = Now::read();
                     self.ask_negotiations(now);
                     self.retransmit(now);
+                }
+                // A batch of announcements when the pace allows one; then datagrams are read
+                // again before the next (the batch used up what the pace allowed).
+                _ = crate::clock::sleep_until(pace) => {
+                    self.send_announcements(Now::read());
                 }
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, src)) => self.on_datagram(&buf[..n], src, Now::read()).await,
@@ -305,6 +324,7 @@ impl Registry {
                 self.queue_notice(n.account, n.id, n.datagram, now);
                 self.retransmit(now);
             }
+            Outgoing::Announcement(a) => self.queue_announcement(a),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Restarting: accounts, replay windows, closed items and pending notices come back from the
-//! snapshot; open items are resumed (with the recovery grace) and announced again.
+//! snapshot; open items are resumed (with the recovery grace) and announced again (queued once
+//! for all accounts, bounded and paced: `announce_queue.rs`).
 
 use auction_protocol::{ItemView, PublicKey};
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ impl Registry {
     /// items are resumed by `run`, which can send their announcements.
     pub(super) fn restore(&mut self, snapshot: Snapshot, now: Now) {
         for handle in self.accounts.restore(snapshot.accounts) {
+            self.announcements.add(handle.id);
             self.ctx.keys.insert(handle);
         }
         for stored in snapshot.items {
@@ -82,8 +84,10 @@ impl Registry {
     /// meantime close at once (with their results and notices); the others get the time they
     /// had left plus the recovery grace, listen again (on the same port when it is free) and
     /// are announced again.
-    pub(super) async fn resume(&mut self, now: Now) {
+    pub(super) fn resume(&mut self, now: Now) {
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
+        let mut resumed = Vec::new();
+        let mut closed_items = 0;
         for stored in mem::take(&mut self.to_resume) {
             let seller = self.handle_of(stored.seller, &stored.seller_name);
             let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
@@ -121,7 +125,7 @@ impl Registry {
                             port,
                         });
                         listener = Some(l);
-                        tracing::info!(
+                        tracing::debug!(
                             item = stored.id,
                             port,
                             ends_at = spec.ends_at,
@@ -139,20 +143,31 @@ impl Registry {
                     "item ended while the server was down; closing it"
                 );
             }
-            let resumed = listener.is_some();
+            let running = listener.is_some();
             let handle = item::spawn(spec, listener, self.ctx.clone());
             if let Negotiation::Due(at) = stored.negotiation {
                 self.negotiations.insert((at, stored.id));
             }
             self.items
                 .insert(stored.id, Entry::running(handle, stored.negotiation));
-            if resumed {
-                self.append_records();
-                self.announce_item(stored.id);
-                self.transmit().await;
+            if running {
+                resumed.push(stored.id);
+            } else {
+                closed_items += 1;
             }
         }
+        // One group for every resumed item, then their announcements (after it, so they wait
+        // until it is durable): one entry each in the announcement log, whatever the number of
+        // accounts (the log keeps the latest `--announce-queue`; see `announce_queue.rs`).
         self.append_records();
+        for &item in &resumed {
+            self.announce_item(item);
+        }
+        tracing::info!(
+            resumed = resumed.len(),
+            closed = closed_items,
+            "resumed the open items"
+        );
         for (account, item) in mem::take(&mut self.to_subscribe) {
             if let Some(name) = self.accounts.by_id(account).map(|a| a.handle.name.clone()) {
                 self.add_subscription(&name, item);
