@@ -84,6 +84,44 @@ struct ItemTask {
 
 /// Starts the task of an item; it listens on `listener` if given.
 pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerContext>) -> ItemHandle {
+    let channel = spec.channel.clone();
+    let (handle, prepared) = prepare(spec, ctx);
+    prepared.start(listener, channel);
+    handle
+}
+
+/// An item's task made but not started yet: its handle already works (commands wait in its
+/// queue, the view answers `status`), so a restart can list every resumed item at once and
+/// start them a batch at a time between datagrams (`registry/restore.rs`).
+pub struct Prepared {
+    task: ItemTask,
+    commands: mpsc::Receiver<ItemCmd>,
+    self_tx: mpsc::WeakSender<ItemCmd>,
+}
+
+impl Prepared {
+    /// Starts the task, listening on `listener` if given, its channel now `channel` (the
+    /// prepared view may have guessed another port).
+    pub fn start(self, listener: Option<TcpListener>, channel: Option<String>) {
+        let Prepared {
+            task,
+            commands,
+            self_tx,
+        } = self;
+        task.view.send_if_modified(|v| {
+            let changed = v.channel != channel;
+            v.channel = channel;
+            changed
+        });
+        let span = tracing::info_span!("item", item = task.id);
+        let ctx = task.ctx.clone();
+        ctx.tasks
+            .spawn(task.run(listener, commands, self_tx).instrument(span));
+    }
+}
+
+/// The task of an item and its handle, not started (see [`Prepared`]).
+pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared) {
     let rules = Rules {
         min_increment: ctx.config.min_increment,
         snipe_window_ms: ctx.config.snipe_window.as_millis() as u64,
@@ -131,16 +169,17 @@ pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerConte
         mono: Instant::now(),
     };
     let watchers = task.watchers.clone();
-    let span = tracing::info_span!("item", item = spec.id);
-    ctx.tasks.spawn(
-        task.run(listener, cmd_rx, cmd_tx.downgrade())
-            .instrument(span),
-    );
-    ItemHandle {
+    let prepared = Prepared {
+        task,
+        commands: cmd_rx,
+        self_tx: cmd_tx.downgrade(),
+    };
+    let handle = ItemHandle {
         cmd: cmd_tx,
         view: view_rx,
         watchers,
-    }
+    };
+    (handle, prepared)
 }
 
 /// Accepts on `listener`, or never when there is none.

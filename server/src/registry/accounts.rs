@@ -283,6 +283,8 @@ impl Registry {
         // the item accepted before it saw the flag cleared is reflected in its answer.
         let handle = account.handle.clone();
         handle.set_live(false);
+        // Every item must be running to answer (right after a restart some may not be yet).
+        self.resume_some(usize::MAX);
         let leads = self.leads_any(handle.id).await;
         if let Some(item) = leads {
             handle.set_live(true);

@@ -55,6 +55,9 @@ use gate::Gate;
 use inbox::{ItemClosed, ItemUpdate};
 use notices::Notices;
 
+/// Items started per turn of the run loop after a restart (see `restore.rs`).
+const RESUME_BATCH: usize = 128;
+
 /// Items one account may follow at once.
 pub(super) const MAX_SUBSCRIPTIONS: usize = 256;
 
@@ -133,8 +136,12 @@ pub struct Registry {
     outbox: Outbox<Outgoing>,
     /// Datagrams ready to go, sent by the run loop after each event.
     sends: Vec<(SocketAddr, Vec<u8>)>,
-    /// Open items from the database, resumed when the task starts.
+    /// Open items from the database, made when the task starts (`restore.rs`)...
     to_resume: Vec<StoredItem>,
+    /// ...and started a batch at a time between datagrams, by item.
+    pending: BTreeMap<u64, restore::Pending>,
+    /// Items resumed and closed at start so far, for the log line when all are started.
+    resume_counts: (usize, usize),
     /// Catalog entries offered so far (`--catalog`), by entry id.
     catalog_ids: HashSet<String>,
     /// Identifies this server run in announcements (its start, Unix ms): announcement numbers
@@ -210,6 +217,8 @@ impl Registry {
             records: Vec::new(),
             sends: Vec::new(),
             to_resume: Vec::new(),
+            pending: BTreeMap::new(),
+            resume_counts: (0, 0),
             catalog_ids: HashSet::new(),
             epoch: now.ms,
             to_subscribe: Vec::new(),
@@ -265,6 +274,11 @@ impl Registry {
                     // ICMP errors from earlier sends surface here on some systems; not fatal.
                     Err(e) => tracing::debug!(error = %e, "UDP receive error"),
                 },
+                // Last: items made at start are started a batch at a time, when nothing above
+                // is ready, so requests are answered between batches.
+                _ = std::future::ready(()), if !self.pending.is_empty() => {
+                    self.resume_some(RESUME_BATCH);
+                }
             }
         }
         // Answers to requests already handled go out once they are durable.

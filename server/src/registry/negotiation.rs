@@ -112,6 +112,8 @@ impl Registry {
         let Some(seller) = self.accounts.get(name).map(|a| a.handle.id) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
+        // The item must be running to answer (right after a restart it may not be yet).
+        self.start_pending(&[item]);
         let Some(entry) = self.items.get(&item) else {
             return denied(Reason::UnknownItem, format!("there is no item {item}"));
         };

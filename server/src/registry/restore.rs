@@ -80,14 +80,13 @@ impl Registry {
         }
     }
 
-    /// Starts the items that were open when the server stopped. Those whose end passed in the
-    /// meantime close at once (with their results and notices); the others get the time they
-    /// had left plus the recovery grace, listen again (on the same port when it is free) and
-    /// are announced again.
+    /// Makes the items that were open when the server stopped, without starting them: each is
+    /// in the catalogue at once (`status`, `list` and subscriptions see it, commands wait in its
+    /// queue), with the time it had left plus the recovery grace; the run loop then starts them
+    /// a batch at a time between datagrams ([`Registry::resume_some`]), so the UDP plane
+    /// answers within moments of a start however many items there are.
     pub(super) fn resume(&mut self, now: Now) {
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
-        let mut resumed = Vec::new();
-        let mut closed_items = 0;
         for stored in mem::take(&mut self.to_resume) {
             let seller = self.handle_of(stored.seller, &stored.seller_name);
             let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
@@ -95,83 +94,120 @@ impl Registry {
                 bidder: self.handle_of(*id, name),
                 max: *max,
             });
-            let mut spec = ItemSpec {
+            let open = stored.ends_at > now.ms;
+            let spec = ItemSpec {
                 id: stored.id,
                 description: stored.description,
                 seller,
                 min: stored.min,
-                ends_at: stored.ends_at,
-                channel: None,
+                // The grace makes up for one outage: a restart within it (a crash loop) adds
+                // nothing more.
+                ends_at: if open {
+                    stored
+                        .ends_at
+                        .max(stored.planned_ends_at.saturating_add(grace))
+                } else {
+                    stored.ends_at
+                },
+                // Where it listened before, which is where it will listen again if it can.
+                channel: open.then(|| SocketAddr::new(self.advertise, stored.port).to_string()),
                 lead,
                 bid_ids: stored.bid_ids,
             };
-            let mut listener = None;
-            if stored.ends_at > now.ms {
-                let bound = self
-                    .bind(stored.port)
-                    .or_else(|_| self.bind_item_port())
-                    .and_then(|l| Ok((l.local_addr()?.port(), l)));
-                match bound {
-                    Ok((port, l)) => {
-                        // The grace makes up for one outage: a restart within it (a crash
-                        // loop) adds nothing more.
-                        spec.ends_at = stored
-                            .ends_at
-                            .max(stored.planned_ends_at.saturating_add(grace));
-                        spec.channel = Some(SocketAddr::new(self.advertise, port).to_string());
-                        self.records.push(Record::ItemResumed {
-                            item: stored.id,
-                            ends_at: spec.ends_at,
-                            port,
-                        });
-                        listener = Some(l);
-                        tracing::debug!(
-                            item = stored.id,
-                            port,
-                            ends_at = spec.ends_at,
-                            "item resumed"
-                        );
-                    }
-                    Err(e) => {
-                        // Without a channel no one can bid: the auction closes with what it has.
-                        tracing::error!(item = stored.id, error = %e, "no port to resume the item on; closing it");
-                    }
-                }
-            } else {
-                tracing::info!(
-                    item = stored.id,
-                    "item ended while the server was down; closing it"
-                );
-            }
-            let running = listener.is_some();
-            let handle = item::spawn(spec, listener, self.ctx.clone());
+            let ends_at = spec.ends_at;
+            let (handle, prepared) = item::prepare(spec, self.ctx.clone());
             if let Negotiation::Due(at) = stored.negotiation {
                 self.negotiations.insert((at, stored.id));
             }
             self.items
                 .insert(stored.id, Entry::running(handle, stored.negotiation));
-            if running {
-                resumed.push(stored.id);
-            } else {
-                closed_items += 1;
-            }
+            self.pending.insert(
+                stored.id,
+                Pending {
+                    prepared,
+                    port: stored.port,
+                    ends_at,
+                    open,
+                },
+            );
         }
-        // One group for every resumed item, then their announcements (after it, so they wait
-        // until it is durable): one entry each in the announcement log, whatever the number of
-        // accounts (the log keeps the latest `--announce-queue`; see `announce_queue.rs`).
-        self.append_records();
-        for &item in &resumed {
-            self.announce_item(item);
-        }
-        tracing::info!(
-            resumed = resumed.len(),
-            closed = closed_items,
-            "resumed the open items"
-        );
         for (account, item) in mem::take(&mut self.to_subscribe) {
             if let Some(name) = self.accounts.by_id(account).map(|a| a.handle.name.clone()) {
                 self.add_subscription(&name, item);
             }
         }
     }
+
+    /// Starts up to `max` of the items made by [`Registry::resume`]: those whose end passed
+    /// while the server was down close at once (with their results and notices); the others
+    /// listen again (on the same port when it is free) and are announced again, once the
+    /// group recording where they listen is durable.
+    pub(super) fn resume_some(&mut self, max: usize) {
+        let ids: Vec<u64> = self.pending.keys().take(max).copied().collect();
+        self.start_pending(&ids);
+    }
+
+    /// Starts the pending items among `ids` (see [`Registry::resume_some`]).
+    pub(super) fn start_pending(&mut self, ids: &[u64]) {
+        let mut resumed = Vec::new();
+        for id in ids {
+            let Some(p) = self.pending.remove(id) else {
+                continue;
+            };
+            if !p.open {
+                tracing::info!(
+                    item = id,
+                    "item ended while the server was down; closing it"
+                );
+                p.prepared.start(None, None);
+                self.resume_counts.1 += 1;
+                continue;
+            }
+            let bound = self
+                .bind(p.port)
+                .or_else(|_| self.bind_item_port())
+                .and_then(|l| Ok((l.local_addr()?.port(), l)));
+            match bound {
+                Ok((port, listener)) => {
+                    self.records.push(Record::ItemResumed {
+                        item: *id,
+                        ends_at: p.ends_at,
+                        port,
+                    });
+                    let channel = SocketAddr::new(self.advertise, port).to_string();
+                    p.prepared.start(Some(listener), Some(channel));
+                    tracing::debug!(item = id, port, ends_at = p.ends_at, "item resumed");
+                    resumed.push(*id);
+                }
+                Err(e) => {
+                    // Without a channel no one can bid: the auction ends with what it has.
+                    tracing::error!(item = id, error = %e, "no port to resume the item on; it takes no more bids");
+                    p.prepared.start(None, None);
+                    self.resume_counts.1 += 1;
+                }
+            }
+        }
+        // One group for the batch, then its announcements (after it, so they wait until it
+        // is durable): one entry each in the announcement log, whatever the number of accounts
+        // (see `announce_queue.rs`).
+        self.append_records();
+        for &item in &resumed {
+            self.announce_item(item);
+        }
+        self.resume_counts.0 += resumed.len();
+        if self.pending.is_empty() && !ids.is_empty() {
+            let (resumed, closed) = mem::take(&mut self.resume_counts);
+            tracing::info!(resumed, closed, "resumed the open items");
+        }
+    }
+}
+
+/// An item made at start and not started yet (see [`Registry::resume`]).
+pub(super) struct Pending {
+    prepared: item::Prepared,
+    /// The port it listened on before.
+    port: u16,
+    ends_at: u64,
+    /// Whether it is still open (its end has not passed).
+    open: bool,
 }
