@@ -65,7 +65,8 @@ const ATTACKERS: usize = 2;
 /// with this test's name and the targets in its environment (without them it does nothing).
 /// It holds `ATTACK_CONNECTIONS` bare TCP connections to the `ATTACK_TARGETS`, never starting
 /// TLS and never closing them, each renewed every 8 s (inside the server's 10 s handshake
-/// timeout); it ramps up at 5,000 a second per process, stops after
+/// timeout), their turns spread evenly over the 8 s (so it opens `ATTACK_CONNECTIONS` / 8 a
+/// second, all the time, from the start), stops after
 /// `ATTACK_SECONDS` and prints how many it opened and the most it had open at once.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "the flood test's attacking process, started by that test"]
@@ -93,7 +94,8 @@ async fn attacking_process() {
         let (opened, open_now, most) = (opened.clone(), open_now.clone(), most.clone());
         let target = targets[i % targets.len()].clone();
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_micros(200 * i as u64)).await;
+            let phase = 8_000_000 * i as u64 / count as u64;
+            tokio::time::sleep(Duration::from_micros(phase)).await;
             loop {
                 let turn = tokio::time::Instant::now() + Duration::from_secs(8);
                 if turn > end + Duration::from_secs(8) {
@@ -148,7 +150,7 @@ async fn one_host_holding_20000_bare_connections_keeps_no_honest_bidder_out() {
                 .args(["attacking_process", "--exact", "--ignored", "--nocapture"])
                 .env("ATTACK_TARGETS", ports.join(","))
                 .env("ATTACK_CONNECTIONS", (FLOOD / ATTACKERS).to_string())
-                .env("ATTACK_SECONDS", "17")
+                .env("ATTACK_SECONDS", "20")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -157,7 +159,7 @@ async fn one_host_holding_20000_bare_connections_keeps_no_honest_bidder_out() {
         );
     }
     // Let the flood reach its size before the honest bidders come.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
 
     // 20 honest bidders, each from its own address (its own host), connect, bid, leave and
     // come back, again and again, while the flood goes on.
