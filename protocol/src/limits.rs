@@ -23,8 +23,21 @@ pub const DEFAULT_DURATION_SECS: u64 = 300;
 pub const MAX_AMOUNT_CENTS: u64 = 10_000_000_000_000;
 /// Bid ids chosen by clients: 1 to this many bytes of printable ASCII.
 pub const MAX_BID_ID_LEN: usize = 64;
-/// How many executed request numbers the server remembers per account (the replay window).
+/// How many executed request numbers the server remembers per account (the replay window),
+/// at least: answers younger than [`RETRANSMIT_SECS`] are kept as well.
 pub const REPLAY_WINDOW: usize = 64;
+/// A client resends a UDP request (same number) for at most this long after it first sent it.
+/// The server keeps every executed request's answer at least this long, however many newer
+/// requests came between. (The reference client's last resend goes out ~9.3 s after the first.)
+pub const RETRANSMIT_SECS: u64 = 30;
+/// Answers the server keeps per account, at most: the [`REPLAY_WINDOW`] newest numbers plus
+/// the younger ones. An account with this many answers younger than [`RETRANSMIT_SECS`] is
+/// refused `rate-limited` until the oldest ages.
+pub const REPLAY_MAX_ANSWERS: usize = 1024;
+/// A client resends an unanswered bid id for at most this long after it first sent it; the
+/// server repeats a rejected id's first verdict this long. (The reference client gives up
+/// reconnecting ~6.5 minutes after it first sent a bid.)
+pub const REJECTED_BID_ID_SECS: u64 = 600;
 /// How long a cookie stays valid after it was issued, in seconds.
 pub const COOKIE_LIFETIME_SECS: u64 = 120;
 /// A cookie reply is sent only if it is at most this many times the size of the request, so

@@ -8,26 +8,13 @@ use auction_client::{BidResult, Client};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, Reason};
-use common::process::{server_command, spawn_server, spawn_server_on};
+use common::process::{client, server_command, spawn_server, spawn_server_on};
 use common::within;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-async fn client(dir: &Path, udp: SocketAddr, name: &str) -> Client {
-    let c = Client::new(
-        udp,
-        &dir.join("homes").join(name),
-        &dir.join("certs/ca.pem"),
-    )
-    .await
-    .unwrap();
-    c.register(name).await.unwrap();
-    c
-}
 
 fn db(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open_with_flags(

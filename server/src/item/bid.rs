@@ -1,6 +1,9 @@
-//! A bid on the item's channel: judged by the rules (`rules/auction.rs`) at once, its record
-//! appended to storage, and its answer and any new HIGHEST said through the outbox, so they
-//! leave only once the bid is durable. A repeated bid id gets its first answer again.
+//! A bid on the item's channel: judged by the rules (`rules/auction.rs`) at once; an accepted
+//! bid's record appended to storage, and its answer and any new HIGHEST said through the
+//! outbox, so they leave only once the bid is durable. A rejected bid is not stored: its answer
+//! goes through the outbox too (so the state it was judged against is durable first), and its
+//! id is kept for a while in memory only (`rules/rejected_ids.rs` argues why that is enough).
+//! A repeated bid id gets its first answer again.
 
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::{names, Reason};
@@ -8,6 +11,7 @@ use auction_protocol::{names, Reason};
 use super::{ItemTask, Out};
 use crate::rules::auction::{Decision, Offer, Outcome};
 use crate::rules::ratelimit;
+use crate::rules::rejected_ids::Rejection;
 use crate::store::Record;
 
 impl ItemTask {
@@ -25,6 +29,10 @@ impl ItemTask {
                 let first = first.clone();
                 return self.reply(conn, req, &first);
             }
+            if let Some(first) = self.rejected.get(bidder.id, id, self.mono.into_std()) {
+                let Rejection { reason, message } = first.clone();
+                return self.reply(conn, req, &Outcome::Rejected { reason, message });
+            }
         }
         // A new bid spends one of the account's budget. Past it the bid is not judged: nothing
         // changes and nothing is stored, so `rate-limited` is no verdict to keep for its id
@@ -39,28 +47,37 @@ impl ItemTask {
         }
         let decision = self.auction.judge(&bidder, offer, now);
         let Decision { outcome, lead, .. } = &decision;
-        let accepted = matches!(outcome, Outcome::Accepted { .. });
         match outcome {
             Outcome::Accepted { .. } => {
                 self.ctx.metrics.bids_accepted.inc();
             }
             Outcome::Rejected { reason, .. } => self.ctx.metrics.bid_rejected(*reason),
         }
-        // Accepted bids are the auction; rejected ones are kept only when they carry an id,
-        // so that the id is answered the same way after a restart.
-        if accepted || id.is_some() {
-            self.ctx.storage.append(vec![Record::Bid {
-                item: self.id,
-                bidder: bidder.id,
-                amount: match outcome {
-                    Outcome::Accepted { amount, .. } => *amount,
-                    Outcome::Rejected { .. } => offer.ceiling(),
-                },
-                bid_id: id.clone(),
-                outcome: outcome.clone(),
-                lead: lead.as_ref().map(|l| (l.bidder.id, l.amount, l.max)),
-                at: now,
-            }]);
+        // Accepted bids are the auction, stored before they are said. A rejection changes
+        // nothing and is not stored; its id's verdict is kept in memory for the client's resend
+        // budget (`rules/rejected_ids.rs`).
+        match outcome {
+            Outcome::Accepted { amount, .. } => {
+                self.ctx.storage.append(vec![Record::Bid {
+                    item: self.id,
+                    bidder: bidder.id,
+                    amount: *amount,
+                    bid_id: id.clone(),
+                    outcome: outcome.clone(),
+                    lead: lead.as_ref().map(|l| (l.bidder.id, l.amount, l.max)),
+                    at: now,
+                }]);
+            }
+            Outcome::Rejected { reason, message } => {
+                if let Some(id) = id.as_deref() {
+                    let first = Rejection {
+                        reason: *reason,
+                        message: message.clone(),
+                    };
+                    self.rejected
+                        .remember(bidder.id, id, first, self.mono.into_std());
+                }
+            }
         }
         let before = self
             .auction

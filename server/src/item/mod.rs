@@ -36,6 +36,7 @@ use crate::net::accept::admit;
 use crate::net::listener::Listener;
 use crate::rules::auction::{Auction, Offer, Rules};
 use crate::rules::refusal::Refusal;
+use crate::rules::rejected_ids::RejectedIds;
 use crate::store::{Outbox, Record};
 
 struct Conn {
@@ -65,6 +66,8 @@ struct ItemTask {
     id: u64,
     ctx: Arc<ServerContext>,
     auction: Auction,
+    /// The first verdicts of recently rejected bid ids (not stored; bounded and expiring).
+    rejected: RejectedIds,
     /// What has been said but waits for storage.
     outbox: Outbox<Out>,
     view: watch::Sender<ItemView>,
@@ -156,6 +159,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
     let task = ItemTask {
         id: spec.id,
         auction,
+        rejected: RejectedIds::default(),
         outbox: Outbox::new(&*ctx.storage),
         view: view_tx,
         highest: watch::channel(highest).0,

@@ -68,7 +68,8 @@ impl Lead {
     }
 }
 
-/// The answer to one bid; kept per bid id so a repeated id gets the same answer.
+/// The answer to one bid; an accepted bid's is kept per bid id so a repeated id gets the same
+/// answer (a rejected one's, for a while, in `rejected_ids`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Accepted {
@@ -121,7 +122,11 @@ pub struct Auction {
     pub ends_at: u64,
     rules: Rules,
     lead: Option<Lead>,
-    /// First outcome of every bid that carried an id, by (account, id).
+    /// First outcome of every accepted bid that carried an id, by (account, id), until the
+    /// item closes: these are stored, so a restart loads them back. (Also the rejected ones
+    /// that earlier versions of the server stored: their rows hold the id's place in the database, so the
+    /// id must never be accepted under another row.) Rejected ids are not here: see
+    /// `rules/rejected_ids.rs`.
     by_bid_id: HashMap<(AccountId, String), Outcome>,
 }
 
@@ -199,7 +204,8 @@ impl Auction {
         Ok(())
     }
 
-    /// The first outcome of a bid id this account already used, if any.
+    /// The first outcome of a bid id this account already had accepted (or, from an old
+    /// database, rejected), if any.
     pub fn previous_outcome(&self, bidder: AccountId, id: &str) -> Option<&Outcome> {
         self.by_bid_id.get(&(bidder, id.to_owned()))
     }
@@ -222,17 +228,18 @@ impl Auction {
         decision.outcome
     }
 
-    /// Makes a judged bid take effect: the new lead and end, and the bid id's answer.
+    /// Makes a judged bid take effect: the new lead and end, and an accepted bid id's answer.
+    /// A rejected bid changes nothing here.
     pub fn apply(&mut self, bidder: &Arc<AccountHandle>, decision: &Decision, id: Option<&str>) {
         if let Some(lead) = &decision.lead {
             self.lead = Some(lead.clone());
         }
         if let Outcome::Accepted { ends_at, .. } = decision.outcome {
             self.ends_at = ends_at;
-        }
-        if let Some(id) = id {
-            self.by_bid_id
-                .insert((bidder.id, id.to_owned()), decision.outcome.clone());
+            if let Some(id) = id {
+                self.by_bid_id
+                    .insert((bidder.id, id.to_owned()), decision.outcome.clone());
+            }
         }
     }
 
@@ -530,17 +537,41 @@ mod tests {
         // b resends "x" after c outbid: same answer as before, and c still leads.
         assert_eq!(a.bid(&b, Offer::Amount(Cents(1000)), Some("x"), 2), first);
         assert_eq!(a.lead().unwrap().bidder.id, 3);
-        // A rejection is remembered too, even once the amount would now be acceptable.
+        // A rejection changes nothing, its id included: the same id is judged again (the
+        // item task keeps recent rejections apart, in `rejected_ids`).
         let low = a.bid(&b, Offer::Amount(Cents(10)), Some("y"), 3);
         assert_eq!(reason(&low), Some(Reason::TooLow));
-        assert_eq!(a.bid(&b, Offer::Amount(Cents(10)), Some("y"), 4), low);
+        assert!(a.previous_outcome(2, "y").is_none());
+        assert!(accepted(&a.bid(
+            &b,
+            Offer::Amount(Cents(9000)),
+            Some("y"),
+            4
+        )));
+        assert_eq!(a.lead().unwrap().bidder.id, 2);
         // Ids are per account: c may use "x" too.
         assert!(accepted(&a.bid(
             &c,
-            Offer::Amount(Cents(3000)),
+            Offer::Amount(Cents(10000)),
             Some("x"),
             5
         )));
+    }
+
+    #[test]
+    fn a_rejected_id_stored_by_an_earlier_version_keeps_its_first_answer() {
+        // Its row holds the id's place in the database (UNIQUE (item, bidder, bid_id)): were
+        // it judged again and accepted, the accepted row could not be written.
+        let old = Outcome::Rejected {
+            reason: Reason::TooLow,
+            message: "the minimum bid is 10.00".into(),
+        };
+        let mut a = auction().restore(None, [(2, "old".to_string(), old.clone())]);
+        assert_eq!(
+            a.bid(&who(2), Offer::Amount(Cents(5000)), Some("old"), 0),
+            old
+        );
+        assert!(a.lead().is_none());
     }
 
     /// The price and leader now, and the leader's private maximum.

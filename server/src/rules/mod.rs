@@ -1,10 +1,11 @@
 //! The pure rules: no I/O, no clock (time is passed in), unit-tested without sockets. The tasks
-//! that own the state call them: the item task (`auction`), the settlement desk (`settlement`)
+//! that own the state call them: the item task (`auction`, `rejected_ids`), the settlement desk (`settlement`)
 //! and the registry (`replay`, `ratelimit`).
 
 pub mod auction;
 pub mod offer;
 pub mod ratelimit;
 pub mod refusal;
+pub mod rejected_ids;
 pub mod replay;
 pub mod settlement;

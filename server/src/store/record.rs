@@ -66,8 +66,10 @@ pub enum Record {
         ends_at: u64,
         port: u16,
     },
-    /// A bid: every accepted one, and every one that carried an id (so a resent id gets its
-    /// first answer even after a restart).
+    /// An accepted bid (with its id, if it carried one, so a resent id gets its first answer
+    /// even after a restart). The server no longer appends rejected bids (a rejection changes
+    /// nothing; `rules/rejected_ids.rs`); the writer still takes one, as earlier versions
+    /// stored them, so tests can make such a database.
     Bid {
         item: u64,
         bidder: AccountId,

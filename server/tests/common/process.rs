@@ -2,12 +2,26 @@
 //! read its memory: started on a database in a folder, its log kept for the test to read.
 
 use super::within;
+use auction_client::Client;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// A client with its home in `dir/homes/NAME`, registered as `name` on the server at `udp`.
+pub async fn client(dir: &Path, udp: SocketAddr, name: &str) -> Client {
+    let c = Client::new(
+        udp,
+        &dir.join("homes").join(name),
+        &dir.join("certs/ca.pem"),
+    )
+    .await
+    .unwrap();
+    c.register(name).await.unwrap();
+    c
+}
 
 /// A running `auction-server` process and what it has logged.
 pub struct Proc {

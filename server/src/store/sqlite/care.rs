@@ -61,6 +61,7 @@ pub struct CheckReport {
     pub problems: Vec<String>,
     pub accounts: i64,
     pub items: i64,
+    /// Accepted bids.
     pub bids: i64,
 }
 
@@ -117,7 +118,8 @@ pub fn check(db: &Path) -> Result<CheckReport> {
         schema_version,
         accounts: count("accounts")?,
         items: count("items")?,
-        bids: count("bids")?,
+        // Accepted bids only: earlier versions also stored rejected bids that carried an id.
+        bids: count("bids WHERE accepted = 1")?,
         problems,
     })
 }
@@ -205,7 +207,7 @@ impl CheckReport {
     /// The report as sentences.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "{}: schema version {}, {} account(s), {} item(s), {} bid(s).\n",
+            "{}: schema version {}, {} account(s), {} item(s), {} accepted bid(s).\n",
             self.db.display(),
             self.schema_version,
             self.accounts,
