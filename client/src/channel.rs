@@ -19,8 +19,8 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::error::{ClientError, Result};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a bid offers: a fixed amount, or a private maximum the server bids up to for you
 /// (proxy bidding).

@@ -289,3 +289,33 @@ impl ItemSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
+    use auction_protocol::limits::REJECTED_BID_ID_SECS;
+
+    /// The server repeats a rejected bid id's first verdict for `REJECTED_BID_ID_SECS`; a
+    /// session must stop resending a bid before that, every wait at its longest.
+    #[test]
+    fn a_bid_is_resent_only_while_the_server_remembers_its_verdict() {
+        let policy = Reconnect::default();
+        // Looking the item up over UDP: every send waited out, jitter at its top (+20 %).
+        let udp = crate::udp::Retry::default();
+        let (mut wait, mut status) = (udp.first, Duration::ZERO);
+        for _ in 0..udp.tries {
+            status += wait.mul_f64(1.2);
+            wait = (wait * 2).min(udp.max);
+        }
+        // The bid's answer waited for, then reconnecting until giving up; the last attempt
+        // starts just before that (its delay jittered up by half) and takes every timeout.
+        let last_attempt =
+            policy.max_delay.mul_f64(1.5) + status + CONNECT_TIMEOUT + ANSWER_TIMEOUT;
+        let resending = ANSWER_TIMEOUT + policy.give_up_after + last_attempt;
+        assert!(
+            resending < Duration::from_secs(REJECTED_BID_ID_SECS),
+            "the session resends a bid for up to {resending:?}"
+        );
+    }
+}

@@ -324,3 +324,25 @@ async fn dispatch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auction_protocol::limits::RETRANSMIT_SECS;
+
+    /// The server keeps an executed request's answer for `RETRANSMIT_SECS`; the client's last
+    /// resend must go out before that, every wait jittered to its longest (+20 %).
+    #[test]
+    fn the_last_resend_goes_out_while_the_server_keeps_the_first_answer() {
+        let retry = Retry::default();
+        let (mut wait, mut last_send) = (retry.first, Duration::ZERO);
+        for _ in 1..retry.tries {
+            last_send += wait.mul_f64(1.2);
+            wait = (wait * 2).min(retry.max);
+        }
+        assert!(
+            last_send < Duration::from_secs(RETRANSMIT_SECS),
+            "the last resend goes out {last_send:?} after the first send"
+        );
+    }
+}

@@ -5,7 +5,8 @@
 mod common;
 
 use auction_client::{BidResult, Offer};
-use auction_protocol::udp::ServerBody;
+use auction_protocol::limits::RETRANSMIT_SECS;
+use auction_protocol::udp::{RequestBody, ServerBody};
 use auction_protocol::{Cents, ItemState, Reason};
 use common::raw::{error_reason, Raw};
 use common::{announcement, quick_config, start, within};
@@ -210,8 +211,21 @@ async fn the_replay_window_survives_a_restart() {
     assert_eq!(raw.ask(&offer(&raw)).await, first);
     assert_eq!(t.query("SELECT count(*) FROM items"), 1);
 
-    // Push 101 out of the window; after another restart it is stale, never executed again.
+    // 64 newer requests do not push 101 out while a client may still resend it...
     raw.fill_window(&k, "alice", 200).await;
+    assert_eq!(raw.ask(&offer(&raw)).await, first);
+    // ...but once the retransmission budget has passed, the next request forgets it; after
+    // another restart it is stale, never executed again.
+    tokio::time::sleep(Duration::from_secs(RETRANSMIT_SECS + 1)).await;
+    let next = raw.signed(
+        &k,
+        300,
+        RequestBody::Attach {
+            account: "alice".into(),
+            mode: Default::default(),
+        },
+    );
+    assert!(matches!(raw.ask(&next).await, ServerBody::Attached { .. }));
     let t = t.restart().await;
     raw.validate().await;
     assert_eq!(

@@ -163,7 +163,7 @@ async fn unsigned_and_altered_requests_are_refused() {
 }
 
 #[tokio::test]
-async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
+async fn a_retransmitted_request_runs_once_however_many_came_between() {
     let t = start(quick_config()).await;
     let (raw, k) = Raw::account(&t, "alice", 100).await;
     let offer = raw.lamp_offer(&k, "alice", 101);
@@ -189,9 +189,14 @@ async fn a_retransmitted_request_runs_once_and_old_ones_are_stale() {
     assert_eq!(raw.ask(&offer).await, first);
     let items = t.client("x").await.list().await.unwrap();
     assert_eq!(items.iter().map(|i| i.item).collect::<Vec<_>>(), vec![item]);
-    // Push the offer out of the replay window; then it is refused, never executed again.
+    // 64 newer requests and one more (say from a second machine whose clock is ahead): the
+    // offer's answer is kept for the whole retransmission budget all the same, so a client
+    // whose answer was lost gets it, not `stale-request`, and no second item. (That it is
+    // forgotten after the budget, and stale then, is in `restart.rs`
+    // `the_replay_window_survives_a_restart` and the unit tests of `rules/replay.rs`.)
     raw.fill_window(&k, "alice", 200).await;
-    assert_eq!(error_reason(raw.ask(&offer).await), Reason::StaleRequest);
+    raw.fill_window(&k, "alice", 300).await;
+    assert_eq!(raw.ask(&offer).await, first);
     assert_eq!(t.client("x").await.list().await.unwrap().len(), 1);
     // A refusal is remembered too: the same DEREGISTER again gets the same DEREG-DENIED.
     let dereg = raw.signed(

@@ -64,12 +64,16 @@ impl Accounts {
 
     /// The accounts of a snapshot: the live ones (whose handles come back, for the key
     /// directory) and the tombstones of removed ones.
-    pub(super) fn restore(&mut self, stored: Vec<StoredAccount>) -> Vec<Arc<AccountHandle>> {
+    pub(super) fn restore(
+        &mut self,
+        stored: Vec<StoredAccount>,
+        now: std::time::Instant,
+    ) -> Vec<Arc<AccountHandle>> {
         let (live, mut removed): (Vec<_>, Vec<_>) = stored.into_iter().partition(|a| !a.removed);
         let mut handles = Vec::with_capacity(live.len());
         for a in live {
             let handle = Arc::new(AccountHandle::new(a.id, a.name.clone(), a.key));
-            let replay = ReplayWindow::restore(a.replay_floor, a.replies);
+            let replay = ReplayWindow::restore(a.replay_floor, a.replies, now);
             self.insert(handle.clone(), replay, a.notify);
             handles.push(handle);
         }
@@ -80,7 +84,7 @@ impl Accounts {
             if self.live.contains_key(&a.name) {
                 continue;
             }
-            let replay = ReplayWindow::restore(a.replay_floor, a.replies);
+            let replay = ReplayWindow::restore(a.replay_floor, a.replies, now);
             self.bury(a.name, a.id, a.key, replay);
         }
         handles

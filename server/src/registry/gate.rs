@@ -8,7 +8,7 @@
 //! for storage like the first answer did (it may not be durable yet).
 
 use auction_protocol::cookie::CookieKey;
-use auction_protocol::limits::COOKIE_AMPLIFICATION;
+use auction_protocol::limits::{COOKIE_AMPLIFICATION, REPLAY_MAX_ANSWERS, RETRANSMIT_SECS};
 use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
 use auction_protocol::{sign, PublicKey, Reason};
 use std::net::SocketAddr;
@@ -148,8 +148,19 @@ impl Gate {
             return refuse(req, Reason::BadSignature, &e.to_string());
         }
         let digest = replay::digest(&request.body);
-        match signers.window(name, &key).map(|w| w.check(req, &digest)) {
+        let at = now.instant.into_std();
+        match signers
+            .window(name, &key)
+            .map(|w| w.check(req, &digest, at))
+        {
             Some(Verdict::Repeat(answer)) => return Gated::Repeat(answer.to_vec()),
+            Some(Verdict::Full) => {
+                let message = format!(
+                    "more than {REPLAY_MAX_ANSWERS} requests from this account in \
+                     {RETRANSMIT_SECS} s; slow down"
+                );
+                return refuse(req, Reason::RateLimited, &message);
+            }
             Some(Verdict::Stale) => {
                 let message = "request number is older than this account's replay window";
                 return refuse(req, Reason::StaleRequest, message);
@@ -216,7 +227,7 @@ impl Registry {
                 self.accounts
                     .window_of(&acting.name, &acting.key)
                     .map(|(account, window)| {
-                        window.record(req, acting.digest, first.clone());
+                        window.record(req, acting.digest, first.clone(), now.instant.into_std());
                         (account, window.floor())
                     });
             if let Some((account, floor)) = recorded {
@@ -485,8 +496,9 @@ mod tests {
         assert_eq!(acting.name, "alice");
         // Once answered, the same number gets the same answer; another request under that
         // number is refused; a number below the window is stale.
+        let at = t.instant.into_std();
         let window = book.window("alice", &public(&alice)).unwrap();
-        window.record(5, acting.digest, b"first answer".to_vec());
+        window.record(5, acting.digest, b"first answer".to_vec(), at);
         let got = gate.check(&signed(&alice, &ack(5)), src(), t, &mut book);
         assert_eq!(got, Gated::Repeat(b"first answer".to_vec()));
         let mut other = ack(5);
@@ -496,11 +508,21 @@ mod tests {
         };
         let got = gate.check(&signed(&alice, &other), src(), t, &mut book);
         assert_eq!(reason(&got), Some(Reason::RequestReused));
+        // 65 newer requests: during the retransmission budget, 5 still gets its first answer;
+        // after it, 5 and the numbers below are stale.
         for req in 6..6 + REPLAY_WINDOW as u64 + 1 {
             let window = book.window("alice", &public(&alice)).unwrap();
-            window.record(req, acting.digest, vec![]);
+            window.record(req, acting.digest, vec![], at);
         }
-        let got = gate.check(&signed(&alice, &ack(1)), src(), t, &mut book);
-        assert_eq!(reason(&got), Some(Reason::StaleRequest));
+        let got = gate.check(&signed(&alice, &ack(5)), src(), t, &mut book);
+        assert_eq!(got, Gated::Repeat(b"first answer".to_vec()));
+        let later = Now {
+            ms: t.ms + replay::KEEP.as_millis() as u64,
+            instant: t.instant + replay::KEEP,
+        };
+        for req in [1, 5] {
+            let got = gate.check(&signed(&alice, &ack(req)), src(), later, &mut book);
+            assert_eq!(reason(&got), Some(Reason::StaleRequest), "request {req}");
+        }
     }
 }
