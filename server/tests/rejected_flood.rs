@@ -199,13 +199,28 @@ async fn rejected_flood(secs: u64) {
         "the other bidder got only {} bids answered in {secs} s",
         times.len()
     );
+    // Bounded, not tight: the flooder, the other bidder and the server share two cores, and a
+    // WAL checkpoint now and then delays a commit.
     assert!(
-        *times.last().unwrap() < Duration::from_secs(1),
+        percentile(&times, 0.99) < Duration::from_millis(500),
+        "the other bidder's round trip p99 was {:?}",
+        percentile(&times, 0.99)
+    );
+    assert!(
+        *times.last().unwrap() < Duration::from_secs(2),
         "an honest bid waited {:?}",
         times.last().unwrap()
     );
     let status = server.terminate().await;
     assert!(status.success());
+    // Stopped cleanly, the server has checkpointed its WAL into the file and removed it: what
+    // is on disk now is the database, against its size before the flood.
+    let on_disk = files_bytes(dir);
+    eprintln!("after a clean stop: {on_disk} bytes on disk (database and WAL)");
+    assert!(
+        on_disk < db_before + 1_000_000,
+        "{on_disk} bytes on disk after the flood, {db_before} before"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

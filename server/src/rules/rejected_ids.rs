@@ -29,8 +29,8 @@
 //! So the one case where judging again could differ is a `too-low` bid under a minimum that
 //! is lowered afterwards. For it (and to repeat the first `message` exactly), this cache
 //! answers a resent rejected id with its first verdict for [`KEEP`] after it was given, which
-//! covers the reference client's whole resend budget ([`auction_protocol::limits::
-//! REJECTED_BID_ID_SECS`], checked against the client's timeouts by a client test). Beyond
+//! covers the reference client's whole resend budget (`limits::REJECTED_BID_ID_SECS`, checked
+//! against the client's timeouts by a test in `client/src/session.rs`). Beyond
 //! that — after a restart, after [`KEEP`], or when the bounds below pushed the id out — the
 //! bid is judged again: the same verdict, except in that one case, where the bid may now be
 //! accepted. Never is anything counted twice: a rejected bid was counted nowhere.
