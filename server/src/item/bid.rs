@@ -47,17 +47,12 @@ impl ItemTask {
         }
         let decision = self.auction.judge(&bidder, offer, now);
         let Decision { outcome, lead, .. } = &decision;
-        match outcome {
-            Outcome::Accepted { .. } => {
-                self.ctx.metrics.bids_accepted.inc();
-            }
-            Outcome::Rejected { reason, .. } => self.ctx.metrics.bid_rejected(*reason),
-        }
         // Accepted bids are the auction, stored before they are said. A rejection changes
         // nothing and is not stored; its id's verdict is kept in memory for the client's resend
-        // budget (`rules/rejected_ids.rs`).
+        // budget (`rules/rejected_ids.rs`). Either is counted once, in the metrics.
         match outcome {
             Outcome::Accepted { amount, .. } => {
+                self.ctx.metrics.bids_accepted.inc();
                 self.ctx.storage.append(vec![Record::Bid {
                     item: self.id,
                     bidder: bidder.id,
@@ -69,6 +64,7 @@ impl ItemTask {
                 }]);
             }
             Outcome::Rejected { reason, message } => {
+                self.ctx.metrics.bid_rejected(*reason);
                 if let Some(id) = id.as_deref() {
                     let first = Rejection {
                         reason: *reason,
