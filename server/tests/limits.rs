@@ -500,10 +500,20 @@ async fn a_flood_and_connection_churn_do_not_starve_an_honest_client() {
     };
     let churn = {
         let (stop, churned, channel) = (stop.clone(), churned.clone(), offered.channel.clone());
+        // From a host of its own (the per-source handshake budget is the point: the honest
+        // client, from 127.0.0.1, is another host).
+        let channel: std::net::SocketAddr = channel.parse().unwrap();
+        let from = socket2::SockAddr::from("127.0.0.4:0".parse::<std::net::SocketAddr>().unwrap());
         std::thread::spawn(move || {
+            let connect = || -> std::io::Result<std::net::TcpStream> {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                s.bind(&from)?;
+                s.connect(&channel.into())?;
+                Ok(s.into())
+            };
             while !stop.load(Ordering::Relaxed) {
                 // Connect and hang up, or send garbage instead of a TLS hello.
-                if let Ok(mut s) = std::net::TcpStream::connect(&channel) {
+                if let Ok(mut s) = connect() {
                     if churned.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
                         let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n");
                     }
@@ -511,7 +521,8 @@ async fn a_flood_and_connection_churn_do_not_starve_an_honest_client() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both under way for a while before the honest client comes (and while it is served).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
 
     let honest = within(30, "the honest client to register and bid", async {
         let bob = t.registered("bob").await;
