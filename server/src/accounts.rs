@@ -26,18 +26,18 @@ pub struct AccountHandle {
     /// bids from connections that still hold the handle are then refused.
     live: AtomicBool,
     /// The account's bid budget on channels (`Config::bid_rate`), shared by every item it bids
-    /// on; `rules::ratelimit::take_bid` spends it. A short lock: an item task holds it for one
+    /// on; `rules::ratelimit::take` spends it. A short lock: an item task holds it for one
     /// token, never across `.await`.
-    pub bid_budget: Mutex<BidBudget>,
+    pub bid_budget: Mutex<Budget>,
     /// Channel and settlement connections joined as this account, all items together
     /// (`net::budget::Admission::join` counts them against `Config::max_connections_per_account`).
     pub joined: AtomicUsize,
 }
 
-/// What is left of an account's bid budget: tokens, and when they were last counted (`None`
-/// before the first bid: the budget starts full).
+/// What is left of one of an account's budgets (bids a second, offers an hour): tokens, and
+/// when they were last counted (`None` before the first use: a budget starts full).
 #[derive(Debug, Default)]
-pub struct BidBudget {
+pub struct Budget {
     pub tokens: f64,
     pub counted_at: Option<Instant>,
 }

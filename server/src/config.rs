@@ -81,6 +81,10 @@ pub struct Config {
     /// Accounts one source address may create in an hour (a token bucket of this size,
     /// refilled over the hour); past it `register` is refused `too-many-accounts`.
     pub accounts_per_hour: u32,
+    /// Items one account may offer in an hour (a token bucket of this size, refilled over the
+    /// hour; the house catalog is not counted); past it `offer` is refused `rate-limited`.
+    /// With `max_open_items`, what bounds how fast one seller grows the database.
+    pub offers_per_hour: u32,
     pub item_ports: PortRange,
     /// Time a TLS client gets to complete its handshake.
     pub handshake_timeout: Duration,
@@ -130,6 +134,7 @@ impl Default for Config {
             max_handshakes_per_source: 64,
             max_items: 2048,
             accounts_per_hour: 100,
+            offers_per_hour: 100,
             udp_rate: 1000.0,
             udp_burst: 2000.0,
             bid_rate: 50.0,

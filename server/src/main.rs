@@ -111,6 +111,9 @@ struct Cli {
     /// `too-many-accounts`.
     #[arg(long, default_value_t = 100)]
     accounts_per_hour: u32,
+    /// Items one account may offer in an hour; past it `offer` is refused `rate-limited`.
+    #[arg(long, default_value_t = 100)]
+    offers_per_hour: u32,
     /// UDP datagrams per second accepted from one source IP; more are dropped and the source
     /// is told `rate-limited` (at most once a second).
     #[arg(long, default_value_t = 1000.0)]
@@ -251,6 +254,7 @@ async fn run(cli: Cli) -> Result<()> {
         max_handshakes_per_source: cli.max_handshakes_per_source,
         max_items: cli.max_items,
         accounts_per_hour: cli.accounts_per_hour,
+        offers_per_hour: cli.offers_per_hour,
         udp_rate: cli.udp_rate,
         udp_burst: cli.udp_burst,
         bid_rate: cli.bid_rate,

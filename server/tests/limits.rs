@@ -244,6 +244,33 @@ async fn offers_past_the_servers_item_budget_are_refused_server_busy() {
 }
 
 #[tokio::test]
+async fn one_account_offers_at_most_its_budget_of_items_an_hour() {
+    let t = start(auction_server::Config {
+        offers_per_hour: 3,
+        max_open_items: 10,
+        ..quick_config()
+    })
+    .await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    for name in ["A", "B", "C"] {
+        alice.offer(name, Cents(100), Some(60)).await.unwrap();
+    }
+    match alice.offer("D", Cents(100), Some(60)).await {
+        Err(ClientError::Denied {
+            reason: Reason::RateLimited,
+            message,
+        }) => assert!(
+            message.contains("offered 3 items within the hour"),
+            "{message}"
+        ),
+        other => panic!("expected rate-limited, got {other:?}"),
+    }
+    // Another account has its own budget.
+    bob.offer("E", Cents(100), Some(60)).await.unwrap();
+    assert_eq!(t.query("SELECT count(*) FROM items"), 4);
+}
+
+#[tokio::test]
 async fn one_address_creates_at_most_its_budget_of_accounts_an_hour() {
     let t = start(auction_server::Config {
         accounts_per_hour: 3,

@@ -39,7 +39,7 @@ impl ItemTask {
         // (PROTOCOL.md says so): sent again later, the same id is judged then, once.
         let (rate, burst) = (self.ctx.config.bid_rate, self.ctx.config.bid_burst);
         let mut budget = bidder.bid_budget.lock().unwrap_or_else(|p| p.into_inner());
-        let spent = ratelimit::take_bid(&mut budget, rate, burst, self.mono.into_std());
+        let spent = ratelimit::take(&mut budget, rate, burst, self.mono.into_std());
         drop(budget);
         if !spent {
             let message = format!("more than {rate} bids a second from this account; slow down");

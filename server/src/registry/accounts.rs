@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::gate::Signers;
 use super::{not_registered, AfterAnswer, Answer, Denial, Registry};
-use crate::accounts::{AccountHandle, AccountId};
+use crate::accounts::{AccountHandle, AccountId, Budget};
 use crate::clock::Now;
 use crate::item::ItemCmd;
 use crate::rules::ratelimit::Verdict;
@@ -28,6 +28,8 @@ pub(super) struct Account {
     /// presented a valid cookie).
     pub(super) notify: Option<SocketAddr>,
     pub(super) open_items: usize,
+    /// Its offer budget (`Config::offers_per_hour`), counted in this run.
+    pub(super) offers: Budget,
     /// Open items it is subscribed to.
     pub(super) subscriptions: BTreeSet<u64>,
 }
@@ -119,6 +121,7 @@ impl Accounts {
             replay,
             notify,
             open_items: 0,
+            offers: Budget::default(),
             subscriptions: BTreeSet::new(),
         };
         self.live.insert(account.handle.name.clone(), account);

@@ -14,7 +14,7 @@ use crate::config::PortRange;
 use crate::item;
 use crate::item::ItemSpec;
 use crate::rules::refusal::Refusal;
-use crate::rules::{auction, offer};
+use crate::rules::{auction, offer, ratelimit};
 use crate::store::{Negotiation, NoticeKind, Record};
 use tokio::net::TcpListener;
 
@@ -55,6 +55,20 @@ impl Registry {
             return denied(
                 Reason::ServerBusy,
                 format!("the server has {limit} items open, the most it takes at once; offer again when some have closed"),
+            );
+        }
+        let per_hour = self.ctx.config.offers_per_hour;
+        let spent = house
+            || self.accounts.get_mut(name).is_some_and(|account| {
+                let rate = f64::from(per_hour) / 3600.0;
+                let now = now.instant.into_std();
+                ratelimit::take(&mut account.offers, rate, f64::from(per_hour), now)
+            });
+        if !spent {
+            self.ctx.metrics.refused("offers-per-hour");
+            return denied(
+                Reason::RateLimited,
+                format!("'{name}' has offered {per_hour} items within the hour, the most one account may; offer again later"),
             );
         }
         match self.open_item(name, description, min, duration, None, now) {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::accounts::BidBudget;
+use crate::accounts::Budget;
 
 /// The source a budget counts against: an IPv4 address (also when it arrives IPv4-mapped in
 /// IPv6), or an IPv6 address's /64 (what one host or one home network is usually given, so a
@@ -69,9 +69,9 @@ impl Bucket {
     }
 }
 
-/// Spends one bid of an account's budget (`rate` a second, `burst` at once); false when it is
-/// spent. The budget itself is plain data in the account's handle, shared by its items.
-pub fn take_bid(budget: &mut BidBudget, rate: f64, burst: f64, now: Instant) -> bool {
+/// Spends one token of an account's budget (`rate` a second, `burst` at once): a bid, an
+/// offer. False when it is spent. The budget itself is plain data kept with the account.
+pub fn take(budget: &mut Budget, rate: f64, burst: f64, now: Instant) -> bool {
     let burst = burst.max(1.0);
     let mut bucket = match budget.counted_at {
         None => Bucket::full(burst, now),
@@ -174,15 +174,12 @@ mod tests {
     #[test]
     fn a_bid_budget_allows_its_burst_then_its_rate() {
         let t0 = Instant::now();
-        let mut b = BidBudget::default();
-        assert!(
-            (0..3).all(|_| take_bid(&mut b, 2.0, 3.0, t0)),
-            "it starts full"
-        );
-        assert!(!take_bid(&mut b, 2.0, 3.0, t0), "the burst is spent");
+        let mut b = Budget::default();
+        assert!((0..3).all(|_| take(&mut b, 2.0, 3.0, t0)), "it starts full");
+        assert!(!take(&mut b, 2.0, 3.0, t0), "the burst is spent");
         let later = t0 + Duration::from_millis(500);
-        assert!(take_bid(&mut b, 2.0, 3.0, later), "one more after 1/rate");
-        assert!(!take_bid(&mut b, 2.0, 3.0, later));
+        assert!(take(&mut b, 2.0, 3.0, later), "one more after 1/rate");
+        assert!(!take(&mut b, 2.0, 3.0, later));
     }
 
     fn ip(n: u32) -> IpAddr {
