@@ -22,7 +22,7 @@ read -r -a server_extra <<<"${SERVER_ARGS:-}"
 # One host drives every bidder flat out: budgets meant for people (bids per account per
 # second, accounts created per address) would measure the budget, not the server. They are
 # raised here, and said so.
-budgets=(--bid-rate 1000000 --bid-burst 1000000 --accounts-per-hour 1000000)
+budgets=(--bid-rate 1000000 --bid-burst 1000000 --accounts-per-hour 1000000 --max-handshakes-per-source 1024)
 
 cargo build --release --quiet -p auction-server -p loadgen
 server_bin=target/release/auction-server

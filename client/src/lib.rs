@@ -422,6 +422,22 @@ impl Client {
         ItemChannel::open(self.connector().await?, channel, self.local).await
     }
 
+    /// Opens the bidding channel of `item` at `channel`, and makes sure it is that item's: a
+    /// channel looked up a moment ago may have moved (a restart gave its port to another item),
+    /// and a bid resent there must not land on an item the bidder never chose. Another item's
+    /// channel is a lost connection ([`ClientError::Tls`]): look the item up again.
+    pub async fn open_channel_of(&self, item: u64, channel: &str) -> Result<ItemChannel> {
+        let ch = self.open_channel(channel).await?;
+        if ch.item.item != item {
+            let other = ch.item.item;
+            ch.close().await;
+            return Err(ClientError::Tls(format!(
+                "the channel at {channel} is item {other}'s now, not item {item}'s; look the item up again"
+            )));
+        }
+        Ok(ch)
+    }
+
     /// Looks the sold item up and connects to the settlement desk that completes its sale.
     pub async fn open_settlement(&self, item: u64) -> Result<SettleConnection> {
         let view = self.status(item).await?;
@@ -451,7 +467,7 @@ impl Client {
                 message: format!("item {item} is closed"),
             });
         };
-        self.open_channel(&channel).await
+        self.open_channel_of(item, &channel).await
     }
 }
 

@@ -275,9 +275,9 @@ impl ItemSession {
     async fn try_once(&self) -> Result<Found> {
         let view = self.client.status(self.item).await?;
         match (&view.state, &view.channel) {
-            (ItemState::Open, Some(channel)) => {
-                Ok(Found::Channel(self.client.open_channel(channel).await?))
-            }
+            (ItemState::Open, Some(channel)) => Ok(Found::Channel(
+                self.client.open_channel_of(self.item, channel).await?,
+            )),
             _ => Ok(Found::Ended(view)),
         }
     }

@@ -175,14 +175,19 @@ impl Config {
         }
         let [connections, handshakes, items] =
             wanted.map(|n| ((n as u64 * available / total) as usize).max(1));
+        // The per-source share shrinks with the total (so one host still holds only a small
+        // part of it), and is never more than an eighth of it.
+        let per_source = ((self.max_handshakes_per_source as u64 * available / total) as usize)
+            .min(handshakes / 8)
+            .max(1);
         let said = format!(
-            "{open_files} open files allowed (the hard limit): budgets lowered from {} joined connections, {} handshakes and {} open items to {connections}, {handshakes} and {items}",
-            self.max_connections, self.max_handshakes, self.max_items
+            "{open_files} open files allowed (the hard limit): budgets lowered from {} joined connections, {} handshakes ({} per source) and {} open items to {connections}, {handshakes} ({per_source} per source) and {items}",
+            self.max_connections, self.max_handshakes, self.max_handshakes_per_source, self.max_items
         );
         self.max_connections = connections;
         self.max_handshakes = handshakes;
+        self.max_handshakes_per_source = per_source;
         self.max_items = items;
-        self.max_handshakes_per_source = self.max_handshakes_per_source.min(handshakes);
         Some(said)
     }
 }
@@ -212,7 +217,9 @@ mod tests {
         let used = config.max_connections + config.max_handshakes + config.max_items;
         assert!(used as u64 <= 1024 - RESERVED_FILES, "{used}");
         assert!(config.max_items >= 1 && config.max_handshakes >= 1);
-        assert!(config.max_handshakes_per_source <= config.max_handshakes);
+        // One source keeps a small share of the handshakes: others still get in.
+        assert!(config.max_handshakes_per_source * 8 <= config.max_handshakes);
+        assert!(config.max_handshakes_per_source >= 1);
         assert!(said.contains("1024 open files"), "{said}");
         // Proportions kept: connections still the largest share.
         assert!(config.max_connections > config.max_items);

@@ -107,18 +107,18 @@ struct Cli {
     /// Items open at once, all sellers together; an offer past it is refused `server-busy`.
     #[arg(long, default_value_t = 2048)]
     max_items: usize,
-    /// Accounts one source IP may create in an hour; past it `register` is refused
+    /// Accounts one source (IPv4 address, IPv6 /64) may create in an hour; past it `register` is refused
     /// `too-many-accounts`.
     #[arg(long, default_value_t = 100)]
     accounts_per_hour: u32,
     /// Items one account may offer in an hour; past it `offer` is refused `rate-limited`.
     #[arg(long, default_value_t = 100)]
     offers_per_hour: u32,
-    /// UDP datagrams per second accepted from one source IP; more are dropped and the source
+    /// UDP datagrams per second accepted from one source (IPv4 address, IPv6 /64); more are dropped and the source
     /// is told `rate-limited` (at most once a second).
     #[arg(long, default_value_t = 1000.0)]
     udp_rate: f64,
-    /// How many datagrams one source IP may send at once before --udp-rate applies.
+    /// How many datagrams one source may send at once before --udp-rate applies.
     #[arg(long, default_value_t = 2000.0)]
     udp_burst: f64,
     /// Bids per second one account may send on its channels (all items together); more are

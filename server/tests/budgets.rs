@@ -50,6 +50,26 @@ async fn person(dir: &Path, udp: SocketAddr, name: &str, from: &str) -> Client {
     c
 }
 
+/// The value of `name` (with its labels) on the server's metrics page (`--metrics`).
+async fn metric(server: &process::Proc, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let log = server.log();
+    let addr = log
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    tcp.read_to_string(&mut page).await.unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The `p`-quantile of `samples` (sorted here).
 fn quantile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -133,7 +153,7 @@ async fn attacking_process() {
 async fn one_host_holding_20000_bare_connections_keeps_no_honest_bidder_out() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let server = process::spawn(server_command(dir, "", &[])).await;
+    let server = process::spawn(server_command(dir, "", &["--metrics", "127.0.0.1:0"])).await;
     let seller = person(dir, server.udp, "seller", "127.0.0.1").await;
     let mut items = Vec::new();
     for name in ["Lamp", "Chair"] {
@@ -229,7 +249,14 @@ async fn one_host_holding_20000_bare_connections_keeps_no_honest_bidder_out() {
     assert!(refused.is_empty(), "honest bidders refused: {refused:?}");
     assert!(connects.len() >= 200, "{} connects", connects.len());
     assert!(p99 < Duration::from_secs(1), "honest connect p99 {p99:?}");
-    // The server said why it closed them, in its metrics; its log stayed quiet.
+    // The server counted why it closed them; its log stayed quiet.
+    let closed = metric(
+        &server,
+        "auction_channel_refused_total{reason=\"handshakes-per-source\"}",
+    )
+    .await;
+    eprintln!("flood: {closed} connections closed over the per-source handshake budget");
+    assert!(closed > 10_000.0, "{closed}");
     let log = server.log();
     assert!(
         log.lines().filter(|l| l.contains("WARN")).count() <= 2,
@@ -313,6 +340,17 @@ async fn under_ulimit_1024_throwaway_sellers_get_server_busy_and_a_connected_bid
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let _ch = within(10, "the bidder to stop", bidding).await.unwrap();
+    // The handshake budgets were fitted too: one host holding 60 bare connections to the item
+    // (more than all the handshakes the server now allows) keeps only its own few slots, and
+    // a bidder from elsewhere still gets in.
+    let mut held = Vec::new();
+    let channel: SocketAddr = item.channel.parse().unwrap();
+    for _ in 0..60 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+        held.push(s.connect(channel).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let late = person(dir, server.udp, "late", "127.0.0.4").await;
     let mut late_ch = late.open_item(item.item).await.unwrap();
     assert!(matches!(

@@ -342,3 +342,56 @@ async fn the_recovery_grace_makes_up_for_an_outage_once_not_for_every_restart() 
         planned as i64
     );
 }
+
+#[tokio::test]
+async fn a_new_item_never_takes_the_port_a_resumed_item_is_shown_on() {
+    // A port range, so that after a restart new items are given its lowest free ports first:
+    // the ports of the items resumed a moment later, if nothing kept them.
+    let lo = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .min(65_000);
+    let config = auction_server::Config {
+        item_ports: auction_server::PortRange::Range(lo, lo + 30),
+        ..quick_config()
+    };
+    let t = start(config.clone()).await;
+    let [alice] = t.people(["alice"]).await;
+    let mut before = Vec::new();
+    for name in ["A", "B", "C"] {
+        before.push(alice.offer(name, Cents(100), Some(600)).await.unwrap());
+    }
+    // The catalog is offered at start, before the resumed items are started.
+    let catalog = auction_server::catalog::Catalog::parse(
+        r#"{"items":[{"id":"lot-1","description":"Catalog lamp","min":"1.00","duration":"10m"}]}"#,
+    )
+    .unwrap();
+    let t = t
+        .restart_with(auction_server::Config {
+            catalog: Some(catalog),
+            ..config
+        })
+        .await;
+    let items = alice.list().await.unwrap();
+    let port_of = |item: u64| {
+        items
+            .iter()
+            .find(|v| v.item == item)
+            .and_then(|v| v.channel.clone())
+            .unwrap_or_else(|| panic!("item {item} has no channel: {items:?}"))
+    };
+    let lot = items
+        .iter()
+        .find(|v| v.description == "Catalog lamp")
+        .expect("the catalog item");
+    for o in &before {
+        assert_eq!(port_of(o.item), o.channel, "item {} kept its port", o.item);
+        assert_ne!(lot.channel.as_deref(), Some(o.channel.as_str()));
+        // And its channel is that item's.
+        let ch = alice.open_item(o.item).await.unwrap();
+        assert_eq!(ch.item.item, o.item);
+    }
+    drop(t);
+}

@@ -290,8 +290,6 @@ impl Registry {
         // the item accepted before it saw the flag cleared is reflected in its answer.
         let handle = account.handle.clone();
         handle.set_live(false);
-        // Every item must be running to answer (right after a restart some may not be yet).
-        self.resume_some(usize::MAX);
         let leads = self.leads_any(handle.id).await;
         if let Some(item) = leads {
             handle.set_live(true);
@@ -324,10 +322,18 @@ impl Registry {
         Answer::one(ServerBody::DeregConf { req })
     }
 
-    /// The first open item `account` leads, asking each item task.
+    /// The first open item `account` leads, asking each item task (an item resumed at start
+    /// and not started yet, which has taken no bid, answers from what it was resumed with:
+    /// asking it would wait for a task that is not running).
     pub(super) async fn leads_any(&self, account: AccountId) -> Option<u64> {
         let mut asks = Vec::new();
         for (&item, entry) in &self.items {
+            if let Some(pending) = self.pending.get(&item) {
+                if pending.is_open() && pending.leader() == Some(account) {
+                    return Some(item);
+                }
+                continue;
+            }
             let Some(cmd) = &entry.cmd else { continue };
             let (tx, rx) = oneshot::channel();
             if cmd.send(ItemCmd::Leader { reply: tx }).await.is_ok() {

@@ -55,8 +55,10 @@ use gate::Gate;
 use inbox::{ItemClosed, ItemUpdate};
 use notices::Notices;
 
-/// Items started per turn of the run loop after a restart (see `restore.rs`).
+/// Items started per turn of the run loop after a restart (see `restore.rs`)...
 const RESUME_BATCH: usize = 128;
+/// ...and at the latest after this many datagrams.
+const RESUME_EVERY: usize = 64;
 
 /// Items one account may follow at once.
 pub(super) const MAX_SUBSCRIPTIONS: usize = 256;
@@ -140,8 +142,12 @@ pub struct Registry {
     to_resume: Vec<StoredItem>,
     /// ...and started a batch at a time between datagrams, by item.
     pending: BTreeMap<u64, restore::Pending>,
-    /// Items resumed and closed at start so far, for the log line when all are started.
-    resume_counts: (usize, usize),
+    /// Items resumed, closed, and left without a port at start so far, for the log line when
+    /// all are started.
+    resume_counts: (usize, usize, usize),
+    /// Datagrams handled since the last batch of items was started (so a flood cannot hold
+    /// the resume back: see `run`).
+    since_resume: usize,
     /// Catalog entries offered so far (`--catalog`), by entry id.
     catalog_ids: HashSet<String>,
     /// Identifies this server run in announcements (its start, Unix ms): announcement numbers
@@ -218,7 +224,8 @@ impl Registry {
             sends: Vec::new(),
             to_resume: Vec::new(),
             pending: BTreeMap::new(),
-            resume_counts: (0, 0),
+            resume_counts: (0, 0, 0),
+            since_resume: 0,
             catalog_ids: HashSet::new(),
             epoch: now.ms,
             to_subscribe: Vec::new(),
@@ -269,11 +276,21 @@ impl Registry {
                 _ = crate::clock::sleep_until(pace) => {
                     self.send_announcements(Now::read());
                 }
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, src)) => self.on_datagram(&buf[..n], src, Now::read()).await,
-                    // ICMP errors from earlier sends surface here on some systems; not fatal.
-                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
-                },
+                received = self.socket.recv_from(&mut buf) => {
+                    match received {
+                        Ok((n, src)) => self.on_datagram(&buf[..n], src, Now::read()).await,
+                        // ICMP errors from earlier sends surface here on some systems.
+                        Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+                    }
+                    // A socket that always has a datagram waiting (a flood, even dropped
+                    // unread) must not keep the resumed items from starting.
+                    if !self.pending.is_empty() {
+                        self.since_resume += 1;
+                        if self.since_resume >= RESUME_EVERY {
+                            self.resume_some(RESUME_BATCH);
+                        }
+                    }
+                }
                 // Last: items made at start are started a batch at a time, when nothing above
                 // is ready, so requests are answered between batches.
                 _ = std::future::ready(()), if !self.pending.is_empty() => {

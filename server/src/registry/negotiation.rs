@@ -112,8 +112,15 @@ impl Registry {
         let Some(seller) = self.accounts.get(name).map(|a| a.handle.id) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
-        // The item must be running to answer (right after a restart it may not be yet).
-        self.start_pending(&[item]);
+        // The item must be running to answer (right after a restart it may not be yet); one
+        // whose end passed while the server was down is over.
+        match self.pending.get(&item) {
+            Some(p) if !p.is_open() => {
+                return denied(Reason::AuctionOver, format!("item {item} has closed"))
+            }
+            Some(_) => self.start_pending(&[item]),
+            None => {}
+        }
         let Some(entry) = self.items.get(&item) else {
             return denied(Reason::UnknownItem, format!("there is no item {item}"));
         };

@@ -118,6 +118,7 @@ impl Registry {
                 bid_ids: stored.bid_ids,
             };
             let ends_at = spec.ends_at;
+            let leader = spec.lead.as_ref().map(|l| l.bidder.id);
             let (handle, prepared) = item::prepare(spec, self.ctx.clone());
             if let Negotiation::Due(at) = stored.negotiation {
                 self.negotiations.insert((at, stored.id));
@@ -131,6 +132,7 @@ impl Registry {
                     port: stored.port,
                     ends_at,
                     open,
+                    leader,
                 },
             );
         }
@@ -146,6 +148,7 @@ impl Registry {
     /// listen again (on the same port when it is free) and are announced again, once the
     /// group recording where they listen is durable.
     pub(super) fn resume_some(&mut self, max: usize) {
+        self.since_resume = 0;
         let ids: Vec<u64> = self.pending.keys().take(max).copied().collect();
         self.start_pending(&ids);
     }
@@ -153,10 +156,12 @@ impl Registry {
     /// Starts the pending items among `ids` (see [`Registry::resume_some`]).
     pub(super) fn start_pending(&mut self, ids: &[u64]) {
         let mut resumed = Vec::new();
+        let mut started = 0;
         for id in ids {
             let Some(p) = self.pending.remove(id) else {
                 continue;
             };
+            started += 1;
             if !p.open {
                 tracing::info!(
                     item = id,
@@ -183,10 +188,11 @@ impl Registry {
                     resumed.push(*id);
                 }
                 Err(e) => {
-                    // Without a channel no one can bid: the auction ends with what it has.
-                    tracing::error!(item = id, error = %e, "no port to resume the item on; it takes no more bids");
+                    // Without a channel no one can bid: the auction ends at its end with what
+                    // it has (`status` shows it open without a channel until then).
+                    tracing::error!(item = id, error = %e, "no port to resume the item on; it takes no more bids and closes at its end");
                     p.prepared.start(None, None);
-                    self.resume_counts.1 += 1;
+                    self.resume_counts.2 += 1;
                 }
             }
         }
@@ -198,9 +204,9 @@ impl Registry {
             self.announce_item(item);
         }
         self.resume_counts.0 += resumed.len();
-        if self.pending.is_empty() && !ids.is_empty() {
-            let (resumed, closed) = mem::take(&mut self.resume_counts);
-            tracing::info!(resumed, closed, "resumed the open items");
+        if self.pending.is_empty() && started > 0 {
+            let (resumed, closed, without_port) = mem::take(&mut self.resume_counts);
+            tracing::info!(resumed, closed, without_port, "resumed the open items");
         }
     }
 }
@@ -208,9 +214,25 @@ impl Registry {
 /// An item made at start and not started yet (see [`Registry::resume`]).
 pub(super) struct Pending {
     prepared: item::Prepared,
-    /// The port it listened on before.
+    /// The port it listened on before (reserved for it: `bind_item_port`).
     port: u16,
     ends_at: u64,
     /// Whether it is still open (its end has not passed).
     open: bool,
+    /// Who leads it: it takes no bid before it starts, so this is who leads it now.
+    leader: Option<AccountId>,
+}
+
+impl Pending {
+    pub(super) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    pub(super) fn leader(&self) -> Option<AccountId> {
+        self.leader
+    }
 }

@@ -68,6 +68,14 @@ impl TestServer {
         start_in(self.dir, self.config, udp).await
     }
 
+    /// Stops the server gracefully and starts it again on the same UDP port and database with
+    /// another configuration.
+    pub async fn restart_with(self, config: Config) -> TestServer {
+        let udp = self.server.udp_addr();
+        self.server.shutdown().await.unwrap();
+        start_in(self.dir, config, udp).await
+    }
+
     /// One number from the database (read-only, beside the running server).
     pub fn query(&self, sql: &str) -> i64 {
         auction_server::query_one::<i64>(&self.db, sql)
