@@ -9,7 +9,7 @@ use auction_client::{Client, Update};
 use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
 use auction_protocol::{Cents, PublicKey, VERSION};
 use auction_server::{Record, SqliteOptions, SqliteStorage, Storage};
-use common::process::{spawn_server, Proc};
+use common::process::{client, spawn_server, Proc};
 use common::within;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -213,19 +213,6 @@ async fn a_restart_with_5000_accounts_and_15000_open_items_answers_within_2s_in_
     );
     assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
     assert!(server.terminate().await.success());
-}
-
-/// A registered client of the server at `udp`, with its home in `dir/homes/NAME`.
-async fn client(dir: &Path, udp: SocketAddr, name: &str) -> Client {
-    let c = Client::new(
-        udp,
-        &dir.join("homes").join(name),
-        &dir.join("certs/ca.pem"),
-    )
-    .await
-    .unwrap();
-    c.register(name).await.unwrap();
-    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

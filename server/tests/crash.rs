@@ -537,6 +537,27 @@ async fn backup_under_load_keeps_every_acknowledged_bid_and_check_finds_a_flippe
     assert_eq!(std::fs::read(&db).unwrap(), file);
 }
 
+/// A server on `db` with an item and `bids` acknowledged bids (100, 101, ... cents, ids
+/// `b100`, ...), killed at once: its last commits are in the write-ahead log. The item's number.
+async fn bid_then_kill(dir: &Path, db: &Path, bids: u64) -> u64 {
+    let server = spawn_server_on(dir, db, "127.0.0.1:0", &[]).await;
+    let seller = client(dir, server.udp, "seller").await;
+    let item = seller
+        .offer("Lamp", Cents(100), Some(600))
+        .await
+        .unwrap()
+        .item;
+    let bidder = client(dir, server.udp, "bidder").await;
+    let mut ch = bidder.open_item(item).await.unwrap();
+    for amount in 100..100 + bids {
+        ch.bid(Cents(amount), Some(format!("b{amount}")))
+            .await
+            .unwrap();
+    }
+    server.kill_9().await;
+    item
+}
+
 /// A small file system of its own (tmpfs, mounted for the test and unmounted when dropped), so
 /// a test can fill a disk without filling the machine's. Mounting needs root, which CI has.
 struct SmallDisk {
@@ -596,22 +617,7 @@ async fn a_full_disk_at_start_is_named_as_one_and_nothing_is_changed() {
     let disk = SmallDisk::mount(&dir.join("disk"), "8m");
     let db = disk.path.join("auction.db");
     let wal = disk.path.join("auction.db-wal");
-    // A server with accounts, an item and bids, killed: its last commits are in the log.
-    let server = spawn_server_on(dir, &db, "127.0.0.1:0", &[]).await;
-    let seller = client(dir, server.udp, "seller").await;
-    let item = seller
-        .offer("Lamp", Cents(100), Some(600))
-        .await
-        .unwrap()
-        .item;
-    let bidder = client(dir, server.udp, "bidder").await;
-    let mut ch = bidder.open_item(item).await.unwrap();
-    for amount in 100..130 {
-        ch.bid(Cents(amount), Some(format!("b{amount}")))
-            .await
-            .unwrap();
-    }
-    server.kill_9().await;
+    let item = bid_then_kill(dir, &db, 30).await;
     let (db_bytes, wal_bytes) = (std::fs::read(&db).unwrap(), std::fs::read(&wal).unwrap());
     assert!(!wal_bytes.is_empty());
 
@@ -652,21 +658,7 @@ async fn a_log_cut_short_after_a_crash_is_refused_and_nothing_is_changed() {
     let dir = dir.path();
     let db = dir.join("auction.db");
     let (wal, shm) = (dir.join("auction.db-wal"), dir.join("auction.db-shm"));
-    let server = spawn_server(dir, "127.0.0.1:0", &[]).await;
-    let seller = client(dir, server.udp, "seller").await;
-    let item = seller
-        .offer("Lamp", Cents(100), Some(600))
-        .await
-        .unwrap()
-        .item;
-    let bidder = client(dir, server.udp, "bidder").await;
-    let mut ch = bidder.open_item(item).await.unwrap();
-    for amount in 100..140 {
-        ch.bid(Cents(amount), Some(format!("b{amount}")))
-            .await
-            .unwrap();
-    }
-    server.kill_9().await;
+    let item = bid_then_kill(dir, &db, 40).await;
     // The log loses its last 10,000 bytes (a bad copy, a truncation): acknowledged bids.
     let mut log = std::fs::read(&wal).unwrap();
     log.truncate(log.len() - 10_000);
