@@ -51,6 +51,7 @@ use tokio_util::task::TaskTracker;
 pub use clock::unix_ms;
 pub use config::{Config, PortRange};
 pub use metrics::Metrics;
+pub use store::postgres;
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
 pub use store::{Record, Snapshot, Storage};
 

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
 use auction_server::{
-    certs, Config, PortRange, Server, SqliteOptions, SqliteStorage, Storage, TlsIdentity,
+    certs, postgres, Config, PortRange, Server, SqliteOptions, SqliteStorage, Storage, TlsIdentity,
 };
 use clap::{Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -200,6 +200,14 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Some(url) = cli.db.to_str().filter(|db| postgres::is_url(db)) {
+        // Not a file to create: say so rather than make a folder named `postgres:`.
+        bail!(
+            "{} is a PostgreSQL database: this build stores in SQLite only so far (the schema for \
+             several nodes is in place, the storage itself is not yet); give --db a file path",
+            postgres::shown(url)
+        );
+    }
     if let Some(Command::Status { json }) = &cli.command {
         let report = auction_server::status::read(&cli.db)?;
         if *json {

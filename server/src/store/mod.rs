@@ -14,6 +14,7 @@
 //! (`sqlite/`). A PostgreSQL backend, for several nodes sharing one database, is planned
 //! (ARCHITECTURE.md, "Storage"); it does not exist yet.
 
+pub mod postgres;
 mod record;
 mod snapshot;
 pub mod sqlite;

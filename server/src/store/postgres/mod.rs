@@ -1,0 +1,60 @@
+//! PostgreSQL, the store several nodes share (issue "Several nodes"; `../shared/ARCHITECTURE.md`,
+//! "Several nodes"). So far: telling a PostgreSQL URL from a SQLite path, connecting, and the
+//! schema with its migrations (`schema.rs`), safe when several nodes start at once. The
+//! `Storage` implementation (one writer connection per node doing group commit, every batch
+//! fenced by the node's epoch) comes next.
+
+pub mod schema;
+
+use anyhow::{Context, Result};
+
+/// Whether `db` (the `--db` value) names a PostgreSQL database rather than a SQLite file.
+pub fn is_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// A connection to the database at `url`, its connection task running on the current runtime
+/// (it ends when the client is dropped).
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {}", shown(url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// `url` without its password, for messages and logs.
+pub fn shown(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_told_from_paths_and_shown_without_passwords() {
+        assert!(is_url("postgres://auction@127.0.0.1:5432/auction"));
+        assert!(is_url("postgresql://a@h/db"));
+        assert!(!is_url("data/auction.db"));
+        assert!(!is_url("/var/lib/postgres.db"));
+        assert_eq!(
+            shown("postgres://ann:secret@db.example:5432/auction"),
+            "postgres://ann:***@db.example:5432/auction"
+        );
+        assert_eq!(shown("postgres://ann@h/db"), "postgres://ann@h/db");
+    }
+}

@@ -1,0 +1,189 @@
+//! The PostgreSQL schema: the SQLite schema's tables (at its version 9) in PostgreSQL's types,
+//! plus what several nodes share: membership with epochs (the fencing tokens), and each item's
+//! owner. Migrations are applied in order, each in its own transaction, under an advisory lock,
+//! so nodes starting together apply each exactly once; `schema_version` counts those applied.
+
+use anyhow::{bail, Context, Result};
+use tokio_postgres::Client;
+
+/// Taken (per transaction) while migrating: any 64-bit number of our own.
+const MIGRATION_LOCK: i64 = 0x4155_4354_0000_0001;
+
+/// Never edit one that has shipped: add another.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: what SQLite's schema holds at its version 9, and the nodes.
+    r#"
+    CREATE TABLE accounts (
+        id            BIGINT PRIMARY KEY,
+        name          TEXT   NOT NULL,
+        public_key    TEXT   NOT NULL,            -- Ed25519, 64 hex digits
+        created_at    BIGINT NOT NULL,            -- Unix ms
+        removed_at    BIGINT,                     -- Unix ms; NULL while the account exists
+        notify_addr   TEXT,                       -- where announcements go (ip:port)
+        replay_floor  BIGINT NOT NULL DEFAULT 0   -- request numbers <= this are stale
+    );
+    CREATE UNIQUE INDEX accounts_live_name ON accounts(lower(name)) WHERE removed_at IS NULL;
+    CREATE UNIQUE INDEX accounts_live_key ON accounts(public_key) WHERE removed_at IS NULL;
+
+    -- The nodes: a heartbeat (expiry from the database's clock) and an epoch, bumped by whoever
+    -- fences the node; every write batch of a node checks its epoch in the same transaction.
+    CREATE TABLE nodes (
+        name          TEXT   PRIMARY KEY,
+        epoch         BIGINT NOT NULL DEFAULT 1,
+        udp_addr      TEXT   NOT NULL,
+        expires_at    TIMESTAMPTZ NOT NULL,
+        leader_until  TIMESTAMPTZ                 -- set on the node holding the leader lease
+    );
+
+    CREATE TABLE items (
+        id               BIGINT PRIMARY KEY,
+        seller           BIGINT NOT NULL REFERENCES accounts(id),
+        description      TEXT   NOT NULL,
+        min_cents        BIGINT NOT NULL,
+        ends_at          BIGINT NOT NULL,         -- Unix ms, moved by soft close and restarts
+        planned_ends_at  BIGINT,                  -- the end the auction itself set
+        port             INTEGER NOT NULL,        -- the channel's TCP port on its owner
+        offered_at       BIGINT NOT NULL,
+        highest_cents    BIGINT,
+        highest_bidder   BIGINT REFERENCES accounts(id),
+        lead_max_cents   BIGINT,
+        closed_at        BIGINT,                  -- NULL while open
+        winner           BIGINT REFERENCES accounts(id),
+        price_cents      BIGINT,
+        catalog_id       TEXT,
+        negotiate_at     BIGINT,
+        negotiation      TEXT,                    -- NULL, asked, accepted, refused
+        owner            TEXT REFERENCES nodes(name),  -- the node running it
+        owner_epoch      BIGINT                   -- that node's epoch when it took it
+    );
+    CREATE UNIQUE INDEX items_by_catalog_id ON items(catalog_id) WHERE catalog_id IS NOT NULL;
+    CREATE INDEX items_open_by_owner ON items(owner) WHERE closed_at IS NULL;
+
+    CREATE TABLE bids (
+        id            BIGSERIAL PRIMARY KEY,      -- commit order
+        item          BIGINT NOT NULL REFERENCES items(id),
+        bidder        BIGINT NOT NULL REFERENCES accounts(id),
+        amount_cents  BIGINT NOT NULL,
+        bid_id        TEXT,
+        accepted      BOOLEAN NOT NULL,
+        reason        TEXT,
+        message       TEXT,
+        ends_at       BIGINT,
+        at            BIGINT NOT NULL,
+        max_cents     BIGINT,
+        "leading"     BOOLEAN,                    -- quoted: a reserved word in PostgreSQL
+        UNIQUE (item, bidder, bid_id)
+    );
+
+    CREATE TABLE notices (
+        id          BIGINT PRIMARY KEY,           -- item * 4 + kind
+        account     BIGINT NOT NULL REFERENCES accounts(id),
+        item        BIGINT NOT NULL REFERENCES items(id),
+        kind        TEXT   NOT NULL,
+        datagram    BYTEA  NOT NULL,
+        created_at  BIGINT NOT NULL,
+        acked_at    BIGINT
+    );
+    CREATE INDEX notices_pending ON notices(account) WHERE acked_at IS NULL;
+
+    CREATE TABLE replies (
+        account  BIGINT NOT NULL REFERENCES accounts(id),
+        req      BIGINT NOT NULL,
+        digest   BYTEA  NOT NULL,
+        answer   BYTEA  NOT NULL,
+        PRIMARY KEY (account, req)
+    );
+
+    CREATE TABLE channel_sessions (
+        id               BIGINT PRIMARY KEY,
+        item             BIGINT NOT NULL REFERENCES items(id),
+        account          BIGINT NOT NULL REFERENCES accounts(id),
+        peer             TEXT   NOT NULL,
+        connected_at     BIGINT NOT NULL,
+        disconnected_at  BIGINT
+    );
+    CREATE INDEX channel_sessions_by_item ON channel_sessions(item);
+
+    CREATE TABLE subscriptions (
+        account  BIGINT NOT NULL REFERENCES accounts(id),
+        item     BIGINT NOT NULL REFERENCES items(id),
+        PRIMARY KEY (account, item)
+    );
+
+    CREATE TABLE settlements (
+        item            BIGINT PRIMARY KEY REFERENCES items(id),
+        state           TEXT   NOT NULL,
+        buyer           BIGINT REFERENCES accounts(id),
+        amount_cents    BIGINT NOT NULL,
+        deadline        BIGINT,
+        ship_name       TEXT,
+        ship_address    TEXT,
+        seller_contact  TEXT,
+        offer_to        BIGINT REFERENCES accounts(id),
+        offer_cents     BIGINT,
+        passed          TEXT   NOT NULL,
+        updated_at      BIGINT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version of the database `client` is connected to: migrations applied so far (0
+/// for an empty database).
+pub async fn version(client: &Client) -> Result<usize> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: i32 = client
+        .query_one("SELECT version FROM schema_version", &[])
+        .await?
+        .get(0);
+    Ok(v as usize)
+}
+
+/// Applies the migrations the database has not had yet, each in its own transaction under an
+/// advisory lock (so several nodes starting at once apply each exactly once). Refuses a
+/// database written by a newer build. Returns the version it is at.
+pub async fn migrate(client: &mut Client) -> Result<usize> {
+    loop {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 one      BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+                 version  INTEGER NOT NULL
+             );
+             INSERT INTO schema_version (version) VALUES (0) ON CONFLICT DO NOTHING;",
+        )
+        .await?;
+        let at: i32 = tx
+            .query_one("SELECT version FROM schema_version", &[])
+            .await?
+            .get(0);
+        let at = at as usize;
+        if at > MIGRATIONS.len() {
+            bail!(
+                "the database has schema version {at}, newer than this build's {} (written by a newer auction-server)",
+                MIGRATIONS.len()
+            );
+        }
+        let Some(sql) = MIGRATIONS.get(at) else {
+            tx.commit().await?;
+            return Ok(at);
+        };
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("migration {} failed", at + 1))?;
+        tx.execute(
+            "UPDATE schema_version SET version = $1",
+            &[&((at + 1) as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = at + 1, "database schema migrated");
+    }
+}
