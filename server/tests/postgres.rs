@@ -1,11 +1,13 @@
 //! The PostgreSQL store several nodes share, against a real PostgreSQL (a throwaway instance
-//! started by the test: `common/postgres.rs`). So far its schema: migrations applied once, also
-//! by nodes starting together, and a newer database refused.
+//! started by the test: `common/postgres.rs`). So far its schema (migrations applied once, also
+//! by nodes starting together; a newer database refused) and membership: epochs, fencing and the
+//! leader lease.
 
 mod common;
 
-use auction_server::postgres::{self, schema};
+use auction_server::postgres::{self, nodes, schema};
 use common::postgres::Postgres;
+use std::time::Duration;
 
 #[tokio::test]
 async fn the_schema_is_created_once_even_by_nodes_starting_together() {
@@ -105,5 +107,125 @@ async fn a_postgres_url_is_not_taken_for_a_file() {
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "nothing created"
+    );
+}
+
+/// A fresh database with the schema, and a connection to it.
+async fn migrated(pg: &Postgres) -> tokio_postgres::Client {
+    let mut client = postgres::connect(&pg.url).await.unwrap();
+    schema::migrate(&mut client).await.unwrap();
+    client
+}
+
+#[tokio::test]
+async fn a_node_that_joins_again_fences_its_former_life() {
+    let pg = Postgres::start();
+    let client = migrated(&pg).await;
+    let lease = Duration::from_secs(5);
+    let first = nodes::join(&client, "a", "127.0.0.1:7400", lease)
+        .await
+        .unwrap();
+    assert!(nodes::renew(&client, &first, lease).await.unwrap());
+    let second = nodes::join(&client, "a", "127.0.0.1:7400", lease)
+        .await
+        .unwrap();
+    assert_eq!(second.epoch, first.epoch + 1);
+    assert!(!nodes::renew(&client, &first, lease).await.unwrap());
+    assert!(nodes::check_epoch(&client, &first).await.is_err());
+    nodes::check_epoch(&client, &second).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_whose_heartbeat_lapsed_is_fenced_once_and_commits_nothing_more() {
+    let pg = Postgres::start();
+    let mut client = migrated(&pg).await;
+    let a = nodes::join(&client, "a", "127.0.0.1:7400", Duration::from_millis(200))
+        .await
+        .unwrap();
+    let b = nodes::join(&client, "b", "127.0.0.2:7400", Duration::from_secs(30))
+        .await
+        .unwrap();
+    // Not lapsed yet: nothing to fence.
+    assert!(nodes::fence_lapsed(&client, "b").await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(nodes::fence_lapsed(&client, "b").await.unwrap(), ["a"]);
+    assert!(
+        nodes::fence_lapsed(&client, "b").await.unwrap().is_empty(),
+        "once"
+    );
+    // A wakes up: its heartbeat and its writes are refused; B carries on.
+    assert!(!nodes::renew(&client, &a, Duration::from_secs(30))
+        .await
+        .unwrap());
+    let err = nodes::check_epoch(&client, &a)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("was fenced"), "{err}");
+    nodes::check_epoch(&client, &b).await.unwrap();
+    // Nor can it take the leader lease, which nobody holds.
+    assert!(!nodes::lead(&mut client, &a, Duration::from_secs(30))
+        .await
+        .unwrap());
+    assert_eq!(nodes::leader(&client).await.unwrap(), None);
+    // It can join again, with a new epoch.
+    let again = nodes::join(&client, "a", "127.0.0.1:7400", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(again.epoch > a.epoch);
+}
+
+#[tokio::test]
+async fn a_fence_waits_for_a_batch_in_flight_and_stops_the_next() {
+    let pg = Postgres::start();
+    let mut writer = migrated(&pg).await;
+    let a = nodes::join(&writer, "a", "127.0.0.1:7400", Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A's write batch checked its epoch before the fence...
+    let batch = writer.transaction().await.unwrap();
+    nodes::check_epoch(&batch, &a).await.unwrap();
+    // ...so the survivor's fence waits until that batch is over.
+    let url = pg.url.clone();
+    let fence = tokio::spawn(async move {
+        let survivor = postgres::connect(&url).await.unwrap();
+        nodes::fence_lapsed(&survivor, "b").await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !fence.is_finished(),
+        "the fence waited for the batch in flight"
+    );
+    batch.commit().await.unwrap();
+    assert_eq!(fence.await.unwrap(), ["a"]);
+    // The next batch fails.
+    let batch = writer.transaction().await.unwrap();
+    assert!(nodes::check_epoch(&batch, &a).await.is_err());
+}
+
+#[tokio::test]
+async fn one_live_node_holds_the_leader_lease_until_it_lapses() {
+    let pg = Postgres::start();
+    let mut ca = migrated(&pg).await;
+    let mut cb = postgres::connect(&pg.url).await.unwrap();
+    let long = Duration::from_secs(30);
+    let a = nodes::join(&ca, "a", "127.0.0.1:7400", long).await.unwrap();
+    let b = nodes::join(&cb, "b", "127.0.0.2:7400", long).await.unwrap();
+    let short = Duration::from_millis(300);
+    assert!(nodes::lead(&mut ca, &a, short).await.unwrap());
+    assert!(!nodes::lead(&mut cb, &b, short).await.unwrap());
+    assert!(nodes::lead(&mut ca, &a, short).await.unwrap(), "renewed");
+    assert_eq!(
+        nodes::leader(&cb).await.unwrap(),
+        Some(("a".into(), "127.0.0.1:7400".into()))
+    );
+    // A stops renewing: once the lease lapses, B takes it, and A cannot take it back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(nodes::lead(&mut cb, &b, long).await.unwrap());
+    assert!(!nodes::lead(&mut ca, &a, short).await.unwrap());
+    assert_eq!(
+        nodes::leader(&ca).await.unwrap(),
+        Some(("b".into(), "127.0.0.2:7400".into()))
     );
 }

@@ -1,9 +1,11 @@
 //! PostgreSQL, the store several nodes share (issue "Several nodes"; `../shared/ARCHITECTURE.md`,
-//! "Several nodes"). So far: telling a PostgreSQL URL from a SQLite path, connecting, and the
-//! schema with its migrations (`schema.rs`), safe when several nodes start at once. The
-//! `Storage` implementation (one writer connection per node doing group commit, every batch
-//! fenced by the node's epoch) comes next.
+//! "Several nodes"). So far: telling a PostgreSQL URL from a SQLite path, connecting, the
+//! schema with its migrations (`schema.rs`), safe when several nodes start at once, and
+//! membership, fencing epochs and the leader lease (`nodes.rs`). The `Storage` implementation
+//! (one writer connection per node doing group commit, every batch fenced by the node's epoch)
+//! comes next.
 
+pub mod nodes;
 pub mod schema;
 
 use anyhow::{Context, Result};

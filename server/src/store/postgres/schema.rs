@@ -31,7 +31,8 @@ pub const MIGRATIONS: &[&str] = &[
         name          TEXT   PRIMARY KEY,
         epoch         BIGINT NOT NULL DEFAULT 1,
         udp_addr      TEXT   NOT NULL,
-        expires_at    TIMESTAMPTZ NOT NULL,
+        expires_at    TIMESTAMPTZ NOT NULL,       -- its heartbeat lapses then
+        fenced        BOOLEAN NOT NULL DEFAULT FALSE,  -- its epoch was bumped by a survivor
         leader_until  TIMESTAMPTZ                 -- set on the node holding the leader lease
     );
 

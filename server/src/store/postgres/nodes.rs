@@ -1,0 +1,136 @@
+//! Membership, fencing epochs and the leader lease, kept in the database (`../shared/
+//! ARCHITECTURE.md`, "Several nodes"). Every expiry is computed from the database's `now()`, so
+//! correctness never depends on the nodes' clocks; clocks only decide how fast failover happens.
+//!
+//! - A node **joins** with a new epoch (a node that restarts fences its own former life).
+//! - It **renews** its heartbeat while its epoch is current; a false answer means it was fenced
+//!   and must stop serving at once.
+//! - A survivor **fences** the nodes whose heartbeat lapsed: their epoch is bumped, so nothing
+//!   they still try to commit can pass [`check_epoch`], which every write batch runs in its own
+//!   transaction (`FOR SHARE`: a fence waits for a batch in flight, and a batch after the fence
+//!   fails).
+//! - One live node at a time holds the **leader lease**; it lapses unless renewed.
+
+use anyhow::{bail, Result};
+use std::time::Duration;
+use tokio_postgres::{Client, GenericClient};
+
+/// Taken (per transaction) while the leader lease changes hands.
+const LEADER_LOCK: i64 = 0x4155_4354_0000_0002;
+
+/// A node's place in the cluster: its name and the epoch it joined with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub name: String,
+    pub epoch: i64,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Joins (or joins again) as `name`, reachable at `udp`, its heartbeat good for `lease`: a new
+/// epoch, which fences whatever an earlier run under this name might still try.
+pub async fn join(client: &Client, name: &str, udp: &str, lease: Duration) -> Result<Membership> {
+    let row = client
+        .query_one(
+            "INSERT INTO nodes (name, epoch, udp_addr, expires_at, fenced)
+             VALUES ($1, 1, $2, now() + $3 * interval '1 millisecond', FALSE)
+             ON CONFLICT (name) DO UPDATE SET
+                 epoch = nodes.epoch + 1, udp_addr = EXCLUDED.udp_addr,
+                 expires_at = EXCLUDED.expires_at, leader_until = NULL, fenced = FALSE
+             RETURNING epoch",
+            &[&name, &udp, &millis(lease)],
+        )
+        .await?;
+    Ok(Membership {
+        name: name.to_owned(),
+        epoch: row.get(0),
+    })
+}
+
+/// Renews `node`'s heartbeat for `lease` (and its leader lease, if it holds one, no further
+/// than that). False when it was fenced: it must stop serving at once.
+pub async fn renew(client: &Client, node: &Membership, lease: Duration) -> Result<bool> {
+    let n = client
+        .execute(
+            "UPDATE nodes SET expires_at = now() + $3 * interval '1 millisecond'
+             WHERE name = $1 AND epoch = $2 AND NOT fenced",
+            &[&node.name, &node.epoch, &millis(lease)],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Fences every node but `except` whose heartbeat lapsed: bumps its epoch and drops any leader
+/// lease it held. The names of those fenced now (each node is fenced once per lapse).
+pub async fn fence_lapsed(client: &Client, except: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "UPDATE nodes SET epoch = epoch + 1, fenced = TRUE, leader_until = NULL
+             WHERE expires_at < now() AND NOT fenced AND name <> $1
+             RETURNING name",
+            &[&except],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The fence every write batch passes, inside its own transaction: `node` still holds its
+/// epoch. The row stays share-locked until the transaction ends, so a fence waits for it.
+pub async fn check_epoch(tx: &impl GenericClient, node: &Membership) -> Result<()> {
+    let current = tx
+        .query_opt(
+            "SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND NOT fenced FOR SHARE",
+            &[&node.name, &node.epoch],
+        )
+        .await?;
+    if current.is_none() {
+        bail!(
+            "node {} was fenced (its epoch {} is no longer current): it may commit nothing more",
+            node.name,
+            node.epoch
+        );
+    }
+    Ok(())
+}
+
+/// Takes the leader lease for `lease`, or renews it, unless another live node holds it.
+/// Whether `node` is the leader now.
+pub async fn lead(client: &mut Client, node: &Membership, lease: Duration) -> Result<bool> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEADER_LOCK])
+        .await?;
+    let other = tx
+        .query_opt(
+            "SELECT name FROM nodes
+             WHERE leader_until > now() AND NOT fenced AND name <> $1",
+            &[&node.name],
+        )
+        .await?;
+    if other.is_some() {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let n = tx
+        .execute(
+            "UPDATE nodes SET leader_until = now() + $3 * interval '1 millisecond'
+             WHERE name = $1 AND epoch = $2 AND NOT fenced",
+            &[&node.name, &node.epoch, &millis(lease)],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// The node holding the leader lease now, and its UDP address (where the others redirect
+/// clients).
+pub async fn leader(client: &Client) -> Result<Option<(String, String)>> {
+    let row = client
+        .query_opt(
+            "SELECT name, udp_addr FROM nodes WHERE leader_until > now() AND NOT fenced",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
