@@ -27,13 +27,20 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// A TCP listener on `addr` with the deep accept queue above (and `SO_REUSEADDR`, so a port
 /// of the item range whose last connections linger in TIME_WAIT can be listened on again).
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+    TcpListener::from_std(bind_std(addr)?)
+}
+
+/// [`bind`] without registering with the runtime yet: the system already queues connections
+/// (a restart binds every resumed item's port at once and hands each to the runtime when its
+/// task starts: `registry/restore.rs`).
+pub(crate) fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Where connections come from: a TCP listener, or a stand-in in tests.

@@ -202,37 +202,16 @@ impl Registry {
         crate::net::listener::bind(SocketAddr::new(self.bind_ip, port))
     }
 
-    /// A listener for a new item (or a resumed one whose port is taken). Never on the port of
-    /// an item resumed at start and not started yet: `status` and `list` already show that
-    /// port for it, and a bidder must not reach another item there.
+    /// A listener for a new item, or a resumed one whose port is taken. (The ports of the
+    /// items resumed at start are bound before anything else is offered: none is given away.)
     pub(super) fn bind_item_port(&mut self) -> std::io::Result<TcpListener> {
-        let reserved = |registry: &Registry, port: u16| {
-            !registry.pending.is_empty() && registry.pending.values().any(|p| p.port() == port)
-        };
         match self.ctx.config.item_ports {
-            PortRange::Ephemeral => {
-                // Held until a free one comes up, so the system does not offer them again.
-                let mut held = Vec::new();
-                for _ in 0..64 {
-                    let listener = self.bind(0)?;
-                    if !reserved(self, listener.local_addr()?.port()) {
-                        return Ok(listener);
-                    }
-                    held.push(listener);
-                }
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "no free port that is not reserved for a resumed item",
-                ))
-            }
+            PortRange::Ephemeral => self.bind(0),
             PortRange::Range(lo, hi) => {
                 let span = u32::from(hi - lo) + 1;
                 for _ in 0..span {
                     let port = self.next_port.clamp(lo, hi);
                     self.next_port = if port == hi { lo } else { port + 1 };
-                    if reserved(self, port) {
-                        continue;
-                    }
                     if let Ok(listener) = self.bind(port) {
                         return Ok(listener);
                     }

@@ -83,13 +83,17 @@ impl Registry {
         }
     }
 
-    /// Makes the items that were open when the server stopped, without starting them: each is
-    /// in the catalogue at once (`status`, `list` and subscriptions see it, commands wait in its
-    /// queue), with the time it had left plus the recovery grace; the run loop then starts them
-    /// a batch at a time between datagrams ([`Registry::resume_some`]), so the UDP plane
-    /// answers within moments of a start however many items there are.
+    /// Makes the items that were open when the server stopped, without starting their tasks:
+    /// each is in the catalogue at once (`status`, `list` and subscriptions see it, commands
+    /// wait in its queue) and listens again already (on the same port when it is free), so a
+    /// bidder who connects is queued by the system, not refused; it has the time it had left
+    /// plus the recovery grace. One group records where they listen, and their announcements
+    /// follow it. The run loop then starts the tasks a batch at a time between datagrams
+    /// ([`Registry::resume_some`]), so the UDP plane answers within moments of a start
+    /// however many items there are.
     pub(super) fn resume(&mut self, now: Now) {
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
+        let mut resumed = Vec::new();
         for stored in mem::take(&mut self.to_resume) {
             let seller = self.handle_of(stored.seller, &stored.seller_name);
             let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
@@ -98,27 +102,53 @@ impl Registry {
                 max: *max,
             });
             let open = stored.ends_at > now.ms;
+            // The grace makes up for one outage: a restart within it (a crash loop) adds
+            // nothing more.
+            let ends_at = if open {
+                stored
+                    .ends_at
+                    .max(stored.planned_ends_at.saturating_add(grace))
+            } else {
+                stored.ends_at
+            };
+            let mut listener = None;
+            if open {
+                let bound =
+                    crate::net::listener::bind_std(SocketAddr::new(self.bind_ip, stored.port))
+                        .or_else(|_| self.bind_item_port().and_then(|l| l.into_std()))
+                        .and_then(|l| Ok((l.local_addr()?.port(), l)));
+                match bound {
+                    Ok((port, l)) => {
+                        self.records.push(Record::ItemResumed {
+                            item: stored.id,
+                            ends_at,
+                            port,
+                        });
+                        listener = Some((port, l));
+                        resumed.push(stored.id);
+                    }
+                    Err(e) => {
+                        // Without a channel no one can bid: the auction ends at its end with
+                        // what it has (`status` shows it open without a channel until then).
+                        tracing::error!(item = stored.id, error = %e, "no port to resume the item on; it takes no more bids and closes at its end");
+                        self.resume_counts.2 += 1;
+                    }
+                }
+            }
             let spec = ItemSpec {
                 id: stored.id,
                 description: stored.description,
                 seller,
                 min: stored.min,
-                // The grace makes up for one outage: a restart within it (a crash loop) adds
-                // nothing more.
-                ends_at: if open {
-                    stored
-                        .ends_at
-                        .max(stored.planned_ends_at.saturating_add(grace))
-                } else {
-                    stored.ends_at
-                },
-                // Where it listened before, which is where it will listen again if it can.
-                channel: open.then(|| SocketAddr::new(self.advertise, stored.port).to_string()),
+                ends_at,
+                channel: listener
+                    .as_ref()
+                    .map(|(port, _)| SocketAddr::new(self.advertise, *port).to_string()),
                 lead,
                 bid_ids: stored.bid_ids,
             };
-            let ends_at = spec.ends_at;
             let leader = spec.lead.as_ref().map(|l| l.bidder.id);
+            let channel = spec.channel.clone();
             let (handle, prepared) = item::prepare(spec, self.ctx.clone());
             if let Negotiation::Due(at) = stored.negotiation {
                 self.negotiations.insert((at, stored.id));
@@ -129,13 +159,21 @@ impl Registry {
                 stored.id,
                 Pending {
                     prepared,
-                    port: stored.port,
-                    ends_at,
+                    listener: listener.map(|(_, l)| l),
+                    channel,
                     open,
                     leader,
                 },
             );
         }
+        // One group for every resumed item, then their announcements (after it, so they wait
+        // until it is durable): one entry each in the announcement log, whatever the number of
+        // accounts (see `announce_queue.rs`).
+        self.append_records();
+        for &item in &resumed {
+            self.announce_item(item);
+        }
+        self.resume_counts.0 += resumed.len();
         for (account, item) in mem::take(&mut self.to_subscribe) {
             if let Some(name) = self.accounts.by_id(account).map(|a| a.handle.name.clone()) {
                 self.add_subscription(&name, item);
@@ -143,10 +181,9 @@ impl Registry {
         }
     }
 
-    /// Starts up to `max` of the items made by [`Registry::resume`]: those whose end passed
-    /// while the server was down close at once (with their results and notices); the others
-    /// listen again (on the same port when it is free) and are announced again, once the
-    /// group recording where they listen is durable.
+    /// Starts the tasks of up to `max` of the items made by [`Registry::resume`]: those whose
+    /// end passed while the server was down close at once (with their results and notices);
+    /// the others take the bidders waiting on their listeners.
     pub(super) fn resume_some(&mut self, max: usize) {
         self.since_resume = 0;
         let ids: Vec<u64> = self.pending.keys().take(max).copied().collect();
@@ -155,7 +192,6 @@ impl Registry {
 
     /// Starts the pending items among `ids` (see [`Registry::resume_some`]).
     pub(super) fn start_pending(&mut self, ids: &[u64]) {
-        let mut resumed = Vec::new();
         let mut started = 0;
         for id in ids {
             let Some(p) = self.pending.remove(id) else {
@@ -167,43 +203,17 @@ impl Registry {
                     item = id,
                     "item ended while the server was down; closing it"
                 );
-                p.prepared.start(None, None);
                 self.resume_counts.1 += 1;
-                continue;
             }
-            let bound = self
-                .bind(p.port)
-                .or_else(|_| self.bind_item_port())
-                .and_then(|l| Ok((l.local_addr()?.port(), l)));
-            match bound {
-                Ok((port, listener)) => {
-                    self.records.push(Record::ItemResumed {
-                        item: *id,
-                        ends_at: p.ends_at,
-                        port,
-                    });
-                    let channel = SocketAddr::new(self.advertise, port).to_string();
-                    p.prepared.start(Some(listener), Some(channel));
-                    tracing::debug!(item = id, port, ends_at = p.ends_at, "item resumed");
-                    resumed.push(*id);
-                }
+            let listener = p.listener.and_then(|l| match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => Some(l),
                 Err(e) => {
-                    // Without a channel no one can bid: the auction ends at its end with what
-                    // it has (`status` shows it open without a channel until then).
-                    tracing::error!(item = id, error = %e, "no port to resume the item on; it takes no more bids and closes at its end");
-                    p.prepared.start(None, None);
-                    self.resume_counts.2 += 1;
+                    tracing::error!(item = id, error = %e, "cannot take the item's listener; it takes no more bids and closes at its end");
+                    None
                 }
-            }
+            });
+            p.prepared.start(listener, p.channel);
         }
-        // One group for the batch, then its announcements (after it, so they wait until it
-        // is durable): one entry each in the announcement log, whatever the number of accounts
-        // (see `announce_queue.rs`).
-        self.append_records();
-        for &item in &resumed {
-            self.announce_item(item);
-        }
-        self.resume_counts.0 += resumed.len();
         if self.pending.is_empty() && started > 0 {
             let (resumed, closed, without_port) = mem::take(&mut self.resume_counts);
             tracing::info!(resumed, closed, without_port, "resumed the open items");
@@ -214,9 +224,10 @@ impl Registry {
 /// An item made at start and not started yet (see [`Registry::resume`]).
 pub(super) struct Pending {
     prepared: item::Prepared,
-    /// The port it listened on before (reserved for it: `bind_item_port`).
-    port: u16,
-    ends_at: u64,
+    /// Listening already (bidders wait in its queue until the task starts), and where. Handed
+    /// to the runtime when the task starts.
+    listener: Option<std::net::TcpListener>,
+    channel: Option<String>,
     /// Whether it is still open (its end has not passed).
     open: bool,
     /// Who leads it: it takes no bid before it starts, so this is who leads it now.
@@ -224,10 +235,6 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    pub(super) fn port(&self) -> u16 {
-        self.port
-    }
-
     pub(super) fn is_open(&self) -> bool {
         self.open
     }
