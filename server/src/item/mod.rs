@@ -87,9 +87,8 @@ struct ItemTask {
 
 /// Starts the task of an item; it listens on `listener` if given.
 pub fn spawn(spec: ItemSpec, listener: Option<TcpListener>, ctx: Arc<ServerContext>) -> ItemHandle {
-    let channel = spec.channel.clone();
     let (handle, prepared) = prepare(spec, ctx);
-    prepared.start(listener, channel);
+    prepared.start(listener);
     handle
 }
 
@@ -103,19 +102,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Starts the task, listening on `listener` if given, its channel now `channel` (the
-    /// prepared view may have guessed another port).
-    pub fn start(self, listener: Option<TcpListener>, channel: Option<String>) {
+    /// Starts the task, listening on `listener` if given (the one its spec's channel names).
+    pub fn start(self, listener: Option<TcpListener>) {
         let Prepared {
             task,
             commands,
             self_tx,
         } = self;
-        task.view.send_if_modified(|v| {
-            let changed = v.channel != channel;
-            v.channel = channel;
-            changed
-        });
         let span = tracing::info_span!("item", item = task.id);
         let ctx = task.ctx.clone();
         ctx.tasks

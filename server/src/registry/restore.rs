@@ -148,7 +148,6 @@ impl Registry {
                 bid_ids: stored.bid_ids,
             };
             let leader = spec.lead.as_ref().map(|l| l.bidder.id);
-            let channel = spec.channel.clone();
             let (handle, prepared) = item::prepare(spec, self.ctx.clone());
             if let Negotiation::Due(at) = stored.negotiation {
                 self.negotiations.insert((at, stored.id));
@@ -160,7 +159,6 @@ impl Registry {
                 Pending {
                     prepared,
                     listener: listener.map(|(_, l)| l),
-                    channel,
                     open,
                     leader,
                 },
@@ -212,7 +210,7 @@ impl Registry {
                     None
                 }
             });
-            p.prepared.start(listener, p.channel);
+            p.prepared.start(listener);
         }
         if self.pending.is_empty() && started > 0 {
             let (resumed, closed, without_port) = mem::take(&mut self.resume_counts);
@@ -224,10 +222,9 @@ impl Registry {
 /// An item made at start and not started yet (see [`Registry::resume`]).
 pub(super) struct Pending {
     prepared: item::Prepared,
-    /// Listening already (bidders wait in its queue until the task starts), and where. Handed
-    /// to the runtime when the task starts.
+    /// Listening already (bidders wait in its queue until the task starts); handed to the
+    /// runtime when the task starts.
     listener: Option<std::net::TcpListener>,
-    channel: Option<String>,
     /// Whether it is still open (its end has not passed).
     open: bool,
     /// Who leads it: it takes no bid before it starts, so this is who leads it now.
