@@ -2,8 +2,10 @@
 //! keeps, and a small HTTP endpoint that serves them at `/metrics` in the OpenMetrics text
 //! format. Each server has its own registry (tests run several servers in one process).
 //!
-//! Recording is a handful of atomic operations; nothing here takes a lock on the bid path
-//! except a `Family` lookup for rejected bids by reason (a read lock once the label exists).
+//! Recording is a handful of atomic operations. Counters labelled by a reason the server
+//! picks (a rejected bid's, a budget's) are looked up through [`ByReason`]: after the first use
+//! a read lock and an atomic add, no label built, which matters on the bid path and under a
+//! connection flood.
 
 use anyhow::{Context, Result};
 use auction_protocol::Reason;
@@ -27,6 +29,45 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A family of counters labelled `reason`, with the counter of each reason kept by a key the
+/// caller already has (a `Reason`, a `&'static str`), so recording builds no label string after
+/// the first time.
+pub struct ByReason<K> {
+    family: Family<ReasonLabel, Counter>,
+    by_key: std::sync::RwLock<std::collections::HashMap<K, Counter>>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> ByReason<K> {
+    fn new() -> ByReason<K> {
+        ByReason {
+            family: Family::default(),
+            by_key: Default::default(),
+        }
+    }
+
+    /// Counts one for `key`, whose label is `label(key)`.
+    fn inc(&self, key: K, label: impl FnOnce(K) -> String) {
+        let known = self
+            .by_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let counter = known.unwrap_or_else(|| {
+            let counter = self
+                .family
+                .get_or_create(&ReasonLabel { reason: label(key) })
+                .clone();
+            self.by_key
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, counter.clone());
+            counter
+        });
+        counter.inc();
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
@@ -35,9 +76,7 @@ pub struct KindLabel {
 pub struct Metrics {
     registry: Registry,
     pub bids_accepted: Counter,
-    pub bids_rejected: Family<ReasonLabel, Counter>,
-    /// The counters of `bids_rejected` by reason, so the bid path need not build labels.
-    rejected_by_reason: std::sync::RwLock<std::collections::HashMap<Reason, Counter>>,
+    bids_rejected: ByReason<Reason>,
     pub open_items: Gauge,
     pub connections: Gauge,
     pub connections_total: Counter,
@@ -45,7 +84,10 @@ pub struct Metrics {
     pub commit_batch: Histogram,
     pub commit_duration: Histogram,
     pub outgoing_dropped: Family<KindLabel, Counter>,
-    pub refused: Family<ReasonLabel, Counter>,
+    /// Channel and settlement connections refused by a connection budget.
+    refused: ByReason<&'static str>,
+    /// Registration-plane requests refused by a budget (items, accounts, offers).
+    requests_refused: ByReason<&'static str>,
     pub udp_limited: Counter,
     resident_memory: Gauge,
 }
@@ -60,8 +102,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics {
             bids_accepted: Counter::default(),
-            bids_rejected: Family::default(),
-            rejected_by_reason: Default::default(),
+            bids_rejected: ByReason::new(),
             open_items: Gauge::default(),
             connections: Gauge::default(),
             connections_total: Counter::default(),
@@ -71,7 +112,8 @@ impl Metrics {
             // 50 us .. ~1.6 s.
             commit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             outgoing_dropped: Family::default(),
-            refused: Family::default(),
+            refused: ByReason::new(),
+            requests_refused: ByReason::new(),
             udp_limited: Counter::default(),
             resident_memory: Gauge::default(),
             registry: Registry::default(),
@@ -85,7 +127,7 @@ impl Metrics {
         registry.register(
             "auction_bids_rejected",
             "Bids rejected, by reason",
-            m.bids_rejected.clone(),
+            m.bids_rejected.family.clone(),
         );
         registry.register(
             "auction_open_items",
@@ -124,8 +166,13 @@ impl Metrics {
         );
         registry.register(
             "auction_channel_refused",
-            "Channel connections refused before joining, by reason (server-full)",
-            m.refused.clone(),
+            "Channel and settlement connections refused by a connection budget, by reason",
+            m.refused.family.clone(),
+        );
+        registry.register(
+            "auction_requests_refused",
+            "Registration requests refused by a budget, by reason",
+            m.requests_refused.family.clone(),
         );
         registry.register(
             "auction_udp_rate_limited",
@@ -140,37 +187,19 @@ impl Metrics {
         m
     }
 
-    /// Counts a rejected bid. On the bid path: after the first rejection for a reason, this is
-    /// a read lock and an atomic add (no label string is built).
+    /// Counts a rejected bid (on the bid path: no label built after the first time).
     pub fn bid_rejected(&self, reason: Reason) {
-        let known = self
-            .rejected_by_reason
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&reason)
-            .cloned();
-        let counter = known.unwrap_or_else(|| {
-            let counter = self
-                .bids_rejected
-                .get_or_create(&ReasonLabel {
-                    reason: reason.code(),
-                })
-                .clone();
-            self.rejected_by_reason
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(reason, counter.clone());
-            counter
-        });
-        counter.inc();
+        self.bids_rejected.inc(reason, Reason::code);
     }
 
-    pub fn refused(&self, reason: &str) {
-        self.refused
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
-            })
-            .inc();
+    /// Counts a connection refused by a connection budget (`net::budget::Over::label`).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.inc(reason, str::to_owned);
+    }
+
+    /// Counts a registration-plane request refused by a budget.
+    pub fn request_refused(&self, reason: &'static str) {
+        self.requests_refused.inc(reason, str::to_owned);
     }
 
     pub fn dropped(&self, kind: &str) {

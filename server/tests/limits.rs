@@ -211,6 +211,11 @@ async fn offers_past_the_servers_item_budget_are_refused_server_busy() {
         }) => assert!(message.contains("2 items open"), "{message}"),
         other => panic!("expected server-busy, got {other:?}"),
     }
+    assert!(t
+        .server
+        .metrics()
+        .render()
+        .contains("auction_requests_refused_total{reason=\"server-busy\"} 1"));
     // When one closes, its place is free again.
     within(10, "the first item to close and free its place", async {
         loop {

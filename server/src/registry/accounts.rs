@@ -240,7 +240,7 @@ impl Registry {
         }
         if let Verdict::Limited { .. } = self.new_accounts.check(src.ip(), now.instant.into_std()) {
             let per_hour = self.ctx.config.accounts_per_hour;
-            self.ctx.metrics.refused("too-many-accounts");
+            self.ctx.metrics.request_refused("too-many-accounts");
             return denied(
                 Reason::TooManyAccounts,
                 format!("this address has created {per_hour} accounts within the hour, the most the server allows; try again later"),

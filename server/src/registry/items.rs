@@ -51,7 +51,7 @@ impl Registry {
         }
         if self.open_items >= self.ctx.config.max_items {
             let limit = self.ctx.config.max_items;
-            self.ctx.metrics.refused("server-busy");
+            self.ctx.metrics.request_refused("server-busy");
             return denied(
                 Reason::ServerBusy,
                 format!("the server has {limit} items open, the most it takes at once; offer again when some have closed"),
@@ -65,7 +65,7 @@ impl Registry {
                 ratelimit::take(&mut account.offers, rate, f64::from(per_hour), now)
             });
         if !spent {
-            self.ctx.metrics.refused("offers-per-hour");
+            self.ctx.metrics.request_refused("offers-per-hour");
             return denied(
                 Reason::RateLimited,
                 format!("'{name}' has offered {per_hour} items within the hour, the most one account may; offer again later"),
