@@ -3,12 +3,15 @@
 //! before any task exists; nothing waits for it but the start.
 //!
 //! Columns are read by name, with an `AS` wherever two would share one (two accounts' names)
-//! or a value is computed, so reordering a SELECT cannot move a value into another field.
+//! or a value is computed, so reordering a SELECT cannot move a value into another field. The
+//! statements that read a row per account, item, bid or reply find their columns' positions
+//! by name once ([`columns`]) rather than at every value: a restart reads tens of thousands of
+//! rows, and a name lookup per value was a quarter of its start-up.
 
 use anyhow::{Context, Result};
 use auction_protocol::settle::Shipping;
 use auction_protocol::{Cents, PublicKey, Reason};
-use rusqlite::Connection;
+use rusqlite::{Connection, Statement};
 use std::collections::HashMap;
 
 use crate::accounts::AccountId;
@@ -34,14 +37,25 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
                       ORDER BY removed_at DESC, id DESC LIMIT ?1)
          ORDER BY id",
     )?;
+    let [id, name, public_key, notify_addr, removed, replay_floor] = columns(
+        &stmt,
+        [
+            "id",
+            "name",
+            "public_key",
+            "notify_addr",
+            "removed",
+            "replay_floor",
+        ],
+    )?;
     let rows = stmt.query_map([REMOVED_ACCOUNTS_LOADED], |r| {
         Ok((
-            r.get::<_, u64>("id")?,
-            r.get::<_, String>("name")?,
-            r.get::<_, String>("public_key")?,
-            r.get::<_, Option<String>>("notify_addr")?,
-            r.get::<_, bool>("removed")?,
-            r.get::<_, u64>("replay_floor")?,
+            r.get::<_, u64>(id)?,
+            r.get::<_, String>(name)?,
+            r.get::<_, String>(public_key)?,
+            r.get::<_, Option<String>>(notify_addr)?,
+            r.get::<_, bool>(removed)?,
+            r.get::<_, u64>(replay_floor)?,
         ))
     })?;
     for row in rows {
@@ -71,36 +85,67 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
          LEFT JOIN accounts b ON b.id = i.highest_bidder
          ORDER BY i.id",
     )?;
+    let [id, seller, seller_name, description, min_cents, ends_at, port] = columns(
+        &stmt,
+        [
+            "id",
+            "seller",
+            "seller_name",
+            "description",
+            "min_cents",
+            "ends_at",
+            "port",
+        ],
+    )?;
+    let [highest_bidder, highest_bidder_name, highest_cents, lead_max_cents] = columns(
+        &stmt,
+        [
+            "highest_bidder",
+            "highest_bidder_name",
+            "highest_cents",
+            "lead_max_cents",
+        ],
+    )?;
+    let [closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at] = columns(
+        &stmt,
+        [
+            "closed_at",
+            "catalog_id",
+            "negotiate_at",
+            "negotiation",
+            "planned_ends_at",
+        ],
+    )?;
     let rows = stmt.query_map([], |r| {
         let lead = match (
-            r.get::<_, Option<u64>>("highest_bidder")?,
-            r.get::<_, Option<String>>("highest_bidder_name")?,
-            r.get::<_, Option<u64>>("highest_cents")?,
+            r.get::<_, Option<u64>>(highest_bidder)?,
+            r.get::<_, Option<String>>(highest_bidder_name)?,
+            r.get::<_, Option<u64>>(highest_cents)?,
         ) {
             (Some(bidder), Some(name), Some(amount)) => Some((
                 bidder,
                 name,
                 Cents(amount),
-                r.get::<_, Option<u64>>("lead_max_cents")?.map(Cents),
+                r.get::<_, Option<u64>>(lead_max_cents)?.map(Cents),
             )),
             _ => None,
         };
         Ok(StoredItem {
-            id: r.get("id")?,
-            seller: r.get("seller")?,
-            seller_name: r.get("seller_name")?,
-            description: r.get("description")?,
-            min: Cents(r.get("min_cents")?),
-            ends_at: r.get("ends_at")?,
-            planned_ends_at: r.get("planned_ends_at")?,
-            port: r.get("port")?,
+            id: r.get(id)?,
+            seller: r.get(seller)?,
+            seller_name: r.get(seller_name)?,
+            description: r.get(description)?,
+            min: Cents(r.get(min_cents)?),
+            ends_at: r.get(ends_at)?,
+            planned_ends_at: r.get(planned_ends_at)?,
+            port: r.get(port)?,
             lead,
-            closed_at: r.get("closed_at")?,
+            closed_at: r.get(closed_at)?,
             bid_ids: Vec::new(),
-            catalog_id: r.get("catalog_id")?,
-            negotiation: match r.get::<_, Option<String>>("negotiation")?.as_deref() {
+            catalog_id: r.get(catalog_id)?,
+            negotiation: match r.get::<_, Option<String>>(negotiation)?.as_deref() {
                 None => {
-                    Negotiation::Due(r.get::<_, Option<u64>>("negotiate_at")?.unwrap_or(u64::MAX))
+                    Negotiation::Due(r.get::<_, Option<u64>>(negotiate_at)?.unwrap_or(u64::MAX))
                 }
                 Some("asked") => Negotiation::Asked,
                 Some(_) => Negotiation::Done,
@@ -147,15 +192,27 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
     })
 }
 
+/// The positions of the columns `names` in the rows of `stmt` (an error names a missing one).
+fn columns<const N: usize>(stmt: &Statement<'_>, names: [&str; N]) -> Result<[usize; N]> {
+    let mut found = [0; N];
+    for (slot, name) in found.iter_mut().zip(names) {
+        *slot = stmt
+            .column_index(name)
+            .with_context(|| format!("the query has no column {name:?}"))?;
+    }
+    Ok(found)
+}
+
 /// Every account's replay window, by ascending request number.
 fn load_replies(conn: &Connection) -> Result<HashMap<AccountId, Vec<StoredReply>>> {
     let mut replies: HashMap<AccountId, Vec<StoredReply>> = HashMap::new();
     let mut stmt =
         conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
+    let [account, req, digest, answer] = columns(&stmt, ["account", "req", "digest", "answer"])?;
     let rows = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, AccountId>("account")?,
-            (r.get("req")?, r.get("digest")?, r.get("answer")?),
+            r.get::<_, AccountId>(account)?,
+            (r.get(req)?, r.get(digest)?, r.get(answer)?),
         ))
     })?;
     for row in rows {
@@ -178,24 +235,32 @@ fn load_bid_ids(conn: &Connection) -> Result<BidIds> {
          WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
          ORDER BY b.id",
     )?;
+    let [item, bidder, bid_id, accepted, amount_cents] = columns(
+        &stmt,
+        ["item", "bidder", "bid_id", "accepted", "amount_cents"],
+    )?;
+    let [ends_at, leading, max_cents, reason, message] = columns(
+        &stmt,
+        ["ends_at", "leading", "max_cents", "reason", "message"],
+    )?;
     let rows = stmt.query_map([], |r| {
-        let outcome = if r.get::<_, bool>("accepted")? {
+        let outcome = if r.get::<_, bool>(accepted)? {
             Outcome::Accepted {
-                amount: Cents(r.get("amount_cents")?),
-                ends_at: r.get::<_, Option<u64>>("ends_at")?.unwrap_or(0),
-                leading: r.get::<_, Option<bool>>("leading")?.unwrap_or(true),
-                max: r.get::<_, Option<u64>>("max_cents")?.map(Cents),
+                amount: Cents(r.get(amount_cents)?),
+                ends_at: r.get::<_, Option<u64>>(ends_at)?.unwrap_or(0),
+                leading: r.get::<_, Option<bool>>(leading)?.unwrap_or(true),
+                max: r.get::<_, Option<u64>>(max_cents)?.map(Cents),
             }
         } else {
-            let code: Option<String> = r.get("reason")?;
+            let code: Option<String> = r.get(reason)?;
             Outcome::Rejected {
                 reason: code.map(|c| reason_from_code(&c)).unwrap_or(Reason::Other),
-                message: r.get::<_, Option<String>>("message")?.unwrap_or_default(),
+                message: r.get::<_, Option<String>>(message)?.unwrap_or_default(),
             }
         };
         Ok((
-            r.get::<_, u64>("item")?,
-            (r.get("bidder")?, r.get("bid_id")?, outcome),
+            r.get::<_, u64>(item)?,
+            (r.get(bidder)?, r.get(bid_id)?, outcome),
         ))
     })?;
     for row in rows {
