@@ -14,7 +14,9 @@ use std::time::Duration;
     about = "Take part in live auctions: register, offer, bid, watch"
 )]
 pub struct Cli {
-    /// The server's UDP address.
+    /// The server's UDP address; for a cluster, its nodes' addresses separated by commas
+    /// (requests go to whichever runs the registration plane, and a redirect is followed only
+    /// to an address in this list).
     #[arg(
         long,
         env = "AUCTION_SERVER",

@@ -104,8 +104,20 @@ impl Client {
         ca: &Path,
         local: Option<IpAddr>,
     ) -> Result<Client> {
+        Client::of_any(vec![server], identity, ca, local).await
+    }
+
+    /// A client of whichever of `servers` (the nodes of a cluster) runs the registration
+    /// plane: it follows redirects among them and moves on when one does not answer (see
+    /// `udp.rs`). Otherwise as [`Client::with_identity_from`].
+    pub async fn of_any(
+        servers: Vec<SocketAddr>,
+        identity: Identity,
+        ca: &Path,
+        local: Option<IpAddr>,
+    ) -> Result<Client> {
         Ok(Client {
-            udp: UdpClient::connect_from(server, local).await?,
+            udp: UdpClient::connect_to_any(servers, local).await?,
             identity,
             ca_path: ca.to_owned(),
             connector: tokio::sync::OnceCell::new(),
@@ -494,6 +506,22 @@ fn refusal(body: ServerBody) -> ClientError {
         } => ClientError::Denied { reason, message },
         other => ClientError::Protocol(format!("unexpected answer {other:?}")),
     }
+}
+
+/// Resolves a comma-separated list of `host:port` (the nodes of a cluster, or one server) to
+/// one socket address each, in order.
+pub async fn resolve_all(servers: &str) -> Result<Vec<SocketAddr>> {
+    let mut all = Vec::new();
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let addr = resolve(server).await?;
+        if !all.contains(&addr) {
+            all.push(addr);
+        }
+    }
+    if all.is_empty() {
+        return Err(ClientError::Local("no server address given".into()));
+    }
+    Ok(all)
 }
 
 /// Resolves `host:port` to one socket address.

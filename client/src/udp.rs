@@ -2,6 +2,10 @@
 //! datagrams into answers (by request number) and announcements, and request/response with
 //! retransmission (same request number, exponential backoff with jitter, bounded tries), the
 //! cookie exchange and request signing.
+//!
+//! Given several server addresses (the nodes of a cluster), it sends to one at a time: it
+//! follows a `redirect` to the leader only when the leader's address is one it was given, and
+//! moves on to the next address when one does not answer, so a request outlives a failover.
 
 use auction_protocol::limits::MAX_DATAGRAM;
 use auction_protocol::udp::{self, Request, RequestBody, ServerBody};
@@ -9,6 +13,7 @@ use auction_protocol::{sign, ItemView, Reason, VERSION};
 use ring::signature::Ed25519KeyPair;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
@@ -37,9 +42,16 @@ impl Default for Retry {
 
 type Waiters = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ServerBody>>>>;
 
+/// Redirects followed for one request before it gives up (two nodes pointing at each other
+/// while a failover settles must not keep it busy for ever).
+const MAX_REDIRECTS: u32 = 4;
+
 pub struct UdpClient {
     socket: Arc<UdpSocket>,
-    server: SocketAddr,
+    /// Every address the client was given; answers and announcements come from any of them.
+    servers: Arc<Vec<SocketAddr>>,
+    /// The one requests go to now (an index into `servers`).
+    current: AtomicUsize,
     /// Answers in flight, by request number. A std mutex: held for one map operation, never
     /// across `.await`.
     waiters: Waiters,
@@ -57,9 +69,14 @@ impl Drop for UdpClient {
 }
 
 impl UdpClient {
-    /// The server's address.
+    /// The address requests go to now (the leader, once one answered or redirected).
     pub fn server(&self) -> SocketAddr {
-        self.server
+        self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
+    }
+
+    /// Every address the client was given.
+    pub fn servers(&self) -> &[SocketAddr] {
+        &self.servers
     }
 
     pub async fn connect(server: SocketAddr) -> Result<UdpClient> {
@@ -68,23 +85,53 @@ impl UdpClient {
 
     /// Like `connect`, sending from `local` (an IP of this machine) when given.
     pub async fn connect_from(server: SocketAddr, local: Option<IpAddr>) -> Result<UdpClient> {
+        UdpClient::connect_to_any(vec![server], local).await
+    }
+
+    /// A client of whichever of `servers` runs the registration plane, sending from `local`
+    /// when given. `servers` must not be empty.
+    pub async fn connect_to_any(
+        servers: Vec<SocketAddr>,
+        local: Option<IpAddr>,
+    ) -> Result<UdpClient> {
+        let Some(&first) = servers.first() else {
+            return Err(ClientError::Local("no server address given".into()));
+        };
         let local: SocketAddr = match local {
             Some(ip) => SocketAddr::new(ip, 0),
-            None if server.is_ipv4() => "0.0.0.0:0".parse().expect("valid"),
+            None if first.is_ipv4() => "0.0.0.0:0".parse().expect("valid"),
             None => "[::]:0".parse().expect("valid"),
         };
         let socket = Arc::new(UdpSocket::bind(local).await?);
         let waiters: Waiters = Arc::default();
         let (ann_tx, ann_rx) = mpsc::unbounded_channel();
-        let dispatcher = tokio::spawn(dispatch(socket.clone(), server, waiters.clone(), ann_tx));
+        // With several nodes, a failover (a few seconds) passes while the client keeps asking:
+        // waits stay short so it notices the new leader soon after, and more tries cover it.
+        let retry = if servers.len() > 1 {
+            Retry {
+                max: Duration::from_secs(1),
+                tries: 12,
+                ..Retry::default()
+            }
+        } else {
+            Retry::default()
+        };
+        let servers = Arc::new(servers);
+        let dispatcher = tokio::spawn(dispatch(
+            socket.clone(),
+            servers.clone(),
+            waiters.clone(),
+            ann_tx,
+        ));
         Ok(UdpClient {
             socket,
-            server,
+            servers,
+            current: AtomicUsize::new(0),
             waiters,
             announcements: tokio::sync::Mutex::new(ann_rx),
             cookie: Mutex::new(None),
             last_req: Mutex::new(0),
-            retry: Retry::default(),
+            retry,
             dispatcher,
         })
     }
@@ -155,6 +202,7 @@ impl UdpClient {
         let mut parts: BTreeMap<u32, ServerBody> = BTreeMap::new();
         let mut sends = 0;
         let mut cookie_refreshes = 0;
+        let mut redirects = 0;
         let mut limited: Option<String> = None;
         'send: while sends < self.retry.tries {
             let cookie = self
@@ -179,7 +227,7 @@ impl UdpClient {
                     datagram.len()
                 )));
             }
-            self.socket.send_to(&datagram, self.server).await?;
+            self.socket.send_to(&datagram, self.server()).await?;
             sends += 1;
             let jitter = rand::random_range(0.8..1.2);
             let deadline = tokio::time::Instant::now() + wait.mul_f64(jitter);
@@ -190,6 +238,9 @@ impl UdpClient {
                     Ok(None) => return Err(ClientError::Protocol("dispatcher stopped".into())),
                     Err(_) => {
                         wait = (wait * 2).min(self.retry.max);
+                        // No answer: with several addresses, the next send tries the next one
+                        // (this one may be a node that died; the others redirect to the leader).
+                        self.current.fetch_add(1, Ordering::Relaxed);
                         continue 'send;
                     }
                 };
@@ -219,6 +270,17 @@ impl UdpClient {
                         sends -= 1;
                         continue 'send;
                     }
+                    ServerBody::Redirect { leader, .. } => {
+                        // Followed only to an address we were given, and only a few times.
+                        let to = leader.parse::<SocketAddr>().ok();
+                        let known = to.and_then(|to| self.servers.iter().position(|s| *s == to));
+                        if let (Some(i), true) = (known, redirects < MAX_REDIRECTS) {
+                            redirects += 1;
+                            self.current.store(i, Ordering::Relaxed);
+                            sends -= 1;
+                            continue 'send;
+                        }
+                    }
                     ServerBody::Items {
                         part, parts: total, ..
                     } => {
@@ -237,7 +299,12 @@ impl UdpClient {
                 message,
             }),
             None => Err(ClientError::Timeout {
-                server: self.server.to_string(),
+                server: self
+                    .servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 tries: self.retry.tries,
             }),
         }
@@ -286,11 +353,11 @@ impl UdpClient {
     }
 }
 
-/// Reads every datagram from the server: answers go to their waiter, announcements to the
+/// Reads every datagram from the servers: answers go to their waiter, announcements to the
 /// announcement channel. Datagrams from other addresses, or unreadable ones, are ignored.
 async fn dispatch(
     socket: Arc<UdpSocket>,
-    server: SocketAddr,
+    servers: Arc<Vec<SocketAddr>>,
     waiters: Waiters,
     announcements: mpsc::UnboundedSender<ServerBody>,
 ) {
@@ -300,7 +367,7 @@ async fn dispatch(
             Ok(x) => x,
             Err(_) => continue,
         };
-        if from != server {
+        if !servers.contains(&from) {
             continue;
         }
         let Ok(msg) = udp::decode_server(&buf[..n]) else {
@@ -332,17 +399,30 @@ mod tests {
 
     /// The server keeps an executed request's answer for `RETRANSMIT_SECS`; the client's last
     /// resend must go out before that, every wait jittered to its longest (+20 %).
-    #[test]
-    fn the_last_resend_goes_out_while_the_server_keeps_the_first_answer() {
-        let retry = Retry::default();
-        let (mut wait, mut last_send) = (retry.first, Duration::ZERO);
-        for _ in 1..retry.tries {
-            last_send += wait.mul_f64(1.2);
-            wait = (wait * 2).min(retry.max);
+    #[tokio::test]
+    async fn the_last_resend_goes_out_while_the_server_keeps_the_first_answer() {
+        let one = UdpClient::connect("127.0.0.1:9".parse().unwrap())
+            .await
+            .unwrap();
+        let cluster = UdpClient::connect_to_any(
+            vec![
+                "127.0.0.1:9".parse().unwrap(),
+                "127.0.0.2:9".parse().unwrap(),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+        for retry in [one.retry, cluster.retry] {
+            let (mut wait, mut last_send) = (retry.first, Duration::ZERO);
+            for _ in 1..retry.tries {
+                last_send += wait.mul_f64(1.2);
+                wait = (wait * 2).min(retry.max);
+            }
+            assert!(
+                last_send < Duration::from_secs(RETRANSMIT_SECS),
+                "the last resend goes out {last_send:?} after the first send"
+            );
         }
-        assert!(
-            last_send < Duration::from_secs(RETRANSMIT_SECS),
-            "the last resend goes out {last_send:?} after the first send"
-        );
     }
 }

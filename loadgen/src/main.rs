@@ -23,7 +23,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     shape: Shape,
-    /// The server's UDP address.
+    /// The server's UDP address; for a cluster, its nodes' addresses separated by commas
+    /// (bidders follow the leader among them).
     #[arg(long, env = "AUCTION_SERVER", default_value = "127.0.0.1:7400")]
     server: String,
     /// CA certificate that signed the server's channel certificates.
@@ -213,11 +214,17 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
             "--rate must be a positive number of bids per second".into(),
         ));
     }
-    let server: SocketAddr = auction_client::resolve(&cli.server)
+    let cluster = auction_client::resolve_all(&cli.server)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    let server: SocketAddr = cluster[0];
     let outcome = loadgen::run(loadgen::Options {
         server,
+        cluster: if cluster.len() > 1 {
+            cluster
+        } else {
+            Vec::new()
+        },
         ca: cli.ca,
         bidders,
         items,

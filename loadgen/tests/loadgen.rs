@@ -49,6 +49,7 @@ async fn start() -> TestServer {
 fn options(t: &TestServer, bidders: usize, items: usize) -> loadgen::Options {
     loadgen::Options {
         server: t.udp,
+        cluster: Vec::new(),
         ca: t.ca.clone(),
         bidders,
         items,

@@ -149,6 +149,13 @@ pub enum ServerBody {
         req: u64,
         cookie: String,
     },
+    /// This node does not run the registration plane: send the request (the same datagram,
+    /// the same `req`) to `leader`, the address of the node that does. A client follows it
+    /// only to an address it was given itself; anyone can send this, so it proves nothing.
+    Redirect {
+        req: u64,
+        leader: String,
+    },
     Registered {
         req: u64,
         name: String,
@@ -337,6 +344,7 @@ impl ServerBody {
         use ServerBody::*;
         match self {
             Cookie { req, .. }
+            | Redirect { req, .. }
             | Registered { req, .. }
             | RegisterDenied { req, .. }
             | DeregConf { req }

@@ -25,6 +25,7 @@ pub(crate) mod accounts;
 pub mod catalog;
 pub mod certs;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 pub(crate) mod context;
 pub(crate) mod item;
@@ -52,6 +53,7 @@ pub use clock::unix_ms;
 pub use config::{Config, PortRange};
 pub use metrics::Metrics;
 pub use store::postgres;
+pub use store::postgres::{PostgresOptions, PostgresStorage};
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
 pub use store::{Record, Snapshot, Storage};
 

@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
 use auction_server::{
-    certs, postgres, Config, PortRange, Server, SqliteOptions, SqliteStorage, Storage, TlsIdentity,
+    certs, postgres, Config, PortRange, PostgresOptions, PostgresStorage, Server, SqliteOptions,
+    SqliteStorage, Storage, TlsIdentity,
 };
 use clap::{Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -38,7 +39,9 @@ struct Cli {
     /// Server private key (PEM).
     #[arg(long, default_value = "certs/server.key")]
     key: PathBuf,
-    /// SQLite database (created with its folder if missing). See README "Data and recovery".
+    /// Where everything is stored: a SQLite file (created with its folder if missing; see
+    /// README "Data and recovery"), or a PostgreSQL database, postgres://USER@HOST:PORT/DB
+    /// (README "Several nodes").
     #[arg(
         long,
         env = "AUCTION_DB",
@@ -140,6 +143,18 @@ struct Cli {
     /// offered in this database (format: README "Catalog"; sample: scripts/catalog.json).
     #[arg(long)]
     catalog: Option<PathBuf>,
+    /// With a PostgreSQL --db: this node's name, unique among the nodes sharing the database
+    /// (default: the machine's host name). A node started again under its name fences its
+    /// former life.
+    #[arg(long, env = "AUCTION_NODE")]
+    node: Option<String>,
+    /// With a PostgreSQL --db: how often the node renews its heartbeat.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// With a PostgreSQL --db: how long a heartbeat holds. A node that has not renewed it for
+    /// this long is dead to the others, and stops serving by itself.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    lease: Duration,
     /// Time a client gets to finish its TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -176,6 +191,16 @@ enum Command {
     },
 }
 
+/// The machine's host name (a node's default name), or `node` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (write it like 30s, 5m, 2h)"))
 }
@@ -200,16 +225,24 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    if let Some(url) = cli.db.to_str().filter(|db| postgres::is_url(db)) {
-        // Not a file to create: say so rather than make a folder named `postgres:`.
+    let postgres_url = cli
+        .db
+        .to_str()
+        .filter(|db| postgres::is_url(db))
+        .map(str::to_owned);
+    if let (Some(url), Some(Command::Check | Command::Backup { .. })) =
+        (&postgres_url, &cli.command)
+    {
         bail!(
-            "{} is a PostgreSQL database: this build stores in SQLite only so far (the schema for \
-             several nodes is in place, the storage itself is not yet); give --db a file path",
+            "{} is a PostgreSQL database: check and back it up with PostgreSQL's own tools \
+             (amcheck, pg_dump); `check` and `backup` are for SQLite files",
             postgres::shown(url)
         );
     }
     if let Some(Command::Status { json }) = &cli.command {
-        let report = auction_server::status::read(&cli.db)?;
+        let db = cli.db.to_string_lossy().into_owned();
+        let report =
+            tokio::task::spawn_blocking(move || auction_server::status::read_any(&db)).await??;
         if *json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -289,24 +322,44 @@ async fn run(cli: Cli) -> Result<()> {
     let udp = UdpSocket::bind(cli.udp)
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
-    let options = SqliteOptions {
-        group_commit: !cli.no_group_commit,
+    let group_commit = !cli.no_group_commit;
+    let (storage, snapshot): (Arc<dyn Storage>, _) = match &postgres_url {
+        Some(url) => {
+            if cli.lease <= cli.heartbeat {
+                bail!(
+                    "--lease ({:?}) must be longer than --heartbeat ({:?}), or the node's heartbeat lapses between renewals",
+                    cli.lease,
+                    cli.heartbeat
+                );
+            }
+            let options = PostgresOptions {
+                node: cli.node.clone().unwrap_or_else(host_name),
+                udp: udp.local_addr()?.to_string(),
+                heartbeat: cli.heartbeat,
+                lease: cli.lease,
+                group_commit,
+            };
+            let (storage, snapshot) = PostgresStorage::open(url, options, &udp).await?;
+            (Arc::new(storage), snapshot)
+        }
+        None => {
+            let (storage, snapshot) = SqliteStorage::open(&cli.db, SqliteOptions { group_commit })?;
+            (Arc::new(storage), snapshot)
+        }
     };
-    let (storage, snapshot) = SqliteStorage::open(&cli.db, options)?;
     let open_items = snapshot
         .items
         .iter()
         .filter(|i| i.closed_at.is_none())
         .count();
     tracing::info!(
-        db = %cli.db.display(),
+        db = %postgres_url.as_deref().map(postgres::shown).unwrap_or_else(|| cli.db.display().to_string()),
         accounts = snapshot.accounts.iter().filter(|a| !a.removed).count(),
         open_items,
         pending_notices = snapshot.notices.len(),
-        group_commit = options.group_commit,
+        group_commit,
         "database opened"
     );
-    let storage = Arc::new(storage);
     let server = Server::start(udp, tls, config, storage.clone(), snapshot, cli.advertise).await?;
     if let Some(addr) = cli.metrics {
         let listener = tokio::net::TcpListener::bind(addr)

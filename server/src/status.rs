@@ -3,14 +3,25 @@
 //! with their highest bids, and the connection log of each open item's channel.
 //!
 //! This file renders the report; the report and the SQL that fills it are in
-//! `store/sqlite/status.rs`. It runs in its own process: it shares no state with a server and
-//! waits for none.
+//! `store/sql/status.rs` (what each backend adds: `store/sqlite/status.rs`,
+//! `store/postgres/status.rs`). It runs in its own process: it shares no state with a server
+//! and waits for none.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-pub use crate::store::sqlite::status::{
-    read, AccountRow, ConnectionRow, ItemRow, Report, CONNECTIONS_PER_ITEM,
+pub use crate::store::sql::status::{
+    AccountRow, ConnectionRow, ItemRow, NodeRow, Report, CONNECTIONS_PER_ITEM,
 };
+pub use crate::store::sqlite::status::read;
+
+/// The report of the database `db`: a SQLite file, or a PostgreSQL URL. Blocks.
+pub fn read_any(db: &str) -> anyhow::Result<Report> {
+    if crate::store::postgres::is_url(db) {
+        crate::store::postgres::status::read(db)
+    } else {
+        read(std::path::Path::new(db))
+    }
+}
 
 fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -28,9 +39,38 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         s,
         "Read from the database {} at {} ({state}).\n",
-        report.db.display(),
+        report.db,
         time(report.read_at)
     );
+    if !report.nodes.is_empty() {
+        let _ = writeln!(s, "Nodes: {}", report.nodes.len());
+        let mut rows = vec![vec![
+            "NODE".to_owned(),
+            "UDP".into(),
+            "EPOCH".into(),
+            "STATE".into(),
+            "HEARTBEAT UNTIL".into(),
+            "OPEN ITEMS".into(),
+        ]];
+        for n in &report.nodes {
+            let state = match (n.alive, n.fenced, n.leader) {
+                (true, _, true) => "alive, leader",
+                (true, _, false) => "alive",
+                (false, true, _) => "dead, fenced",
+                (false, false, _) => "stopped",
+            };
+            rows.push(vec![
+                n.name.clone(),
+                n.udp.clone(),
+                n.epoch.to_string(),
+                state.into(),
+                time(n.expires_at),
+                n.items.to_string(),
+            ]);
+        }
+        table(&mut s, &rows);
+        s.push('\n');
+    }
     let _ = writeln!(s, "Accounts: {}", report.accounts.len());
     let mut rows = vec![vec![
         "NAME".to_owned(),
@@ -58,6 +98,7 @@ pub fn render(report: &Report) -> String {
         "HIGHEST".into(),
         "CLOSES".into(),
         "CONNECTED".into(),
+        "NODE".into(),
     ]];
     for i in &report.open_items {
         let cents = |c: u64| auction_protocol::Cents(c).to_string();
@@ -72,6 +113,7 @@ pub fn render(report: &Report) -> String {
             },
             time(i.ends_at),
             i.connected.to_string(),
+            i.owner.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     table(&mut s, &rows);

@@ -1,12 +1,19 @@
 //! The PostgreSQL store several nodes share, against a real PostgreSQL (a throwaway instance
-//! started by the test: `common/postgres.rs`). So far its schema (migrations applied once, also
-//! by nodes starting together; a newer database refused) and membership: epochs, fencing and the
-//! leader lease.
+//! started by the test: `common/postgres.rs`): its schema (migrations applied once, also by
+//! nodes starting together; a newer database refused), membership (epochs, fencing, the leader
+//! lease), and the server on it as a real process: bids acknowledged before a `kill -9` are all
+//! there after it, exactly once; a fenced node stops; `status` shows the nodes.
 
 mod common;
 
+use auction_client::{BidResult, Client};
+use auction_protocol::Cents;
 use auction_server::postgres::{self, nodes, schema};
 use common::postgres::Postgres;
+use common::process::{client, server_command, spawn, Proc};
+use common::within;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[tokio::test]
@@ -85,8 +92,7 @@ async fn a_database_of_a_newer_build_is_refused() {
 }
 
 #[tokio::test]
-async fn a_postgres_url_is_not_taken_for_a_file() {
-    // Until the storage is in place, the server says so instead of creating `postgres:/...`.
+async fn an_unreachable_database_is_named_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
         .args([
@@ -101,13 +107,177 @@ async fn a_postgres_url_is_not_taken_for_a_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is a PostgreSQL database"), "{err}");
-    assert!(!err.contains(":pw@"), "the password is not shown: {err}");
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "nothing created"
+    assert!(
+        err.contains("cannot connect to postgres://auction:***@127.0.0.1:1/auction"),
+        "{err}"
     );
+    assert!(!err.contains(":pw@"), "the password is not shown: {err}");
+    assert!(
+        !dir.path().join("postgres:").exists(),
+        "a URL is not taken for a folder"
+    );
+}
+
+/// `auction-server` on the database at `url` as node `node`, its files in `dir`.
+async fn node(dir: &Path, url: &str, node: &str, extra: &[&str]) -> Proc {
+    node_on(dir, url, node, "127.0.0.1", extra).await
+}
+
+/// [`node`] on the loopback address `ip`.
+async fn node_on(dir: &Path, url: &str, node: &str, ip: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "--node",
+        node,
+        "--recovery-grace",
+        "1s",
+        "--snipe-window",
+        "0s",
+    ];
+    args.extend_from_slice(extra);
+    let udp = format!("{ip}:0");
+    spawn(server_command(dir, Path::new(url), &udp, &args)).await
+}
+
+/// A bid a client saw accepted: (item, bidder, amount, bid id).
+type Seen = (u64, String, Cents, String);
+
+/// Bids on `item` as fast as answers come back until the connection breaks; every acceptance
+/// is written to `seen` before the next bid.
+async fn bid_until_cut_off(client: Arc<Client>, item: u64, seen: Arc<Mutex<Vec<Seen>>>) {
+    let name = client.name().unwrap();
+    let mut channel = client.open_item(item).await.unwrap();
+    let mut next = channel.next_min;
+    for n in 0u64.. {
+        let id = format!("{name}-{n}");
+        match channel.bid(next, Some(id.clone())).await {
+            Ok(BidResult::Accepted { amount, .. }) => {
+                seen.lock().unwrap().push((item, name.clone(), amount, id));
+                next = Cents(amount.0 + 1);
+            }
+            Ok(BidResult::Rejected { next_min, .. }) => next = next_min,
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bids_acknowledged_before_a_kill_9_are_in_postgres_exactly_once() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = node(dir, &pg.url, "n1", &[]).await;
+    let seller = client(dir, server.udp, "seller").await;
+    let lot = seller.offer("Lamp", Cents(100), Some(30)).await.unwrap();
+    let mut bidders = Vec::new();
+    for name in ["b1", "b2", "b3"] {
+        bidders.push(Arc::new(client(dir, server.udp, name).await));
+    }
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let streams: Vec<_> = bidders
+        .iter()
+        .map(|b| tokio::spawn(bid_until_cut_off(b.clone(), lot.item, seen.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill_9().await;
+    for s in streams {
+        within(40, "the bidders to notice the crash", s)
+            .await
+            .unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() > 20, "only {} bids acknowledged", seen.len());
+
+    let db = postgres::connect(&pg.url).await.unwrap();
+    for (item, bidder, amount, id) in &seen {
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM bids b JOIN accounts a ON a.id = b.bidder
+                 WHERE b.item = $1 AND a.name = $2 AND b.bid_id = $3 AND b.accepted
+                   AND b.amount_cents = $4",
+                &[&(*item as i64), bidder, id, &(amount.0 as i64)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "accepted bid {id} ({amount}) is missing or doubled");
+    }
+    let highest: i64 = db
+        .query_one(
+            "SELECT highest_cents FROM items WHERE id = $1",
+            &[&(lot.item as i64)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let seen_max = seen.iter().map(|s| s.2 .0 as i64).max().unwrap();
+    assert!(highest >= seen_max, "{highest} < {seen_max}");
+
+    // Started again (on another UDP port): the lead is there, and a bid id sent again gets
+    // its first answer.
+    let server = node(dir, &pg.url, "n1", &[]).await;
+    let again = |name: &str| {
+        let home = dir.join("homes").join(name);
+        let ca = dir.join("certs/ca.pem");
+        async move { Client::new(server.udp, &home, &ca).await.unwrap() }
+    };
+    let (_, bidder, amount, id) = seen.last().unwrap().clone();
+    let mut channel = again(&bidder).await.open_item(lot.item).await.unwrap();
+    match channel.bid(Cents(1), Some(id.clone())).await.unwrap() {
+        BidResult::Accepted { amount: a, .. } => assert_eq!(a, amount, "{id}"),
+        other => panic!("{id} sent again: {other:?}"),
+    }
+    let status = again("seller").await.status(lot.item).await.unwrap();
+    assert_eq!(status.highest, Some(Cents(highest as u64)));
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_node_stops_and_status_shows_the_nodes_and_owners() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = node(
+        dir,
+        &pg.url,
+        "n1",
+        &["--heartbeat", "200ms", "--lease", "1s"],
+    )
+    .await;
+    let seller = client(dir, server.udp, "seller").await;
+    let lot = seller.offer("Vase", Cents(100), Some(60)).await.unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
+        .args(["status", "--json", "--db", &pg.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["server_running"], true);
+    assert_eq!(report["nodes"][0]["name"], "n1");
+    assert_eq!(report["nodes"][0]["alive"], true);
+    assert_eq!(report["nodes"][0]["items"], 1);
+    assert_eq!(report["open_items"][0]["item"], lot.item);
+    assert_eq!(report["open_items"][0]["owner"], "n1");
+
+    // Another node fences it (as a survivor would after its heartbeat lapsed): it notices at
+    // its next heartbeat and stops, saying why.
+    let db = postgres::connect(&pg.url).await.unwrap();
+    db.execute(
+        "UPDATE nodes SET epoch = epoch + 1, fenced = TRUE WHERE name = 'n1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut server = server;
+    let status = within(10, "the fenced node to stop", server.child.wait())
+        .await
+        .unwrap();
+    assert!(!status.success());
+    assert!(server.log().contains("was fenced"), "{}", server.log());
 }
 
 /// A fresh database with the schema, and a connection to it.
@@ -164,9 +334,12 @@ async fn a_node_whose_heartbeat_lapsed_is_fenced_once_and_commits_nothing_more()
     assert!(err.contains("was fenced"), "{err}");
     nodes::check_epoch(&client, &b).await.unwrap();
     // Nor can it take the leader lease, which nobody holds.
-    assert!(!nodes::lead(&mut client, &a, Duration::from_secs(30))
-        .await
-        .unwrap());
+    assert!(
+        !nodes::lead(&mut client, &a, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .leading
+    );
     assert_eq!(nodes::leader(&client).await.unwrap(), None);
     // It can join again, with a new epoch.
     let again = nodes::join(&client, "a", "127.0.0.1:7400", Duration::from_secs(30))
@@ -213,19 +386,158 @@ async fn one_live_node_holds_the_leader_lease_until_it_lapses() {
     let a = nodes::join(&ca, "a", "127.0.0.1:7400", long).await.unwrap();
     let b = nodes::join(&cb, "b", "127.0.0.2:7400", long).await.unwrap();
     let short = Duration::from_millis(300);
-    assert!(nodes::lead(&mut ca, &a, short).await.unwrap());
-    assert!(!nodes::lead(&mut cb, &b, short).await.unwrap());
-    assert!(nodes::lead(&mut ca, &a, short).await.unwrap(), "renewed");
+    assert!(nodes::lead(&mut ca, &a, short).await.unwrap().leading);
+    assert!(!nodes::lead(&mut cb, &b, short).await.unwrap().leading);
+    assert!(
+        nodes::lead(&mut ca, &a, short).await.unwrap().leading,
+        "renewed"
+    );
     assert_eq!(
         nodes::leader(&cb).await.unwrap(),
         Some(("a".into(), "127.0.0.1:7400".into()))
     );
-    // A stops renewing: once the lease lapses, B takes it, and A cannot take it back.
+    // A stops renewing: once the lease lapses, B takes it and fences A (whose heartbeat had
+    // not lapsed), and A can neither take it back nor renew its heartbeat.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(nodes::lead(&mut cb, &b, long).await.unwrap());
-    assert!(!nodes::lead(&mut ca, &a, short).await.unwrap());
+    let took = nodes::lead(&mut cb, &b, long).await.unwrap();
+    assert_eq!((took.leading, took.fenced), (true, vec!["a".to_owned()]));
+    assert!(!nodes::lead(&mut ca, &a, short).await.unwrap().leading);
+    assert!(!nodes::renew(&ca, &a, long).await.unwrap(), "A is fenced");
     assert_eq!(
         nodes::leader(&ca).await.unwrap(),
         Some(("b".into(), "127.0.0.2:7400".into()))
     );
+}
+
+/// A client of the cluster whose nodes are `nodes`, its home in `dir/homes/NAME`.
+async fn cluster_client(dir: &Path, nodes: &[std::net::SocketAddr], name: &str) -> Client {
+    let identity =
+        auction_client::identity::Identity::load_or_create(&dir.join("homes").join(name)).unwrap();
+    Client::of_any(nodes.to_vec(), identity, &dir.join("certs/ca.pem"), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_killed_leader_and_bidding_goes_on() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // Two nodes on two addresses of this machine, with one certificate naming both.
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
+        .args([
+            "gen-certs",
+            "--san",
+            "127.0.0.1",
+            "--san",
+            "127.0.0.2",
+            "--out",
+        ])
+        .arg(dir.join("certs"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let quick = ["--heartbeat", "200ms", "--lease", "1s"];
+    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &quick).await;
+    assert!(
+        n1.log().contains("auction-server listening"),
+        "{}",
+        n1.log()
+    );
+    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &quick).await;
+    assert!(
+        n2.log().contains("auction-server standing by"),
+        "{}",
+        n2.log()
+    );
+
+    // A client that knows both nodes but asks the standby first is redirected to the leader.
+    let nodes = [n2.udp, n1.udp];
+    let seller = cluster_client(dir, &nodes, "seller").await;
+    seller.register("seller").await.unwrap();
+    assert_eq!(seller.udp.server(), n1.udp, "followed the redirect");
+    // A client that does not know the leader is not led anywhere by a redirect.
+    let mut stranger = cluster_client(dir, &[n2.udp], "stranger").await;
+    stranger.udp.retry = auction_client::udp::Retry {
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(200),
+        tries: 3,
+    };
+    let refused = stranger.status(1).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    let lot = seller.offer("Clock", Cents(100), Some(60)).await.unwrap();
+    let bidder = Arc::new(cluster_client(dir, &nodes, "bidder").await);
+    bidder.register("bidder").await.unwrap();
+    let mut session = auction_client::ItemSession::open(
+        bidder.clone(),
+        lot.item,
+        auction_client::Reconnect::default(),
+    )
+    .await
+    .unwrap();
+    let first = session
+        .bid(
+            auction_client::Offer::Amount(Cents(150)),
+            "b-1".into(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, BidResult::Accepted { .. }), "{first:?}");
+
+    // The leader dies. The session's next bid finds the item again on the new leader (its
+    // channel moved with it) and is accepted there; the first bid is still there.
+    n1.kill_9().await;
+    let killed = std::time::Instant::now();
+    let second = within(
+        30,
+        "the bid after the failover",
+        session.bid(
+            auction_client::Offer::Amount(Cents(200)),
+            "b-2".into(),
+            |_| {},
+        ),
+    )
+    .await
+    .unwrap();
+    let took = killed.elapsed();
+    assert!(matches!(second, BidResult::Accepted { .. }), "{second:?}");
+    eprintln!("failover: a bid sent when the leader was killed was accepted after {took:?}");
+    assert!(n2.log().contains("leading"), "{}", n2.log());
+    let view = bidder.status(lot.item).await.unwrap();
+    assert_eq!(view.highest, Some(Cents(200)));
+    assert_ne!(view.channel, Some(lot.channel.clone()), "the channel moved");
+    // Sent again, the first bid's id gets its first answer from the new leader.
+    let again = session
+        .bid(
+            auction_client::Offer::Amount(Cents(999)),
+            "b-1".into(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    match again {
+        BidResult::Accepted { amount, .. } => assert_eq!(amount, Cents(150)),
+        other => panic!("{other:?}"),
+    }
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
+        .args(["status", "--json", "--db", &pg.url])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = |name: &str| {
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(node("n1")["fenced"], true);
+    assert_eq!(node("n2")["leader"], true);
+    assert_eq!(report["open_items"][0]["owner"], "n2");
+    assert!(n2.terminate().await.success());
 }

@@ -49,12 +49,13 @@ pub async fn run(cli: Cli, out: Out) -> Result<Done> {
 
 /// A client of the server named on the command line, with the identity in its home.
 async fn connect(cli: &Cli) -> Result<Client> {
-    let server = auction_client::resolve(&cli.server).await?;
+    let servers = auction_client::resolve_all(&cli.server).await?;
     let home = cli
         .home
         .clone()
         .unwrap_or_else(auction_client::identity::default_home);
-    Client::new_from(server, &home, &cli.ca, cli.bind).await
+    let identity = auction_client::identity::Identity::load_or_create(&home)?;
+    Ok(Client::of_any(servers, identity, &cli.ca, cli.bind).await?)
 }
 
 /// Runs one short command. In the shell (`in_shell`), a bid keeps following its item in the

@@ -36,7 +36,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The server's UDP address (for a cluster, the first node given).
     pub server: SocketAddr,
+    /// For a cluster: every node's UDP address, `server` among them; bidders follow redirects
+    /// to the leader among these and move on when one stops answering. Empty: only `server`.
+    pub cluster: Vec<SocketAddr>,
     pub ca: PathBuf,
     pub bidders: usize,
     pub items: usize,

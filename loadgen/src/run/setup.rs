@@ -259,7 +259,12 @@ pub(super) async fn join_stalled(
 /// A client of the server with a fresh key, not yet registered.
 async fn new_client(opts: &Options) -> Result<Client, RunError> {
     let identity = Identity::ephemeral().map_err(RunError::Failed)?;
-    Client::with_identity(opts.server, identity, &opts.ca)
+    let servers = if opts.cluster.is_empty() {
+        vec![opts.server]
+    } else {
+        opts.cluster.clone()
+    };
+    Client::of_any(servers, identity, &opts.ca, None)
         .await
         .map_err(|e| RunError::Failed(e.into()))
 }

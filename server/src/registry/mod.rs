@@ -196,8 +196,11 @@ impl Registry {
         advertise: IpAddr,
         snapshot: Snapshot,
     ) -> Registry {
-        let mut master = [0u8; 32];
-        rand::fill(&mut master);
+        let master = snapshot.cookie_secret.unwrap_or_else(|| {
+            let mut master = [0u8; 32];
+            rand::fill(&mut master);
+            master
+        });
         let first_port = match ctx.config.item_ports {
             PortRange::Range(lo, _) => lo,
             PortRange::Ephemeral => 0,

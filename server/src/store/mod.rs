@@ -10,13 +10,16 @@
 //! path: they keep working and release held answers when `durable` moves.
 //!
 //! This file holds the trait and what every task uses with it ([`Outbox`], [`wait_durable`]);
-//! `record.rs` what goes in, `snapshot.rs` what comes back. The one backend is SQLite
-//! (`sqlite/`). A PostgreSQL backend, for several nodes sharing one database, is planned
-//! (ARCHITECTURE.md, "Storage"); it does not exist yet.
+//! `record.rs` what goes in, `snapshot.rs` what comes back, `queue.rs` the queue in front of a
+//! backend's writer thread. Two backends: SQLite (`sqlite/`, the default: one file) and
+//! PostgreSQL (`postgres/`, for several nodes sharing one database), running the same SQL
+//! (`sql/`).
 
 pub mod postgres;
+mod queue;
 mod record;
 mod snapshot;
+pub mod sql;
 pub mod sqlite;
 
 pub use record::{NoticeKind, NoticeRecord, Record, SETTLEMENT_NOTICES};

@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub unsettled: Vec<Sale>,
     /// The next settlement notice id.
     pub next_notice: u64,
+    /// The key cookies derive from, when the nodes of a cluster share one (so a client's
+    /// cookie holds on a new leader); `None`: a random one per run.
+    pub cookie_secret: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]

@@ -59,7 +59,8 @@ pub async fn spawn_server_on(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -
     spawn(server_command(dir, db, udp, extra)).await
 }
 
-/// Starts `command` (a [`server_command`], perhaps wrapped) and waits until the server listens.
+/// Starts `command` (a [`server_command`], perhaps wrapped) and waits until the server listens
+/// (or, a node of a cluster, stands by).
 pub async fn spawn(mut command: Command) -> Proc {
     let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -67,7 +68,12 @@ pub async fn spawn(mut command: Command) -> Proc {
     let addr = within(20, "the server to listen", async {
         while let Some(line) = lines.next_line().await.unwrap() {
             log.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.split("auction-server listening udp=").nth(1) {
+            // A standby node of a cluster answers on its UDP address too (with redirects).
+            let listening = line
+                .split("auction-server listening udp=")
+                .nth(1)
+                .or_else(|| line.split("auction-server standing by udp=").nth(1));
+            if let Some(rest) = listening {
                 let addr = rest.split_whitespace().next().unwrap();
                 return addr.parse::<SocketAddr>().unwrap();
             }

@@ -1,12 +1,22 @@
-//! PostgreSQL, the store several nodes share (issue "Several nodes"; `../shared/ARCHITECTURE.md`,
-//! "Several nodes"). So far: telling a PostgreSQL URL from a SQLite path, connecting, the
-//! schema with its migrations (`schema.rs`), safe when several nodes start at once, and
-//! membership, fencing epochs and the leader lease (`nodes.rs`). The `Storage` implementation
-//! (one writer connection per node doing group commit, every batch fenced by the node's epoch)
-//! comes next.
+//! PostgreSQL, the store several nodes share (`../shared/ARCHITECTURE.md`, "Several nodes").
+//!
+//! By file: `schema.rs` creates and migrates the schema, safe when several nodes start at once;
+//! `nodes.rs` keeps membership, fencing epochs and the leader lease; `storage.rs` is the
+//! [`Storage`](crate::store::Storage) (one writer connection per node doing group commit,
+//! every batch fenced by the node's epoch); `sql.rs` runs the SQL both backends share
+//! (`store/sql/`) on tokio-postgres; `status.rs` reads `auction-server status`.
 
 pub mod nodes;
 pub mod schema;
+mod sql;
+pub mod status;
+mod storage;
+/// The integration tests' throwaway PostgreSQL, for the unit tests too.
+#[cfg(test)]
+#[path = "../../../tests/common/postgres.rs"]
+pub(crate) mod throwaway;
+
+pub use storage::{PostgresOptions, PostgresStorage};
 
 use anyhow::{Context, Result};
 

@@ -9,7 +9,8 @@
 //!   they still try to commit can pass [`check_epoch`], which every write batch runs in its own
 //!   transaction (`FOR SHARE`: a fence waits for a batch in flight, and a batch after the fence
 //!   fails).
-//! - One live node at a time holds the **leader lease**; it lapses unless renewed.
+//! - One live node at a time holds the **leader lease**, renewed with its heartbeat; whoever
+//!   takes it fences the lapsed nodes first, in the same transaction.
 
 use anyhow::{bail, Result};
 use std::time::Duration;
@@ -49,12 +50,15 @@ pub async fn join(client: &Client, name: &str, udp: &str, lease: Duration) -> Re
     })
 }
 
-/// Renews `node`'s heartbeat for `lease` (and its leader lease, if it holds one, no further
-/// than that). False when it was fenced: it must stop serving at once.
+/// Renews `node`'s heartbeat for `lease`, and its leader lease with it if it holds one. False
+/// when it was fenced: it must stop serving at once.
 pub async fn renew(client: &Client, node: &Membership, lease: Duration) -> Result<bool> {
     let n = client
         .execute(
-            "UPDATE nodes SET expires_at = now() + $3 * interval '1 millisecond'
+            "UPDATE nodes SET expires_at = now() + $3 * interval '1 millisecond',
+                              leader_until = CASE WHEN leader_until IS NOT NULL
+                                                  THEN now() + $3 * interval '1 millisecond'
+                                             END
              WHERE name = $1 AND epoch = $2 AND NOT fenced",
             &[&node.name, &node.epoch, &millis(lease)],
         )
@@ -62,9 +66,22 @@ pub async fn renew(client: &Client, node: &Membership, lease: Duration) -> Resul
     Ok(n == 1)
 }
 
+/// `node` stopped cleanly: its heartbeat ends now and it gives up the leader lease, so the
+/// others take its place without waiting for the lease to lapse.
+pub async fn leave(client: &Client, node: &Membership) -> Result<()> {
+    client
+        .execute(
+            "UPDATE nodes SET expires_at = now(), leader_until = NULL
+             WHERE name = $1 AND epoch = $2",
+            &[&node.name, &node.epoch],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Fences every node but `except` whose heartbeat lapsed: bumps its epoch and drops any leader
 /// lease it held. The names of those fenced now (each node is fenced once per lapse).
-pub async fn fence_lapsed(client: &Client, except: &str) -> Result<Vec<String>> {
+pub async fn fence_lapsed(client: &impl GenericClient, except: &str) -> Result<Vec<String>> {
     let rows = client
         .query(
             "UPDATE nodes SET epoch = epoch + 1, fenced = TRUE, leader_until = NULL
@@ -95,12 +112,24 @@ pub async fn check_epoch(tx: &impl GenericClient, node: &Membership) -> Result<(
     Ok(())
 }
 
-/// Takes the leader lease for `lease`, or renews it, unless another live node holds it.
-/// Whether `node` is the leader now.
-pub async fn lead(client: &mut Client, node: &Membership, lease: Duration) -> Result<bool> {
+/// What [`lead`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lead {
+    /// `node` holds the leader lease now.
+    pub leading: bool,
+    /// Nodes whose heartbeat had lapsed, fenced on the way.
+    pub fenced: Vec<String>,
+}
+
+/// Takes the leader lease for `lease`, or renews it, unless another live node holds it. In the
+/// same transaction, under a lock every taker holds, it first fences every other node whose
+/// heartbeat lapsed: a leader whose lease lapsed is fenced before anyone else leads, so it can
+/// commit nothing more by the time another node starts serving.
+pub async fn lead(client: &mut Client, node: &Membership, lease: Duration) -> Result<Lead> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEADER_LOCK])
         .await?;
+    let fenced = fence_lapsed(&tx, &node.name).await?;
     let other = tx
         .query_opt(
             "SELECT name FROM nodes
@@ -110,7 +139,10 @@ pub async fn lead(client: &mut Client, node: &Membership, lease: Duration) -> Re
         .await?;
     if other.is_some() {
         tx.commit().await?;
-        return Ok(false);
+        return Ok(Lead {
+            leading: false,
+            fenced,
+        });
     }
     let n = tx
         .execute(
@@ -119,8 +151,25 @@ pub async fn lead(client: &mut Client, node: &Membership, lease: Duration) -> Re
             &[&node.name, &node.epoch, &millis(lease)],
         )
         .await?;
+    let mut fenced = fenced;
+    if n == 1 {
+        // A former leader whose lease lapsed while its heartbeat did not (a lease shorter
+        // than the heartbeat's) is fenced too: nothing it still believes may commit.
+        let former = tx
+            .query(
+                "UPDATE nodes SET epoch = epoch + 1, fenced = TRUE, leader_until = NULL
+                 WHERE leader_until IS NOT NULL AND NOT fenced AND name <> $1
+                 RETURNING name",
+                &[&node.name],
+            )
+            .await?;
+        fenced.extend(former.iter().map(|r| r.get::<_, String>(0)));
+    }
     tx.commit().await?;
-    Ok(n == 1)
+    Ok(Lead {
+        leading: n == 1,
+        fenced,
+    })
 }
 
 /// The node holding the leader lease now, and its UDP address (where the others redirect

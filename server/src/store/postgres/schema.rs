@@ -126,6 +126,14 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at      BIGINT NOT NULL
     );
     "#,
+    // 2: what the nodes share beyond the data: the key cookies derive from (made by the first
+    // node to lead), so a client's cookie holds on whichever node leads.
+    r#"
+    CREATE TABLE cluster (
+        one            BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+        cookie_secret  BYTEA   NOT NULL CHECK (length(cookie_secret) = 32)
+    );
+    "#,
 ];
 
 /// The schema version of the database `client` is connected to: migrations applied so far (0

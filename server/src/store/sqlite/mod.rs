@@ -7,17 +7,17 @@
 //! auction database, is damaged, or comes from a newer version is refused and left as it was.
 //! A lock file next to the database keeps a second server off it.
 //!
-//! By file: `schema.rs` checks and migrates the file and holds the lock; `load.rs` reads the
-//! snapshot at start; `writer.rs` is the queue and the writer thread; `write.rs` turns each
-//! record into SQL; `status.rs` reads for `auction-server status`, from another process.
+//! By file: `schema.rs` checks and migrates the file and holds the lock; `writer.rs` is the
+//! writer thread (its queue is `store/queue.rs`); `sql.rs` runs the SQL both backends share
+//! (`store/sql/`: how each record is written and the snapshot read back) on SQLite;
+//! `status.rs` reads for `auction-server status`, from another process.
 
 pub mod care;
 mod disk;
-mod load;
 mod schema;
+mod sql;
 pub(crate) mod status;
 mod wal;
-mod write;
 mod writer;
 
 pub use status::query_one;
@@ -34,10 +34,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::rules::settlement::Party;
+use crate::store::queue::Shared;
+use crate::store::sql::load::load;
 use crate::store::{CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage};
-use load::load;
 use schema::{lock_file, migrate, open_checked};
-use writer::Shared;
 
 /// How the writer commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,8 @@ impl SqliteStorage {
             [crate::clock::unix_ms()],
         )
         .with_context(|| format!("cannot update {}", path.display()))?;
-        let snapshot = load(&conn).with_context(|| format!("cannot read {}", path.display()))?;
+        let snapshot = load(&mut sql::SqliteQuery::new(&conn))
+            .with_context(|| format!("cannot read {}", path.display()))?;
         // Started: a clean stop may fold the log into the file again (see `open_checked`).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
         let shared = Arc::new(Shared::new());
@@ -131,23 +132,7 @@ impl Storage for SqliteStorage {
 
     fn best_bids(&self, item: u64) -> Result<Vec<(Party, Cents)>> {
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let mut stmt = conn.prepare(
-            "SELECT b.bidder, a.name, max(b.amount_cents) AS best, min(b.id) AS first
-             FROM bids b JOIN accounts a ON a.id = b.bidder
-             WHERE b.item = ?1 AND b.accepted = 1
-             GROUP BY b.bidder
-             ORDER BY best DESC, first ASC",
-        )?;
-        let rows = stmt.query_map([item], |r| {
-            Ok((
-                Party {
-                    id: r.get("bidder")?,
-                    name: r.get("name")?,
-                },
-                Cents(r.get("best")?),
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::store::sql::best_bids(&mut sql::SqliteQuery::new(&conn), item)
     }
 
     fn stats(&self) -> CommitStats {

@@ -1,19 +1,18 @@
 //! Reading the database back at start: everything the server needs to carry on, as a
-//! [`Snapshot`]. Runs once, in `open`, on the connection the writer thread is about to own,
-//! before any task exists; nothing waits for it but the start.
+//! [`Snapshot`]. Runs once, when a backend opens, before any task exists; nothing waits for it
+//! but the start. The same queries serve SQLite and PostgreSQL (see `sql/mod.rs`).
 //!
 //! Columns are read by name, with an `AS` wherever two would share one (two accounts' names)
-//! or a value is computed, so reordering a SELECT cannot move a value into another field. The
-//! statements that read a row per account, item, bid or reply find their columns' positions
-//! by name once ([`columns`]) rather than at every value: a restart reads tens of thousands of
-//! rows, and a name lookup per value was a quarter of its start-up.
+//! or a value is computed, so reordering a SELECT cannot move a value into another field; each
+//! query finds its columns' positions once ([`Cols`]), since a restart reads tens of thousands
+//! of rows and a name lookup per value was a quarter of its start-up.
 
 use anyhow::{Context, Result};
 use auction_protocol::settle::Shipping;
 use auction_protocol::{Cents, PublicKey, Reason};
-use rusqlite::{Connection, Statement};
 use std::collections::HashMap;
 
+use super::{collect, params, Cols, Query, Row, RowExt};
 use crate::accounts::AccountId;
 use crate::rules::auction::Outcome;
 use crate::rules::settlement::{Party, Sale, Settlement};
@@ -22,60 +21,68 @@ use crate::store::{
 };
 
 /// Removed accounts whose replay windows are loaded at start (as the registry keeps in memory).
-const REMOVED_ACCOUNTS_LOADED: usize = 1024;
+const REMOVED_ACCOUNTS_LOADED: u64 = 1024;
 
 /// Everything committed that the server needs to resume.
-pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
-    let mut replies = load_replies(conn)?;
+pub fn load(q: &mut dyn Query) -> Result<Snapshot> {
+    let mut replies = load_replies(q)?;
     let mut accounts = Vec::new();
-    let mut stmt = conn.prepare(
+    let mut cols = Cols::new([
+        "id",
+        "name",
+        "public_key",
+        "notify_addr",
+        "removed",
+        "replay_floor",
+    ]);
+    q.rows(
         "SELECT id, name, public_key, notify_addr, removed_at IS NOT NULL AS removed,
                 replay_floor
          FROM accounts
          WHERE removed_at IS NULL
             OR id IN (SELECT id FROM accounts WHERE removed_at IS NOT NULL
-                      ORDER BY removed_at DESC, id DESC LIMIT ?1)
+                      ORDER BY removed_at DESC, id DESC LIMIT $1)
          ORDER BY id",
+        params![REMOVED_ACCOUNTS_LOADED],
+        &mut |r| {
+            let [id, name, public_key, notify_addr, removed, replay_floor] = cols.of(r)?;
+            let id = r.u64(id)?;
+            let key = PublicKey::from_hex(&r.string(public_key)?)
+                .with_context(|| format!("account {id} has an unreadable public key"))?;
+            accounts.push(StoredAccount {
+                id,
+                name: r.string(name)?,
+                key,
+                notify: r.text(notify_addr)?.and_then(|a| a.parse().ok()),
+                removed: r.boolean(removed)?,
+                replay_floor: r.u64(replay_floor)?,
+                replies: replies.remove(&id).unwrap_or_default(),
+            });
+            Ok(())
+        },
     )?;
-    let [id, name, public_key, notify_addr, removed, replay_floor] = columns(
-        &stmt,
-        [
-            "id",
-            "name",
-            "public_key",
-            "notify_addr",
-            "removed",
-            "replay_floor",
-        ],
-    )?;
-    let rows = stmt.query_map([REMOVED_ACCOUNTS_LOADED], |r| {
-        Ok((
-            r.get::<_, u64>(id)?,
-            r.get::<_, String>(name)?,
-            r.get::<_, String>(public_key)?,
-            r.get::<_, Option<String>>(notify_addr)?,
-            r.get::<_, bool>(removed)?,
-            r.get::<_, u64>(replay_floor)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, name, key, notify, removed, replay_floor) = row?;
-        let key = PublicKey::from_hex(&key)
-            .with_context(|| format!("account {id} has an unreadable public key"))?;
-        accounts.push(StoredAccount {
-            id,
-            name,
-            key,
-            notify: notify.and_then(|a| a.parse().ok()),
-            removed,
-            replay_floor,
-            replies: replies.remove(&id).unwrap_or_default(),
-        });
-    }
 
-    let mut bid_ids = load_bid_ids(conn)?;
-    let mut items = Vec::new();
-    let mut stmt = conn.prepare(
+    let mut bid_ids = load_bid_ids(q)?;
+    let mut cols = Cols::new([
+        "id",
+        "seller",
+        "seller_name",
+        "description",
+        "min_cents",
+        "ends_at",
+        "port",
+        "highest_bidder",
+        "highest_bidder_name",
+        "highest_cents",
+        "lead_max_cents",
+        "closed_at",
+        "catalog_id",
+        "negotiate_at",
+        "negotiation",
+        "planned_ends_at",
+    ]);
+    let items = collect(
+        q,
         "SELECT i.id, i.seller, s.name AS seller_name, i.description, i.min_cents, i.ends_at,
                 i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
                 i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
@@ -84,96 +91,79 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
          ORDER BY i.id",
-    )?;
-    let [id, seller, seller_name, description, min_cents, ends_at, port] = columns(
-        &stmt,
-        [
-            "id",
-            "seller",
-            "seller_name",
-            "description",
-            "min_cents",
-            "ends_at",
-            "port",
-        ],
-    )?;
-    let [highest_bidder, highest_bidder_name, highest_cents, lead_max_cents] = columns(
-        &stmt,
-        [
-            "highest_bidder",
-            "highest_bidder_name",
-            "highest_cents",
-            "lead_max_cents",
-        ],
-    )?;
-    let [closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at] = columns(
-        &stmt,
-        [
-            "closed_at",
-            "catalog_id",
-            "negotiate_at",
-            "negotiation",
-            "planned_ends_at",
-        ],
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let lead = match (
-            r.get::<_, Option<u64>>(highest_bidder)?,
-            r.get::<_, Option<String>>(highest_bidder_name)?,
-            r.get::<_, Option<u64>>(highest_cents)?,
-        ) {
-            (Some(bidder), Some(name), Some(amount)) => Some((
-                bidder,
-                name,
-                Cents(amount),
-                r.get::<_, Option<u64>>(lead_max_cents)?.map(Cents),
-            )),
-            _ => None,
-        };
-        Ok(StoredItem {
-            id: r.get(id)?,
-            seller: r.get(seller)?,
-            seller_name: r.get(seller_name)?,
-            description: r.get(description)?,
-            min: Cents(r.get(min_cents)?),
-            ends_at: r.get(ends_at)?,
-            planned_ends_at: r.get(planned_ends_at)?,
-            port: r.get(port)?,
-            lead,
-            closed_at: r.get(closed_at)?,
-            bid_ids: Vec::new(),
-            catalog_id: r.get(catalog_id)?,
-            negotiation: match r.get::<_, Option<String>>(negotiation)?.as_deref() {
-                None => {
-                    Negotiation::Due(r.get::<_, Option<u64>>(negotiate_at)?.unwrap_or(u64::MAX))
-                }
-                Some("asked") => Negotiation::Asked,
-                Some(_) => Negotiation::Done,
-            },
-        })
-    })?;
-    for row in rows {
-        let mut item = row?;
-        item.bid_ids = bid_ids.remove(&item.id).unwrap_or_default();
-        items.push(item);
-    }
-
-    let notices = conn
-        .prepare("SELECT id, account, datagram FROM notices WHERE acked_at IS NULL ORDER BY id")?
-        .query_map([], |r| {
-            Ok(StoredNotice {
-                id: r.get("id")?,
-                account: r.get("account")?,
-                datagram: r.get("datagram")?,
+        params![],
+        |r| {
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at] =
+                cols.of(r)?;
+            let lead = match (
+                r.opt_u64(highest_bidder)?,
+                r.text(highest_bidder_name)?,
+                r.opt_u64(highest_cents)?,
+            ) {
+                (Some(bidder), Some(name), Some(amount)) => Some((
+                    bidder,
+                    name,
+                    Cents(amount),
+                    r.opt_u64(lead_max_cents)?.map(Cents),
+                )),
+                _ => None,
+            };
+            let id = r.u64(id)?;
+            Ok(StoredItem {
+                id,
+                seller: r.u64(seller)?,
+                seller_name: r.string(seller_name)?,
+                description: r.string(description)?,
+                min: Cents(r.u64(min_cents)?),
+                ends_at: r.u64(ends_at)?,
+                planned_ends_at: r.u64(planned_ends_at)?,
+                port: r.u16(port)?,
+                lead,
+                closed_at: r.opt_u64(closed_at)?,
+                bid_ids: bid_ids.remove(&id).unwrap_or_default(),
+                catalog_id: r.text(catalog_id)?,
+                negotiation: match r.text(negotiation)?.as_deref() {
+                    None => Negotiation::Due(r.opt_u64(negotiate_at)?.unwrap_or(u64::MAX)),
+                    Some("asked") => Negotiation::Asked,
+                    Some(_) => Negotiation::Done,
+                },
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let subscriptions = conn
-        .prepare("SELECT account, item FROM subscriptions ORDER BY account, item")?
-        .query_map([], |r| Ok((r.get("account")?, r.get("item")?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let (settlements, unsettled) = load_settlements(conn)?;
-    let next = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, u64>("next"));
+        },
+    )?;
+
+    let mut cols = Cols::new(["id", "account", "datagram"]);
+    let notices = collect(
+        q,
+        "SELECT id, account, datagram FROM notices WHERE acked_at IS NULL ORDER BY id",
+        params![],
+        |r| {
+            let [id, account, datagram] = cols.of(r)?;
+            Ok(StoredNotice {
+                id: r.u64(id)?,
+                account: r.u64(account)?,
+                datagram: r.blob(datagram)?,
+            })
+        },
+    )?;
+    let mut cols = Cols::new(["account", "item"]);
+    let subscriptions = collect(
+        q,
+        "SELECT account, item FROM subscriptions ORDER BY account, item",
+        params![],
+        |r| {
+            let [account, item] = cols.of(r)?;
+            Ok((r.u64(account)?, r.u64(item)?))
+        },
+    )?;
+    let (settlements, unsettled) = load_settlements(q)?;
+    let mut next = |sql: &'static str| -> Result<u64> {
+        let mut cols = Cols::new(["next"]);
+        let found = collect(q, sql, params![], |r| {
+            let [next] = cols.of(r)?;
+            r.u64(next)
+        })?;
+        found.first().copied().context("no row")
+    };
     Ok(Snapshot {
         accounts,
         items,
@@ -184,41 +174,48 @@ pub(super) fn load(conn: &Connection) -> Result<Snapshot> {
         subscriptions,
         settlements,
         unsettled,
-        next_notice: conn.query_row(
-            "SELECT max(coalesce(max(id) + 1, 0), ?1) AS next FROM notices WHERE id >= ?1",
-            [SETTLEMENT_NOTICES],
-            |r| r.get("next"),
-        )?,
+        next_notice: {
+            let mut cols = Cols::new(["next"]);
+            let found = collect(
+                q,
+                "SELECT coalesce(max(id) + 1, 0) AS next FROM notices WHERE id >= $1",
+                params![SETTLEMENT_NOTICES],
+                |r| {
+                    let [next] = cols.of(r)?;
+                    r.u64(next)
+                },
+            )?;
+            found
+                .first()
+                .copied()
+                .context("no row")?
+                .max(SETTLEMENT_NOTICES)
+        },
+        cookie_secret: None,
     })
 }
 
-/// The positions of the columns `names` in the rows of `stmt` (an error names a missing one).
-fn columns<const N: usize>(stmt: &Statement<'_>, names: [&str; N]) -> Result<[usize; N]> {
-    let mut found = [0; N];
-    for (slot, name) in found.iter_mut().zip(names) {
-        *slot = stmt
-            .column_index(name)
-            .with_context(|| format!("the query has no column {name:?}"))?;
-    }
-    Ok(found)
-}
-
 /// Every account's replay window, by ascending request number.
-fn load_replies(conn: &Connection) -> Result<HashMap<AccountId, Vec<StoredReply>>> {
+fn load_replies(q: &mut dyn Query) -> Result<HashMap<AccountId, Vec<StoredReply>>> {
     let mut replies: HashMap<AccountId, Vec<StoredReply>> = HashMap::new();
-    let mut stmt =
-        conn.prepare("SELECT account, req, digest, answer FROM replies ORDER BY account, req")?;
-    let [account, req, digest, answer] = columns(&stmt, ["account", "req", "digest", "answer"])?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, AccountId>(account)?,
-            (r.get(req)?, r.get(digest)?, r.get(answer)?),
-        ))
-    })?;
-    for row in rows {
-        let (account, reply) = row?;
-        replies.entry(account).or_default().push(reply);
-    }
+    let mut cols = Cols::new(["account", "req", "digest", "answer"]);
+    q.rows(
+        "SELECT account, req, digest, answer FROM replies ORDER BY account, req",
+        params![],
+        &mut |r| {
+            let [account, req, digest, answer] = cols.of(r)?;
+            let digest: [u8; 32] = r
+                .blob(digest)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a reply's digest is not 32 bytes"))?;
+            replies.entry(r.u64(account)?).or_default().push((
+                r.u64(req)?,
+                digest,
+                r.blob(answer)?,
+            ));
+            Ok(())
+        },
+    )?;
     Ok(replies)
 }
 
@@ -226,53 +223,85 @@ fn load_replies(conn: &Connection) -> Result<HashMap<AccountId, Vec<StoredReply>
 type BidIds = HashMap<u64, Vec<(AccountId, String, Outcome)>>;
 
 /// The first answer to every bid id on each open item, in the order they were given.
-fn load_bid_ids(conn: &Connection) -> Result<BidIds> {
+fn load_bid_ids(q: &mut dyn Query) -> Result<BidIds> {
     let mut bid_ids = BidIds::new();
-    let mut stmt = conn.prepare(
-        "SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b.leading,
-                b.max_cents, b.reason, b.message
-         FROM bids b JOIN items i ON i.id = b.item
-         WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
-         ORDER BY b.id",
+    let mut cols = Cols::new([
+        "item",
+        "bidder",
+        "bid_id",
+        "accepted",
+        "amount_cents",
+        "ends_at",
+        "leading",
+        "max_cents",
+        "reason",
+        "message",
+    ]);
+    q.rows(
+        r#"SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b."leading",
+                  b.max_cents, b.reason, b.message
+           FROM bids b JOIN items i ON i.id = b.item
+           WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
+           ORDER BY b.id"#,
+        params![],
+        &mut |r| {
+            let [item, bidder, bid_id, accepted, amount_cents, ends_at, leading, max_cents, reason, message] =
+                cols.of(r)?;
+            let outcome = if r.boolean(accepted)? {
+                Outcome::Accepted {
+                    amount: Cents(r.u64(amount_cents)?),
+                    ends_at: r.opt_u64(ends_at)?.unwrap_or(0),
+                    leading: r.bool(leading)?.unwrap_or(true),
+                    max: r.opt_u64(max_cents)?.map(Cents),
+                }
+            } else {
+                Outcome::Rejected {
+                    reason: r
+                        .text(reason)?
+                        .map(|c| reason_from_code(&c))
+                        .unwrap_or(Reason::Other),
+                    message: r.text(message)?.unwrap_or_default(),
+                }
+            };
+            bid_ids
+                .entry(r.u64(item)?)
+                .or_default()
+                .push((r.u64(bidder)?, r.string(bid_id)?, outcome));
+            Ok(())
+        },
     )?;
-    let [item, bidder, bid_id, accepted, amount_cents] = columns(
-        &stmt,
-        ["item", "bidder", "bid_id", "accepted", "amount_cents"],
-    )?;
-    let [ends_at, leading, max_cents, reason, message] = columns(
-        &stmt,
-        ["ends_at", "leading", "max_cents", "reason", "message"],
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let outcome = if r.get::<_, bool>(accepted)? {
-            Outcome::Accepted {
-                amount: Cents(r.get(amount_cents)?),
-                ends_at: r.get::<_, Option<u64>>(ends_at)?.unwrap_or(0),
-                leading: r.get::<_, Option<bool>>(leading)?.unwrap_or(true),
-                max: r.get::<_, Option<u64>>(max_cents)?.map(Cents),
-            }
-        } else {
-            let code: Option<String> = r.get(reason)?;
-            Outcome::Rejected {
-                reason: code.map(|c| reason_from_code(&c)).unwrap_or(Reason::Other),
-                message: r.get::<_, Option<String>>(message)?.unwrap_or_default(),
-            }
-        };
-        Ok((
-            r.get::<_, u64>(item)?,
-            (r.get(bidder)?, r.get(bid_id)?, outcome),
-        ))
-    })?;
-    for row in rows {
-        let (item, bid) = row?;
-        bid_ids.entry(item).or_default().push(bid);
-    }
     Ok(bid_ids)
 }
 
+/// A party from an id and a name that are both there or both missing.
+fn party(r: &dyn Row, id: usize, name: usize) -> Result<Option<Party>> {
+    Ok(match (r.opt_u64(id)?, r.text(name)?) {
+        (Some(id), Some(name)) => Some(Party { id, name }),
+        _ => None,
+    })
+}
+
 /// Every stored settlement, and the sold items that have none yet.
-fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<Sale>)> {
-    let mut stmt = conn.prepare(
+fn load_settlements(q: &mut dyn Query) -> Result<(Vec<Settlement>, Vec<Sale>)> {
+    let mut cols = Cols::new([
+        "item",
+        "description",
+        "seller",
+        "seller_name",
+        "buyer",
+        "buyer_name",
+        "amount_cents",
+        "deadline",
+        "ship_name",
+        "ship_address",
+        "seller_contact",
+        "offer_to",
+        "offer_to_name",
+        "offer_cents",
+        "passed",
+    ]);
+    let settlements = collect(
+        q,
         "SELECT s.item, i.description, i.seller, sa.name AS seller_name,
                 s.buyer, b.name AS buyer_name, s.amount_cents, s.deadline,
                 s.ship_name, s.ship_address, s.seller_contact,
@@ -283,36 +312,44 @@ fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<Sale>)> {
          LEFT JOIN accounts b ON b.id = s.buyer
          LEFT JOIN accounts o ON o.id = s.offer_to
          ORDER BY s.item",
+        params![],
+        |r| {
+            let [item, description, seller, seller_name, buyer, buyer_name, amount_cents, deadline, ship_name, ship_address, seller_contact, offer_to, offer_to_name, offer_cents, passed] =
+                cols.of(r)?;
+            let shipping = match (r.text(ship_name)?, r.text(ship_address)?) {
+                (Some(name), Some(address)) => Some(Shipping { name, address }),
+                _ => None,
+            };
+            let offer = party(r, offer_to, offer_to_name)?.zip(r.opt_u64(offer_cents)?.map(Cents));
+            Ok(Settlement {
+                item: r.u64(item)?,
+                description: r.string(description)?,
+                seller: Party {
+                    id: r.u64(seller)?,
+                    name: r.string(seller_name)?,
+                },
+                buyer: party(r, buyer, buyer_name)?,
+                amount: Cents(r.u64(amount_cents)?),
+                deadline: r.opt_u64(deadline)?,
+                shipping,
+                contact: r.text(seller_contact)?,
+                offer,
+                passed: serde_json::from_str(&r.string(passed)?).unwrap_or_default(),
+            })
+        },
     )?;
-    let party = |id: Option<u64>, name: Option<String>| match (id, name) {
-        (Some(id), Some(name)) => Some(Party { id, name }),
-        _ => None,
-    };
-    let rows = stmt.query_map([], |r| {
-        let shipping = match (r.get("ship_name")?, r.get("ship_address")?) {
-            (Some(name), Some(address)) => Some(Shipping { name, address }),
-            _ => None,
-        };
-        let offer = party(r.get("offer_to")?, r.get("offer_to_name")?)
-            .zip(r.get::<_, Option<u64>>("offer_cents")?.map(Cents));
-        Ok(Settlement {
-            item: r.get("item")?,
-            description: r.get("description")?,
-            seller: Party {
-                id: r.get("seller")?,
-                name: r.get("seller_name")?,
-            },
-            buyer: party(r.get("buyer")?, r.get("buyer_name")?),
-            amount: Cents(r.get("amount_cents")?),
-            deadline: r.get("deadline")?,
-            shipping,
-            contact: r.get("seller_contact")?,
-            offer,
-            passed: serde_json::from_str(&r.get::<_, String>("passed")?).unwrap_or_default(),
-        })
-    })?;
-    let settlements = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare(
+    let mut cols = Cols::new([
+        "id",
+        "description",
+        "seller",
+        "seller_name",
+        "winner",
+        "winner_name",
+        "price_cents",
+        "closed_at",
+    ]);
+    let unsettled = collect(
+        q,
         "SELECT i.id, i.description, i.seller, sa.name AS seller_name,
                 i.winner, w.name AS winner_name, i.price_cents, i.closed_at
          FROM items i
@@ -321,24 +358,26 @@ fn load_settlements(conn: &Connection) -> Result<(Vec<Settlement>, Vec<Sale>)> {
          WHERE i.closed_at IS NOT NULL AND i.winner IS NOT NULL
            AND i.id NOT IN (SELECT item FROM settlements)
          ORDER BY i.id",
+        params![],
+        |r| {
+            let [id, description, seller, seller_name, winner, winner_name, price_cents, closed_at] =
+                cols.of(r)?;
+            Ok(Sale {
+                item: r.u64(id)?,
+                description: r.string(description)?,
+                seller: Party {
+                    id: r.u64(seller)?,
+                    name: r.string(seller_name)?,
+                },
+                buyer: Party {
+                    id: r.u64(winner)?,
+                    name: r.string(winner_name)?,
+                },
+                amount: Cents(r.u64(price_cents)?),
+                closed_at: r.u64(closed_at)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Sale {
-            item: r.get("id")?,
-            description: r.get("description")?,
-            seller: Party {
-                id: r.get("seller")?,
-                name: r.get("seller_name")?,
-            },
-            buyer: Party {
-                id: r.get("winner")?,
-                name: r.get("winner_name")?,
-            },
-            amount: Cents(r.get("price_cents")?),
-            closed_at: r.get("closed_at")?,
-        })
-    })?;
-    let unsettled = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((settlements, unsettled))
 }
 
@@ -351,12 +390,15 @@ fn reason_from_code(code: &str) -> Reason {
 mod tests {
     use crate::rules::auction::Outcome;
     use crate::rules::settlement::{Party, Settlement};
+    use crate::store::postgres::throwaway;
+    use crate::store::postgres::{PostgresOptions, PostgresStorage};
     use crate::store::sqlite::{SqliteOptions, SqliteStorage};
     use crate::store::{
-        Negotiation, NoticeKind, NoticeRecord, Record, Storage, SETTLEMENT_NOTICES,
+        Negotiation, NoticeKind, NoticeRecord, Record, Snapshot, Storage, SETTLEMENT_NOTICES,
     };
     use auction_protocol::settle::Shipping;
     use auction_protocol::{Cents, PublicKey};
+    use std::time::Duration;
 
     fn notice(id: u64, account: u64, item: u64, kind: &'static str) -> NoticeRecord {
         NoticeRecord {
@@ -407,12 +449,41 @@ mod tests {
         }
     }
 
-    /// Every field of the snapshot, each with a value no other field has, so that a column read
-    /// into the wrong field shows.
     #[test]
-    fn every_field_comes_back_from_its_own_column() {
+    fn every_field_comes_back_from_its_own_column_in_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
+        every_field_comes_back(&mut || {
+            let (storage, snapshot) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+            (Box::new(storage), snapshot)
+        });
+    }
+
+    #[test]
+    fn every_field_comes_back_from_its_own_column_in_postgres() {
+        let pg = throwaway::Postgres::start();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        every_field_comes_back(&mut || {
+            let options = PostgresOptions {
+                node: "n1".into(),
+                udp: "127.0.0.1:7400".into(),
+                heartbeat: Duration::from_secs(1),
+                lease: Duration::from_secs(3),
+                group_commit: true,
+            };
+            let (storage, snapshot) = rt
+                .block_on(async {
+                    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                    PostgresStorage::open(&pg.url, options, &udp).await
+                })
+                .unwrap();
+            (Box::new(storage), snapshot)
+        });
+    }
+
+    /// Every field of the snapshot, each with a value no other field has, so that a column read
+    /// into the wrong field shows; `open` opens the same database each time.
+    fn every_field_comes_back(open: &mut dyn FnMut() -> (Box<dyn Storage>, Snapshot)) {
         let settlement = Settlement {
             item: 4,
             description: "desk".into(),
@@ -429,7 +500,7 @@ mod tests {
             passed: vec![1, 3],
         };
         {
-            let (storage, _) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+            let (storage, _) = open();
             let account = |id: u64, name: &str, notify: Option<&str>| Record::AccountCreated {
                 id,
                 name: name.into(),
@@ -507,7 +578,7 @@ mod tests {
                 vec![(party(2, "bob"), Cents(150))]
             );
         }
-        let (_storage, snap) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+        let (_storage, snap) = open();
 
         let accounts: Vec<_> = snap
             .accounts

@@ -1,0 +1,352 @@
+//! The PostgreSQL [`Storage`]: the same contract as SQLite's (durable before said, group
+//! commit, exactly once), with one writer connection per node and every batch fenced by the
+//! node's epoch in its own transaction.
+//!
+//! Who owns what: the writer thread owns its connection and a single-threaded runtime that
+//! drives it; it loads the snapshot at start, then commits what tasks queue
+//! (`store/queue.rs`). A second connection, on the server's runtime, keeps the node's heartbeat
+//! and answers the rare reads beside the writer (`best_bids`). A node that learns it was fenced
+//! (its heartbeat finds another epoch) or cannot renew its heartbeat within its lease fails
+//! the storage, and the server stops: by then a survivor may own its items, and nothing it
+//! still tried to commit could pass the fence anyway.
+
+use anyhow::{bail, Context, Result};
+use auction_protocol::Cents;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{oneshot, watch};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::nodes::{self, Membership};
+use super::sql::{Blocker, PgBatch, PgQuery, Prepared};
+use super::{connect, schema, shown};
+use crate::cluster::standby;
+use crate::rules::settlement::Party;
+use crate::store::queue::{Batch, Shared};
+use crate::store::sql::write::{describe, write};
+use crate::store::sql::{self, params, Exec};
+use crate::store::{CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage};
+
+/// How a node takes part.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The node's name, unique among the nodes sharing the database.
+    pub node: String,
+    /// Where clients reach it (its `--udp` address), as other nodes would tell them.
+    pub udp: String,
+    /// How often it renews its heartbeat.
+    pub heartbeat: Duration,
+    /// How long a heartbeat holds: past it without renewal, the node is dead to the others
+    /// (and stops itself).
+    pub lease: Duration,
+    /// As [`crate::SqliteOptions::group_commit`].
+    pub group_commit: bool,
+}
+
+/// The storage of one node on a PostgreSQL database.
+pub struct PostgresStorage {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// For the heartbeat and reads beside the writer; lives on the server's runtime.
+    reader: Arc<Client>,
+    runtime: tokio::runtime::Handle,
+    membership: Membership,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl PostgresStorage {
+    /// Connects to `url`, brings its schema up to date and joins as `options.node` (with a
+    /// new epoch); then, while another node leads, stands by on `udp` (answering datagrams
+    /// with the leader's address: `cluster/standby.rs`) until it holds the leader lease itself;
+    /// then reads what the server needs to resume.
+    pub async fn open(
+        url: &str,
+        options: PostgresOptions,
+        udp: &UdpSocket,
+    ) -> Result<(PostgresStorage, Snapshot)> {
+        let mut client = connect(url).await?;
+        schema::migrate(&mut client)
+            .await
+            .with_context(|| format!("cannot update the schema of {}", shown(url)))?;
+        let membership = nodes::join(&client, &options.node, &options.udp, options.lease).await?;
+        tracing::info!(node = %membership.name, epoch = membership.epoch, "joined the cluster");
+        let shared = Arc::new(Shared::new());
+        let heartbeat = tokio::spawn(keep_heartbeat(
+            connect(url).await?,
+            membership.clone(),
+            options.heartbeat,
+            options.lease,
+            shared.clone(),
+        ));
+        let stop_heartbeat = AbortOnDrop(heartbeat.abort_handle());
+        let failed = shared.failed();
+        tokio::select! {
+            led = standby::until_leader(&mut client, &membership, udp, options.heartbeat, options.lease) => led?,
+            _ = failed.cancelled() => bail!(
+                "{}",
+                shared.failure().unwrap_or_else(|| "the node stopped".into())
+            ),
+        }
+        tracing::info!(node = %membership.name, "leading: this node runs the auction now");
+        // The connection log's open sessions belong to a server that stopped without closing
+        // them (this node's former life, or the leader it replaces): they ended by now.
+        client
+            .execute(
+                "UPDATE channel_sessions SET disconnected_at = $1 WHERE disconnected_at IS NULL",
+                &[&(crate::clock::unix_ms() as i64)],
+            )
+            .await?;
+        let cookie_secret = cookie_secret(&client).await?;
+
+        let (ready, loaded) = oneshot::channel();
+        let writer = {
+            let (url, shared, membership) = (url.to_owned(), shared.clone(), membership.clone());
+            std::thread::Builder::new()
+                .name("storage-writer".into())
+                .spawn(move || {
+                    writer_thread(&url, &shared, &membership, options.group_commit, ready)
+                })
+                .context("cannot start the storage writer thread")?
+        };
+        let mut snapshot = match loaded.await {
+            Ok(Ok(snapshot)) => snapshot,
+            Ok(Err(e)) => return Err(e.context(format!("cannot read {}", shown(url)))),
+            Err(_) => bail!("the storage writer stopped before reading {}", shown(url)),
+        };
+        snapshot.cookie_secret = Some(cookie_secret);
+        stop_heartbeat.disarm();
+        Ok((
+            PostgresStorage {
+                shared,
+                writer: Mutex::new(Some(writer)),
+                reader: Arc::new(client),
+                runtime: tokio::runtime::Handle::current(),
+                membership,
+                heartbeat,
+            },
+            snapshot,
+        ))
+    }
+
+    /// The node's name and the epoch it joined with.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+}
+
+/// Aborts a task when dropped (an `open` that fails or is cancelled stops its heartbeat).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl AbortOnDrop {
+    /// The task runs on.
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The key cookies derive from, shared by every node: made by the first node to lead.
+async fn cookie_secret(client: &Client) -> Result<[u8; 32]> {
+    let mut fresh = [0u8; 32];
+    rand::fill(&mut fresh);
+    client
+        .execute(
+            "INSERT INTO cluster (one, cookie_secret) VALUES (TRUE, $1) ON CONFLICT DO NOTHING",
+            &[&&fresh[..]],
+        )
+        .await?;
+    let stored: Vec<u8> = client
+        .query_one("SELECT cookie_secret FROM cluster", &[])
+        .await?
+        .get(0);
+    stored
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored cookie secret is not 32 bytes"))
+}
+
+/// The writer thread: connects, loads the snapshot (sent to `ready`), then commits batches
+/// until the queue closes.
+fn writer_thread(
+    url: &str,
+    shared: &Shared,
+    me: &Membership,
+    group_commit: bool,
+    ready: oneshot::Sender<Result<Snapshot>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let mut client = match rt.block_on(connect(url)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let snapshot = sql::load::load(&mut PgQuery {
+        rt: Blocker::Owner(&rt),
+        client: &client,
+    });
+    let loaded = snapshot.is_ok();
+    if ready.send(snapshot).is_err() || !loaded {
+        return;
+    }
+    let mut prepared = Prepared::default();
+    while let Some(batch) = shared.next_batch(group_commit) {
+        let started = Instant::now();
+        match rt.block_on(commit(&mut client, &mut prepared, me, &batch)) {
+            Ok(()) => shared.committed(&batch, started.elapsed()),
+            Err(e) => {
+                shared.fail(format!("{e:#}"));
+                return;
+            }
+        }
+    }
+    // Stopped cleanly, everything committed: the others need not wait for the lease to lapse
+    // to take the node's place.
+    if let Err(e) = rt.block_on(nodes::leave(&client, me)) {
+        tracing::warn!(error = %format!("{e:#}"), "could not record that the node left");
+    }
+}
+
+/// One transaction: the fence, then every record of the batch, then the commit.
+async fn commit(
+    client: &mut Client,
+    prepared: &mut Prepared,
+    me: &Membership,
+    batch: &Batch,
+) -> Result<()> {
+    let mut statements = PgBatch::default();
+    for (_, records) in batch {
+        for record in records {
+            write(&mut statements, record)
+                .with_context(|| format!("writing {}", describe(record)))?;
+            own(&mut statements, record, me)?;
+        }
+    }
+    let tx = client.transaction().await.context("BEGIN")?;
+    nodes::check_epoch(&tx, me).await?;
+    statements.run(&tx, prepared).await?;
+    tx.commit().await.context("COMMIT")?;
+    Ok(())
+}
+
+/// The node that offers or resumes an item runs it: it owns the item, under its epoch.
+fn own(statements: &mut PgBatch, record: &Record, me: &Membership) -> Result<()> {
+    if let Record::ItemOffered { item, .. } | Record::ItemResumed { item, .. } = record {
+        statements.exec(
+            "UPDATE items SET owner = $2, owner_epoch = $3 WHERE id = $1",
+            params![*item, me.name.as_str(), me.epoch as u64],
+        )?;
+    }
+    Ok(())
+}
+
+/// Renews the node's heartbeat every `every` until the server stops; fails the storage (which
+/// stops the server) when the node was fenced, or when no renewal succeeded for a whole lease.
+async fn keep_heartbeat(
+    client: Client,
+    me: Membership,
+    every: Duration,
+    lease: Duration,
+    shared: Arc<Shared>,
+) {
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        match nodes::renew(&client, &me, lease).await {
+            Ok(true) => last_renewed = Instant::now(),
+            Ok(false) => {
+                shared.fail(format!(
+                    "node {} was fenced (epoch {} is no longer current): another node took its \
+                     place, so it stops serving",
+                    me.name, me.epoch
+                ));
+                return;
+            }
+            Err(e) if last_renewed.elapsed() >= lease => {
+                shared.fail(format!(
+                    "node {} could not renew its heartbeat for {} ms ({e:#}): the others may \
+                     have taken its place, so it stops serving",
+                    me.name,
+                    lease.as_millis()
+                ));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not renew the heartbeat; trying again")
+            }
+        }
+    }
+}
+
+impl Storage for PostgresStorage {
+    fn append(&self, records: Vec<Record>) -> Lsn {
+        self.shared.append(records)
+    }
+
+    fn appended(&self) -> Lsn {
+        self.shared.appended()
+    }
+
+    fn durable(&self) -> watch::Receiver<Lsn> {
+        self.shared.durable()
+    }
+
+    fn failed(&self) -> CancellationToken {
+        self.shared.failed()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    fn observe_commits(&self, observer: CommitObserver) {
+        self.shared.observe(observer);
+    }
+
+    fn best_bids(&self, item: u64) -> Result<Vec<(Party, Cents)>> {
+        sql::best_bids(
+            &mut PgQuery {
+                rt: Blocker::Handle(&self.runtime),
+                client: &self.reader,
+            },
+            item,
+        )
+    }
+
+    fn stats(&self) -> CommitStats {
+        self.shared.stats()
+    }
+
+    fn close(&self) {
+        self.shared.close();
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(writer) = writer else {
+            return;
+        };
+        self.heartbeat.abort();
+        let _ = writer.join();
+    }
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
