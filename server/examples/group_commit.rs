@@ -1,6 +1,9 @@
 //! What group commit buys: durable bids per second with the storage writer committing
 //! everything waiting in one transaction, against one transaction (one fsync) per change.
 //!
+//! With `--postgres URL` it measures PostgreSQL with group commit too (one node; the database
+//! must be a throwaway one: it is emptied before each run), e.g. on `scripts/postgres.sh start`.
+//!
 //! Each run starts a server in this process on a fresh SQLite database on disk, registers
 //! bidders over UDP, opens their TLS channels and has every bidder bid in a closed loop (next
 //! bid after the answer to the last) for a fixed time. Only BID-ACCEPTED answers count, and the
@@ -14,7 +17,10 @@
 
 use auction_client::{BidResult, Client};
 use auction_protocol::Cents;
-use auction_server::{Config, Server, SqliteOptions, SqliteStorage, Storage, TlsIdentity};
+use auction_server::{
+    postgres, Config, PostgresOptions, PostgresStorage, Server, SqliteOptions, SqliteStorage,
+    Storage, TlsIdentity,
+};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +44,27 @@ struct Args {
     /// Where the databases go (must be a real disk for fsync to mean anything).
     #[arg(long, default_value = "target/group-commit-bench")]
     dir: PathBuf,
+    /// Also measure PostgreSQL with group commit on this database, emptied before each run.
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+/// Where a run stores.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    SqliteGroup,
+    SqliteSingle,
+    PostgresGroup,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::SqliteGroup => "SQLite, group commit",
+            Mode::SqliteSingle => "SQLite, one per change",
+            Mode::PostgresGroup => "PostgreSQL, group commit",
+        }
+    }
 }
 
 struct RunResult {
@@ -47,16 +74,41 @@ struct RunResult {
     appends: u64,
 }
 
-async fn run(args: &Args, group_commit: bool, dir: &Path) -> anyhow::Result<RunResult> {
+async fn run(args: &Args, mode: Mode, dir: &Path) -> anyhow::Result<RunResult> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let tls = TlsIdentity::dev(&dir.join("certs"))?;
-    let (storage, snapshot) =
-        SqliteStorage::open(&dir.join("auction.db"), SqliteOptions { group_commit })?;
-    let storage = Arc::new(storage);
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let (storage, snapshot): (Arc<dyn Storage>, _) = match (mode, &args.postgres) {
+        (Mode::PostgresGroup, Some(url)) => {
+            let client = postgres::connect(url).await?;
+            client
+                .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+                .await?;
+            let options = PostgresOptions {
+                node: "bench".into(),
+                udp: udp.local_addr()?.to_string(),
+                heartbeat: Duration::from_secs(1),
+                lease: Duration::from_secs(3),
+                group_commit: true,
+            };
+            let (storage, snapshot) = PostgresStorage::open(url, options, &udp).await?;
+            (Arc::new(storage), snapshot)
+        }
+        _ => {
+            let group_commit = mode == Mode::SqliteGroup;
+            let (storage, snapshot) =
+                SqliteStorage::open(&dir.join("auction.db"), SqliteOptions { group_commit })?;
+            (Arc::new(storage), snapshot)
+        }
+    };
     let config = Config {
         max_open_items: args.items,
+        // One host plays every bidder, flat out: the budgets meant for strangers would
+        // measure the rate limiter instead of the storage.
+        bid_rate: 1e9,
+        bid_burst: 1e9,
+        accounts_per_hour: 1_000_000,
         ..Config::default()
     };
     let server = Server::start(udp, tls, config, storage.clone(), snapshot, None).await?;
@@ -136,8 +188,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut grouped = Vec::new();
-    let mut single = Vec::new();
+    let mut modes = vec![Mode::SqliteGroup, Mode::SqliteSingle];
+    if args.postgres.is_some() {
+        modes.push(Mode::PostgresGroup);
+    }
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     println!(
         "{} bidders on {} items, closed loop, {} s per run, {} runs per mode, databases in {}",
         args.bidders,
@@ -147,41 +202,31 @@ async fn main() -> anyhow::Result<()> {
         args.dir.display()
     );
     println!(
-        "{:<16} {:>4} {:>11} {:>11} {:>9} {:>15}",
+        "{:<26} {:>4} {:>11} {:>11} {:>9} {:>15}",
         "mode", "run", "accepted/s", "answered/s", "commits", "changes/commit"
     );
     for r in 0..args.runs {
-        for group in [true, false] {
-            let mode = if group {
-                "group commit"
-            } else {
-                "one per change"
-            };
-            let res = run(
-                &args,
-                group,
-                &args.dir.join(if group { "group" } else { "single" }),
-            )
-            .await?;
+        for (m, &mode) in modes.iter().enumerate() {
+            let res = run(&args, mode, &args.dir.join(format!("mode{m}"))).await?;
             println!(
-                "{mode:<16} {:>4} {:>11.0} {:>11.0} {:>9} {:>15.1}",
+                "{:<26} {:>4} {:>11.0} {:>11.0} {:>9} {:>15.1}",
+                mode.name(),
                 r + 1,
                 res.bids_per_sec,
                 res.answered_per_sec,
                 res.commits,
                 res.appends as f64 / res.commits.max(1) as f64
             );
-            if group {
-                grouped.push(res.bids_per_sec);
-            } else {
-                single.push(res.bids_per_sec);
-            }
+            results[m].push(res.bids_per_sec);
         }
     }
-    let (g, s) = (median(grouped), median(single));
-    println!(
-        "median accepted (durable) bids/s: group commit {g:.0}, one commit per change {s:.0}, ratio {:.1}x",
-        g / s
-    );
+    let medians: Vec<f64> = results.into_iter().map(median).collect();
+    for (mode, m) in modes.iter().zip(&medians) {
+        println!(
+            "median accepted (durable) bids/s, {}: {m:.0} ({:.2}x SQLite group commit)",
+            mode.name(),
+            m / medians[0]
+        );
+    }
     Ok(())
 }

@@ -319,66 +319,125 @@ async fn run(cli: Cli) -> Result<()> {
             "budgets fit the open files limit"
         ),
     }
-    let udp = UdpSocket::bind(cli.udp)
+    // From here SIGINT and SIGTERM stop the server cleanly, also while a node stands by.
+    let stopping = auction_server::CancellationToken::new();
+    {
+        let stop = shutdown_signal()?;
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            stop.await;
+            stopping.cancel();
+        });
+    }
+    let mut udp = UdpSocket::bind(cli.udp)
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
+    let bound = udp.local_addr()?;
+    let mut tls = tls;
     let group_commit = !cli.no_group_commit;
-    let (storage, snapshot): (Arc<dyn Storage>, _) = match &postgres_url {
-        Some(url) => {
-            if cli.lease <= cli.heartbeat {
-                bail!(
-                    "--lease ({:?}) must be longer than --heartbeat ({:?}), or the node's heartbeat lapses between renewals",
-                    cli.lease,
-                    cli.heartbeat
-                );
-            }
-            let options = PostgresOptions {
-                node: cli.node.clone().unwrap_or_else(host_name),
-                udp: udp.local_addr()?.to_string(),
-                heartbeat: cli.heartbeat,
-                lease: cli.lease,
-                group_commit,
-            };
-            let (storage, snapshot) = PostgresStorage::open(url, options, &udp).await?;
-            (Arc::new(storage), snapshot)
-        }
-        None => {
-            let (storage, snapshot) = SqliteStorage::open(&cli.db, SqliteOptions { group_commit })?;
-            (Arc::new(storage), snapshot)
-        }
-    };
-    let open_items = snapshot
-        .items
-        .iter()
-        .filter(|i| i.closed_at.is_none())
-        .count();
-    tracing::info!(
-        db = %postgres_url.as_deref().map(postgres::shown).unwrap_or_else(|| cli.db.display().to_string()),
-        accounts = snapshot.accounts.iter().filter(|a| !a.removed).count(),
-        open_items,
-        pending_notices = snapshot.notices.len(),
-        group_commit,
-        "database opened"
-    );
-    let server = Server::start(udp, tls, config, storage.clone(), snapshot, cli.advertise).await?;
-    if let Some(addr) = cli.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind the metrics address {addr}"))?;
-        let addr = server.serve_metrics(listener)?;
-        tracing::info!("metrics at http://{addr}/metrics");
+    if postgres_url.is_some() && cli.lease <= cli.heartbeat {
+        bail!(
+            "--lease ({:?}) must be longer than --heartbeat ({:?}), or the node's heartbeat lapses between renewals",
+            cli.lease,
+            cli.heartbeat
+        );
     }
-    let stop = shutdown_signal()?;
-    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
-    server.run_until(stop).await?;
-    let stats = storage.stats();
-    tracing::info!(
-        commits = stats.commits,
-        appends = stats.appends,
-        records = stats.records,
-        "auction-server stopped; everything acknowledged is in the database"
-    );
-    Ok(())
+    // A node of a cluster that steps down (fenced, or cut off from the database) stands by
+    // again under a new epoch; a single server on SQLite stops.
+    let mut rejoining = false;
+    loop {
+        let (storage, snapshot): (Arc<dyn Storage>, _) = match &postgres_url {
+            Some(url) => {
+                let options = PostgresOptions {
+                    node: cli.node.clone().unwrap_or_else(host_name),
+                    udp: bound.to_string(),
+                    heartbeat: cli.heartbeat,
+                    lease: cli.lease,
+                    group_commit,
+                };
+                let opened = tokio::select! {
+                    opened = PostgresStorage::open(url, options, &udp) => opened,
+                    _ = stopping.cancelled() => return Ok(()),
+                };
+                match opened {
+                    Ok((storage, snapshot)) => (Arc::new(storage), snapshot),
+                    // A node that stepped down keeps trying to rejoin (the database may be
+                    // back in a moment); at the first start a failure is reported at once.
+                    Err(e) if rejoining => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot rejoin the cluster yet; trying again");
+                        tokio::select! {
+                            _ = tokio::time::sleep(cli.lease) => continue,
+                            _ = stopping.cancelled() => return Ok(()),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                let (storage, snapshot) =
+                    SqliteStorage::open(&cli.db, SqliteOptions { group_commit })?;
+                (Arc::new(storage), snapshot)
+            }
+        };
+        let open_items = snapshot
+            .items
+            .iter()
+            .filter(|i| i.closed_at.is_none())
+            .count();
+        tracing::info!(
+            db = %postgres_url.as_deref().map(postgres::shown).unwrap_or_else(|| cli.db.display().to_string()),
+            accounts = snapshot.accounts.iter().filter(|a| !a.removed).count(),
+            open_items,
+            pending_notices = snapshot.notices.len(),
+            group_commit,
+            "database opened"
+        );
+        let server = Server::start(
+            udp,
+            tls,
+            config.clone(),
+            storage.clone(),
+            snapshot,
+            cli.advertise,
+        )
+        .await?;
+        if let Some(addr) = cli.metrics {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the metrics address {addr}"))?;
+            let addr = server.serve_metrics(listener)?;
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+        tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
+        let ran = server.run_until(stopping.clone().cancelled_owned()).await;
+        let stats = storage.stats();
+        drop(storage);
+        match ran {
+            Err(e) if postgres_url.is_some() && !stopping.is_cancelled() => {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    commits = stats.commits,
+                    "stepped down: standing by again under a new epoch"
+                );
+                // The server's socket and listeners are closed: the same addresses are free.
+                udp = UdpSocket::bind(bound)
+                    .await
+                    .with_context(|| format!("cannot bind UDP {bound} again"))?;
+                tls = load_or_generate_tls(&cli)?;
+                rejoining = true;
+            }
+            ran => {
+                ran?;
+                tracing::info!(
+                    commits = stats.commits,
+                    appends = stats.appends,
+                    records = stats.records,
+                    "auction-server stopped; everything acknowledged is in the database"
+                );
+                return Ok(());
+            }
+        }
+    }
 }
 
 fn load_or_generate_tls(cli: &Cli) -> Result<TlsIdentity> {

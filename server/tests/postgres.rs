@@ -2,15 +2,16 @@
 //! started by the test: `common/postgres.rs`): its schema (migrations applied once, also by
 //! nodes starting together; a newer database refused), membership (epochs, fencing, the leader
 //! lease), and the server on it as a real process: bids acknowledged before a `kill -9` are all
-//! there after it, exactly once; a fenced node stops; `status` shows the nodes.
+//! there after it, exactly once; a fenced node steps down and rejoins; `status` shows the nodes.
 
 mod common;
 
 use auction_client::{BidResult, Client};
 use auction_protocol::Cents;
 use auction_server::postgres::{self, nodes, schema};
+use common::cluster::{certificates_for, cluster_client, node_on, status};
 use common::postgres::Postgres;
-use common::process::{client, server_command, spawn, Proc};
+use common::process::{client, Proc};
 use common::within;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -118,24 +119,9 @@ async fn an_unreachable_database_is_named_without_its_password() {
     );
 }
 
-/// `auction-server` on the database at `url` as node `node`, its files in `dir`.
+/// `auction-server` on the database at `url` as node `node` on 127.0.0.1, its files in `dir`.
 async fn node(dir: &Path, url: &str, node: &str, extra: &[&str]) -> Proc {
     node_on(dir, url, node, "127.0.0.1", extra).await
-}
-
-/// [`node`] on the loopback address `ip`.
-async fn node_on(dir: &Path, url: &str, node: &str, ip: &str, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "--node",
-        node,
-        "--recovery-grace",
-        "1s",
-        "--snipe-window",
-        "0s",
-    ];
-    args.extend_from_slice(extra);
-    let udp = format!("{ip}:0");
-    spawn(server_command(dir, Path::new(url), &udp, &args)).await
 }
 
 /// A bid a client saw accepted: (item, bidder, amount, bid id).
@@ -232,7 +218,7 @@ async fn bids_acknowledged_before_a_kill_9_are_in_postgres_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fenced_node_stops_and_status_shows_the_nodes_and_owners() {
+async fn a_fenced_node_steps_down_and_rejoins_and_status_shows_the_nodes_and_owners() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -246,16 +232,7 @@ async fn a_fenced_node_stops_and_status_shows_the_nodes_and_owners() {
     let seller = client(dir, server.udp, "seller").await;
     let lot = seller.offer("Vase", Cents(100), Some(60)).await.unwrap();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
-        .args(["status", "--json", "--db", &pg.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = status(&pg.url);
     assert_eq!(report["server_running"], true);
     assert_eq!(report["nodes"][0]["name"], "n1");
     assert_eq!(report["nodes"][0]["alive"], true);
@@ -264,7 +241,8 @@ async fn a_fenced_node_stops_and_status_shows_the_nodes_and_owners() {
     assert_eq!(report["open_items"][0]["owner"], "n1");
 
     // Another node fences it (as a survivor would after its heartbeat lapsed): it notices at
-    // its next heartbeat and stops, saying why.
+    // its next heartbeat, steps down saying why, and joins again under a new epoch; alone in
+    // the cluster, it leads again and the item is open again.
     let db = postgres::connect(&pg.url).await.unwrap();
     db.execute(
         "UPDATE nodes SET epoch = epoch + 1, fenced = TRUE WHERE name = 'n1'",
@@ -272,12 +250,25 @@ async fn a_fenced_node_stops_and_status_shows_the_nodes_and_owners() {
     )
     .await
     .unwrap();
-    let mut server = server;
-    let status = within(10, "the fenced node to stop", server.child.wait())
-        .await
-        .unwrap();
-    assert!(!status.success());
-    assert!(server.log().contains("was fenced"), "{}", server.log());
+    within(15, "the fenced node to step down and lead again", async {
+        while server.log().matches("auction-server listening").count() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let log = server.log();
+    assert!(
+        log.contains("was fenced") && log.contains("stepped down"),
+        "{log}"
+    );
+    let report = status(&pg.url);
+    assert_eq!(
+        report["nodes"][0]["epoch"], 3,
+        "joined, fenced, joined again"
+    );
+    assert_eq!(report["nodes"][0]["leader"], true);
+    assert_eq!(report["open_items"][0]["owner"], "n1");
+    assert!(server.terminate().await.success());
 }
 
 /// A fresh database with the schema, and a connection to it.
@@ -409,34 +400,13 @@ async fn one_live_node_holds_the_leader_lease_until_it_lapses() {
     );
 }
 
-/// A client of the cluster whose nodes are `nodes`, its home in `dir/homes/NAME`.
-async fn cluster_client(dir: &Path, nodes: &[std::net::SocketAddr], name: &str) -> Client {
-    let identity =
-        auction_client::identity::Identity::load_or_create(&dir.join("homes").join(name)).unwrap();
-    Client::of_any(nodes.to_vec(), identity, &dir.join("certs/ca.pem"), None)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_from_a_killed_leader_and_bidding_goes_on() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     // Two nodes on two addresses of this machine, with one certificate naming both.
-    let made = std::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
-        .args([
-            "gen-certs",
-            "--san",
-            "127.0.0.1",
-            "--san",
-            "127.0.0.2",
-            "--out",
-        ])
-        .arg(dir.join("certs"))
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2"]);
     let quick = ["--heartbeat", "200ms", "--lease", "1s"];
     let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &quick).await;
     assert!(
@@ -522,11 +492,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_bidding_goes_on() {
         other => panic!("{other:?}"),
     }
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
-        .args(["status", "--json", "--db", &pg.url])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = status(&pg.url);
     let node = |name: &str| {
         report["nodes"]
             .as_array()

@@ -12,11 +12,14 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio_postgres::Client;
 
+use crate::store::postgres::connect_as;
 use crate::store::postgres::nodes::{self, Membership};
 
 /// Returns once `me` holds the leader lease (good for `lease`), answering datagrams on `udp`
-/// with the leader's address meanwhile; tries for the lease every `every`.
+/// with the leader's address meanwhile; tries for the lease every `every`, on `client` (made
+/// again from `url` after an error: the database may restart, or end this connection).
 pub async fn until_leader(
+    url: &str,
     client: &mut Client,
     me: &Membership,
     udp: &UdpSocket,
@@ -25,15 +28,23 @@ pub async fn until_leader(
 ) -> Result<()> {
     let mut buf = vec![0u8; auction_protocol::limits::MAX_DATAGRAM + 1];
     let mut waiting_logged = false;
+    let mut leader: Option<String> = None;
     loop {
-        let took = nodes::lead(client, me, lease).await?;
-        for fenced in &took.fenced {
-            tracing::warn!(node = %fenced, "fenced a node whose heartbeat had lapsed");
+        match attempt(client, me, lease).await {
+            Ok(Attempt::Leading) => return Ok(()),
+            Ok(Attempt::Led(by)) => leader = by,
+            Err(e) => {
+                // Redirect to the last leader known meanwhile; connect again for the next try.
+                tracing::warn!(error = %format!("{e:#}"), "standing by without the database; trying again");
+                if client.is_closed() {
+                    if let Ok(fresh) =
+                        connect_as(url, &format!("auction-server {} leader", me.name)).await
+                    {
+                        *client = fresh;
+                    }
+                }
+            }
         }
-        if took.leading {
-            return Ok(());
-        }
-        let leader = nodes::leader(client).await?.map(|(_, udp)| udp);
         if !waiting_logged {
             let udp = udp.local_addr()?;
             let leader = leader.as_deref().unwrap_or("none yet");
@@ -53,6 +64,26 @@ pub async fn until_leader(
             }
         }
     }
+}
+
+enum Attempt {
+    Leading,
+    /// Another node leads: its UDP address, if a live one holds the lease.
+    Led(Option<String>),
+}
+
+/// One try for the lease.
+async fn attempt(client: &mut Client, me: &Membership, lease: Duration) -> Result<Attempt> {
+    let took = nodes::lead(client, me, lease).await?;
+    for fenced in &took.fenced {
+        tracing::warn!(node = %fenced, "fenced a node whose heartbeat had lapsed");
+    }
+    if took.leading {
+        return Ok(Attempt::Leading);
+    }
+    Ok(Attempt::Led(
+        nodes::leader(client).await?.map(|(_, udp)| udp),
+    ))
 }
 
 /// The `redirect` answering `datagram` (a request, or anything with a request number), unless

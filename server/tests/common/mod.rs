@@ -2,6 +2,7 @@
 //! registered clients for it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod postgres;
 pub mod process;
 pub mod raw;

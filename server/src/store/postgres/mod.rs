@@ -28,7 +28,18 @@ pub fn is_url(db: &str) -> bool {
 /// A connection to the database at `url`, its connection task running on the current runtime
 /// (it ends when the client is dropped).
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    connect_as(url, "auction-server").await
+}
+
+/// [`connect`], naming the connection `name` in PostgreSQL (`application_name`, as
+/// `pg_stat_activity` shows it): each node's connections say which node and what for.
+pub async fn connect_as(url: &str, name: &str) -> Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("{} is not a PostgreSQL URL", shown(url)))?;
+    config.application_name(name);
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
         .await
         .with_context(|| format!("cannot connect to {}", shown(url)))?;
     tokio::spawn(async move {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::nodes::{self, Membership};
 use super::sql::{Blocker, PgBatch, PgQuery, Prepared};
-use super::{connect, schema, shown};
+use super::{connect_as, schema, shown};
 use crate::cluster::standby;
 use crate::rules::settlement::Party;
 use crate::store::queue::{Batch, Shared};
@@ -67,7 +67,8 @@ impl PostgresStorage {
         options: PostgresOptions,
         udp: &UdpSocket,
     ) -> Result<(PostgresStorage, Snapshot)> {
-        let mut client = connect(url).await?;
+        let name = |what: &str| format!("auction-server {} {what}", options.node);
+        let mut client = connect_as(url, &name("leader")).await?;
         schema::migrate(&mut client)
             .await
             .with_context(|| format!("cannot update the schema of {}", shown(url)))?;
@@ -75,7 +76,8 @@ impl PostgresStorage {
         tracing::info!(node = %membership.name, epoch = membership.epoch, "joined the cluster");
         let shared = Arc::new(Shared::new());
         let heartbeat = tokio::spawn(keep_heartbeat(
-            connect(url).await?,
+            url.to_owned(),
+            name("heartbeat"),
             membership.clone(),
             options.heartbeat,
             options.lease,
@@ -84,7 +86,7 @@ impl PostgresStorage {
         let stop_heartbeat = AbortOnDrop(heartbeat.abort_handle());
         let failed = shared.failed();
         tokio::select! {
-            led = standby::until_leader(&mut client, &membership, udp, options.heartbeat, options.lease) => led?,
+            led = standby::until_leader(url, &mut client, &membership, udp, options.heartbeat, options.lease) => led?,
             _ = failed.cancelled() => bail!(
                 "{}",
                 shared.failure().unwrap_or_else(|| "the node stopped".into())
@@ -191,7 +193,10 @@ fn writer_thread(
             return;
         }
     };
-    let mut client = match rt.block_on(connect(url)) {
+    let mut client = match rt.block_on(connect_as(
+        url,
+        &format!("auction-server {} writer", me.name),
+    )) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -257,19 +262,29 @@ fn own(statements: &mut PgBatch, record: &Record, me: &Membership) -> Result<()>
     Ok(())
 }
 
-/// Renews the node's heartbeat every `every` until the server stops; fails the storage (which
-/// stops the server) when the node was fenced, or when no renewal succeeded for a whole lease.
+/// Renews the node's heartbeat every `every` until the server stops, on a connection of its own
+/// (made again after an error); fails the storage (which stops the server) when the node was
+/// fenced, or when no renewal succeeded for a whole lease.
 async fn keep_heartbeat(
-    client: Client,
+    url: String,
+    name: String,
     me: Membership,
     every: Duration,
     lease: Duration,
     shared: Arc<Shared>,
 ) {
     let mut last_renewed = Instant::now();
+    let mut client: Option<Client> = None;
     loop {
         tokio::time::sleep(every).await;
-        match nodes::renew(&client, &me, lease).await {
+        let renewed = match &client {
+            Some(c) => nodes::renew(c, &me, lease).await,
+            None => match connect_as(&url, &name).await {
+                Ok(c) => nodes::renew(client.insert(c), &me, lease).await,
+                Err(e) => Err(e),
+            },
+        };
+        match renewed {
             Ok(true) => last_renewed = Instant::now(),
             Ok(false) => {
                 shared.fail(format!(
@@ -289,7 +304,8 @@ async fn keep_heartbeat(
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "could not renew the heartbeat; trying again")
+                tracing::warn!(error = %format!("{e:#}"), "could not renew the heartbeat; trying again");
+                client = None;
             }
         }
     }
