@@ -507,3 +507,57 @@ async fn a_standby_takes_over_from_a_killed_leader_and_bidding_goes_on() {
     assert_eq!(report["open_items"][0]["owner"], "n2");
     assert!(n2.terminate().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_after_the_fence_commits_nothing_and_the_storage_says_why() {
+    use auction_server::{PostgresOptions, PostgresStorage, Record, Storage};
+    let pg = Postgres::start();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A heartbeat too slow to notice the fence first: the write batch must.
+    let options = PostgresOptions {
+        node: "n1".into(),
+        udp: udp.local_addr().unwrap().to_string(),
+        heartbeat: Duration::from_secs(60),
+        lease: Duration::from_secs(120),
+        group_commit: true,
+    };
+    let (storage, _) = PostgresStorage::open(&pg.url, options, &udp).await.unwrap();
+    let account = |id: u64| Record::AccountCreated {
+        id,
+        name: format!("a{id}"),
+        key: auction_protocol::PublicKey([id as u8; 32]),
+        notify: None,
+        at: id,
+    };
+    let mut durable = storage.durable();
+    let first = storage.append(vec![account(1)]);
+    within(
+        10,
+        "the first batch to commit",
+        durable.wait_for(|&d| d >= first),
+    )
+    .await
+    .unwrap();
+
+    let db = postgres::connect(&pg.url).await.unwrap();
+    db.execute(
+        "UPDATE nodes SET epoch = epoch + 1, fenced = TRUE WHERE name = 'n1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let second = storage.append(vec![account(2), account(3)]);
+    within(10, "the storage to fail", storage.failed().cancelled()).await;
+    assert!(*storage.durable().borrow() < second);
+    let why = storage.failure().unwrap();
+    assert!(why.contains("was fenced"), "{why}");
+    let accounts: i64 = db
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(accounts, 1, "nothing of the fenced batch was stored");
+    tokio::task::spawn_blocking(move || storage.close())
+        .await
+        .unwrap();
+}

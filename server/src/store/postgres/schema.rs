@@ -134,6 +134,20 @@ pub const MIGRATIONS: &[&str] = &[
         cookie_secret  BYTEA   NOT NULL CHECK (length(cookie_secret) = 32)
     );
     "#,
+    // 3: the fence as a statement that fails the transaction, so a batch can be sent in one
+    // go (BEGIN, fence, writes, COMMIT) and still commit nothing for a fenced node.
+    r#"
+    CREATE FUNCTION auction_fence(node TEXT, node_epoch BIGINT) RETURNS VOID
+    LANGUAGE plpgsql AS $fence$
+    BEGIN
+        PERFORM 1 FROM nodes WHERE name = node AND epoch = node_epoch AND NOT fenced FOR SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'node % was fenced (its epoch % is no longer current): it may commit nothing more',
+                node, node_epoch;
+        END IF;
+    END
+    $fence$;
+    "#,
 ];
 
 /// The schema version of the database `client` is connected to: migrations applied so far (0

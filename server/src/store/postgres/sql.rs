@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
-use futures_util::future::try_join_all;
+use futures_util::future::{join3, join_all};
 use std::collections::HashMap;
 use std::error::Error;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
@@ -97,27 +97,38 @@ impl Exec for PgBatch {
 }
 
 impl PgBatch {
-    /// Sends every statement on `tx` (pipelined, in order) and waits for all; the first
-    /// failure, if any, with the statement it came from.
-    pub async fn run(self, tx: &impl GenericClient, prepared: &mut Prepared) -> Result<()> {
+    /// Runs every statement in one transaction on `client`, BEGIN and COMMIT included, all
+    /// sent at once (pipelined, in order): a commit costs one round trip to the database (plus
+    /// one per statement text the connection has not prepared yet). If any statement fails,
+    /// PostgreSQL aborts the transaction and answers the COMMIT with a rollback: the first
+    /// failure is returned, and nothing of the batch is stored.
+    pub async fn run_committed(self, client: &Client, prepared: &mut Prepared) -> Result<()> {
         let mut statements = Vec::with_capacity(self.statements.len());
         for (sql, _) in &self.statements {
-            statements.push(prepared.get(tx, sql).await?);
+            statements.push(prepared.get(client, sql).await?);
         }
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = self
             .statements
             .iter()
             .map(|(_, p)| p.iter().map(|v| v as &(dyn ToSql + Sync)).collect())
             .collect();
-        let sent = statements.iter().zip(&params).zip(&self.statements).map(
+        let begin = async { client.batch_execute("BEGIN").await.context("BEGIN") };
+        let writes = join_all(statements.iter().zip(&params).zip(&self.statements).map(
             |((s, p), (sql, _))| async move {
-                tx.execute(s, p)
+                client
+                    .execute(s, p)
                     .await
                     .with_context(|| format!("running {}", first_line(sql)))
             },
-        );
-        try_join_all(sent).await?;
-        Ok(())
+        ));
+        let commit = async { client.batch_execute("COMMIT").await.context("COMMIT") };
+        // Polled in this order, so they are sent in this order.
+        let (begun, written, committed) = join3(begin, writes, commit).await;
+        begun?;
+        for w in written {
+            w?;
+        }
+        committed
     }
 }
 

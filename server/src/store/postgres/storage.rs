@@ -229,7 +229,7 @@ fn writer_thread(
     }
 }
 
-/// One transaction: the fence, then every record of the batch, then the commit.
+/// One transaction: the fence, then every record of the batch, then the commit, sent at once.
 async fn commit(
     client: &mut Client,
     prepared: &mut Prepared,
@@ -237,6 +237,13 @@ async fn commit(
     batch: &Batch,
 ) -> Result<()> {
     let mut statements = PgBatch::default();
+    // First, the fence: it fails the transaction (so nothing after it is stored) unless the
+    // node still holds its epoch, and share-locks the node's row until the commit, so a
+    // survivor's fence waits for this batch.
+    statements.exec(
+        "SELECT auction_fence($1, $2)",
+        params![me.name.as_str(), me.epoch as u64],
+    )?;
     for (_, records) in batch {
         for record in records {
             write(&mut statements, record)
@@ -244,11 +251,7 @@ async fn commit(
             own(&mut statements, record, me)?;
         }
     }
-    let tx = client.transaction().await.context("BEGIN")?;
-    nodes::check_epoch(&tx, me).await?;
-    statements.run(&tx, prepared).await?;
-    tx.commit().await.context("COMMIT")?;
-    Ok(())
+    statements.run_committed(client, prepared).await
 }
 
 /// The node that offers or resumes an item runs it: it owns the item, under its epoch.
