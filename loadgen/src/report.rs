@@ -93,6 +93,10 @@ pub struct Counts {
     pub deliberately_low: u64,
     /// Sent and never answered.
     pub unanswered: u64,
+    /// Channels a bidder reopened after they broke (a server restart, a cluster's failover);
+    /// a bid waiting on one was sent again with its id.
+    #[serde(default)]
+    pub reconnected: u64,
     /// Failures by kind (connect, channel, timeout, ...).
     pub errors: BTreeMap<String, u64>,
 }
@@ -285,6 +289,13 @@ impl Report {
                 "  achieved {:.0}/s of the {target:.0}/s asked for ({:.1} %)",
                 self.throughput.answered_per_s,
                 f * 100.0
+            );
+        }
+        if n.reconnected > 0 {
+            let _ = writeln!(
+                out,
+                "  {} channel(s) reopened after they broke (a bid waiting on one was sent again with its id)",
+                n.reconnected
             );
         }
         if n.errors_total() > 0 || n.unanswered > 0 {

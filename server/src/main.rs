@@ -333,6 +333,14 @@ async fn run(cli: Cli) -> Result<()> {
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
     let bound = udp.local_addr()?;
+    // Where the other nodes send clients to reach this one: its UDP address as clients see it.
+    let reachable = SocketAddr::new(cli.advertise.unwrap_or(bound.ip()), bound.port());
+    if postgres_url.is_some() && reachable.ip().is_unspecified() {
+        bail!(
+            "--udp {bound} listens on every address: give --advertise IP, the address clients \
+             reach this node at, so the other nodes can send them here"
+        );
+    }
     let mut tls = tls;
     let group_commit = !cli.no_group_commit;
     if postgres_url.is_some() && cli.lease <= cli.heartbeat {
@@ -350,7 +358,7 @@ async fn run(cli: Cli) -> Result<()> {
             Some(url) => {
                 let options = PostgresOptions {
                     node: cli.node.clone().unwrap_or_else(host_name),
-                    udp: bound.to_string(),
+                    udp: reachable.to_string(),
                     heartbeat: cli.heartbeat,
                     lease: cli.lease,
                     group_commit,

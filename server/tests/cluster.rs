@@ -395,3 +395,74 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_s
         assert!(n.terminate().await.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_across_the_cluster_verifies_with_the_leader_killed_mid_run() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    // One host plays every bidder: its budgets are raised as scripts/bench.sh does.
+    let budgets = [
+        "--bid-rate",
+        "1000000",
+        "--bid-burst",
+        "1000000",
+        "--accounts-per-hour",
+        "1000000",
+        "--max-handshakes-per-source",
+        "1024",
+    ];
+    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &budgets).await;
+    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &budgets).await;
+    let n3 = node_on(dir, &pg.url, "n3", "127.0.0.3", &budgets).await;
+    let options = loadgen::Options {
+        server: n1.udp,
+        cluster: vec![n1.udp, n2.udp, n3.udp],
+        ca: dir.join("certs/ca.pem"),
+        bidders: 24,
+        items: 4,
+        items_per_bidder: None,
+        duration: Duration::from_secs(8),
+        rate: None,
+        verify: true,
+        seed: 11,
+        item_duration: Some(Duration::from_secs(20)),
+        progress: false,
+        metrics_url: None,
+        stalled: 0,
+    };
+    let run = tokio::spawn(loadgen::run(options));
+    // Well into the measured phase (set-up takes a moment), the leader dies.
+    let db = postgres::connect(&pg.url).await.unwrap();
+    within(30, "bids to be stored", async {
+        loop {
+            let bids: i64 = db
+                .query_one("SELECT count(*) FROM bids", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if bids > 100 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    n1.kill_9().await;
+    let outcome = within(120, "loadgen to finish", run)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = &outcome.report;
+    eprintln!("{}", r.table());
+    let v = r.verify.as_ref().unwrap();
+    assert!(v.passed, "{v:?}");
+    assert!(!r.failed(), "{}", r.table());
+    assert!(r.counts.reconnected > 0, "the bidders had to reconnect");
+    assert_eq!(r.counts.unanswered, 0);
+    assert_eq!(r.counts.sent, r.counts.answered);
+    for n in [n2, n3] {
+        assert!(n.terminate().await.success());
+    }
+}

@@ -119,6 +119,25 @@ async fn an_unreachable_database_is_named_without_its_password() {
     );
 }
 
+#[tokio::test]
+async fn a_node_listening_on_every_address_must_say_where_clients_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
+        .args([
+            "--udp",
+            "0.0.0.0:0",
+            "--db",
+            "postgres://auction@127.0.0.1:1/auction",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("give --advertise IP"), "{err}");
+}
+
 /// `auction-server` on the database at `url` as node `node` on 127.0.0.1, its files in `dir`.
 async fn node(dir: &Path, url: &str, node: &str, extra: &[&str]) -> Proc {
     node_on(dir, url, node, "127.0.0.1", extra).await

@@ -6,12 +6,18 @@
 //! counts (stats, each item's ledger of accepted bids, answers per second) it records in the
 //! run's `Shared`, whose locks are held only to update one entry, never across an `.await`.
 //! When bids are due is the measured phase's rate policy (`measure.rs`).
+//!
+//! A channel that breaks while its auction is open (the server restarted, or a cluster's node
+//! died and another took its items) is looked up again over UDP and reopened, with backoff,
+//! like the reference client's session: a bid whose answer was lost is sent again with the
+//! same id (so it is counted once, and its latency runs from when it was first due), and the
+//! reconnection is counted (`counts.reconnected`), not taken for an error unless it gives up.
 
 use super::measure::Pace;
 use super::{bidder_index, error_kind, Shared};
-use auction_client::{ChannelReader, ChannelWriter, ItemChannel, Received};
+use auction_client::{ChannelReader, ChannelWriter, Client, ItemChannel, Received};
 use auction_protocol::channel::ChannelBody;
-use auction_protocol::{Cents, Reason};
+use auction_protocol::{Cents, ItemState, Reason};
 use futures_util::stream::{SelectAll, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,6 +34,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const FAN_OUT_MEMORY: Duration = Duration::from_secs(10);
 /// Share of bids sent below the current price on purpose.
 const LOW_BID_SHARE: f64 = 0.05;
+/// A lost channel is looked up again after this, doubling up to `RECONNECT_MAX`...
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// ...and given up (an error) when it has been lost this long.
+const RECONNECT_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// One reader of a bidder's channels, tagged with its slot; ends with one `None` when the
 /// server closes the channel.
@@ -60,13 +71,28 @@ struct Slot {
     /// Smallest bid the server would accept, as far as this bidder knows.
     next_min: Cents,
     increment: u64,
+    /// Its auction is over for this bidder: no more bids, no reconnection.
+    ended: bool,
+    /// Set while its channel is lost and the auction may still be open.
+    lost: Option<Lost>,
+}
+
+/// A channel to reopen.
+struct Lost {
+    since: Instant,
+    retry_at: Instant,
+    delay: Duration,
+    /// The bid that was waiting for its answer when the channel broke: sent again, same id.
+    resend: Option<Pending>,
 }
 
 /// The bid a bidder waits for.
+#[derive(Clone)]
 struct Pending {
     slot: usize,
     req: u64,
     amount: Cents,
+    id: String,
     sent: Instant,
     /// When it was due (open loop) or sent (closed loop): latency counts from here.
     due: Instant,
@@ -74,6 +100,8 @@ struct Pending {
 
 pub(super) struct Bidder {
     index: usize,
+    /// Its client, to look an item up again when a channel is lost.
+    client: Option<Arc<Client>>,
     slots: Vec<Slot>,
     readers: SelectAll<Tagged>,
     shared: Arc<Shared>,
@@ -86,6 +114,7 @@ pub(super) struct Bidder {
 impl Bidder {
     pub(super) fn new(
         index: usize,
+        client: Option<Arc<Client>>,
         chans: Vec<(usize, ItemChannel)>,
         shared: Arc<Shared>,
         seed: u64,
@@ -105,6 +134,8 @@ impl Bidder {
                 writer: Some(writer),
                 next_min,
                 increment,
+                ended: false,
+                lost: None,
             });
             readers.push(Tagged {
                 slot,
@@ -113,6 +144,7 @@ impl Bidder {
         }
         Bidder {
             index,
+            client,
             slots,
             readers,
             shared,
@@ -152,11 +184,25 @@ impl Bidder {
                     }
                 }
             }
+            self.recover().await;
             let open: Vec<usize> = (0..self.slots.len())
                 .filter(|&s| self.slots[s].writer.is_some())
                 .collect();
             if open.is_empty() {
-                break;
+                // Nothing to bid on until a lost channel is back (or given up).
+                match self
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.lost.as_ref())
+                    .map(|l| l.retry_at)
+                    .min()
+                {
+                    Some(retry_at) if retry_at < stop => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(retry_at)).await;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             let slot = open[turn % open.len()];
             turn += 1;
@@ -204,7 +250,7 @@ impl Bidder {
             bids.at.insert((amount.0, self.index as u32), sent);
         }
         let writer = self.slots[slot].writer.as_mut()?;
-        match writer.send_bid(amount, Some(id)).await {
+        match writer.send_bid(amount, Some(id.clone())).await {
             Ok(req) => {
                 let s = &self.shared.stats;
                 s.sent.fetch_add(1, Ordering::Relaxed);
@@ -215,18 +261,136 @@ impl Bidder {
                     slot,
                     req,
                     amount,
+                    id,
                     sent,
                     due,
                 })
             }
             Err(e) => {
-                self.shared
-                    .stats
-                    .errors
-                    .add(format!("send-{}", error_kind(&e)));
-                self.slots[slot].writer = None;
+                // Not sent: the channel is lost; the bid is simply not made.
+                tracing::debug!(bidder = self.index, error = %e, "a channel broke while sending");
+                self.lose(slot, None);
                 None
             }
+        }
+    }
+
+    /// The channel of `slot` broke: it is looked up again later (with `pending`, the bid that
+    /// waited for its answer on it), unless its auction is over.
+    fn lose(&mut self, slot: usize, pending: Option<&Pending>) {
+        let s = &mut self.slots[slot];
+        s.writer = None;
+        if s.ended || s.lost.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        s.lost = Some(Lost {
+            since: now,
+            retry_at: now + RECONNECT_FIRST,
+            delay: RECONNECT_FIRST,
+            resend: pending.cloned(),
+        });
+    }
+
+    /// Tries to reopen every lost channel whose time has come; sends a lost bid again (same
+    /// id) on the reopened channel and waits for its answer.
+    async fn recover(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            let due = self.slots[slot]
+                .lost
+                .as_ref()
+                .is_some_and(|l| l.retry_at <= now);
+            if !due {
+                continue;
+            }
+            match self.reopen(slot).await {
+                Ok(true) => {
+                    self.shared
+                        .stats
+                        .reconnected
+                        .fetch_add(1, Ordering::Relaxed);
+                    let resend = self.slots[slot].lost.take().and_then(|l| l.resend);
+                    if let Some(p) = resend {
+                        self.resend(p).await;
+                    }
+                }
+                Ok(false) => {
+                    // The auction ended meanwhile: a bid left waiting will never be answered.
+                    let lost = self.slots[slot].lost.take();
+                    self.slots[slot].ended = true;
+                    if lost.is_some_and(|l| l.resend.is_some()) {
+                        let s = &self.shared.stats;
+                        s.unanswered.fetch_add(1, Ordering::Relaxed);
+                        s.errors.add("closed-with-bid-unanswered");
+                    }
+                }
+                Err(e) => {
+                    let lost = self.slots[slot].lost.as_mut().expect("checked above");
+                    if lost.since.elapsed() >= RECONNECT_GIVE_UP {
+                        let resend = lost.resend.is_some();
+                        self.slots[slot].lost = None;
+                        self.slots[slot].ended = true;
+                        let s = &self.shared.stats;
+                        s.errors.add(format!("channel-lost-{}", error_kind(&e)));
+                        if resend {
+                            s.unanswered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::warn!(bidder = self.index, error = %e, "gave up a lost channel");
+                    } else {
+                        lost.delay = (lost.delay * 2).min(RECONNECT_MAX);
+                        lost.retry_at = Instant::now() + lost.delay;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks the item of `slot` up and opens its channel again: true when it is open, false
+    /// when the auction has ended.
+    async fn reopen(&mut self, slot: usize) -> auction_client::Result<bool> {
+        let Some(client) = self.client.clone() else {
+            return Err(auction_client::ClientError::Local("no client".into()));
+        };
+        let item = self.shared.items[self.slots[slot].item].id;
+        let view = client.status(item).await?;
+        let channel = match (view.state, view.channel) {
+            (ItemState::Open, Some(channel)) => channel,
+            (ItemState::Open, None) => {
+                return Err(auction_client::ClientError::Protocol(
+                    "the item has no channel yet".into(),
+                ))
+            }
+            _ => return Ok(false),
+        };
+        let ch = client.open_channel_of(item, &channel).await?;
+        let s = &mut self.slots[slot];
+        s.next_min = s.next_min.max(ch.next_min);
+        let (writer, reader) = ch.split();
+        s.writer = Some(writer);
+        self.readers.push(Tagged {
+            slot,
+            reader: Some(reader),
+        });
+        Ok(true)
+    }
+
+    /// Sends `p` again on its reopened channel, with its id (the server answers it with its
+    /// first verdict if it had judged it), and waits for the answer.
+    async fn resend(&mut self, p: Pending) {
+        let Some(writer) = self.slots[p.slot].writer.as_mut() else {
+            return;
+        };
+        match writer.send_bid(p.amount, Some(p.id.clone())).await {
+            Ok(req) => {
+                self.await_answer(Pending {
+                    req,
+                    sent: Instant::now(),
+                    ..p
+                })
+                .await
+            }
+            Err(_) => self.lose(p.slot, Some(&p)),
         }
     }
 
@@ -267,23 +431,20 @@ impl Bidder {
         let item_ix = self.slots[slot].item;
         let item = &self.shared.items[item_ix];
         let stats = &self.shared.stats;
+        let waiting_here = pending.filter(|p| p.slot == slot);
         let Some(msg) = msg else {
-            // The server closed the channel.
-            self.slots[slot].writer = None;
-            if pending.is_some_and(|p| p.slot == slot) {
-                stats.unanswered.fetch_add(1, Ordering::Relaxed);
-                stats.errors.add("closed-with-bid-unanswered");
-                return true;
-            }
-            return false;
+            // The channel closed: its auction may be over (then `ended` is set already), or
+            // the server went away; then the channel is looked up again, and a bid waiting
+            // here is sent again.
+            self.lose(slot, waiting_here);
+            return waiting_here.is_some();
         };
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
-                stats.errors.add(format!("channel-{}", error_kind(&e)));
-                tracing::warn!(bidder = self.index, item = item.id, error = %e, "channel failed");
-                self.slots[slot].writer = None;
-                return false;
+                tracing::debug!(bidder = self.index, item = item.id, error = %e, "channel failed");
+                self.lose(slot, waiting_here);
+                return waiting_here.is_some();
             }
         };
         match msg.body {
@@ -347,6 +508,7 @@ impl Bidder {
                 }
                 if reason == Reason::AuctionOver {
                     self.slots[slot].writer = None;
+                    self.slots[slot].ended = true;
                 }
                 true
             }
@@ -368,6 +530,7 @@ impl Bidder {
             | ChannelBody::SoldTo { .. }
             | ChannelBody::NotSold { .. } => {
                 self.slots[slot].writer = None;
+                self.slots[slot].ended = true;
                 false
             }
             _ => false,

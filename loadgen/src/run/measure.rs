@@ -8,7 +8,7 @@
 
 use super::bidder::Bidder;
 use super::{unix_ms, Options, Shared};
-use auction_client::ItemChannel;
+use auction_client::{Client, ItemChannel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +78,7 @@ pub(super) async fn run(
     opts: &Options,
     shared: &Arc<Shared>,
     per_bidder: Vec<Vec<(usize, ItemChannel)>>,
+    clients: &[Option<Arc<Client>>],
     stalled: Vec<ItemChannel>,
     earliest_end: u64,
     notes: &mut Vec<String>,
@@ -109,7 +110,8 @@ pub(super) async fn run(
         if chans.is_empty() {
             continue;
         }
-        let bidder = Bidder::new(b, chans, shared.clone(), rng.random(), start);
+        let client = clients.get(b).cloned().flatten();
+        let bidder = Bidder::new(b, client, chans, shared.clone(), rng.random(), start);
         tasks.push(tokio::spawn(bidder.run(stop, pace)));
     }
     for t in tasks {

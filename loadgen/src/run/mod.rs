@@ -86,6 +86,8 @@ struct Stats {
     accepted: AtomicU64,
     low: AtomicU64,
     unanswered: AtomicU64,
+    /// Channels reopened after they broke (a restart or a failover).
+    reconnected: AtomicU64,
     rejected: Tally,
     errors: Tally,
 }
@@ -100,6 +102,7 @@ impl Stats {
             rejected: self.rejected.snapshot(),
             deliberately_low: self.low.load(Ordering::Relaxed),
             unanswered: self.unanswered.load(Ordering::Relaxed),
+            reconnected: self.reconnected.load(Ordering::Relaxed),
             errors: self.errors.snapshot(),
         }
     }
@@ -241,6 +244,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         &opts,
         &shared,
         per_bidder,
+        &accounts.bidders,
         stalled,
         earliest_end,
         &mut notes,
