@@ -40,25 +40,30 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// ...and given up (an error) when it has been lost this long.
 const RECONNECT_GIVE_UP: Duration = Duration::from_secs(60);
 
-/// One reader of a bidder's channels, tagged with its slot; ends with one `None` when the
-/// server closes the channel.
+/// One reader of a bidder's channels, tagged with its slot and the slot's channel generation
+/// (a reopened channel is the next one, so what an earlier reader still yields is told apart);
+/// ends with one `None` when the server closes the channel.
 struct Tagged {
     slot: usize,
+    generation: u64,
     reader: Option<ChannelReader>,
 }
 
+/// A message (or the end) from one channel: its slot, its generation, the message.
+type Tag = (usize, u64, Option<auction_client::Result<Received>>);
+
 impl futures_util::Stream for Tagged {
-    type Item = (usize, Option<auction_client::Result<Received>>);
+    type Item = Tag;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let Some(reader) = this.reader.as_mut() else {
             return Poll::Ready(None);
         };
         match reader.poll_recv(cx) {
-            Poll::Ready(Some(m)) => Poll::Ready(Some((this.slot, Some(m)))),
+            Poll::Ready(Some(m)) => Poll::Ready(Some((this.slot, this.generation, Some(m)))),
             Poll::Ready(None) => {
                 this.reader = None;
-                Poll::Ready(Some((this.slot, None)))
+                Poll::Ready(Some((this.slot, this.generation, None)))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -75,6 +80,8 @@ struct Slot {
     ended: bool,
     /// Set while its channel is lost and the auction may still be open.
     lost: Option<Lost>,
+    /// Which of its channels is current: each reopening makes the next.
+    generation: u64,
 }
 
 /// A channel to reopen.
@@ -136,9 +143,11 @@ impl Bidder {
                 increment,
                 ended: false,
                 lost: None,
+                generation: 0,
             });
             readers.push(Tagged {
                 slot,
+                generation: 0,
                 reader: Some(reader),
             });
         }
@@ -168,7 +177,7 @@ impl Bidder {
                         tokio::select! {
                             _ = sleep_until(deadline) => {}
                             msg = self.readers.next() => match msg {
-                                Some((slot, m)) => { self.handle(slot, m, None); }
+                                Some(tag) => { self.handle(tag, None); }
                                 None => return self.close().await,
                             },
                         }
@@ -368,8 +377,10 @@ impl Bidder {
         s.next_min = s.next_min.max(ch.next_min);
         let (writer, reader) = ch.split();
         s.writer = Some(writer);
+        s.generation += 1;
         self.readers.push(Tagged {
             slot,
+            generation: s.generation,
             reader: Some(reader),
         });
         Ok(true)
@@ -403,8 +414,8 @@ impl Bidder {
             )
             .await
             {
-                Ok(Some((slot, m))) => {
-                    if self.handle(slot, m, Some(&pending)) {
+                Ok(Some(tag)) => {
+                    if self.handle(tag, Some(&pending)) {
                         return;
                     }
                 }
@@ -420,13 +431,12 @@ impl Bidder {
         }
     }
 
-    /// Handles one message; true when it answers `pending`.
-    fn handle(
-        &mut self,
-        slot: usize,
-        msg: Option<auction_client::Result<Received>>,
-        pending: Option<&Pending>,
-    ) -> bool {
+    /// Handles one message; true when it answers `pending`. What a replaced channel still
+    /// yields (its end, above all) is ignored: it must not take the reopened one down.
+    fn handle(&mut self, (slot, generation, msg): Tag, pending: Option<&Pending>) -> bool {
+        if generation != self.slots[slot].generation {
+            return false;
+        }
         let ours = |req: u64| pending.is_some_and(|p| p.slot == slot && p.req == req);
         let item_ix = self.slots[slot].item;
         let item = &self.shared.items[item_ix];
