@@ -61,6 +61,56 @@ async fn stream_bids(
     }
 }
 
+/// Bidders streaming bids on one item ([`stream_bids`]), each registered through the cluster.
+struct Streams {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Streams {
+    async fn start(
+        dir: &std::path::Path,
+        nodes: &[SocketAddr],
+        item: u64,
+        names: &[&str],
+    ) -> Streams {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for name in names {
+            let bidder = person(dir, nodes, name).await;
+            tasks.push(tokio::spawn(stream_bids(
+                bidder,
+                item,
+                stop.clone(),
+                seen.clone(),
+            )));
+        }
+        Streams { stop, seen, tasks }
+    }
+
+    /// Waits until a bid is acknowledged after `t`.
+    async fn acknowledged_after(&self, t: Instant, what: &str) {
+        within(30, what, async {
+            while !self.seen.lock().unwrap().iter().any(|s| s.0 > t) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Stops the bidders; every bid they saw accepted.
+    async fn finish(self) -> Vec<Seen> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            within(30, "the bidders to stop", t).await.unwrap();
+        }
+        let seen = self.seen.lock().unwrap().clone();
+        seen
+    }
+}
+
 /// Every acknowledged bid is in the database once, as acknowledged.
 async fn check_acknowledged(url: &str, item: u64, seen: &[Seen]) {
     let db = postgres::connect(url).await.unwrap();
@@ -104,33 +154,15 @@ async fn four_bidders_stream_through_a_kill_9_of_the_node_running_the_item() {
     let seller = person(dir, &nodes, "seller").await;
     let lot = seller.offer("Clock", Cents(100), Some(20)).await.unwrap();
     assert_eq!(status(&pg.url)["open_items"][0]["owner"], "n1");
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let mut streams = Vec::new();
-    for name in ["b1", "b2", "b3", "b4"] {
-        let bidder = person(dir, &nodes, name).await;
-        streams.push(tokio::spawn(stream_bids(
-            bidder,
-            lot.item,
-            stop.clone(),
-            seen.clone(),
-        )));
-    }
+    let streams = Streams::start(dir, &nodes, lot.item, &["b1", "b2", "b3", "b4"]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     n1.kill_9().await;
     let cut = Instant::now();
-    within(30, "bids to be acknowledged after the kill", async {
-        while !seen.lock().unwrap().iter().any(|s| s.0 > cut) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    streams
+        .acknowledged_after(cut, "bids to be acknowledged after the kill")
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for s in streams {
-        within(30, "the bidders to stop", s).await.unwrap();
-    }
-    let seen = seen.lock().unwrap().clone();
+    let seen = streams.finish().await;
     let gap = gap_around(&seen, cut);
     eprintln!(
         "kill -9 of the item's node: {} bids acknowledged; {gap:?} between the last \
@@ -258,18 +290,7 @@ async fn a_leader_cut_off_from_the_database_steps_down_and_nothing_acknowledged_
     let nodes = [n1.udp, n2.udp];
     let seller = person(dir, &nodes, "seller").await;
     let lot = seller.offer("Desk", Cents(100), Some(60)).await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let mut streams = Vec::new();
-    for name in ["b1", "b2"] {
-        let bidder = person(dir, &nodes, name).await;
-        streams.push(tokio::spawn(stream_bids(
-            bidder,
-            lot.item,
-            stop.clone(),
-            seen.clone(),
-        )));
-    }
+    let streams = Streams::start(dir, &nodes, lot.item, &["b1", "b2"]).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // PostgreSQL ends every connection of n1 (its writer's among them).
@@ -293,17 +314,10 @@ async fn a_leader_cut_off_from_the_database_steps_down_and_nothing_acknowledged_
         }
     })
     .await;
-    within(30, "bids to be acknowledged again", async {
-        while !seen.lock().unwrap().iter().any(|s| s.0 > cut) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for s in streams {
-        within(30, "the bidders to stop", s).await.unwrap();
-    }
-    let seen = seen.lock().unwrap().clone();
+    streams
+        .acknowledged_after(cut, "bids to be acknowledged again")
+        .await;
+    let seen = streams.finish().await;
     eprintln!(
         "n1's connections ended: {} bids acknowledged; {:?} without one",
         seen.len(),
@@ -327,18 +341,7 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_s
     let nodes = [n1.udp, n2.udp];
     let seller = person(dir, &nodes, "seller").await;
     let lot = seller.offer("Chair", Cents(100), Some(60)).await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let mut streams = Vec::new();
-    for name in ["b1", "b2"] {
-        let bidder = person(dir, &nodes, name).await;
-        streams.push(tokio::spawn(stream_bids(
-            bidder,
-            lot.item,
-            stop.clone(),
-            seen.clone(),
-        )));
-    }
+    let streams = Streams::start(dir, &nodes, lot.item, &["b1", "b2"]).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // n1 freezes for three leases: n2 fences it and takes over meanwhile.
@@ -365,22 +368,13 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_s
         }
     })
     .await;
-    within(30, "bids to be acknowledged by n2", async {
-        while !seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.0 > cut + Duration::from_secs(3))
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for s in streams {
-        within(30, "the bidders to stop", s).await.unwrap();
-    }
-    let seen = seen.lock().unwrap().clone();
+    streams
+        .acknowledged_after(
+            cut + Duration::from_secs(3),
+            "bids to be acknowledged by n2",
+        )
+        .await;
+    let seen = streams.finish().await;
     check_acknowledged(&pg.url, lot.item, &seen).await;
     let report = status(&pg.url);
     let n1_row = &report["nodes"][0];
