@@ -91,6 +91,8 @@ async fn run(args: &Args, mode: Mode, dir: &Path) -> anyhow::Result<RunResult> {
                 heartbeat: Duration::from_secs(1),
                 lease: Duration::from_secs(3),
                 group_commit: true,
+                udp_rate: 1000.0,
+                udp_burst: 2000.0,
             };
             let (storage, snapshot) = PostgresStorage::open(url, options, &udp).await?;
             (Arc::new(storage), snapshot)

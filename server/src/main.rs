@@ -362,6 +362,8 @@ async fn run(cli: Cli) -> Result<()> {
                     heartbeat: cli.heartbeat,
                     lease: cli.lease,
                     group_commit,
+                    udp_rate: cli.udp_rate,
+                    udp_burst: cli.udp_burst,
                 };
                 let opened = tokio::select! {
                     opened = PostgresStorage::open(url, options, &udp) => opened,

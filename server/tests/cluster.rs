@@ -461,3 +461,42 @@ async fn loadgen_across_the_cluster_verifies_with_the_leader_killed_mid_run() {
         assert!(n.terminate().await.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_answers_a_flooding_source_only_within_its_rate() {
+    use auction_protocol::udp::{self, Request, RequestBody};
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2"]);
+    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &[]).await;
+    let limited = ["--udp-rate", "5", "--udp-burst", "5"];
+    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &limited).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for req in 1..=200u64 {
+        let request = udp::encode_request(&Request {
+            v: auction_protocol::VERSION,
+            req,
+            cookie: None,
+            body: RequestBody::Status { item: 1 },
+        });
+        sock.send_to(&request, n2.udp).await.unwrap();
+    }
+    let mut redirects = 0;
+    let mut buf = vec![0u8; 2048];
+    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
+        match udp::decode_server(&buf[..n]).unwrap().body {
+            ServerBody::Redirect { leader, .. } => {
+                assert_eq!(leader, n1.udp.to_string());
+                redirects += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A burst of 5, then 5 a second: 200 datagrams get a handful of answers, not 200.
+    assert!((1..=12).contains(&redirects), "{redirects} redirects");
+    for n in [n1, n2] {
+        assert!(n.terminate().await.success());
+    }
+}

@@ -92,22 +92,24 @@ async fn a_database_of_a_newer_build_is_refused() {
     assert!(err.contains("newer than this build's"), "{err}");
 }
 
-#[tokio::test]
-async fn an_unreachable_database_is_named_without_its_password() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `auction-server --udp UDP --db DB` in the folder `dir`, which must refuse to start:
+/// what it said.
+async fn refused(dir: &Path, udp: &str, db: &str) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
-        .args([
-            "--udp",
-            "127.0.0.1:0",
-            "--db",
-            "postgres://auction:pw@127.0.0.1:1/auction",
-        ])
-        .current_dir(dir.path())
+        .args(["--udp", udp, "--db", db])
+        .current_dir(dir)
         .output()
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = "postgres://auction:pw@127.0.0.1:1/auction";
+    let err = refused(dir.path(), "127.0.0.1:0", db).await;
     assert!(
         err.contains("cannot connect to postgres://auction:***@127.0.0.1:1/auction"),
         "{err}"
@@ -122,19 +124,12 @@ async fn an_unreachable_database_is_named_without_its_password() {
 #[tokio::test]
 async fn a_node_listening_on_every_address_must_say_where_clients_reach_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auction-server"))
-        .args([
-            "--udp",
-            "0.0.0.0:0",
-            "--db",
-            "postgres://auction@127.0.0.1:1/auction",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        dir.path(),
+        "0.0.0.0:0",
+        "postgres://auction@127.0.0.1:1/auction",
+    )
+    .await;
     assert!(err.contains("give --advertise IP"), "{err}");
 }
 
@@ -337,10 +332,7 @@ async fn a_node_whose_heartbeat_lapsed_is_fenced_once_and_commits_nothing_more()
     assert!(!nodes::renew(&client, &a, Duration::from_secs(30))
         .await
         .unwrap());
-    let err = nodes::check_epoch(&client, &a)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = format!("{:#}", nodes::check_epoch(&client, &a).await.unwrap_err());
     assert!(err.contains("was fenced"), "{err}");
     nodes::check_epoch(&client, &b).await.unwrap();
     // Nor can it take the leader lease, which nobody holds.
@@ -539,6 +531,8 @@ async fn a_batch_after_the_fence_commits_nothing_and_the_storage_says_why() {
         heartbeat: Duration::from_secs(60),
         lease: Duration::from_secs(120),
         group_commit: true,
+        udp_rate: 1000.0,
+        udp_burst: 2000.0,
     };
     let (storage, _) = PostgresStorage::open(&pg.url, options, &udp).await.unwrap();
     let account = |id: u64| Record::AccountCreated {

@@ -2,7 +2,8 @@
 //! with `redirect` to the leader's address (never more than `COOKIE_AMPLIFICATION` times the
 //! datagram, as for a `cookie` answer, so a spoofed flood gains little by reflection), or not
 //! at all while no leader is known (a failover in progress: the client's retransmission finds
-//! the new leader). It waits for no
+//! the new leader). The per-source rate limit the leader's gate applies (`--udp-rate`,
+//! `--udp-burst`) applies here too: past it, datagrams are dropped unanswered. It waits for no
 //! storage: it writes nothing but its attempts at the lease.
 
 use anyhow::Result;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio_postgres::Client;
 
+use crate::rules::ratelimit::{SourceLimiter, Verdict};
 use crate::store::postgres::connect_as;
 use crate::store::postgres::nodes::{self, Membership};
 
@@ -25,6 +27,7 @@ pub async fn until_leader(
     udp: &UdpSocket,
     every: Duration,
     lease: Duration,
+    limiter: &mut SourceLimiter,
 ) -> Result<()> {
     let mut buf = vec![0u8; auction_protocol::limits::MAX_DATAGRAM + 1];
     let mut waiting_logged = false;
@@ -56,6 +59,9 @@ pub async fn until_leader(
             tokio::select! {
                 got = udp.recv_from(&mut buf) => {
                     let Ok((n, src)) = got else { continue };
+                    if !matches!(limiter.check(src.ip(), std::time::Instant::now()), Verdict::Pass) {
+                        continue;
+                    }
                     if let Some(reply) = leader.as_deref().and_then(|l| redirect(&buf[..n], l)) {
                         let _ = udp.send_to(&reply, src).await;
                     }

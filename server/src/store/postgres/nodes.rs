@@ -12,7 +12,7 @@
 //! - One live node at a time holds the **leader lease**, renewed with its heartbeat; whoever
 //!   takes it fences the lapsed nodes first, in the same transaction.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::time::Duration;
 use tokio_postgres::{Client, GenericClient};
 
@@ -93,24 +93,16 @@ pub async fn fence_lapsed(client: &impl GenericClient, except: &str) -> Result<V
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The fence every write batch passes, inside its own transaction: `node` still holds its
-/// epoch. The row stays share-locked until the transaction ends, so a fence waits for it.
+/// The fence every write batch passes first, inside its own transaction (the writer sends the
+/// same statement, `storage.rs`): `node` still holds its epoch, or the transaction fails. The
+/// row stays share-locked until the transaction ends, so a fence waits for it.
 pub async fn check_epoch(tx: &impl GenericClient, node: &Membership) -> Result<()> {
-    let current = tx
-        .query_opt(
-            "SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND NOT fenced FOR SHARE",
-            &[&node.name, &node.epoch],
-        )
-        .await?;
-    if current.is_none() {
-        bail!(
-            "node {} was fenced (its epoch {} is no longer current): it may commit nothing more",
-            node.name,
-            node.epoch
-        );
-    }
+    tx.execute(FENCE, &[&node.name, &node.epoch]).await?;
     Ok(())
 }
+
+/// The fence statement (`auction_fence`, schema migration 3).
+pub const FENCE: &str = "SELECT auction_fence($1, $2)";
 
 /// What [`lead`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

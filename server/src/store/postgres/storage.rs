@@ -24,6 +24,7 @@ use super::nodes::{self, Membership};
 use super::sql::{Blocker, PgBatch, PgQuery, Prepared};
 use super::{connect_as, schema, shown};
 use crate::cluster::standby;
+use crate::rules::ratelimit::{self, SourceLimiter};
 use crate::rules::settlement::Party;
 use crate::store::queue::{Batch, Shared};
 use crate::store::sql::write::{describe, write};
@@ -44,6 +45,10 @@ pub struct PostgresOptions {
     pub lease: Duration,
     /// As [`crate::SqliteOptions::group_commit`].
     pub group_commit: bool,
+    /// Datagrams per second (and burst) a standby answers per source: `--udp-rate`,
+    /// `--udp-burst`, as the leader's gate.
+    pub udp_rate: f64,
+    pub udp_burst: f64,
 }
 
 /// The storage of one node on a PostgreSQL database.
@@ -85,8 +90,10 @@ impl PostgresStorage {
         ));
         let stop_heartbeat = AbortOnDrop(heartbeat.abort_handle());
         let failed = shared.failed();
+        let mut limiter =
+            SourceLimiter::new(options.udp_rate, options.udp_burst, ratelimit::MAX_SOURCES);
         tokio::select! {
-            led = standby::until_leader(url, &mut client, &membership, udp, options.heartbeat, options.lease) => led?,
+            led = standby::until_leader(url, &mut client, &membership, udp, options.heartbeat, options.lease, &mut limiter) => led?,
             _ = failed.cancelled() => bail!(
                 "{}",
                 shared.failure().unwrap_or_else(|| "the node stopped".into())
@@ -240,10 +247,7 @@ async fn commit(
     // First, the fence: it fails the transaction (so nothing after it is stored) unless the
     // node still holds its epoch, and share-locks the node's row until the commit, so a
     // survivor's fence waits for this batch.
-    statements.exec(
-        "SELECT auction_fence($1, $2)",
-        params![me.name.as_str(), me.epoch as u64],
-    )?;
+    statements.exec(nodes::FENCE, params![me.name.as_str(), me.epoch as u64])?;
     for (_, records) in batch {
         for record in records {
             write(&mut statements, record)

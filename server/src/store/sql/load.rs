@@ -470,6 +470,8 @@ mod tests {
                 heartbeat: Duration::from_secs(1),
                 lease: Duration::from_secs(3),
                 group_commit: true,
+                udp_rate: 1000.0,
+                udp_burst: 2000.0,
             };
             let (storage, snapshot) = rt
                 .block_on(async {
