@@ -74,13 +74,22 @@ client bob status "$item"
 say "bob bids 120.00"
 client bob bid "$item" 120.00
 
-leader=$("$server_bin" status --json --db "$url" | python3 -c 'import json,sys; r=json.load(sys.stdin); print([n["name"] for n in r["nodes"] if n["leader"]][0])')
-say "$leader leads and runs the item: kill -9 it"
-pid=$(eval "echo \$${leader}_pid")
+read -r leader owner < <("$server_bin" status --json --db "$url" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+leader = [n["name"] for n in r["nodes"] if n["leader"]][0]
+owner = [i["owner"] for i in r["open_items"] if i["item"] == '"$item"'][0]
+print(leader, owner)')
+if [ "$owner" = "$leader" ]; then
+  say "$owner leads and runs item $item: kill -9 it"
+else
+  say "$leader leads; $owner runs item $item: kill -9 $owner"
+fi
+pid=$(eval "echo \$${owner}_pid")
 kill -9 "$pid"
 killed=$(date +%s%N)
 
-say "bob bids 150.00 right away: his client finds the new leader and the item's new channel"
+say "bob bids 150.00 right away: his client finds the item's new channel (and the new leader, if it moved)"
 client bob bid "$item" 150.00
 done_at=$(date +%s%N)
 echo "accepted $(( (done_at - killed) / 1000000 )) ms after the kill"

@@ -259,6 +259,18 @@ impl ItemChannel {
                     reason,
                     message,
                 } if r == req => return Err(ClientError::Denied { reason, message }),
+                // The server is closing the channel and says why (it is stopping, or the item
+                // moved to another node): the bid's answer will not come on this channel.
+                ChannelBody::Error {
+                    req: None,
+                    reason: Reason::Unavailable,
+                    message,
+                } => {
+                    return Err(ClientError::Denied {
+                        reason: Reason::Unavailable,
+                        message,
+                    })
+                }
                 other => {
                     let ended = matches!(
                         other,

@@ -471,15 +471,44 @@ impl Client {
     }
 
     /// Looks the item up and opens its bidding channel.
+    /// Several nodes: an open item without a channel is moving to another node, which opens
+    /// it within moments; this waits up to `MOVING_WAIT` for it, looking again every
+    /// `MOVING_POLL`.
     pub async fn open_item(&self, item: u64) -> Result<ItemChannel> {
-        let view = self.status(item).await?;
-        let Some(channel) = view.channel else {
-            return Err(ClientError::Denied {
-                reason: auction_protocol::Reason::AuctionOver,
-                message: format!("item {item} is closed"),
-            });
-        };
-        self.open_channel_of(item, &channel).await
+        let deadline = tokio::time::Instant::now() + MOVING_WAIT;
+        loop {
+            let view = self.status(item).await?;
+            match view.channel {
+                Some(channel) => return self.open_channel_of(item, &channel).await,
+                None if view.state == auction_protocol::ItemState::Open
+                    && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(MOVING_POLL).await
+                }
+                None => return Err(no_channel(item, &view)),
+            }
+        }
+    }
+}
+
+/// How long [`Client::open_item`] waits for a moving item's channel, and how often it looks.
+const MOVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const MOVING_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Why an item has no channel to join: it is closed, or (several nodes) open while it moves
+/// to another node, which opens its channel in a moment (`unavailable`: try again).
+pub(crate) fn no_channel(item: u64, view: &ItemView) -> ClientError {
+    match view.state {
+        auction_protocol::ItemState::Open => ClientError::Denied {
+            reason: auction_protocol::Reason::Unavailable,
+            message: format!(
+                "item {item} is open but its channel is not: it is moving to another node; try again in a moment"
+            ),
+        },
+        _ => ClientError::Denied {
+            reason: auction_protocol::Reason::AuctionOver,
+            message: format!("item {item} is closed"),
+        },
     }
 }
 

@@ -278,6 +278,8 @@ impl ItemSession {
             (ItemState::Open, Some(channel)) => Ok(Found::Channel(
                 self.client.open_channel_of(self.item, channel).await?,
             )),
+            // Moving between nodes: its new one opens the channel in a moment.
+            (ItemState::Open, None) => Err(crate::no_channel(self.item, &view)),
             _ => Ok(Found::Ended(view)),
         }
     }

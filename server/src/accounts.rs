@@ -68,9 +68,26 @@ impl AccountHandle {
 #[derive(Debug, Default)]
 pub struct KeyDirectory {
     by_key: RwLock<HashMap<PublicKey, Arc<AccountHandle>>>,
+    /// Several nodes: a node that runs items but not the registry learns of new accounts from
+    /// the database, so a key it has not seen yet passes the handshake (whose signature still
+    /// proves the client holds it) and is looked up after it (`net/accept.rs`).
+    defers: bool,
 }
 
 impl KeyDirectory {
+    /// A directory whose unknown keys are looked up after the handshake (see `defers`).
+    pub fn deferring() -> KeyDirectory {
+        KeyDirectory {
+            defers: true,
+            ..KeyDirectory::default()
+        }
+    }
+
+    /// Whether unknown keys pass the handshake, to be looked up after it.
+    pub fn defers(&self) -> bool {
+        self.defers
+    }
+
     pub fn insert(&self, account: Arc<AccountHandle>) {
         self.write().insert(account.key, account);
     }

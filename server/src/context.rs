@@ -36,4 +36,13 @@ pub struct ServerContext {
     /// Where sold items are settled: the desk, and its address (for the item's view).
     pub desk: mpsc::Sender<DeskCmd>,
     pub settle_port: u16,
+    /// Several nodes: how the leader's registry reaches the items the nodes run
+    /// (`cluster/link.rs`); `None` on a single server, whose registry runs its items itself.
+    pub cluster: Option<Arc<crate::cluster::link::Link>>,
+    /// Items this node lost to another (it was fenced), with what their bidders are told as
+    /// the channel closes: where the item went.
+    pub moved: std::sync::Mutex<std::collections::HashMap<u64, String>>,
+    /// Several nodes: where a node that does not run the registry looks up a key it has not
+    /// seen yet (`cluster/host.rs`).
+    pub key_lookup: Option<crate::cluster::host::KeyLookup>,
 }

@@ -70,6 +70,15 @@ pub struct TlsIdentity {
     pub key: PrivateKeyDer<'static>,
 }
 
+impl Clone for TlsIdentity {
+    fn clone(&self) -> TlsIdentity {
+        TlsIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
 impl TlsIdentity {
     /// Reads a PEM certificate chain and a PEM private key.
     pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsIdentity> {
@@ -90,6 +99,8 @@ impl TlsIdentity {
 
 /// A running server.
 pub struct Server {
+    /// Keeps the registry's channel from the cluster follower open (unused on one server).
+    _remote: mpsc::Sender<cluster::link::Remote>,
     udp_addr: SocketAddr,
     settle_port: u16,
     shutdown: CancellationToken,
@@ -111,6 +122,54 @@ impl Server {
         snapshot: Snapshot,
         advertise: Option<IpAddr>,
     ) -> Result<Server> {
+        let metrics = Arc::new(Metrics::new());
+        Server::start_with(
+            udp, tls, config, storage, snapshot, advertise, metrics, None,
+        )
+        .await
+    }
+
+    /// Several nodes: starts the registration plane and the settlement desk of `node`, which
+    /// holds the leader lease, carrying on from `snapshot` (read when it took the lease). The
+    /// items run on the nodes' hosts (`cluster/host.rs`, this node's too); the registry gives
+    /// them out and follows them through the database (`cluster/link.rs`).
+    pub async fn start_leader(
+        udp: UdpSocket,
+        tls: TlsIdentity,
+        config: Config,
+        node: Arc<PostgresStorage>,
+        snapshot: Snapshot,
+        advertise: Option<IpAddr>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Server> {
+        let link = cluster::link::Link::connect(node.url(), node.membership().clone()).await?;
+        // The desk's connection log shares the table with the nodes' items.
+        let mut snapshot = snapshot;
+        snapshot.next_session = node.session_block().await?;
+        Server::start_with(
+            udp,
+            tls,
+            config,
+            node,
+            snapshot,
+            advertise,
+            metrics,
+            Some(Arc::new(link)),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_with(
+        udp: UdpSocket,
+        tls: TlsIdentity,
+        config: Config,
+        storage: Arc<dyn Storage>,
+        snapshot: Snapshot,
+        advertise: Option<IpAddr>,
+        metrics: Arc<Metrics>,
+        cluster: Option<Arc<cluster::link::Link>>,
+    ) -> Result<Server> {
         let udp_addr = udp
             .local_addr()
             .context("UDP socket has no local address")?;
@@ -127,7 +186,6 @@ impl Server {
         let tasks = TaskTracker::new();
         let (closed_tx, closed_rx) = mpsc::channel(1024);
         let (updates_tx, updates_rx) = mpsc::channel(UPDATES_QUEUED);
-        let metrics = Arc::new(Metrics::new());
         let admission = net::budget::Admission::new(net::budget::Limits {
             handshakes: config.max_handshakes,
             handshakes_per_source: config.max_handshakes_per_source,
@@ -167,6 +225,9 @@ impl Server {
             next_session: std::sync::atomic::AtomicU64::new(snapshot.next_session.max(1)),
             desk: desk.0.clone(),
             settle_port,
+            cluster: cluster.clone(),
+            moved: Default::default(),
+            key_lookup: None,
         });
         settle::spawn(
             settle_listener,
@@ -175,10 +236,20 @@ impl Server {
             &mut snapshot,
             notices_tx,
         );
+        let (remote_tx, remote_rx) = mpsc::channel(1024);
+        if let Some(link) = &cluster {
+            tokio::spawn(cluster::link::follow(
+                link.clone(),
+                storage.clone(),
+                remote_tx.clone(),
+                shutdown.clone(),
+            ));
+        }
         let registry =
             registry::Registry::new(Arc::new(udp), ctx, udp_addr.ip(), advertise, snapshot);
-        let task = tokio::spawn(registry.run(closed_rx, updates_rx, notices_rx));
+        let task = tokio::spawn(registry.run(closed_rx, updates_rx, notices_rx, remote_rx));
         Ok(Server {
+            _remote: remote_tx,
             udp_addr,
             settle_port,
             shutdown,

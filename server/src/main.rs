@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
+use auction_server::cluster::host::Host;
 use auction_server::{
     certs, postgres, Config, PortRange, PostgresOptions, PostgresStorage, Server, SqliteOptions,
     SqliteStorage, Storage, TlsIdentity,
@@ -329,7 +330,7 @@ async fn run(cli: Cli) -> Result<()> {
             stopping.cancel();
         });
     }
-    let mut udp = UdpSocket::bind(cli.udp)
+    let udp = UdpSocket::bind(cli.udp)
         .await
         .with_context(|| format!("cannot bind UDP {}", cli.udp))?;
     let bound = udp.local_addr()?;
@@ -341,101 +342,205 @@ async fn run(cli: Cli) -> Result<()> {
              reach this node at, so the other nodes can send them here"
         );
     }
-    let mut tls = tls;
     let group_commit = !cli.no_group_commit;
-    if postgres_url.is_some() && cli.lease <= cli.heartbeat {
-        bail!(
-            "--lease ({:?}) must be longer than --heartbeat ({:?}), or the node's heartbeat lapses between renewals",
-            cli.lease,
-            cli.heartbeat
-        );
+    if let Some(url) = &postgres_url {
+        if cli.lease <= cli.heartbeat {
+            bail!(
+                "--lease ({:?}) must be longer than --heartbeat ({:?}), or the node's heartbeat lapses between renewals",
+                cli.lease,
+                cli.heartbeat
+            );
+        }
+        let node = Node {
+            url,
+            cli: &cli,
+            config,
+            tls,
+            bound,
+            reachable,
+            group_commit,
+            stopping,
+        };
+        return node.run(udp).await;
     }
-    // A node of a cluster that steps down (fenced, or cut off from the database) stands by
-    // again under a new epoch; a single server on SQLite stops.
-    let mut rejoining = false;
-    loop {
-        let (storage, snapshot): (Arc<dyn Storage>, _) = match &postgres_url {
-            Some(url) => {
-                let options = PostgresOptions {
-                    node: cli.node.clone().unwrap_or_else(host_name),
-                    udp: reachable.to_string(),
-                    heartbeat: cli.heartbeat,
-                    lease: cli.lease,
-                    group_commit,
-                    udp_rate: cli.udp_rate,
-                    udp_burst: cli.udp_burst,
-                };
-                let opened = tokio::select! {
-                    opened = PostgresStorage::open(url, options, &udp) => opened,
-                    _ = stopping.cancelled() => return Ok(()),
-                };
-                match opened {
-                    Ok((storage, snapshot)) => (Arc::new(storage), snapshot),
-                    // A node that stepped down keeps trying to rejoin (the database may be
-                    // back in a moment); at the first start a failure is reported at once.
-                    Err(e) if rejoining => {
-                        tracing::warn!(error = %format!("{e:#}"), "cannot rejoin the cluster yet; trying again");
-                        tokio::select! {
-                            _ = tokio::time::sleep(cli.lease) => continue,
-                            _ = stopping.cancelled() => return Ok(()),
-                        }
+    let (storage, snapshot) = SqliteStorage::open(&cli.db, SqliteOptions { group_commit })?;
+    let storage: Arc<dyn Storage> = Arc::new(storage);
+    log_opened(&cli.db.display().to_string(), &snapshot, group_commit);
+    let server = Server::start(udp, tls, config, storage.clone(), snapshot, cli.advertise).await?;
+    serve_metrics(&cli, &server).await?;
+    tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
+    let ran = server.run_until(stopping.cancelled_owned()).await;
+    let stats = storage.stats();
+    ran?;
+    tracing::info!(
+        commits = stats.commits,
+        appends = stats.appends,
+        records = stats.records,
+        "auction-server stopped; everything acknowledged is in the database"
+    );
+    Ok(())
+}
+
+fn log_opened(db: &str, snapshot: &auction_server::Snapshot, group_commit: bool) {
+    let open_items = snapshot
+        .items
+        .iter()
+        .filter(|i| i.closed_at.is_none())
+        .count();
+    tracing::info!(
+        db,
+        accounts = snapshot.accounts.iter().filter(|a| !a.removed).count(),
+        open_items,
+        pending_notices = snapshot.notices.len(),
+        group_commit,
+        "database opened"
+    );
+}
+
+async fn serve_metrics(cli: &Cli, server: &Server) -> Result<()> {
+    if let Some(addr) = cli.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the metrics address {addr}"))?;
+        let addr = server.serve_metrics(listener)?;
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
+    Ok(())
+}
+
+/// A node of a cluster on PostgreSQL (`--db postgres://...`): it runs the items given to it
+/// from the moment it joins, stands by answering datagrams with the leader's address, and runs
+/// the registration plane while it holds the leader lease. A node that steps down (fenced, or
+/// cut off from the database) joins again under a new epoch.
+struct Node<'a> {
+    url: &'a str,
+    cli: &'a Cli,
+    config: Config,
+    tls: TlsIdentity,
+    bound: SocketAddr,
+    reachable: SocketAddr,
+    group_commit: bool,
+    stopping: auction_server::CancellationToken,
+}
+
+/// How one membership of a node ended.
+enum Ended {
+    Stopped,
+    SteppedDown(String),
+}
+
+impl Node<'_> {
+    async fn run(self, mut udp: UdpSocket) -> Result<()> {
+        let mut rejoining = false;
+        loop {
+            let ended = match self.membership(udp).await {
+                Ok(ended) => ended,
+                // A node that stepped down keeps trying to rejoin (the database may be back in
+                // a moment); at the first start a failure is reported at once.
+                Err(e) if rejoining => Ended::SteppedDown(format!("{e:#}")),
+                Err(e) => return Err(e),
+            };
+            match ended {
+                Ended::Stopped => return Ok(()),
+                Ended::SteppedDown(why) => {
+                    tracing::warn!(error = %why, "stepped down: joining again under a new epoch");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.cli.heartbeat) => {}
+                        _ = self.stopping.cancelled() => return Ok(()),
                     }
-                    Err(e) => return Err(e),
+                    // The socket and listeners of the last membership are closed: the same
+                    // addresses are free.
+                    udp = UdpSocket::bind(self.bound)
+                        .await
+                        .with_context(|| format!("cannot bind UDP {} again", self.bound))?;
+                    rejoining = true;
                 }
             }
-            None => {
-                let (storage, snapshot) =
-                    SqliteStorage::open(&cli.db, SqliteOptions { group_commit })?;
-                (Arc::new(storage), snapshot)
+        }
+    }
+
+    /// One membership: join, host the items given to this node, stand by, lead.
+    async fn membership(&self, udp: UdpSocket) -> Result<Ended> {
+        let options = PostgresOptions {
+            node: self.cli.node.clone().unwrap_or_else(host_name),
+            udp: self.reachable.to_string(),
+            heartbeat: self.cli.heartbeat,
+            lease: self.cli.lease,
+            group_commit: self.group_commit,
+            udp_rate: self.cli.udp_rate,
+            udp_burst: self.cli.udp_burst,
+        };
+        let node = tokio::select! {
+            joined = PostgresStorage::join(self.url, options) => Arc::new(joined?),
+            _ = self.stopping.cancelled() => return Ok(Ended::Stopped),
+        };
+        let metrics = Arc::new(auction_server::Metrics::new());
+        let host = Host::start(
+            node.clone(),
+            self.tls.clone(),
+            self.config.clone(),
+            self.bound.ip(),
+            metrics.clone(),
+        )
+        .await;
+        let host = match host {
+            Ok(host) => host,
+            Err(e) => {
+                close(&node).await;
+                return Err(e);
             }
         };
-        let open_items = snapshot
-            .items
-            .iter()
-            .filter(|i| i.closed_at.is_none())
-            .count();
-        tracing::info!(
-            db = %postgres_url.as_deref().map(postgres::shown).unwrap_or_else(|| cli.db.display().to_string()),
-            accounts = snapshot.accounts.iter().filter(|a| !a.removed).count(),
-            open_items,
-            pending_notices = snapshot.notices.len(),
-            group_commit,
-            "database opened"
-        );
-        let server = Server::start(
-            udp,
-            tls,
-            config.clone(),
-            storage.clone(),
-            snapshot,
-            cli.advertise,
-        )
-        .await?;
-        if let Some(addr) = cli.metrics {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind the metrics address {addr}"))?;
-            let addr = server.serve_metrics(listener)?;
-            tracing::info!("metrics at http://{addr}/metrics");
-        }
-        tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
-        let ran = server.run_until(stopping.clone().cancelled_owned()).await;
-        let stats = storage.stats();
-        drop(storage);
-        match ran {
-            Err(e) if postgres_url.is_some() && !stopping.is_cancelled() => {
-                tracing::warn!(
-                    error = %format!("{e:#}"),
-                    commits = stats.commits,
-                    "stepped down: standing by again under a new epoch"
-                );
-                // The server's socket and listeners are closed: the same addresses are free.
-                udp = UdpSocket::bind(bound)
-                    .await
-                    .with_context(|| format!("cannot bind UDP {bound} again"))?;
-                tls = load_or_generate_tls(&cli)?;
-                rejoining = true;
+        tracing::info!(node = %node.membership().name, udp = %self.bound, "running the items given to this node");
+        let led = tokio::select! {
+            led = node.lead(&udp) => led,
+            _ = self.stopping.cancelled() => {
+                host.stop().await;
+                close(&node).await;
+                return Ok(Ended::Stopped);
             }
+        };
+        let snapshot = match led {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                host.stop().await;
+                close(&node).await;
+                return Ok(Ended::SteppedDown(format!("{e:#}")));
+            }
+        };
+        log_opened(&postgres::shown(self.url), &snapshot, self.group_commit);
+        let server = Server::start_leader(
+            udp,
+            self.tls.clone(),
+            self.config.clone(),
+            node.clone(),
+            snapshot,
+            self.cli.advertise,
+            metrics,
+        )
+        .await;
+        let server = match server {
+            Ok(server) => server,
+            Err(e) => {
+                host.stop().await;
+                close(&node).await;
+                return Err(e);
+            }
+        };
+        serve_metrics(self.cli, &server).await?;
+        tracing::info!(udp = %server.udp_addr(), settle_port = server.settle_port(), leading = true, "auction-server listening");
+        let failed = node.failed();
+        tokio::select! {
+            _ = self.stopping.cancelled() => {}
+            _ = failed.cancelled() => {}
+        }
+        // The items first (what they still say waits for the writer), then the registration
+        // plane, which closes the storage.
+        host.stop().await;
+        let stats = node.stats();
+        let ran = server.shutdown().await;
+        drop(node);
+        match ran {
+            Err(e) if !self.stopping.is_cancelled() => Ok(Ended::SteppedDown(format!("{e:#}"))),
             ran => {
                 ran?;
                 tracing::info!(
@@ -444,10 +549,16 @@ async fn run(cli: Cli) -> Result<()> {
                     records = stats.records,
                     "auction-server stopped; everything acknowledged is in the database"
                 );
-                return Ok(());
+                Ok(Ended::Stopped)
             }
         }
     }
+}
+
+/// Closes a node's storage (its writer finishes what is queued, and the node leaves).
+async fn close(node: &Arc<PostgresStorage>) {
+    let node = node.clone();
+    let _ = tokio::task::spawn_blocking(move || node.close()).await;
 }
 
 fn load_or_generate_tls(cli: &Cli) -> Result<TlsIdentity> {

@@ -1,7 +1,8 @@
 //! Nodes of a cluster as real processes on one real PostgreSQL (started by the test), each on
 //! its own loopback address: the node running an auction killed while four bidders stream bids,
-//! the leader killed with notices pending, a leader cut off from the database, and one frozen
-//! past its lease. Nothing acknowledged may be lost, and everything goes on through a node.
+//! the leader killed with notices pending, a node cut off from the database, one frozen past
+//! its lease, loadgen with a node killed, a flooding source, and what the leader asks of an item
+//! another node runs. Nothing acknowledged may be lost, and everything goes on through a node.
 
 mod common;
 
@@ -153,10 +154,12 @@ async fn four_bidders_stream_through_a_kill_9_of_the_node_running_the_item() {
 
     let seller = person(dir, &nodes, "seller").await;
     let lot = seller.offer("Clock", Cents(100), Some(20)).await.unwrap();
-    assert_eq!(status(&pg.url)["open_items"][0]["owner"], "n1");
+    // n1 leads (it started first); the item goes to the least loaded of the others.
+    assert_eq!(status(&pg.url)["open_items"][0]["owner"], "n2");
+    assert!(lot.channel.starts_with("127.0.0.2:"), "{}", lot.channel);
     let streams = Streams::start(dir, &nodes, lot.item, &["b1", "b2", "b3", "b4"]).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    n1.kill_9().await;
+    n2.kill_9().await;
     let cut = Instant::now();
     streams
         .acknowledged_after(cut, "bids to be acknowledged after the kill")
@@ -186,16 +189,21 @@ async fn four_bidders_stream_through_a_kill_9_of_the_node_running_the_item() {
     .await;
     assert_eq!(view.winner.as_deref(), Some(best_bidder.as_str()));
     assert_eq!(view.price, Some(best));
-    let report = status(&pg.url);
-    let leader = report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["leader"] == true)
-        .unwrap()["name"]
-        .clone();
-    assert_ne!(leader, "n1");
-    for n in [n2, n3] {
+    // The leader fenced the dead node; the survivor that ran the item to its end was n3
+    // (the least loaded live node that does not lead).
+    let db = postgres::connect(&pg.url).await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT i.owner, n.fenced FROM items i, nodes n WHERE i.id = $1 AND n.name = 'n2'",
+            &[&(lot.item as i64)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("n3".into(), true)
+    );
+    for n in [n1, n3] {
         assert!(n.terminate().await.success());
     }
 }
@@ -280,7 +288,7 @@ async fn a_new_leader_delivers_pending_notices_once_and_takes_registrations_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_cut_off_from_the_database_steps_down_and_nothing_acknowledged_is_lost() {
+async fn an_owner_cut_off_from_the_database_steps_down_and_nothing_acknowledged_is_lost() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -290,26 +298,27 @@ async fn a_leader_cut_off_from_the_database_steps_down_and_nothing_acknowledged_
     let nodes = [n1.udp, n2.udp];
     let seller = person(dir, &nodes, "seller").await;
     let lot = seller.offer("Desk", Cents(100), Some(60)).await.unwrap();
+    assert_eq!(status(&pg.url)["open_items"][0]["owner"], "n2");
     let streams = Streams::start(dir, &nodes, lot.item, &["b1", "b2"]).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
-    // PostgreSQL ends every connection of n1 (its writer's among them).
+    // PostgreSQL ends every connection of n2, the item's node (its writer's among them).
     let db = postgres::connect(&pg.url).await.unwrap();
     let ended: i64 = db
         .query_one(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                                   WHERE application_name LIKE 'auction-server n1 %') t",
+                                   WHERE application_name LIKE 'auction-server n2 %') t",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert!(ended >= 2, "{ended} connections of n1 ended");
+    assert!(ended >= 2, "{ended} connections of n2 ended");
     let cut = Instant::now();
-    // Its next commit fails: it steps down rather than serve without its database, and stands
-    // by again (then whichever node takes the lease first leads).
-    within(20, "n1 to step down", async {
-        while !n1.log().contains("stepped down") {
+    // Its next commit fails: it steps down rather than serve without its database, and joins
+    // again under a new epoch; the leader gives the item to a live node meanwhile.
+    within(20, "n2 to step down", async {
+        while !n2.log().contains("stepped down") {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -330,7 +339,8 @@ async fn a_leader_cut_off_from_the_database_steps_down_and_nothing_acknowledged_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_standby() {
+async fn an_owner_stopped_past_its_lease_commits_nothing_more_tells_bidders_where_the_item_went_and_rejoins(
+) {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -341,11 +351,23 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_s
     let nodes = [n1.udp, n2.udp];
     let seller = person(dir, &nodes, "seller").await;
     let lot = seller.offer("Chair", Cents(100), Some(60)).await.unwrap();
+    assert_eq!(status(&pg.url)["open_items"][0]["owner"], "n2");
+    // A bidder who only watches the channel, and two who bid.
+    let watcher = person(dir, &nodes, "watcher").await;
+    let mut watching = watcher.open_item(lot.item).await.unwrap();
+    let told = tokio::spawn(async move {
+        while let Some(event) = watching.next_event().await {
+            if let Ok(auction_protocol::channel::ChannelBody::Error { message, .. }) = event {
+                return Some(message);
+            }
+        }
+        None
+    });
     let streams = Streams::start(dir, &nodes, lot.item, &["b1", "b2"]).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
-    // n1 freezes for three leases: n2 fences it and takes over meanwhile.
-    let pid = n1.child.id().unwrap().to_string();
+    // n2 freezes for three leases: n1 fences it and runs the item meanwhile.
+    let pid = n2.child.id().unwrap().to_string();
     let signal = |sig: &str| {
         let sent = std::process::Command::new("kill")
             .args([sig, &pid])
@@ -355,14 +377,33 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_s
     };
     signal("-STOP");
     let cut = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(status(&pg.url)["nodes"][1]["leader"], true, "n2 leads");
+    within(10, "n1 to take the item", async {
+        while status(&pg.url)["open_items"][0]["owner"] != "n1" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     signal("-CONT");
-    // Back, n1 finds itself fenced: whatever it judged meanwhile cannot commit, so it
-    // acknowledges none of it; it steps down and stands by again under a new epoch.
-    within(20, "n1 to step down and stand by again", async {
-        while n1.log().matches("auction-server standing by").count() < 1
-            || !n1.log().contains("stepped down")
+    // Back, n2 finds itself fenced: whatever it judged meanwhile cannot commit, so it
+    // acknowledges none of it; it tells its bidders where the item went, and joins again
+    // under a new epoch.
+    let message = within(20, "n2 to tell its bidders where the item went", told)
+        .await
+        .unwrap()
+        .expect("a message before the channel closed");
+    eprintln!("n2's bidders were told: {message}");
+    assert!(
+        message.contains("runs on node n1") && message.contains("127.0.0.1:"),
+        "{message}"
+    );
+    within(20, "n2 to step down and join again", async {
+        while n2
+            .log()
+            .matches("running the items given to this node")
+            .count()
+            < 2
+            || !n2.log().contains("stepped down")
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -371,27 +412,28 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_more_and_rejoins_as_a_s
     streams
         .acknowledged_after(
             cut + Duration::from_secs(3),
-            "bids to be acknowledged by n2",
+            "bids to be acknowledged by n1",
         )
         .await;
     let seen = streams.finish().await;
     check_acknowledged(&pg.url, lot.item, &seen).await;
     let report = status(&pg.url);
-    let n1_row = &report["nodes"][0];
-    assert_eq!(n1_row["name"], "n1");
+    let n2_row = &report["nodes"][1];
+    assert_eq!(n2_row["name"], "n2");
     assert_eq!(
-        (n1_row["alive"].clone(), n1_row["fenced"].clone()),
+        (n2_row["alive"].clone(), n2_row["fenced"].clone()),
         (true.into(), false.into()),
-        "n1 rejoined: {n1_row}"
+        "n2 joined again: {n2_row}"
     );
-    assert!(n1_row["epoch"].as_i64().unwrap() >= 3, "{n1_row}");
+    assert!(n2_row["epoch"].as_i64().unwrap() >= 3, "{n2_row}");
+    assert_eq!(report["nodes"][0]["leader"], true, "n1 still leads");
     for n in [n1, n2] {
         assert!(n.terminate().await.success());
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loadgen_across_the_cluster_verifies_with_the_leader_killed_mid_run() {
+async fn loadgen_across_the_cluster_verifies_with_a_node_killed_mid_run() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -427,7 +469,7 @@ async fn loadgen_across_the_cluster_verifies_with_the_leader_killed_mid_run() {
         stalled: 0,
     };
     let run = tokio::spawn(loadgen::run(options));
-    // Well into the measured phase (set-up takes a moment), the leader dies.
+    // Well into the measured phase (set-up takes a moment), a node running items dies.
     let db = postgres::connect(&pg.url).await.unwrap();
     within(30, "bids to be stored", async {
         loop {
@@ -443,7 +485,15 @@ async fn loadgen_across_the_cluster_verifies_with_the_leader_killed_mid_run() {
         }
     })
     .await;
-    n1.kill_9().await;
+    let before = status(&pg.url);
+    let on_n2 = before["open_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["owner"] == "n2")
+        .count();
+    assert!(on_n2 >= 1, "n2 runs some of the items: {before}");
+    n2.kill_9().await;
     let outcome = within(120, "loadgen to finish", run)
         .await
         .unwrap()
@@ -453,11 +503,20 @@ async fn loadgen_across_the_cluster_verifies_with_the_leader_killed_mid_run() {
     let v = r.verify.as_ref().unwrap();
     assert!(v.passed, "{v:?}");
     assert!(!r.failed(), "{}", r.table());
-    // Every channel was on the leader that died: each was reopened, once.
-    assert_eq!(r.counts.reconnected, r.spread.channels as u64);
+    // The channels on n2's items were reopened on their new node; the others were not.
+    eprintln!(
+        "{} of {} channels reopened ({on_n2} of 4 items were on n2)",
+        r.counts.reconnected, r.spread.channels
+    );
+    assert!(r.counts.reconnected >= 1, "{}", r.table());
+    assert!(
+        r.counts.reconnected < r.spread.channels as u64,
+        "only n2's channels move: {}",
+        r.table()
+    );
     assert_eq!(r.counts.unanswered, 0);
     assert_eq!(r.counts.sent, r.counts.answered);
-    for n in [n2, n3] {
+    for n in [n1, n3] {
         assert!(n.terminate().await.success());
     }
 }
@@ -496,6 +555,88 @@ async fn a_standby_answers_a_flooding_source_only_within_its_rate() {
     }
     // A burst of 5, then 5 a second: 200 datagrams get a handful of answers, not 200.
     assert!((1..=12).contains(&redirects), "{redirects} redirects");
+    for n in [n1, n2] {
+        assert!(n.terminate().await.success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_key_is_refused_by_a_node_that_looks_it_up() {
+    use auction_protocol::channel::ChannelBody;
+    use auction_protocol::Reason;
+    use common::{announcement, next_matching};
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2"]);
+    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &[]).await;
+    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &[]).await;
+    let nodes = [n1.udp, n2.udp];
+    let seller = person(dir, &nodes, "seller").await;
+    seller.attach().await.unwrap();
+    // Half its time without a bid (5 s), the seller is asked to negotiate.
+    let lot = seller.offer("Lamp", Cents(1000), Some(10)).await.unwrap();
+    assert!(lot.channel.starts_with("127.0.0.2:"), "{}", lot.channel);
+
+    // A key of no account proves it holds it, then is refused after one lookup.
+    let stranger = cluster_client(dir, &nodes, "stranger").await;
+    match stranger.open_channel(&lot.channel).await {
+        Err(auction_client::ClientError::Denied { reason, .. }) => {
+            assert_eq!(reason, Reason::AccountGone)
+        }
+        other => panic!("{other:?}"),
+    }
+    // Accounts registered a moment ago are let in by n2 (which reads them from the database),
+    // and what the leader asks of the item reaches it there: a subscriber hears the item's
+    // lower minimum, a bidder on the channel too.
+    let watcher = person(dir, &nodes, "watcher").await;
+    watcher.attach().await.unwrap();
+    watcher.subscribe(lot.item).await.unwrap();
+    let gone = person(dir, &nodes, "gone").await;
+    let mut gone_channel = gone.open_item(lot.item).await.unwrap();
+    let asked = announcement(&seller, "NEGOTIATE-REQ", |m| match m {
+        ServerBody::NegotiateReq { item, .. } => Some(*item),
+        _ => None,
+    })
+    .await;
+    assert_eq!(asked, lot.item);
+    assert_eq!(
+        seller.negotiate(lot.item, Some(Cents(500))).await.unwrap(),
+        Some(Cents(500))
+    );
+    let min = announcement(&watcher, "PRICE-ADJUSTMENT", |m| match m {
+        ServerBody::PriceAdjustment { min, .. } => Some(*min),
+        _ => None,
+    })
+    .await;
+    assert_eq!(min, Cents(500));
+    next_matching(&mut gone_channel, "the lower minimum on the channel", |m| {
+        matches!(m, ChannelBody::PriceAdjustment { .. }).then_some(())
+    })
+    .await;
+    // A deregistered account's connection on n2 closes, and it cannot come back.
+    gone.deregister().await.unwrap();
+    within(10, "the deregistered account's channel to close", async {
+        while let Some(Ok(_)) = gone_channel.next_event().await {}
+    })
+    .await;
+    match gone.open_channel(&lot.channel).await {
+        Err(auction_client::ClientError::Denied { reason, .. }) => {
+            assert_eq!(reason, Reason::AccountGone)
+        }
+        other => panic!("{other:?}"),
+    }
+    // A bid on n2 reaches the subscriber as BID-UPDATE through the leader.
+    let bidder = person(dir, &nodes, "bidder").await;
+    let mut channel = bidder.open_item(lot.item).await.unwrap();
+    let bid = channel.bid(Cents(600), Some("x-1".into())).await.unwrap();
+    assert!(matches!(bid, BidResult::Accepted { .. }), "{bid:?}");
+    let highest = announcement(&watcher, "BID-UPDATE", |m| match m {
+        ServerBody::BidUpdate { highest, .. } => Some(*highest),
+        _ => None,
+    })
+    .await;
+    assert_eq!(highest, Cents(600));
     for n in [n1, n2] {
         assert!(n.terminate().await.success());
     }

@@ -160,6 +160,15 @@ impl ItemTask {
             self.clock();
             self.flush();
         }
+        let moved = self
+            .ctx
+            .moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.id)
+            .cloned();
+        let message = moved
+            .unwrap_or_else(|| "the server is shutting down; reconnect when it is back".into());
         let conns: Vec<u64> = self.conns.keys().copied().collect();
         for conn in conns {
             self.send(
@@ -167,7 +176,7 @@ impl ItemTask {
                 ChannelBody::Error {
                     req: None,
                     reason: Reason::Unavailable,
-                    message: "the server is shutting down; reconnect when it is back".into(),
+                    message: message.clone(),
                 },
             );
         }

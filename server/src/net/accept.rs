@@ -35,13 +35,17 @@ pub(crate) async fn handshake(
     let tls = tls_accept(tcp, peer, ctx).await;
     drop(slot);
     let mut tls = tls?;
-    let account = tls
+    let key = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|cert| key_from_cert(cert))
-        .and_then(|key| ctx.keys.lookup(&key));
+        .and_then(|cert| key_from_cert(cert));
+    let mut account = key.and_then(|key| ctx.keys.lookup(&key));
+    // Several nodes: a key this node has not seen yet may be a new account's.
+    if let (None, Some(key), Some(lookup)) = (&account, key, &ctx.key_lookup) {
+        account = lookup.find(&ctx.keys, key).await;
+    }
     let (reason, message) = match account {
         Some(account) => match ctx.admission.join(&account) {
             Ok(joined) => return Some((tls, account, joined)),
@@ -71,7 +75,8 @@ pub(crate) async fn handshake(
         },
         None => (
             Reason::AccountGone,
-            "this account has been deregistered".to_owned(),
+            "this key belongs to no live account: it was never registered, or deregistered"
+                .to_owned(),
         ),
     };
     say_and_close(&mut tls, reason, message, ctx.config.write_timeout).await;

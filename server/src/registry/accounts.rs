@@ -312,7 +312,11 @@ impl Registry {
         }
         self.notices.forget(handle.id);
         self.announcements.remove(handle.id);
-        // Its open channels close now rather than refuse its bids one by one.
+        // Its open channels close now rather than refuse its bids one by one (on every node,
+        // when the items run on several).
+        if let Some(link) = &self.ctx.cluster {
+            link.account_gone(handle.id).await;
+        }
         for entry in self.items.values() {
             if let Some(cmd) = &entry.cmd {
                 let _ = cmd.send(ItemCmd::AccountGone { account: handle.id }).await;
@@ -326,6 +330,9 @@ impl Registry {
     /// and not started yet, which has taken no bid, answers from what it was resumed with:
     /// asking it would wait for a task that is not running).
     pub(super) async fn leads_any(&self, account: AccountId) -> Option<u64> {
+        if let Some(link) = &self.ctx.cluster {
+            return link.leads(account).await;
+        }
         let mut asks = Vec::new();
         for (&item, entry) in &self.items {
             if let Some(pending) = self.pending.get(&item) {

@@ -219,38 +219,63 @@ impl Registry {
             Gated::Drop => return,
         };
         let req = request.req;
-        let answer = self.execute(request.body, req, src, now).await;
-        if let (Some(acting), Some(first)) = (acting, answer.datagrams.first()) {
-            // Only into the window of the account that signed: a refused REGISTER for a taken
-            // name, signed by another key, must not touch the owner's window.
-            let recorded =
-                self.accounts
-                    .window_of(&acting.name, &acting.key)
-                    .map(|(account, window)| {
-                        window.record(req, acting.digest, first.clone(), now.instant.into_std());
-                        (account, window.floor())
-                    });
-            if let Some((account, floor)) = recorded {
-                self.records.push(Record::Replied {
-                    account,
-                    req,
-                    digest: acting.digest,
-                    answer: first.clone(),
-                    floor,
-                });
-            }
+        let mut answer = self.execute(request.body, req, src, now).await;
+        if let AfterAnswer::AwaitChannel(item) = answer.after {
+            // Several nodes: the new item is stored with this answer as it stands (no channel
+            // yet), so a retransmission after a crash gets it rather than a second item; the
+            // answer naming the channel replaces it once the item's node has opened it.
+            self.record_reply(acting.as_ref(), req, &answer, now);
+            self.append_records();
+            answer = self.await_channel(req, item).await;
         }
+        self.record_reply(acting.as_ref(), req, &answer, now);
         self.append_records();
         for datagram in answer.datagrams {
             self.emit(src, datagram);
         }
         match answer.after {
             AfterAnswer::Nothing => {}
-            AfterAnswer::AnnounceItem(item) => self.announce_item(item),
+            AfterAnswer::AnnounceItem(item) | AfterAnswer::AwaitChannel(item) => {
+                self.announce_item(item)
+            }
             AfterAnswer::SendPending(account) => {
                 self.notices.restart(account, now.instant);
                 self.retransmit(now);
             }
+        }
+    }
+}
+
+impl Registry {
+    /// Keeps `answer`'s first datagram in the replay window of the account that signed the
+    /// request, if any, and records it with the request's changes.
+    fn record_reply(
+        &mut self,
+        acting: Option<&Acting>,
+        req: u64,
+        answer: &super::Answer,
+        now: Now,
+    ) {
+        let (Some(acting), Some(first)) = (acting, answer.datagrams.first()) else {
+            return;
+        };
+        // Only into the window of the account that signed: a refused REGISTER for a taken
+        // name, signed by another key, must not touch the owner's window.
+        let recorded =
+            self.accounts
+                .window_of(&acting.name, &acting.key)
+                .map(|(account, window)| {
+                    window.record(req, acting.digest, first.clone(), now.instant.into_std());
+                    (account, window.floor())
+                });
+        if let Some((account, floor)) = recorded {
+            self.records.push(Record::Replied {
+                account,
+                req,
+                digest: acting.digest,
+                answer: first.clone(),
+                floor,
+            });
         }
     }
 }

@@ -79,7 +79,11 @@ impl Registry {
                     channel,
                     ends_at,
                 })],
-                after: AfterAnswer::AnnounceItem(item),
+                after: if self.ctx.cluster.is_some() {
+                    AfterAnswer::AwaitChannel(item)
+                } else {
+                    AfterAnswer::AnnounceItem(item)
+                },
             },
             Err(Refusal { reason, message }) => denied(reason, message),
         }
@@ -100,6 +104,9 @@ impl Registry {
             return Err(Refusal::new(Reason::NotRegistered, not_registered(name)));
         };
         let seller = account.handle.clone();
+        if let Some(link) = self.ctx.cluster.clone() {
+            return Ok(self.give_item(&link, seller, description, min, duration, catalog_id, now));
+        }
         let listener = match self.bind_item_port() {
             Ok(listener) => listener,
             Err(e) => {
@@ -156,6 +163,72 @@ impl Registry {
         Ok((id, channel, ends_at))
     }
 
+    /// Several nodes: records a new item (checked already) and gives it to the least loaded
+    /// live node, which opens its channel (the answer waits for that: `gate.rs`); the registry
+    /// follows it. Returns the item number, no channel yet, and the end.
+    #[allow(clippy::too_many_arguments)]
+    fn give_item(
+        &mut self,
+        link: &std::sync::Arc<crate::cluster::link::Link>,
+        seller: std::sync::Arc<crate::accounts::AccountHandle>,
+        description: String,
+        min: Cents,
+        duration: u64,
+        catalog_id: Option<String>,
+        now: Now,
+    ) -> (u64, String, u64) {
+        let id = self.next_item;
+        self.next_item += 1;
+        let ends_at = now.ms + duration * 1000;
+        let negotiate_at = auction::negotiate_at(now.ms, ends_at);
+        let (node, epoch) = link.assign();
+        self.records.push(Record::ItemOffered {
+            item: id,
+            seller: seller.id,
+            description: description.clone(),
+            min,
+            ends_at,
+            port: 0,
+            at: now.ms,
+            catalog_id: catalog_id.clone(),
+            negotiate_at,
+        });
+        self.records.push(Record::ItemAssigned {
+            item: id,
+            node: node.clone(),
+            epoch,
+        });
+        let view = ItemView {
+            item: id,
+            description,
+            seller: seller.name.clone(),
+            min,
+            highest: None,
+            bidder: None,
+            ends_at,
+            state: auction_protocol::ItemState::Open,
+            channel: None,
+            winner: None,
+            price: None,
+            settle_port: None,
+        };
+        self.negotiations.insert((negotiate_at, id));
+        self.items.insert(
+            id,
+            Entry::mirrored(view, link, Negotiation::Due(negotiate_at)),
+        );
+        if let Some(account) = self.accounts.get_mut(&seller.name) {
+            account.open_items += 1;
+        }
+        if let Some(catalog_id) = catalog_id {
+            self.catalog_ids.insert(catalog_id);
+        }
+        self.ctx.metrics.open_items.inc();
+        self.open_items += 1;
+        tracing::info!(item = id, seller = %seller.name, %node, "item offered");
+        (id, String::new(), ends_at)
+    }
+
     /// Offers the catalog's entries not offered before (`--catalog`), for its seller account
     /// (created, with a key nobody holds, when no account has that name).
     pub(super) async fn offer_catalog(&mut self, now: Now) {
@@ -186,6 +259,9 @@ impl Registry {
                 Ok((item, _, _)) => {
                     offered += 1;
                     self.append_records();
+                    if self.ctx.cluster.is_some() {
+                        self.channel_of_new(item).await;
+                    }
                     self.announce_item(item);
                     self.transmit().await;
                 }

@@ -29,6 +29,7 @@ pub(crate) mod inbox;
 mod items;
 mod negotiation;
 mod notices;
+mod remote;
 mod restore;
 mod subscriptions;
 
@@ -73,6 +74,11 @@ struct Entry {
     /// Accounts subscribed to the item, by name.
     subscribers: BTreeSet<String>,
     negotiation: Negotiation,
+    /// Several nodes: the item runs on a node (this one or another) and the registry keeps
+    /// its view from the database (`remote.rs`).
+    mirror: Option<watch::Sender<ItemView>>,
+    /// The item's revision the mirrored view shows (an older read is not applied).
+    rev: i64,
 }
 
 impl Entry {
@@ -83,6 +89,28 @@ impl Entry {
             watchers: Some(handle.watchers),
             subscribers: BTreeSet::new(),
             negotiation,
+            mirror: None,
+            rev: 0,
+        }
+    }
+
+    /// An open item run by a node of the cluster, followed through `link`.
+    fn mirrored(
+        view: ItemView,
+        link: &Arc<crate::cluster::link::Link>,
+        negotiation: Negotiation,
+    ) -> Entry {
+        let item = view.item;
+        let (mirror, view) = watch::channel(view);
+        link.follow(item);
+        Entry {
+            cmd: Some(crate::cluster::link::mirror(link.clone(), item)),
+            view,
+            watchers: None,
+            subscribers: BTreeSet::new(),
+            negotiation,
+            mirror: Some(mirror),
+            rev: 0,
         }
     }
 
@@ -174,6 +202,9 @@ struct Answer {
 enum AfterAnswer {
     Nothing,
     AnnounceItem(u64),
+    /// Several nodes: a new item waits for its node to open its channel before the answer
+    /// (which names the channel) goes out, then is announced (see `gate.rs`).
+    AwaitChannel(u64),
     /// A new delivery round of the account's pending notices.
     SendPending(AccountId),
 }
@@ -248,6 +279,7 @@ impl Registry {
         mut closed: mpsc::Receiver<ItemClosed>,
         mut updates: mpsc::Receiver<ItemUpdate>,
         mut notices: mpsc::UnboundedReceiver<NoticeRecord>,
+        mut remote: mpsc::Receiver<crate::cluster::link::Remote>,
     ) {
         self.resume(Now::read());
         self.offer_catalog(Now::read()).await;
@@ -269,6 +301,8 @@ impl Registry {
                 Some(update) = updates.recv() => self.on_update(update),
                 // The settlement desk's notices (appended already: sent once durable).
                 Some(notice) = notices.recv() => self.say_notice(notice, Now::read()),
+                // What the items the nodes run did (several nodes only).
+                Some(event) = remote.recv() => self.on_remote(event, Now::read()),
                 _ = crate::clock::sleep_until(wake) => {
                     let now = Now::read();
                     self.ask_negotiations(now);
@@ -382,7 +416,12 @@ impl Registry {
                 description,
                 min,
                 duration,
-            } => self.offer(req, &account, description, min, duration, now),
+            } => {
+                if let Some(link) = &self.ctx.cluster {
+                    link.refresh_nodes().await;
+                }
+                self.offer(req, &account, description, min, duration, now)
+            }
             RequestBody::List => self.list(req),
             RequestBody::Status { item } => self.status(req, item),
             RequestBody::Attach { account, mode } => self.attach(req, account, mode, src),

@@ -54,6 +54,8 @@ impl Registry {
                         watchers: None,
                         subscribers: BTreeSet::new(),
                         negotiation: Negotiation::Done,
+                        mirror: None,
+                        rev: 0,
                     },
                 );
             } else {
@@ -92,6 +94,9 @@ impl Registry {
     /// ([`Registry::resume_some`]), so the UDP plane answers within moments of a start
     /// however many items there are.
     pub(super) fn resume(&mut self, now: Now) {
+        if let Some(link) = self.ctx.cluster.clone() {
+            return self.follow_open_items(&link);
+        }
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
         let mut resumed = Vec::new();
         for stored in mem::take(&mut self.to_resume) {
@@ -177,6 +182,41 @@ impl Registry {
                 self.add_subscription(&name, item);
             }
         }
+    }
+
+    /// Several nodes: the open items run on the nodes (those of a dead node are given to live
+    /// ones by the leader's sweep), so the registry only follows them: their views fill in
+    /// from the database within a poll (`cluster/link.rs`).
+    fn follow_open_items(&mut self, link: &Arc<crate::cluster::link::Link>) {
+        let mut followed = 0;
+        for stored in mem::take(&mut self.to_resume) {
+            let view = ItemView {
+                item: stored.id,
+                description: stored.description,
+                seller: stored.seller_name,
+                min: stored.min,
+                highest: stored.lead.as_ref().map(|l| l.2),
+                bidder: stored.lead.as_ref().map(|l| l.1.clone()),
+                ends_at: stored.ends_at,
+                state: auction_protocol::ItemState::Open,
+                channel: None,
+                winner: None,
+                price: None,
+                settle_port: None,
+            };
+            if let Negotiation::Due(at) = stored.negotiation {
+                self.negotiations.insert((at, stored.id));
+            }
+            self.items
+                .insert(stored.id, Entry::mirrored(view, link, stored.negotiation));
+            followed += 1;
+        }
+        for (account, item) in mem::take(&mut self.to_subscribe) {
+            if let Some(name) = self.accounts.by_id(account).map(|a| a.handle.name.clone()) {
+                self.add_subscription(&name, item);
+            }
+        }
+        tracing::info!(followed, "following the open items the nodes run");
     }
 
     /// Starts the tasks of up to `max` of the items made by [`Registry::resume`]: those whose

@@ -60,11 +60,20 @@ pub enum Record {
         /// (Unix ms; see `rules::auction::negotiate_at`).
         negotiate_at: u64,
     },
-    /// An open item came back after a restart: new end (grace period) and channel port.
+    /// An open item came back after a restart: new end (grace period) and channel port. (On
+    /// PostgreSQL: the node appending it runs the item now, under its epoch, and its channel is
+    /// open.)
     ItemResumed {
         item: u64,
         ends_at: u64,
         port: u16,
+    },
+    /// Several nodes (PostgreSQL only; SQLite stores nothing for it): the leader gave the item
+    /// to `node`, then at `epoch`, to run. Appended with its offer, or when its owner was fenced.
+    ItemAssigned {
+        item: u64,
+        node: String,
+        epoch: u64,
     },
     /// An accepted bid (with its id, if it carried one, so a resent id gets its first answer
     /// even after a restart). The server no longer appends rejected bids (a rejection changes

@@ -8,6 +8,7 @@
 
 pub mod nodes;
 pub mod schema;
+pub mod shard;
 mod sql;
 pub mod status;
 mod storage;
@@ -16,7 +17,7 @@ mod storage;
 #[path = "../../../tests/common/postgres.rs"]
 pub(crate) mod throwaway;
 
-pub use storage::{PostgresOptions, PostgresStorage};
+pub use storage::{session_block, PostgresOptions, PostgresStorage};
 
 use anyhow::{Context, Result};
 

@@ -148,6 +148,39 @@ pub const MIGRATIONS: &[&str] = &[
     END
     $fence$;
     "#,
+    r#"
+    -- Items spread over the nodes. `channel_open`: the owner has opened the item's channel
+    -- (under its current ownership) on `port` at its node's address. `rev`: bumped on every
+    -- change of the row, so the leader reads only what changed since its last look.
+    ALTER TABLE items ADD COLUMN channel_open BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE items ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;
+    CREATE SEQUENCE item_revs;
+    CREATE FUNCTION auction_item_rev() RETURNS TRIGGER
+    LANGUAGE plpgsql AS $rev$
+    BEGIN
+        NEW.rev := nextval('item_revs');
+        RETURN NEW;
+    END
+    $rev$;
+    CREATE TRIGGER items_rev BEFORE INSERT OR UPDATE ON items
+        FOR EACH ROW EXECUTE FUNCTION auction_item_rev();
+    CREATE INDEX items_by_rev ON items(rev);
+
+    -- What the leader asks of an item's owner (a lower minimum, an account gone): a log every
+    -- node reads in order, written by the leader alone.
+    CREATE TABLE item_commands (
+        id          BIGSERIAL PRIMARY KEY,
+        item        BIGINT REFERENCES items(id),  -- NULL: every item
+        kind        TEXT   NOT NULL,              -- lower-min, account-gone
+        account     BIGINT,
+        min_cents   BIGINT,
+        at          TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+
+    -- Blocks of channel-session numbers: each node's run takes one, so the nodes' connection
+    -- logs never collide.
+    CREATE SEQUENCE session_blocks;
+    "#,
 ];
 
 /// The schema version of the database `client` is connected to: migrations applied so far (0

@@ -55,25 +55,23 @@ pub struct PostgresOptions {
 pub struct PostgresStorage {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// For the heartbeat and reads beside the writer; lives on the server's runtime.
+    /// For reads beside the writer; lives on the server's runtime.
     reader: Arc<Client>,
     runtime: tokio::runtime::Handle,
     membership: Membership,
     heartbeat: tokio::task::JoinHandle<()>,
+    url: String,
+    options: PostgresOptions,
 }
 
 impl PostgresStorage {
     /// Connects to `url`, brings its schema up to date and joins as `options.node` (with a
-    /// new epoch); then, while another node leads, stands by on `udp` (answering datagrams
-    /// with the leader's address: `cluster/standby.rs`) until it holds the leader lease itself;
-    /// then reads what the server needs to resume.
-    pub async fn open(
-        url: &str,
-        options: PostgresOptions,
-        udp: &UdpSocket,
-    ) -> Result<(PostgresStorage, Snapshot)> {
+    /// new epoch, which fences whatever an earlier run under that name might still try); keeps
+    /// the node's heartbeat from then on, and starts the writer, which commits what this node
+    /// appends (the items it runs; the registration plane's too once it leads: [`Self::lead`]).
+    pub async fn join(url: &str, options: PostgresOptions) -> Result<PostgresStorage> {
         let name = |what: &str| format!("auction-server {} {what}", options.node);
-        let mut client = connect_as(url, &name("leader")).await?;
+        let mut client = connect_as(url, &name("reader")).await?;
         schema::migrate(&mut client)
             .await
             .with_context(|| format!("cannot update the schema of {}", shown(url)))?;
@@ -89,61 +87,115 @@ impl PostgresStorage {
             shared.clone(),
         ));
         let stop_heartbeat = AbortOnDrop(heartbeat.abort_handle());
-        let failed = shared.failed();
-        let mut limiter =
-            SourceLimiter::new(options.udp_rate, options.udp_burst, ratelimit::MAX_SOURCES);
-        tokio::select! {
-            led = standby::until_leader(url, &mut client, &membership, udp, options.heartbeat, options.lease, &mut limiter) => led?,
-            _ = failed.cancelled() => bail!(
-                "{}",
-                shared.failure().unwrap_or_else(|| "the node stopped".into())
-            ),
-        }
-        tracing::info!(node = %membership.name, "leading: this node runs the auction now");
-        // The connection log's open sessions belong to a server that stopped without closing
-        // them (this node's former life, or the leader it replaces): they ended by now.
-        client
-            .execute(
-                "UPDATE channel_sessions SET disconnected_at = $1 WHERE disconnected_at IS NULL",
-                &[&(crate::clock::unix_ms() as i64)],
-            )
-            .await?;
-        let cookie_secret = cookie_secret(&client).await?;
-
-        let (ready, loaded) = oneshot::channel();
+        let (ready, connected) = oneshot::channel();
         let writer = {
             let (url, shared, membership) = (url.to_owned(), shared.clone(), membership.clone());
+            let group_commit = options.group_commit;
             std::thread::Builder::new()
                 .name("storage-writer".into())
-                .spawn(move || {
-                    writer_thread(&url, &shared, &membership, options.group_commit, ready)
-                })
+                .spawn(move || writer_thread(&url, &shared, &membership, group_commit, ready))
                 .context("cannot start the storage writer thread")?
         };
-        let mut snapshot = match loaded.await {
-            Ok(Ok(snapshot)) => snapshot,
-            Ok(Err(e)) => return Err(e.context(format!("cannot read {}", shown(url)))),
-            Err(_) => bail!("the storage writer stopped before reading {}", shown(url)),
-        };
-        snapshot.cookie_secret = Some(cookie_secret);
+        match connected.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.context(format!("cannot write to {}", shown(url)))),
+            Err(_) => bail!(
+                "the storage writer stopped before connecting to {}",
+                shown(url)
+            ),
+        }
         stop_heartbeat.disarm();
-        Ok((
-            PostgresStorage {
-                shared,
-                writer: Mutex::new(Some(writer)),
-                reader: Arc::new(client),
-                runtime: tokio::runtime::Handle::current(),
-                membership,
-                heartbeat,
-            },
-            snapshot,
-        ))
+        Ok(PostgresStorage {
+            shared,
+            writer: Mutex::new(Some(writer)),
+            reader: Arc::new(client),
+            runtime: tokio::runtime::Handle::current(),
+            membership,
+            heartbeat,
+            url: url.to_owned(),
+            options,
+        })
+    }
+
+    /// While another node leads, stands by on `udp` (answering datagrams with the leader's
+    /// address: `cluster/standby.rs`) until this node holds the leader lease; then reads what
+    /// the registration plane needs to resume. Fails when the node fails (fenced, or cut off
+    /// from the database for a lease).
+    pub async fn lead(&self, udp: &UdpSocket) -> Result<Snapshot> {
+        let url = self.url.as_str();
+        let name = format!("auction-server {} leader", self.membership.name);
+        let mut client = connect_as(url, &name).await?;
+        let failed = self.shared.failed();
+        let mut limiter = SourceLimiter::new(
+            self.options.udp_rate,
+            self.options.udp_burst,
+            ratelimit::MAX_SOURCES,
+        );
+        tokio::select! {
+            led = standby::until_leader(url, &mut client, &self.membership, udp, self.options.heartbeat, self.options.lease, &mut limiter) => led?,
+            _ = failed.cancelled() => bail!(
+                "{}",
+                self.shared.failure().unwrap_or_else(|| "the node stopped".into())
+            ),
+        }
+        tracing::info!(node = %self.membership.name, "leading: this node runs the registration plane now");
+        let cookie_secret = cookie_secret(&client).await?;
+        let client = Arc::new(client);
+        let handle = tokio::runtime::Handle::current();
+        let reading = client.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            sql::load::load(&mut PgQuery {
+                rt: Blocker::Handle(&handle),
+                client: &reading,
+            })
+        })
+        .await
+        .context("the snapshot reader stopped")?;
+        let mut snapshot = loaded.with_context(|| format!("cannot read {}", shown(url)))?;
+        snapshot.cookie_secret = Some(cookie_secret);
+        Ok(snapshot)
+    }
+
+    /// [`Self::join`], then [`Self::lead`]: a node that runs the whole server itself once it
+    /// leads, its registry running the items too (`Server::start`), as the benchmarks do.
+    pub async fn open(
+        url: &str,
+        options: PostgresOptions,
+        udp: &UdpSocket,
+    ) -> Result<(PostgresStorage, Snapshot)> {
+        let storage = PostgresStorage::join(url, options).await?;
+        let snapshot = storage.lead(udp).await?;
+        Ok((storage, snapshot))
     }
 
     /// The node's name and the epoch it joined with.
     pub fn membership(&self) -> &Membership {
         &self.membership
     }
+
+    /// A block of channel-session numbers no other node's run uses (see [`session_block`]).
+    pub async fn session_block(&self) -> Result<u64> {
+        session_block(&self.reader).await
+    }
+
+    /// The database this node shares.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How this node takes part.
+    pub fn options(&self) -> &PostgresOptions {
+        &self.options
+    }
+}
+
+/// The first of a block of 2^32 channel-session numbers no other node's run uses.
+pub async fn session_block(client: &Client) -> Result<u64> {
+    let block: i64 = client
+        .query_one("SELECT nextval('session_blocks')", &[])
+        .await?
+        .get(0);
+    Ok((block as u64) << 32)
 }
 
 /// Aborts a task when dropped (an `open` that fails or is cancelled stops its heartbeat).
@@ -181,14 +233,14 @@ async fn cookie_secret(client: &Client) -> Result<[u8; 32]> {
         .map_err(|_| anyhow::anyhow!("the stored cookie secret is not 32 bytes"))
 }
 
-/// The writer thread: connects, loads the snapshot (sent to `ready`), then commits batches
-/// until the queue closes.
+/// The writer thread: connects (and says so on `ready`), then commits batches until the queue
+/// closes.
 fn writer_thread(
     url: &str,
     shared: &Shared,
     me: &Membership,
     group_commit: bool,
-    ready: oneshot::Sender<Result<Snapshot>>,
+    ready: oneshot::Sender<Result<()>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -210,12 +262,7 @@ fn writer_thread(
             return;
         }
     };
-    let snapshot = sql::load::load(&mut PgQuery {
-        rt: Blocker::Owner(&rt),
-        client: &client,
-    });
-    let loaded = snapshot.is_ok();
-    if ready.send(snapshot).is_err() || !loaded {
+    if ready.send(Ok(())).is_err() {
         return;
     }
     let mut prepared = Prepared::default();
@@ -258,15 +305,25 @@ async fn commit(
     statements.run_committed(client, prepared).await
 }
 
-/// The node that offers or resumes an item runs it: it owns the item, under its epoch.
+/// Where items run: the node that offers an item owns it until the leader gives it to a node
+/// (`ItemAssigned`, in the same batch as the offer, or when its owner was fenced), and the node
+/// that opens an item's channel (`ItemResumed`) runs it, under its epoch.
 fn own(statements: &mut PgBatch, record: &Record, me: &Membership) -> Result<()> {
-    if let Record::ItemOffered { item, .. } | Record::ItemResumed { item, .. } = record {
-        statements.exec(
+    match record {
+        Record::ItemOffered { item, .. } => statements.exec(
             "UPDATE items SET owner = $2, owner_epoch = $3 WHERE id = $1",
             params![*item, me.name.as_str(), me.epoch as u64],
-        )?;
+        ),
+        Record::ItemResumed { item, .. } => statements.exec(
+            "UPDATE items SET owner = $2, owner_epoch = $3, channel_open = TRUE WHERE id = $1",
+            params![*item, me.name.as_str(), me.epoch as u64],
+        ),
+        Record::ItemAssigned { item, node, epoch } => statements.exec(
+            "UPDATE items SET owner = $2, owner_epoch = $3, channel_open = FALSE WHERE id = $1",
+            params![*item, node.as_str(), *epoch],
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Renews the node's heartbeat every `every` until the server stops, on a connection of its own

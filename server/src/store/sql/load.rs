@@ -62,74 +62,7 @@ pub fn load(q: &mut dyn Query) -> Result<Snapshot> {
         },
     )?;
 
-    let mut bid_ids = load_bid_ids(q)?;
-    let mut cols = Cols::new([
-        "id",
-        "seller",
-        "seller_name",
-        "description",
-        "min_cents",
-        "ends_at",
-        "port",
-        "highest_bidder",
-        "highest_bidder_name",
-        "highest_cents",
-        "lead_max_cents",
-        "closed_at",
-        "catalog_id",
-        "negotiate_at",
-        "negotiation",
-        "planned_ends_at",
-    ]);
-    let items = collect(
-        q,
-        "SELECT i.id, i.seller, s.name AS seller_name, i.description, i.min_cents, i.ends_at,
-                i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
-                i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
-                coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at
-         FROM items i
-         JOIN accounts s ON s.id = i.seller
-         LEFT JOIN accounts b ON b.id = i.highest_bidder
-         ORDER BY i.id",
-        params![],
-        |r| {
-            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at] =
-                cols.of(r)?;
-            let lead = match (
-                r.opt_u64(highest_bidder)?,
-                r.text(highest_bidder_name)?,
-                r.opt_u64(highest_cents)?,
-            ) {
-                (Some(bidder), Some(name), Some(amount)) => Some((
-                    bidder,
-                    name,
-                    Cents(amount),
-                    r.opt_u64(lead_max_cents)?.map(Cents),
-                )),
-                _ => None,
-            };
-            let id = r.u64(id)?;
-            Ok(StoredItem {
-                id,
-                seller: r.u64(seller)?,
-                seller_name: r.string(seller_name)?,
-                description: r.string(description)?,
-                min: Cents(r.u64(min_cents)?),
-                ends_at: r.u64(ends_at)?,
-                planned_ends_at: r.u64(planned_ends_at)?,
-                port: r.u16(port)?,
-                lead,
-                closed_at: r.opt_u64(closed_at)?,
-                bid_ids: bid_ids.remove(&id).unwrap_or_default(),
-                catalog_id: r.text(catalog_id)?,
-                negotiation: match r.text(negotiation)?.as_deref() {
-                    None => Negotiation::Due(r.opt_u64(negotiate_at)?.unwrap_or(u64::MAX)),
-                    Some("asked") => Negotiation::Asked,
-                    Some(_) => Negotiation::Done,
-                },
-            })
-        },
-    )?;
+    let items = load_items(q, 0, EVERY_ITEM)?;
 
     let mut cols = Cols::new(["id", "account", "datagram"]);
     let notices = collect(
@@ -195,6 +128,87 @@ pub fn load(q: &mut dyn Query) -> Result<Snapshot> {
     })
 }
 
+/// The last item number `load_items` can be asked for.
+const EVERY_ITEM: u64 = i64::MAX as u64;
+
+/// The items numbered `first` to `last`, open and closed, with their bid ids.
+fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem>> {
+    let mut bid_ids = load_bid_ids(q, first, last)?;
+    let mut cols = Cols::new([
+        "id",
+        "seller",
+        "seller_name",
+        "description",
+        "min_cents",
+        "ends_at",
+        "port",
+        "highest_bidder",
+        "highest_bidder_name",
+        "highest_cents",
+        "lead_max_cents",
+        "closed_at",
+        "catalog_id",
+        "negotiate_at",
+        "negotiation",
+        "planned_ends_at",
+    ]);
+    collect(
+        q,
+        "SELECT i.id, i.seller, s.name AS seller_name, i.description, i.min_cents, i.ends_at,
+                i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
+                i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
+                coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at
+         FROM items i
+         JOIN accounts s ON s.id = i.seller
+         LEFT JOIN accounts b ON b.id = i.highest_bidder
+         WHERE i.id BETWEEN $1 AND $2
+         ORDER BY i.id",
+        params![first, last],
+        |r| {
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at] =
+                cols.of(r)?;
+            let lead = match (
+                r.opt_u64(highest_bidder)?,
+                r.text(highest_bidder_name)?,
+                r.opt_u64(highest_cents)?,
+            ) {
+                (Some(bidder), Some(name), Some(amount)) => Some((
+                    bidder,
+                    name,
+                    Cents(amount),
+                    r.opt_u64(lead_max_cents)?.map(Cents),
+                )),
+                _ => None,
+            };
+            let id = r.u64(id)?;
+            Ok(StoredItem {
+                id,
+                seller: r.u64(seller)?,
+                seller_name: r.string(seller_name)?,
+                description: r.string(description)?,
+                min: Cents(r.u64(min_cents)?),
+                ends_at: r.u64(ends_at)?,
+                planned_ends_at: r.u64(planned_ends_at)?,
+                port: r.u16(port)?,
+                lead,
+                closed_at: r.opt_u64(closed_at)?,
+                bid_ids: bid_ids.remove(&id).unwrap_or_default(),
+                catalog_id: r.text(catalog_id)?,
+                negotiation: match r.text(negotiation)?.as_deref() {
+                    None => Negotiation::Due(r.opt_u64(negotiate_at)?.unwrap_or(u64::MAX)),
+                    Some("asked") => Negotiation::Asked,
+                    Some(_) => Negotiation::Done,
+                },
+            })
+        },
+    )
+}
+
+/// One item as [`load`] reads it (for a node that takes over an item: `cluster/host.rs`).
+pub fn load_item(q: &mut dyn Query, id: u64) -> Result<Option<StoredItem>> {
+    Ok(load_items(q, id, id)?.pop())
+}
+
 /// Every account's replay window, by ascending request number.
 fn load_replies(q: &mut dyn Query) -> Result<HashMap<AccountId, Vec<StoredReply>>> {
     let mut replies: HashMap<AccountId, Vec<StoredReply>> = HashMap::new();
@@ -223,7 +237,7 @@ fn load_replies(q: &mut dyn Query) -> Result<HashMap<AccountId, Vec<StoredReply>
 type BidIds = HashMap<u64, Vec<(AccountId, String, Outcome)>>;
 
 /// The first answer to every bid id on each open item, in the order they were given.
-fn load_bid_ids(q: &mut dyn Query) -> Result<BidIds> {
+fn load_bid_ids(q: &mut dyn Query, first: u64, last: u64) -> Result<BidIds> {
     let mut bid_ids = BidIds::new();
     let mut cols = Cols::new([
         "item",
@@ -241,9 +255,9 @@ fn load_bid_ids(q: &mut dyn Query) -> Result<BidIds> {
         r#"SELECT b.item, b.bidder, b.bid_id, b.accepted, b.amount_cents, b.ends_at, b."leading",
                   b.max_cents, b.reason, b.message
            FROM bids b JOIN items i ON i.id = b.item
-           WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL
+           WHERE i.closed_at IS NULL AND b.bid_id IS NOT NULL AND b.item BETWEEN $1 AND $2
            ORDER BY b.id"#,
-        params![],
+        params![first, last],
         &mut |r| {
             let [item, bidder, bid_id, accepted, amount_cents, ends_at, leading, max_cents, reason, message] =
                 cols.of(r)?;

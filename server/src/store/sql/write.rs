@@ -23,6 +23,7 @@ pub fn describe(record: &Record) -> &'static str {
         Record::Replied { .. } => "a reply",
         Record::ItemOffered { .. } => "an offer",
         Record::ItemResumed { .. } => "a resumed item",
+        Record::ItemAssigned { .. } => "an item given to a node",
         Record::Bid { .. } => "a bid",
         Record::ItemClosed { .. } => "an auction result",
         Record::NoticeAcked { .. } => "an acknowledgement",
@@ -79,6 +80,8 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             ends_at,
             port,
         } => item_resumed(tx, *item, *ends_at, *port),
+        // Where an item runs is the PostgreSQL writer's business (`store/postgres/storage.rs`).
+        Record::ItemAssigned { .. } => Ok(()),
         Record::Bid {
             item,
             bidder,

@@ -1,0 +1,364 @@
+//! The SQL of items spread over nodes (`cluster/`): what an owner reads to find the items it was
+//! given, the accounts its channels authenticate and the leader's commands; what the leader
+//! reads to follow the items the others run, and to give out items. Writes that change an
+//! item go through the writer, fenced (`Record::ItemAssigned`, `Record::ItemResumed`); the
+//! statements here only read, except the leader's command log.
+
+use anyhow::{Context, Result};
+use auction_protocol::{Cents, PublicKey};
+use std::sync::Arc;
+use tokio_postgres::Client;
+
+use super::nodes::Membership;
+use super::sql::{Blocker, PgQuery};
+use crate::store::{NoticeKind, NoticeRecord, StoredItem};
+
+/// An item given to this node whose channel it has not opened yet: its number, and its port
+/// (0 for a new item; the port its former owner used for one taken over).
+pub async fn assigned(client: &Client, me: &Membership) -> Result<Vec<(u64, u16)>> {
+    let rows = client
+        .query(
+            "SELECT id, port FROM items
+             WHERE owner = $1 AND owner_epoch = $2 AND closed_at IS NULL AND NOT channel_open
+             ORDER BY id",
+            &[&me.name, &me.epoch],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i32>(1) as u16))
+        .collect())
+}
+
+/// One item as the snapshot has it, read on `client` (which must live on the current runtime).
+pub async fn load_item(client: Arc<Client>, id: u64) -> Result<Option<StoredItem>> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        crate::store::sql::load::load_item(
+            &mut PgQuery {
+                rt: Blocker::Handle(&handle),
+                client: &client,
+            },
+            id,
+        )
+    })
+    .await
+    .context("the item reader stopped")?
+}
+
+/// Live accounts numbered above `after`: (number, name, key).
+pub async fn accounts_after(client: &Client, after: u64) -> Result<Vec<(u64, String, PublicKey)>> {
+    let rows = client
+        .query(
+            "SELECT id, name, public_key FROM accounts
+             WHERE id > $1 AND removed_at IS NULL ORDER BY id",
+            &[&(after as i64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id = r.get::<_, i64>(0) as u64;
+            let key = PublicKey::from_hex(r.get::<_, &str>(2))
+                .with_context(|| format!("account {id} has an unreadable public key"))?;
+            Ok((id, r.get::<_, String>(1), key))
+        })
+        .collect()
+}
+
+/// The account numbered `id` if it is live: its name and key.
+pub async fn account(client: &Client, id: u64) -> Result<Option<(String, PublicKey)>> {
+    let row = client
+        .query_opt(
+            "SELECT name, public_key FROM accounts WHERE id = $1 AND removed_at IS NULL",
+            &[&(id as i64)],
+        )
+        .await?;
+    row.map(|r| {
+        let key = PublicKey::from_hex(r.get::<_, &str>(1))
+            .with_context(|| format!("account {id} has an unreadable public key"))?;
+        Ok((r.get::<_, String>(0), key))
+    })
+    .transpose()
+}
+
+/// The live account holding `key`: its number and name.
+pub async fn account_by_key(client: &Client, key: &PublicKey) -> Result<Option<(u64, String)>> {
+    let row = client
+        .query_opt(
+            "SELECT id, name FROM accounts WHERE public_key = $1 AND removed_at IS NULL",
+            &[&key.to_hex()],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+}
+
+/// What the leader asks of the nodes running items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The seller accepted a negotiation: the item's minimum becomes `min`.
+    LowerMin { item: u64, min: Cents },
+    /// The account was deregistered: its connections close, its key is no longer accepted.
+    AccountGone { account: u64 },
+}
+
+/// The last command in the log (a node starting reads only those after it).
+pub async fn last_command(client: &Client) -> Result<i64> {
+    Ok(client
+        .query_one("SELECT coalesce(max(id), 0) FROM item_commands", &[])
+        .await?
+        .get(0))
+}
+
+/// Commands after `after`, in order, with their numbers.
+pub async fn commands_after(client: &Client, after: i64) -> Result<Vec<(i64, Command)>> {
+    let rows = client
+        .query(
+            "SELECT id, item, kind, account, min_cents FROM item_commands
+             WHERE id > $1 ORDER BY id",
+            &[&after],
+        )
+        .await?;
+    let mut commands = Vec::new();
+    for r in &rows {
+        let id: i64 = r.get(0);
+        let item: Option<i64> = r.get(1);
+        let account: Option<i64> = r.get(3);
+        let min: Option<i64> = r.get(4);
+        let command = match (r.get::<_, &str>(2), item, account, min) {
+            ("lower-min", Some(item), _, Some(min)) => Command::LowerMin {
+                item: item as u64,
+                min: Cents(min as u64),
+            },
+            ("account-gone", _, Some(account), _) => Command::AccountGone {
+                account: account as u64,
+            },
+            (kind, ..) => {
+                tracing::warn!(id, kind, "skipping a command this build does not know");
+                continue;
+            }
+        };
+        commands.push((id, command));
+    }
+    Ok(commands)
+}
+
+/// Appends a command to the log (the leader only). Commands older than ten minutes are
+/// dropped on the way: every node reads the log within moments.
+pub async fn command(client: &Client, command: &Command) -> Result<()> {
+    let (item, kind, account, min) = match command {
+        Command::LowerMin { item, min } => {
+            (Some(*item as i64), "lower-min", None, Some(min.0 as i64))
+        }
+        Command::AccountGone { account } => (None, "account-gone", Some(*account as i64), None),
+    };
+    client
+        .execute(
+            "INSERT INTO item_commands (item, kind, account, min_cents) VALUES ($1, $2, $3, $4)",
+            &[&item, &kind, &account, &min],
+        )
+        .await?;
+    client
+        .execute(
+            "DELETE FROM item_commands WHERE at < now() - interval '10 minutes'",
+            &[],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Closes the connection log's open sessions of `item` (its former owner's, which ended with
+/// it).
+pub async fn close_sessions(client: &Client, item: u64, at: u64) -> Result<()> {
+    client
+        .execute(
+            "UPDATE channel_sessions SET disconnected_at = $2
+             WHERE item = $1 AND disconnected_at IS NULL",
+            &[&(item as i64), &(at as i64)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Where `item` runs now: its owner's name, its channel (`host:port`) once open there, and
+/// the item's revision.
+pub async fn whereabouts(
+    client: &Client,
+    item: u64,
+) -> Result<Option<(String, Option<String>, i64)>> {
+    let row = client
+        .query_opt(
+            "SELECT i.owner, n.udp_addr, i.port, i.channel_open, i.rev
+             FROM items i JOIN nodes n ON n.name = i.owner
+             WHERE i.id = $1 AND i.closed_at IS NULL",
+            &[&(item as i64)],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let channel = channel_of(r.get(1), r.get(2), r.get(3));
+        (r.get(0), channel, r.get(4))
+    }))
+}
+
+/// The channel address of an item open on the node reachable at `udp`.
+fn channel_of(udp: Option<String>, port: i32, open: bool) -> Option<String> {
+    let udp: std::net::SocketAddr = udp?.parse().ok()?;
+    (open && port > 0).then(|| std::net::SocketAddr::new(udp.ip(), port as u16).to_string())
+}
+
+/// A live node and how many open items it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveNode {
+    pub name: String,
+    pub epoch: u64,
+    pub open_items: u64,
+}
+
+/// The live nodes (heartbeat current, not fenced), by name.
+pub async fn live_nodes(client: &Client) -> Result<Vec<LiveNode>> {
+    let rows = client
+        .query(
+            "SELECT n.name, n.epoch,
+                    (SELECT count(*) FROM items i
+                     WHERE i.owner = n.name AND i.owner_epoch = n.epoch AND i.closed_at IS NULL)
+             FROM nodes n WHERE n.expires_at > now() AND NOT n.fenced ORDER BY n.name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LiveNode {
+            name: r.get(0),
+            epoch: r.get::<_, i64>(1) as u64,
+            open_items: r.get::<_, i64>(2) as u64,
+        })
+        .collect())
+}
+
+/// Open items whose owner can no longer run them (fenced, gone, or a former life of it).
+pub async fn orphans(client: &Client) -> Result<Vec<u64>> {
+    let rows = client
+        .query(
+            "SELECT i.id FROM items i LEFT JOIN nodes n ON n.name = i.owner
+             WHERE i.closed_at IS NULL
+               AND (n.name IS NULL OR n.fenced OR n.epoch <> i.owner_epoch)
+             ORDER BY i.id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+}
+
+/// An item as the leader follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemState {
+    pub id: u64,
+    pub rev: i64,
+    pub min: Cents,
+    pub ends_at: u64,
+    /// The leading bid: amount and bidder.
+    pub highest: Option<(Cents, String)>,
+    /// Where bidders connect, while its owner has it open.
+    pub channel: Option<String>,
+    /// Once closed: the winner (number, name) and price, if sold.
+    pub closed: Option<Option<(u64, String, Cents)>>,
+    pub closed_at: Option<u64>,
+}
+
+/// The items among `ids` changed since revision `after`.
+pub async fn changed(client: &Client, after: i64, ids: &[i64]) -> Result<Vec<ItemState>> {
+    let rows = client
+        .query(
+            "SELECT i.id, i.rev, i.min_cents, i.ends_at, i.highest_cents, b.name,
+                    i.closed_at, i.winner, w.name, i.price_cents,
+                    n.udp_addr, i.port, i.channel_open
+             FROM items i
+             LEFT JOIN accounts b ON b.id = i.highest_bidder
+             LEFT JOIN accounts w ON w.id = i.winner
+             LEFT JOIN nodes n ON n.name = i.owner AND n.epoch = i.owner_epoch AND NOT n.fenced
+             WHERE i.rev > $1 AND i.id = ANY($2)",
+            &[&after, &ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let highest = match (r.get::<_, Option<i64>>(4), r.get::<_, Option<String>>(5)) {
+                (Some(amount), Some(name)) => Some((Cents(amount as u64), name)),
+                _ => None,
+            };
+            let closed_at: Option<i64> = r.get(6);
+            let closed = closed_at.map(|_| {
+                match (
+                    r.get::<_, Option<i64>>(7),
+                    r.get::<_, Option<String>>(8),
+                    r.get::<_, Option<i64>>(9),
+                ) {
+                    (Some(id), Some(name), Some(price)) => {
+                        Some((id as u64, name, Cents(price as u64)))
+                    }
+                    _ => None,
+                }
+            });
+            ItemState {
+                id: r.get::<_, i64>(0) as u64,
+                rev: r.get(1),
+                min: Cents(r.get::<_, i64>(2) as u64),
+                ends_at: r.get::<_, i64>(3) as u64,
+                highest,
+                channel: channel_of(r.get(10), r.get(11), r.get(12)),
+                closed,
+                closed_at: closed_at.map(|at| at as u64),
+            }
+        })
+        .collect())
+}
+
+/// The notices a closed item left unacknowledged (WIN / SOLD / NOT-SOLD).
+pub async fn notices_of(client: &Client, item: u64) -> Result<Vec<NoticeRecord>> {
+    let rows = client
+        .query(
+            "SELECT id, account, kind, datagram FROM notices
+             WHERE item = $1 AND acked_at IS NULL ORDER BY id",
+            &[&(item as i64)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let kind = [NoticeKind::Win, NoticeKind::Sold, NoticeKind::NotSold]
+                .into_iter()
+                .find(|k| k.as_str() == r.get::<_, &str>(2))?;
+            Some(NoticeRecord {
+                id: r.get::<_, i64>(0) as u64,
+                account: r.get::<_, i64>(1) as u64,
+                item,
+                kind: kind.as_str(),
+                datagram: r.get(3),
+            })
+        })
+        .collect())
+}
+
+/// Who leads `item` now (its highest bidder), as the database has it.
+pub async fn highest_bidder(client: &Client, item: u64) -> Result<Option<u64>> {
+    let row = client
+        .query_opt(
+            "SELECT highest_bidder FROM items WHERE id = $1",
+            &[&(item as i64)],
+        )
+        .await?;
+    Ok(row
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .map(|id| id as u64))
+}
+
+/// `item`'s minimum as the database has it, and whether it is closed.
+pub async fn min_of(client: &Client, item: u64) -> Result<Option<(Cents, bool)>> {
+    let row = client
+        .query_opt(
+            "SELECT min_cents, closed_at IS NOT NULL FROM items WHERE id = $1",
+            &[&(item as i64)],
+        )
+        .await?;
+    Ok(row.map(|r| (Cents(r.get::<_, i64>(0) as u64), r.get(1))))
+}
