@@ -34,7 +34,7 @@ impl Default for Reconnect {
     fn default() -> Self {
         Reconnect {
             first_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(2),
             give_up_after: Duration::from_secs(300),
             keepalive: Duration::from_secs(auction_protocol::limits::KEEPALIVE_SECS),
         }
@@ -104,18 +104,38 @@ fn jitter(d: Duration) -> Duration {
 }
 
 impl ItemSession {
-    /// Looks `item` up and joins its channel (no retries: a first failure is reported as is).
+    /// Looks `item` up and joins its channel. A refusal or a TLS failure is reported as is;
+    /// when nothing answers at the channel's address (its node died, and the item is about to
+    /// move to another: several nodes), the session looks it up again as after a lost
+    /// connection, within `policy`.
     pub async fn open(client: Arc<Client>, item: u64, policy: Reconnect) -> Result<ItemSession> {
-        let channel = client.open_item(item).await?;
-        Ok(ItemSession {
+        let first = client.open_item(item).await;
+        let mut session = ItemSession {
             client,
             item,
-            channel: Some(channel),
+            channel: None,
             policy,
             retry: None,
             ended: false,
             last_sent: tokio::time::Instant::now(),
-        })
+        };
+        match first {
+            Ok(channel) => session.channel = Some(channel),
+            Err(e @ ClientError::Io(_)) => {
+                session.lost(e.to_string());
+                loop {
+                    match session.step().await? {
+                        SessionEvent::Reconnected { .. } => break,
+                        SessionEvent::Ended { item: view } => {
+                            return Err(crate::no_channel(item, &view))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(session)
     }
 
     /// Bids `amount` with `id`. If the connection breaks before the answer, reconnects and

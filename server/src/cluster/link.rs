@@ -29,7 +29,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Every this many polls, it reads every followed item whatever its revision.
 const RESYNC: u32 = 20;
 /// Every this many polls, it refreshes the live nodes and gives out the items of dead ones.
-const SWEEP: u32 = 5;
+const SWEEP: u32 = 2;
 /// How long a lower minimum may take to reach the item's owner and be stored.
 const LOWER_MIN_WAIT: Duration = Duration::from_secs(5);
 
