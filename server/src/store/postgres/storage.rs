@@ -3,12 +3,17 @@
 //! node's epoch in its own transaction.
 //!
 //! Who owns what: the writer thread owns its connection and a single-threaded runtime that
-//! drives it; it loads the snapshot at start, then commits what tasks queue
-//! (`store/queue.rs`). A second connection, on the server's runtime, keeps the node's heartbeat
-//! and answers the rare reads beside the writer (`best_bids`). A node that learns it was fenced
-//! (its heartbeat finds another epoch) or cannot renew its heartbeat within its lease fails
-//! the storage, and the server stops: by then a survivor may own its items, and nothing it
-//! still tried to commit could pass the fence anyway.
+//! drives it, and commits what tasks queue (`store/queue.rs`) from the moment the node joins:
+//! the items the node runs (`cluster/host.rs`), and the registration plane's records once it
+//! leads. A connection of its own keeps the node's heartbeat; another, on the server's runtime,
+//! answers the rare reads beside the writer (`best_bids`, the session blocks); [`lead`] reads
+//! the snapshot the registration plane resumes from when the node takes the leader lease. A
+//! node that learns it was fenced (its heartbeat finds another epoch) or cannot renew its
+//! heartbeat within its lease fails the storage, and the node steps down: by then the leader
+//! may have given its items to others, and nothing it still tried to commit could pass the
+//! fence anyway.
+//!
+//! [`lead`]: PostgresStorage::lead
 
 use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
