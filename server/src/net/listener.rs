@@ -43,6 +43,33 @@ pub(crate) fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListene
     Ok(socket.into())
 }
 
+/// [`bind_std`] for each given port on `ip` (`None`: nothing to bind), spread over as many
+/// threads as the machine has cores: after a restart with thousands of open items, binding
+/// their ports again is most of the time before the server answers. In the order given.
+pub(crate) fn bind_all(
+    ip: std::net::IpAddr,
+    ports: &[Option<u16>],
+) -> Vec<Option<std::io::Result<std::net::TcpListener>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let chunk = ports.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = ports
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|port| port.map(|port| bind_std(SocketAddr::new(ip, port))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Where connections come from: a TCP listener, or a stand-in in tests.
 pub(crate) trait Source {
     type Stream;

@@ -99,7 +99,15 @@ impl Registry {
         }
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
         let mut resumed = Vec::new();
+        // Every open item's former port at once, on every core (a taken one gets another below).
+        let ports: Vec<Option<u16>> = self
+            .to_resume
+            .iter()
+            .map(|s| (s.ends_at > now.ms).then_some(s.port))
+            .collect();
+        let mut prebound = crate::net::listener::bind_all(self.bind_ip, &ports).into_iter();
         for stored in mem::take(&mut self.to_resume) {
+            let former = prebound.next().flatten();
             let seller = self.handle_of(stored.seller, &stored.seller_name);
             let lead = stored.lead.as_ref().map(|(id, name, amount, max)| Lead {
                 amount: *amount,
@@ -118,10 +126,11 @@ impl Registry {
             };
             let mut listener = None;
             if open {
-                let bound =
-                    crate::net::listener::bind_std(SocketAddr::new(self.bind_ip, stored.port))
-                        .or_else(|_| self.bind_item_port().and_then(|l| l.into_std()))
-                        .and_then(|l| Ok((l.local_addr()?.port(), l)));
+                let bound = match former {
+                    Some(Ok(l)) => Ok(l),
+                    _ => self.bind_item_port().and_then(|l| l.into_std()),
+                }
+                .and_then(|l| Ok((l.local_addr()?.port(), l)));
                 match bound {
                     Ok((port, l)) => {
                         self.records.push(Record::ItemResumed {
