@@ -186,12 +186,7 @@ impl Server {
         let tasks = TaskTracker::new();
         let (closed_tx, closed_rx) = mpsc::channel(1024);
         let (updates_tx, updates_rx) = mpsc::channel(UPDATES_QUEUED);
-        let admission = net::budget::Admission::new(net::budget::Limits {
-            handshakes: config.max_handshakes,
-            handshakes_per_source: config.max_handshakes_per_source,
-            connections: config.max_connections,
-            connections_per_account: config.max_connections_per_account,
-        });
+        let admission = net::budget::Admission::of(&config);
         {
             let metrics = metrics.clone();
             storage.observe_commits(Box::new(move |changes, took| metrics.commit(changes, took)));

@@ -76,12 +76,7 @@ impl Host {
         // and sales are settled by the leader's desk: what the items send there is dropped.
         let (updates, _) = mpsc::channel(1);
         let (desk, _) = mpsc::channel(1);
-        let admission = crate::net::budget::Admission::new(crate::net::budget::Limits {
-            handshakes: config.max_handshakes,
-            handshakes_per_source: config.max_handshakes_per_source,
-            connections: config.max_connections,
-            connections_per_account: config.max_connections_per_account,
-        });
+        let admission = crate::net::budget::Admission::of(&config);
         let sessions = crate::store::postgres::session_block(&client).await?;
         let last_command = shard::last_command(&client).await?;
         let first_port = match config.item_ports {
@@ -374,27 +369,12 @@ impl Hosting {
 
     /// A listener for an item: on `port` when it is free, otherwise in the item port range.
     fn bind(&mut self, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-        let bind = |port| crate::net::listener::bind(SocketAddr::new(self.bind_ip, port));
         if port != 0 {
-            if let Ok(listener) = bind(port) {
+            if let Ok(listener) = crate::net::listener::bind(SocketAddr::new(self.bind_ip, port)) {
                 return Ok(listener);
             }
         }
-        match self.ctx.config.item_ports {
-            PortRange::Ephemeral => bind(0),
-            PortRange::Range(lo, hi) => {
-                for _ in 0..=u32::from(hi - lo) {
-                    let port = self.next_port.clamp(lo, hi);
-                    self.next_port = if port == hi { lo } else { port + 1 };
-                    if let Ok(listener) = bind(port) {
-                        return Ok(listener);
-                    }
-                }
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("every port in {lo}-{hi} is in use"),
-                ))
-            }
-        }
+        let range = self.ctx.config.item_ports;
+        crate::net::listener::bind_item_port(self.bind_ip, range, &mut self.next_port)
     }
 }

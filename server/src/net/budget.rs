@@ -100,6 +100,16 @@ impl Drop for Joined {
 }
 
 impl Admission {
+    /// The budgets `config` sets (`--max-handshakes` and the others).
+    pub fn of(config: &crate::config::Config) -> Admission {
+        Admission::new(Limits {
+            handshakes: config.max_handshakes,
+            handshakes_per_source: config.max_handshakes_per_source,
+            connections: config.max_connections,
+            connections_per_account: config.max_connections_per_account,
+        })
+    }
+
     pub fn new(limits: Limits) -> Admission {
         Admission {
             limits,

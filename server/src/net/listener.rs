@@ -43,6 +43,32 @@ pub(crate) fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListene
     Ok(socket.into())
 }
 
+/// A listener for an item on `ip`: any free port, or the next free one of the item port range
+/// after `*next` (which moves on, so a port just given up is not taken again at once).
+pub(crate) fn bind_item_port(
+    ip: std::net::IpAddr,
+    range: crate::config::PortRange,
+    next: &mut u16,
+) -> std::io::Result<TcpListener> {
+    use crate::config::PortRange;
+    match range {
+        PortRange::Ephemeral => bind(SocketAddr::new(ip, 0)),
+        PortRange::Range(lo, hi) => {
+            for _ in 0..=u32::from(hi - lo) {
+                let port = (*next).clamp(lo, hi);
+                *next = if port == hi { lo } else { port + 1 };
+                if let Ok(listener) = bind(SocketAddr::new(ip, port)) {
+                    return Ok(listener);
+                }
+            }
+            Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("every port in {lo}-{hi} is in use"),
+            ))
+        }
+    }
+}
+
 /// [`bind_std`] for each given port on `ip` (`None`: nothing to bind), spread over as many
 /// threads as the machine has cores: after a restart with thousands of open items, binding
 /// their ports again is most of the time before the server answers. In the order given.

@@ -10,7 +10,6 @@ use super::announce_queue::Body;
 use super::inbox::ItemClosed;
 use super::{not_registered, AfterAnswer, Answer, Denial, Entry, Registry};
 use crate::clock::Now;
-use crate::config::PortRange;
 use crate::item;
 use crate::item::ItemSpec;
 use crate::rules::refusal::Refusal;
@@ -274,30 +273,11 @@ impl Registry {
         tracing::info!(offered, skipped, "catalog loaded");
     }
 
-    pub(super) fn bind(&self, port: u16) -> std::io::Result<TcpListener> {
-        crate::net::listener::bind(SocketAddr::new(self.bind_ip, port))
-    }
-
     /// A listener for a new item, or a resumed one whose port is taken. (The ports of the
     /// items resumed at start are bound before anything else is offered: none is given away.)
     pub(super) fn bind_item_port(&mut self) -> std::io::Result<TcpListener> {
-        match self.ctx.config.item_ports {
-            PortRange::Ephemeral => self.bind(0),
-            PortRange::Range(lo, hi) => {
-                let span = u32::from(hi - lo) + 1;
-                for _ in 0..span {
-                    let port = self.next_port.clamp(lo, hi);
-                    self.next_port = if port == hi { lo } else { port + 1 };
-                    if let Ok(listener) = self.bind(port) {
-                        return Ok(listener);
-                    }
-                }
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("every port in {lo}-{hi} is in use"),
-                ))
-            }
-        }
+        let range = self.ctx.config.item_ports;
+        crate::net::listener::bind_item_port(self.bind_ip, range, &mut self.next_port)
     }
 
     /// An item closed; its result and notices are durable. Deliver the notices.
