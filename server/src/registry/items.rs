@@ -147,17 +147,8 @@ impl Registry {
             bid_ids: Vec::new(),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
-        self.negotiations.insert((negotiate_at, id));
-        self.items
-            .insert(id, Entry::running(handle, Negotiation::Due(negotiate_at)));
-        if let Some(account) = self.accounts.get_mut(name) {
-            account.open_items += 1;
-        }
-        if let Some(catalog_id) = catalog_id {
-            self.catalog_ids.insert(catalog_id);
-        }
-        self.ctx.metrics.open_items.inc();
-        self.open_items += 1;
+        let entry = Entry::running(handle, Negotiation::Due(negotiate_at));
+        self.opened(id, entry, negotiate_at, name, catalog_id);
         tracing::info!(item = id, seller = %name, %channel, "item offered");
         Ok((id, channel, ends_at))
     }
@@ -211,12 +202,25 @@ impl Registry {
             price: None,
             settle_port: None,
         };
+        let entry = Entry::mirrored(view, link, Negotiation::Due(negotiate_at));
+        self.opened(id, entry, negotiate_at, &seller.name, catalog_id);
+        tracing::info!(item = id, seller = %seller.name, %node, "item offered");
+        (id, String::new(), ends_at)
+    }
+
+    /// Counts a new item open, in the catalogue as `entry`: its negotiation due, its seller's
+    /// and the server's open items, its `--catalog` entry taken.
+    fn opened(
+        &mut self,
+        id: u64,
+        entry: Entry,
+        negotiate_at: u64,
+        seller: &str,
+        catalog_id: Option<String>,
+    ) {
         self.negotiations.insert((negotiate_at, id));
-        self.items.insert(
-            id,
-            Entry::mirrored(view, link, Negotiation::Due(negotiate_at)),
-        );
-        if let Some(account) = self.accounts.get_mut(&seller.name) {
+        self.items.insert(id, entry);
+        if let Some(account) = self.accounts.get_mut(seller) {
             account.open_items += 1;
         }
         if let Some(catalog_id) = catalog_id {
@@ -224,8 +228,6 @@ impl Registry {
         }
         self.ctx.metrics.open_items.inc();
         self.open_items += 1;
-        tracing::info!(item = id, seller = %seller.name, %node, "item offered");
-        (id, String::new(), ends_at)
     }
 
     /// Offers the catalog's entries not offered before (`--catalog`), for its seller account

@@ -31,20 +31,11 @@ impl Registry {
                 self.catalog_ids.insert(id.clone());
             }
             if stored.closed_at.is_some() {
-                let view = ItemView {
-                    item: stored.id,
-                    description: stored.description,
-                    seller: stored.seller_name,
-                    min: stored.min,
-                    highest: stored.lead.as_ref().map(|l| l.2),
-                    bidder: stored.lead.as_ref().map(|l| l.1.clone()),
-                    ends_at: stored.ends_at,
-                    state: auction_protocol::ItemState::Closed,
-                    channel: None,
-                    winner: stored.lead.as_ref().map(|l| l.1.clone()),
-                    price: stored.lead.as_ref().map(|l| l.2),
-                    settle_port: stored.lead.as_ref().map(|_| self.ctx.settle_port),
-                };
+                let mut view = stored_view(&stored);
+                view.state = auction_protocol::ItemState::Closed;
+                view.winner = view.bidder.clone();
+                view.price = view.highest;
+                view.settle_port = stored.lead.as_ref().map(|_| self.ctx.settle_port);
                 let (_, view) = tokio::sync::watch::channel(view);
                 self.items.insert(
                     stored.id,
@@ -199,20 +190,7 @@ impl Registry {
     fn follow_open_items(&mut self, link: &Arc<crate::cluster::link::Link>) {
         let mut followed = 0;
         for stored in mem::take(&mut self.to_resume) {
-            let view = ItemView {
-                item: stored.id,
-                description: stored.description,
-                seller: stored.seller_name,
-                min: stored.min,
-                highest: stored.lead.as_ref().map(|l| l.2),
-                bidder: stored.lead.as_ref().map(|l| l.1.clone()),
-                ends_at: stored.ends_at,
-                state: auction_protocol::ItemState::Open,
-                channel: None,
-                winner: None,
-                price: None,
-                settle_port: None,
-            };
+            let view = stored_view(&stored);
             if let Negotiation::Due(at) = stored.negotiation {
                 self.negotiations.insert((at, stored.id));
             }
@@ -265,6 +243,25 @@ impl Registry {
             let (resumed, closed, without_port) = mem::take(&mut self.resume_counts);
             tracing::info!(resumed, closed, without_port, "resumed the open items");
         }
+    }
+}
+
+/// The view of a stored item as open, with no channel (yet): what both a closed item's view
+/// and a followed item's start from.
+fn stored_view(stored: &crate::store::StoredItem) -> ItemView {
+    ItemView {
+        item: stored.id,
+        description: stored.description.clone(),
+        seller: stored.seller_name.clone(),
+        min: stored.min,
+        highest: stored.lead.as_ref().map(|l| l.2),
+        bidder: stored.lead.as_ref().map(|l| l.1.clone()),
+        ends_at: stored.ends_at,
+        state: auction_protocol::ItemState::Open,
+        channel: None,
+        winner: None,
+        price: None,
+        settle_port: None,
     }
 }
 
