@@ -32,9 +32,14 @@ pub struct Cli {
         global = true
     )]
     pub ca: PathBuf,
-    /// Where this client's key, certificate and account name live.
-    #[arg(long, env = "AUCTION_HOME", global = true)]
-    pub home: Option<PathBuf>,
+    /// Where this client's key, certificate, account name and shell history live.
+    #[arg(
+        long,
+        env = "AUCTION_HOME",
+        global = true,
+        default_value_os_t = auction_client::identity::default_home()
+    )]
+    pub home: PathBuf,
     /// One JSON object per line instead of sentences.
     #[arg(long, global = true)]
     pub json: bool,
@@ -85,6 +90,9 @@ pub enum Command {
     /// Interactive: the same commands, with announcements printed as they arrive.
     Shell,
 }
+
+/// Commands that are long-running modes of their own, which the shell already is.
+pub const NOT_IN_SHELL: [&str; 2] = ["watch", "shell"];
 
 /// `offer`'s arguments.
 #[derive(Args, Debug, Clone)]

@@ -10,6 +10,9 @@ pub enum ClientError {
     Denied { reason: Reason, message: String },
     #[error("no answer from the server at {server} after {tries} tries; is it running?")]
     Timeout { server: String, tries: u32 },
+    /// The port refused the datagram (ICMP port unreachable): nothing listens there.
+    #[error("no server at {server}: nothing listens on that port (is auction-server running, and is --server right?)")]
+    NoServer { server: String },
     #[error("network error: {0}")]
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
@@ -24,6 +27,18 @@ impl ClientError {
     /// True for refusals by the server (exit code 1); false for failures to reach it (3).
     pub fn is_denied(&self) -> bool {
         matches!(self, ClientError::Denied { .. })
+    }
+
+    /// True for a condition that trying again will not change: the account is gone (or
+    /// this device lost its place), so a long-running command should stop, not retry.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Denied {
+                reason: Reason::NotRegistered | Reason::Moved,
+                ..
+            }
+        )
     }
 }
 

@@ -44,6 +44,18 @@ pub enum Update {
     },
 }
 
+/// What ATTACHED says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachInfo {
+    /// Notices waiting for the account (they follow as announcements).
+    pub pending: u32,
+    /// This client became one of the account's devices just now.
+    pub moved: bool,
+    /// Devices that get the account's announcements now, this one included (0: the server
+    /// does not say).
+    pub devices: u32,
+}
+
 /// What OFFER-CONF says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offered {
@@ -219,12 +231,12 @@ impl Client {
     /// Asks the server to send this account's announcements to this client's socket; returns
     /// how many notices are pending (they follow as announcements).
     pub async fn attach(&self) -> Result<u32> {
-        Ok(self.attach_as(AttachMode::Login).await?.0)
+        Ok(self.attach_as(AttachMode::Login).await?.pending)
     }
 
-    /// ATTACH in `mode`: (pending notices, whether the announcements moved here). `Keep` is
-    /// refused with `moved` once the account has logged in from another address.
-    pub async fn attach_as(&self, mode: AttachMode) -> Result<(u32, bool)> {
+    /// ATTACH in `mode`. `Keep` is refused with `moved` once this client is no longer one of
+    /// the account's devices (newer ones took its place).
+    pub async fn attach_as(&self, mode: AttachMode) -> Result<AttachInfo> {
         let body = RequestBody::Attach {
             account: self.name()?,
             mode,
@@ -233,6 +245,7 @@ impl Client {
             ServerBody::Attached {
                 pending,
                 moved,
+                devices,
                 seq,
                 epoch,
                 ..
@@ -245,8 +258,24 @@ impl Client {
                 if last.is_none() && epoch != 0 {
                     *last = Some((epoch, seq));
                 }
-                Ok((pending, moved))
+                Ok(AttachInfo {
+                    pending,
+                    moved,
+                    devices,
+                })
             }
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// DETACH: this client no longer gets the account's announcements (a `watch` or shell
+    /// that ends gives its place back).
+    pub async fn detach(&self) -> Result<()> {
+        let body = RequestBody::Detach {
+            account: self.name()?,
+        };
+        match self.signed(body).await? {
+            ServerBody::Detached { .. } => Ok(()),
             other => Err(refusal(other)),
         }
     }

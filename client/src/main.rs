@@ -6,7 +6,9 @@
 
 mod cli;
 mod commands;
+#[macro_use]
 mod render;
+mod line_editor;
 
 use auction_client::ClientError;
 use clap::Parser;

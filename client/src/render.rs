@@ -4,15 +4,55 @@
 //! concern (an item's channel, announcements, settlement, attachment, the shell) is in the
 //! files under `render/`, each another `impl Out`.
 
+/// Prints a line to stdout, or above the shell's prompt while it reads one (see [`emit`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::render::emit(format_args!($($arg)*), false)
+    };
+}
+
+/// Like [`say!`], for stderr.
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        $crate::render::emit(format_args!($($arg)*), true)
+    };
+}
+
 mod announce;
 mod attach;
 mod channel;
 mod settle;
 mod shell;
 
+pub use settle::field_prompt;
+
 use auction_client::{BidResult, ClientError};
 use auction_protocol::{Cents, ItemState, ItemView};
 use serde_json::json;
+use std::sync::Mutex;
+
+/// Where a line goes while the shell's line editor is on a terminal: above the prompt, so a
+/// live message never breaks the line being typed. `None`: straight to stdout or stderr.
+type Sink = Box<dyn FnMut(String) + Send>;
+
+/// A std mutex: held while one line is handed over, never across `.await`.
+static ABOVE_PROMPT: Mutex<Option<Sink>> = Mutex::new(None);
+
+/// Sends every line printed from now on through `sink` (the shell's line editor), or again
+/// straight to the terminal with `None`.
+pub fn print_above_prompt(sink: Option<Sink>) {
+    *ABOVE_PROMPT.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+}
+
+/// Prints one line (see [`say!`]).
+pub fn emit(line: std::fmt::Arguments<'_>, to_stderr: bool) {
+    let mut sink = ABOVE_PROMPT.lock().unwrap_or_else(|p| p.into_inner());
+    match sink.as_mut() {
+        Some(print) => print(format!("{line}\n")),
+        None if to_stderr => eprintln!("{line}"),
+        None => println!("{line}"),
+    }
+}
 
 /// Where every command's output goes: sentences for people, or with `json` one JSON object
 /// per line.
@@ -50,14 +90,14 @@ pub fn render_secs(secs: u64) -> String {
 
 impl Out {
     pub fn line(&self, value: serde_json::Value) {
-        println!("{value}");
+        say!("{value}");
     }
 
     pub fn registered(&self, name: &str) {
         if self.json {
             self.line(json!({"registered": true, "name": name}));
         } else {
-            println!("Registered as {name}.");
+            say!("Registered as {name}.");
         }
     }
 
@@ -65,7 +105,7 @@ impl Out {
         if self.json {
             self.line(json!({"deregistered": true, "name": name}));
         } else {
-            println!("Deregistered {name}.");
+            say!("Deregistered {name}.");
         }
     }
 
@@ -73,7 +113,7 @@ impl Out {
         if self.json {
             self.line(json!({"item": item, "channel": channel, "ends_at": ends_at}));
         } else {
-            println!(
+            say!(
                 "Item {item} is up for auction; bidding closes {}. Its channel is {channel}.",
                 until(ends_at)
             );
@@ -88,7 +128,7 @@ impl Out {
             return;
         }
         if items.is_empty() {
-            println!("No items are open.");
+            say!("No items are open.");
             return;
         }
         let rows: Vec<[String; 6]> = items
@@ -130,7 +170,7 @@ impl Out {
                     format!("{c:<w$}")
                 })
                 .collect();
-            println!("{}", line.join("  ").trim_end());
+            say!("{}", line.join("  ").trim_end());
         };
         print(&header.map(String::from));
         for row in &rows {
@@ -148,29 +188,7 @@ impl Out {
             self.line(v);
             return;
         }
-        let lead = match (&item.highest, &item.bidder) {
-            (Some(a), Some(b)) => format!("the highest bid is {a} by {b}"),
-            _ => format!("no bids yet (minimum {})", item.min),
-        };
-        match item.state {
-            ItemState::Open => println!(
-                "Item {} \"{}\" by {} is open: {lead}; bidding closes {}.",
-                item.item,
-                item.description,
-                item.seller,
-                until(item.ends_at)
-            ),
-            ItemState::Closed => match (&item.winner, &item.price) {
-                (Some(w), Some(p)) => println!(
-                    "Item {} \"{}\" by {} is closed: sold to {w} for {p}.",
-                    item.item, item.description, item.seller
-                ),
-                _ => println!(
-                    "Item {} \"{}\" by {} is closed: not sold.",
-                    item.item, item.description, item.seller
-                ),
-            },
-        }
+        say!("{}", status_line(item));
     }
 
     pub fn bid(&self, item: u64, result: &BidResult, asked: auction_protocol::Cents) {
@@ -190,16 +208,16 @@ impl Out {
                 }
                 let closes = until(*ends_at);
                 match (max, leading) {
-                    (None, true) => println!(
+                    (None, true) => say!(
                         "Bid of {amount} on item {item} accepted: you are the highest bidder; bidding closes {closes}."
                     ),
-                    (None, false) => println!(
+                    (None, false) => say!(
                         "Bid of {amount} on item {item} accepted, but another bidder's proxy outbid it at once; bidding closes {closes}."
                     ),
-                    (Some(max), true) => println!(
+                    (Some(max), true) => say!(
                         "Proxy bid on item {item} accepted: you lead at {amount}; the server will bid for you up to {max} (no one else sees it); bidding closes {closes}."
                     ),
-                    (Some(max), false) => println!(
+                    (Some(max), false) => say!(
                         "Proxy bid up to {max} on item {item} accepted, but another bidder's higher (or earlier) maximum outbid it at once; bidding closes {closes}."
                     ),
                 }
@@ -216,7 +234,7 @@ impl Out {
                         "message": message, "highest": highest, "next_min": next_min
                     }));
                 }
-                eprintln!("Bid of {asked} on item {item} rejected: {message}.");
+                say_err!("Bid of {asked} on item {item} rejected: {message}.");
             }
         }
     }
@@ -226,7 +244,7 @@ impl Out {
             self.line(json!({"subscribed": true, "item": item}));
             return;
         }
-        println!(
+        say!(
             "Subscribed to item {}: `watch` prints its new highest bids and its result.",
             item.item
         );
@@ -237,7 +255,7 @@ impl Out {
         if self.json {
             self.line(json!({"subscribed": false, "item": item}));
         } else {
-            println!("Unsubscribed from item {item}.");
+            say!("Unsubscribed from item {item}.");
         }
     }
 
@@ -247,8 +265,8 @@ impl Out {
             return;
         }
         match min {
-            Some(min) => println!("Item {item}: the minimum is now {min}; bidders have been told."),
-            None => println!("Item {item}: you kept the minimum."),
+            Some(min) => say!("Item {item}: the minimum is now {min}; bidders have been told."),
+            None => say!("Item {item}: you kept the minimum."),
         }
     }
 
@@ -257,7 +275,28 @@ impl Out {
         if self.json {
             self.line(json!({"ok": false, "reason": reason, "message": message}));
         }
-        eprintln!("auction-client: {message}");
+        say_err!("auction-client: {message}");
+    }
+}
+
+/// One item's state in a sentence.
+fn status_line(item: &ItemView) -> String {
+    let lead = match (&item.highest, &item.bidder) {
+        (Some(a), Some(b)) => format!("the highest bid is {a} by {b}"),
+        _ => format!("no bids yet (minimum {})", item.min),
+    };
+    let (n, what, seller) = (item.item, &item.description, &item.seller);
+    match (item.state, &item.winner, &item.price) {
+        (ItemState::Open, _, _) => format!(
+            "Item {n} \"{what}\" by {seller} is open: {lead}; bidding closes {}.",
+            until(item.ends_at)
+        ),
+        (ItemState::Closed, Some(w), Some(p)) => {
+            format!("Item {n} \"{what}\" by {seller} is closed: sold to {w} for {p}.")
+        }
+        (ItemState::Closed, _, _) => {
+            format!("Item {n} \"{what}\" by {seller} is closed: not sold.")
+        }
     }
 }
 

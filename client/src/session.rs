@@ -94,7 +94,11 @@ fn is_connection_loss(e: &ClientError) -> bool {
         ClientError::Denied { reason, .. } => {
             matches!(reason, Reason::Unavailable | Reason::ServerFull)
         }
-        ClientError::Io(_) | ClientError::Tls(_) | ClientError::Timeout { .. } => true,
+        // A server restarting has no port open for a moment.
+        ClientError::Io(_)
+        | ClientError::Tls(_)
+        | ClientError::Timeout { .. }
+        | ClientError::NoServer { .. } => true,
         ClientError::Protocol(_) | ClientError::Local(_) => false,
     }
 }

@@ -40,7 +40,15 @@ impl Default for Retry {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ServerBody>>>>;
+/// What the dispatcher hands a request waiting for its answer.
+enum Incoming {
+    Answer(ServerBody),
+    /// The server's port refused a datagram (ICMP port unreachable, reported on a connected
+    /// socket): nothing listens there.
+    Refused,
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Incoming>>>>;
 
 /// Redirects followed for one request before it gives up (two nodes pointing at each other
 /// while a failover settles must not keep it busy for ever).
@@ -102,7 +110,13 @@ impl UdpClient {
             None if first.is_ipv4() => "0.0.0.0:0".parse().expect("valid"),
             None => "[::]:0".parse().expect("valid"),
         };
-        let socket = Arc::new(UdpSocket::bind(local).await?);
+        let socket = UdpSocket::bind(local).await?;
+        // With one server the socket is connected to it, so the kernel reports a refused port
+        // (no server there) at once instead of the client waiting out every retry.
+        if servers.len() == 1 {
+            socket.connect(first).await?;
+        }
+        let socket = Arc::new(socket);
         let waiters: Waiters = Arc::default();
         let (ann_tx, ann_rx) = mpsc::unbounded_channel();
         // With several nodes, a failover (a few seconds) passes while the client keeps asking:
@@ -196,7 +210,7 @@ impl UdpClient {
         req: u64,
         body: RequestBody,
         keys: Option<&Ed25519KeyPair>,
-        rx: &mut mpsc::UnboundedReceiver<ServerBody>,
+        rx: &mut mpsc::UnboundedReceiver<Incoming>,
     ) -> Result<Vec<ServerBody>> {
         let mut wait = self.retry.first;
         let mut parts: BTreeMap<u32, ServerBody> = BTreeMap::new();
@@ -227,14 +241,20 @@ impl UdpClient {
                     datagram.len()
                 )));
             }
-            self.socket.send_to(&datagram, self.server()).await?;
+            match self.socket.send_to(&datagram, self.server()).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(self.no_server())
+                }
+                sent => sent?,
+            };
             sends += 1;
             let jitter = rand::random_range(0.8..1.2);
             let deadline = tokio::time::Instant::now() + wait.mul_f64(jitter);
             loop {
                 let answer = match timeout(deadline - tokio::time::Instant::now(), rx.recv()).await
                 {
-                    Ok(Some(answer)) => answer,
+                    Ok(Some(Incoming::Answer(answer))) => answer,
+                    Ok(Some(Incoming::Refused)) => return Err(self.no_server()),
                     Ok(None) => return Err(ClientError::Protocol("dispatcher stopped".into())),
                     Err(_) => {
                         wait = (wait * 2).min(self.retry.max);
@@ -310,6 +330,12 @@ impl UdpClient {
         }
     }
 
+    fn no_server(&self) -> ClientError {
+        ClientError::NoServer {
+            server: self.server().to_string(),
+        }
+    }
+
     /// Sends one request and returns its single answer, turning `error` into `Err`.
     pub async fn request_one(
         &self,
@@ -365,6 +391,19 @@ async fn dispatch(
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(x) => x,
+            // A connected socket's refused port: every request waiting is told at once.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let waiting: Vec<_> = waiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for w in waiting {
+                    let _ = w.send(Incoming::Refused);
+                }
+                continue;
+            }
             Err(_) => continue,
         };
         if !servers.contains(&from) {
@@ -382,7 +421,7 @@ async fn dispatch(
                     .get(&req)
                     .cloned();
                 if let Some(w) = waiter {
-                    let _ = w.send(msg.body);
+                    let _ = w.send(Incoming::Answer(msg.body));
                 }
             }
             None => {

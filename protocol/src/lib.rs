@@ -96,6 +96,9 @@ pub enum Reason {
     CardNumber,
     /// No bidder is left to offer a second chance to.
     NoRunnerUp,
+    /// The account was the buyer, or was offered a second chance, and its time to settle or
+    /// to answer passed (or it declined): the item is no longer its to settle.
+    TooLate,
     // --- negotiate ---
     /// The account is not the item's seller.
     NotYourItem,
@@ -103,7 +106,8 @@ pub enum Reason {
     NotNegotiable,
     /// The item has a bid now: its minimum no longer matters.
     HasBids,
-    /// `attach` in `keep` mode: the account has logged in from another address since.
+    /// `attach` in `keep` mode: this address is no longer one of the account's devices (newer
+    /// ones took its place, or it detached).
     Moved,
     /// A code this build does not know (sent by a newer peer).
     #[serde(other)]

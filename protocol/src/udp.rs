@@ -49,13 +49,19 @@ pub enum RequestBody {
     List,
     /// One item, open or closed. Anyone.
     Status { item: u64 },
-    /// Send this account's announcements to the address this datagram came from (a login).
-    /// Signed. `mode` (default `login`) says when: see [`AttachMode`].
+    /// Send this account's announcements to the address this datagram came from too (a
+    /// device: a `watch`, a shell, another machine). Signed. `mode` (default `login`) says
+    /// when: see [`AttachMode`]. An account has a few devices at once (the server's
+    /// `--devices`); one more evicts the one heard from least recently, which is told so
+    /// ([`ServerBody::Evicted`]).
     Attach {
         account: String,
         #[serde(default, skip_serializing_if = "AttachMode::is_login")]
         mode: AttachMode,
     },
+    /// Stop sending this account's announcements to the address this datagram came from (a
+    /// `watch` or shell that ends). Signed.
+    Detach { account: String },
     /// The notice `notice` (a WIN, SOLD or NOT-SOLD) arrived. Signed.
     Ack { account: String, notice: u64 },
     /// Send BID-UPDATE and ITEM-CLOSED of `item` to this account, without joining its channel.
@@ -95,6 +101,7 @@ impl RequestBody {
             RequestBody::Deregister { account }
             | RequestBody::Offer { account, .. }
             | RequestBody::Attach { account, .. }
+            | RequestBody::Detach { account }
             | RequestBody::Ack { account, .. }
             | RequestBody::Subscribe { account, .. }
             | RequestBody::Unsubscribe { account, .. }
@@ -110,20 +117,20 @@ impl RequestBody {
     }
 }
 
-/// When `attach` moves an account's announcements to the sender.
+/// When `attach` makes the sender one of the account's devices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttachMode {
     /// Always (a long-running client starting: `watch`, `shell`).
     #[default]
     Login,
-    /// Only if announcements go to this IP already (or nowhere): a long-running client
-    /// refreshing its address. Refused with `moved` once the account logged in from another
-    /// IP, so two machines do not take the announcements from each other in turn.
+    /// Only if the sender is one of the devices already: a long-running client saying it is
+    /// still there. Refused with `moved` once it was evicted (or detached), so a device that
+    /// lost its place does not take one back from a newer device.
     Keep,
-    /// Only if announcements go to another IP (or nowhere): any command run on a machine the
-    /// identity was copied to takes the announcements there, without taking them from another
-    /// client on the same machine.
+    /// Only if no device is on the sender's IP: any command run on a machine the identity was
+    /// copied to makes that machine get the announcements too (a login from another machine),
+    /// and changes nothing on a machine that gets them already.
     Roam,
 }
 
@@ -195,14 +202,19 @@ pub enum ServerBody {
         req: u64,
         item: ItemView,
     },
-    /// Announcements now go to the sender's address (unless `moved` is false for a `roam`
-    /// that found them already on this IP); `pending` notices follow.
+    /// Announcements now go to the sender's address too (unless `moved` is false for a
+    /// `roam` that found a device on this IP already); `pending` notices follow.
     Attached {
         req: u64,
+        /// How many notices wait for the account (they follow as announcements).
         pending: u32,
-        /// The announcement address changed to this sender's.
+        /// The sender's address became one of the account's devices just now.
         #[serde(default)]
         moved: bool,
+        /// How many devices get the account's announcements now, this one included (0 from a
+        /// server that does not say).
+        #[serde(default)]
+        devices: u32,
         /// The last announcement number given to the account in this server run (0: none
         /// yet), and the run (`epoch`; 0 from a server that does not say): the next
         /// announcement is `seq + 1`, so a client starting now sees a gap from here on.
@@ -214,6 +226,17 @@ pub enum ServerBody {
     Acked {
         req: u64,
         notice: u64,
+    },
+    /// The sender's address no longer gets the account's announcements.
+    Detached {
+        req: u64,
+    },
+    /// Unsolicited, to a device of `account` that no longer gets its announcements: newer
+    /// devices took its place. Not numbered and not retransmitted (a `keep` attach is refused
+    /// with `moved` from then on, so a device that missed this learns it there).
+    Evicted {
+        account: String,
+        message: String,
     },
     /// Subscribed; `item` is its state now. Updates follow as announcements.
     Subscribed {
@@ -355,6 +378,7 @@ impl ServerBody {
             | Status { req, .. }
             | Attached { req, .. }
             | Acked { req, .. }
+            | Detached { req }
             | Subscribed { req, .. }
             | SubscriptionDenied { req, .. }
             | Unsubscribed { req, .. }
@@ -371,7 +395,8 @@ impl ServerBody {
             | NegotiateReq { .. }
             | Settled { .. }
             | SettleCancelled { .. }
-            | SecondChance { .. } => None,
+            | SecondChance { .. }
+            | Evicted { .. } => None,
         }
     }
 

@@ -41,6 +41,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// client reads the current state with `list`. Memory: one shared entry per announcement for
 /// everyone, plus at most this many pointers per account.
 pub const DEFAULT_ANNOUNCE_QUEUE: usize = 64;
+/// Devices per account by default (`Config::devices`).
+pub const DEFAULT_DEVICES: usize = 4;
 
 /// Announcement datagrams a second (about 6 MB/s of NEW-ITEMs): one offer reaches 5,000
 /// accounts in a quarter of a second, with requests answered between batches.
@@ -106,6 +108,9 @@ pub struct Config {
     /// Best-effort announcements that may wait for one account; past it the oldest are
     /// dropped and the account's numbers show the gap (see `registry/announce_queue.rs`).
     pub announce_queue: usize,
+    /// Addresses that get one account's announcements at once (its devices: a `watch`, a
+    /// shell, another machine); one more evicts the least recently heard from.
+    pub devices: usize,
     /// Announcement datagrams sent per second, all accounts together.
     pub announce_rate: f64,
     /// Added to the end of every auction still open when the server restarts, because its
@@ -148,6 +153,7 @@ impl Default for Config {
             notice_retry: Duration::from_millis(500),
             notice_tries: 8,
             announce_queue: DEFAULT_ANNOUNCE_QUEUE,
+            devices: DEFAULT_DEVICES,
             announce_rate: DEFAULT_ANNOUNCE_RATE,
             recovery_grace: Duration::from_secs(60),
             catalog: None,

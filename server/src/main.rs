@@ -73,6 +73,11 @@ struct Cli {
     #[arg(long, default_value_t = auction_server::config::DEFAULT_ANNOUNCE_QUEUE,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     announce_queue: usize,
+    /// Addresses that get one account's announcements at once (a `watch`, a shell, another
+    /// machine); one more evicts the one heard from least recently.
+    #[arg(long, default_value_t = auction_server::config::DEFAULT_DEVICES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    devices: usize,
     /// Announcement datagrams sent per second, all accounts together (paced, so requests
     /// are answered in between).
     #[arg(long, default_value_t = auction_server::config::DEFAULT_ANNOUNCE_RATE)]
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> Result<()> {
         catalog,
         max_open_items: cli.max_open_items,
         announce_queue: cli.announce_queue,
+        devices: cli.devices,
         announce_rate: cli.announce_rate,
         min_increment: cli.min_increment,
         snipe_window: cli.snipe_window,

@@ -1,5 +1,7 @@
-//! Roaming login: the same identity used from another address takes the account's
-//! announcements there, pending notices follow, and the old address is told it moved.
+//! An account's devices: the same identity used from another machine makes it get the
+//! account's announcements too, pending notices go to every device and one acknowledgement
+//! ends them, one device more than `--devices` evicts the least recently heard from (told at
+//! once, and refused from then on), and a device that detaches gives its place back.
 
 mod common;
 
@@ -34,14 +36,14 @@ async fn a_copied_identity_logs_in_from_another_address_and_notices_follow() {
         1
     );
 
-    // The same identity files, used from another address: any command's roam logs in there.
+    // The same identity files, used from another machine: any command's roam logs in there.
     let b = Client::new_from(t.server.udp_addr(), &home, &t.ca, Some(second))
         .await
         .unwrap();
     assert_eq!(b.name().unwrap(), "alice");
-    let (pending, moved) = b.attach_as(AttachMode::Roam).await.unwrap();
-    assert_eq!((pending, moved), (1, true));
-    // The pending notice follows to the new address, and is acknowledged from there.
+    let info = b.attach_as(AttachMode::Roam).await.unwrap();
+    assert_eq!((info.pending, info.moved, info.devices), (1, true, 2));
+    // The pending notice goes to the new device, and is acknowledged from there.
     let notice = within(10, "NOT-SOLD at the new address", b.next_announcement())
         .await
         .unwrap();
@@ -55,30 +57,94 @@ async fn a_copied_identity_logs_in_from_another_address_and_notices_follow() {
         }
     })
     .await;
-    assert!(
+    // Both devices are stored, the older first.
+    assert_eq!(
         t.query(
-            "SELECT count(*) FROM accounts WHERE name = 'alice' AND notify_addr LIKE '127.0.0.2:%'"
-        ) == 1
+            "SELECT count(*) FROM accounts WHERE name = 'alice'
+             AND notify_addr LIKE '127.0.0.1:% 127.0.0.2:%'"
+        ),
+        1
     );
-
-    // The first address's long-running refresh is told the account moved...
-    match a.attach_as(AttachMode::Keep).await {
-        Err(ClientError::Denied { reason, .. }) => assert_eq!(reason, Reason::Moved),
-        other => panic!("expected moved, got {other:?}"),
-    }
-    // ...while another client on the new address's machine leaves the announcements where
-    // they are (roaming only moves them between IPs).
+    // The first machine keeps getting them: its refresh is accepted.
+    assert!(!a.attach_as(AttachMode::Keep).await.unwrap().moved);
+    // Another client on the new machine changes nothing (that machine gets them already).
     let b2 = Client::new_from(t.server.udp_addr(), &home, &t.ca, Some(second))
         .await
         .unwrap();
-    assert_eq!(b2.attach_as(AttachMode::Roam).await.unwrap(), (0, false));
-    assert!(!b.attach_as(AttachMode::Keep).await.unwrap().1);
+    let info = b2.attach_as(AttachMode::Roam).await.unwrap();
+    assert_eq!((info.pending, info.moved, info.devices), (0, false, 2));
 
-    // A new item is announced at the new address.
+    // A new item is announced to both devices, with the same number.
     let bob = t.registered("bob").await;
     bob.offer("Rug", Cents(100), Some(30)).await.unwrap();
-    let ann = within(10, "NEW-ITEM at the new address", b.next_announcement())
+    let rug = async |c: &Client| loop {
+        match c.next_announcement().await {
+            Some(ann @ ServerBody::NewItem { .. }) if format!("{ann:?}").contains("Rug") => {
+                return ann
+            }
+            Some(_) => continue,
+            None => panic!("announcements ended"),
+        }
+    };
+    let on_a = within(10, "NEW-ITEM on the first device", rug(&a)).await;
+    let on_b = within(10, "NEW-ITEM on the second device", rug(&b)).await;
+    assert_eq!(on_a, on_b);
+}
+
+#[tokio::test]
+async fn one_device_too_many_evicts_the_least_recent_and_a_detached_one_frees_its_place() {
+    let t = start(auction_server::Config {
+        devices: 2,
+        ..quick_config()
+    })
+    .await;
+    let home = t.dir.path().join("homes/alice");
+    let device = async |port_ip: &str| {
+        Client::new_from(
+            t.server.udp_addr(),
+            &home,
+            &t.ca,
+            Some(port_ip.parse().unwrap()),
+        )
         .await
-        .unwrap();
-    assert!(matches!(ann, ServerBody::NewItem { .. }), "{ann:?}");
+        .unwrap()
+    };
+    let first = device("127.0.0.1").await;
+    first.register("alice").await.unwrap();
+    let second = device("127.0.0.2").await;
+    assert_eq!(
+        second.attach_as(AttachMode::Login).await.unwrap().devices,
+        2
+    );
+    // The first says it is still there: the second is now the least recent.
+    first.attach_as(AttachMode::Keep).await.unwrap();
+    let third = device("127.0.0.3").await;
+    let info = third.attach_as(AttachMode::Login).await.unwrap();
+    assert_eq!((info.moved, info.devices), (true, 2));
+    // The evicted device is told at once...
+    match within(10, "the eviction", second.next_announcement()).await {
+        Some(ServerBody::Evicted { account, message }) => {
+            assert_eq!(account, "alice");
+            assert!(message.contains("newer"), "{message}");
+        }
+        other => panic!("expected evicted, got {other:?}"),
+    }
+    // ...and its refresh is refused from then on, so it cannot take a place back.
+    match second.attach_as(AttachMode::Keep).await {
+        Err(ClientError::Denied { reason, .. }) => assert_eq!(reason, Reason::Moved),
+        other => panic!("expected moved, got {other:?}"),
+    }
+    assert!(first.attach_as(AttachMode::Keep).await.is_ok());
+    // A device that ends detaches: its place is free, and the next login evicts nobody.
+    third.detach().await.unwrap();
+    assert_eq!(
+        second.attach_as(AttachMode::Login).await.unwrap().devices,
+        2
+    );
+    assert!(first.attach_as(AttachMode::Keep).await.is_ok());
+    // What a device that detached says next is refused like an evicted one's.
+    match third.attach_as(AttachMode::Keep).await {
+        Err(ClientError::Denied { reason, .. }) => assert_eq!(reason, Reason::Moved),
+        other => panic!("expected moved, got {other:?}"),
+    }
 }

@@ -8,7 +8,9 @@ use super::Done;
 use crate::cli::BidArgs;
 use crate::render::Out;
 use anyhow::Result;
-use auction_client::{BidResult, Client, ClientError, ItemSession, Offer, Reconnect};
+use auction_client::{BidResult, Client, ClientError, ItemSession, Offer, Reconnect, SessionEvent};
+use auction_protocol::channel::ChannelBody;
+use auction_protocol::Cents;
 use std::sync::Arc;
 
 pub async fn run(client: &Arc<Client>, args: BidArgs, out: Out, in_shell: bool) -> Result<Done> {
@@ -33,11 +35,16 @@ pub async fn run(client: &Arc<Client>, args: BidArgs, out: Out, in_shell: bool) 
         .await?;
     out.bid(item, &result, asked);
     let accepted = matches!(result, BidResult::Accepted { .. });
+    // The broadcast of this very bid says again what the answer just said.
+    let said = match (&result, client.name()) {
+        (BidResult::Accepted { amount, .. }, Ok(me)) => Some((*amount, me)),
+        _ => None,
+    };
     if in_shell {
         // Updates print as they arrive while the shell takes more commands.
-        tokio::spawn(async move { follow_session(&mut session, out).await });
+        tokio::spawn(async move { follow_session(&mut session, out, said).await });
     } else if follow {
-        follow_session(&mut session, out).await;
+        follow_session(&mut session, out, said).await;
     } else {
         session.close().await;
     }
@@ -50,10 +57,15 @@ fn bid_id() -> String {
 }
 
 /// Prints the item's events until its auction has a result, reconnecting through server
-/// restarts.
-async fn follow_session(session: &mut ItemSession, out: Out) {
+/// restarts. `said`: this client's own accepted bid (amount, name), whose broadcast is not
+/// printed a second time.
+async fn follow_session(session: &mut ItemSession, out: Out, mut said: Option<(Cents, String)>) {
     while let Some(event) = session.next_event().await {
         match event {
+            Ok(SessionEvent::Channel(ChannelBody::Highest { amount, bidder, .. }))
+                if said
+                    .take()
+                    .is_some_and(|(a, me)| a == amount && me == bidder) => {}
             Ok(event) => out.session_event(&event),
             Err(e) => {
                 out.gave_up_following(&e);

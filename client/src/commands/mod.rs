@@ -19,6 +19,7 @@ mod unsubscribe;
 mod watch;
 
 use crate::cli::{Cli, Command};
+use crate::line_editor::LineEditor;
 use crate::render::Out;
 use anyhow::Result;
 use auction_client::Client;
@@ -42,25 +43,27 @@ pub async fn run(cli: Cli, out: Out) -> Result<Done> {
     }
     match cli.command {
         Command::Watch => watch::run(client, out).await,
-        Command::Shell => shell::run(client, out).await,
-        command => execute(&client, command, out, false).await,
+        Command::Shell => shell::run(client, out, &cli.home).await,
+        command => execute(&client, command, out, None).await,
     }
 }
 
 /// A client of the server named on the command line, with the identity in its home.
 async fn connect(cli: &Cli) -> Result<Client> {
     let servers = auction_client::resolve_all(&cli.server).await?;
-    let home = cli
-        .home
-        .clone()
-        .unwrap_or_else(auction_client::identity::default_home);
-    let identity = auction_client::identity::Identity::load_or_create(&home)?;
+    let identity = auction_client::identity::Identity::load_or_create(&cli.home)?;
     Ok(Client::of_any(servers, identity, &cli.ca, cli.bind).await?)
 }
 
-/// Runs one short command. In the shell (`in_shell`), a bid keeps following its item in the
-/// background.
-async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: bool) -> Result<Done> {
+/// Runs one short command. In the shell (`shell`, its line editor), a bid keeps following its
+/// item in the background and `settle` asks for what is missing through the editor.
+async fn execute(
+    client: &Arc<Client>,
+    command: Command,
+    out: Out,
+    shell: Option<&LineEditor>,
+) -> Result<Done> {
+    let in_shell = shell.is_some();
     match command {
         Command::Register { name } => register::run(client, &name, out, in_shell).await,
         Command::Deregister => deregister::run(client, out).await,
@@ -70,7 +73,7 @@ async fn execute(client: &Arc<Client>, command: Command, out: Out, in_shell: boo
         Command::Subscribe { item } => subscribe::run(client, item, out).await,
         Command::Unsubscribe { item } => unsubscribe::run(client, item, out).await,
         Command::Negotiate { item, accept, .. } => negotiate::run(client, item, accept, out).await,
-        Command::Settle(args) => settle::run(client, args, out, in_shell).await,
+        Command::Settle(args) => settle::run(client, args, out, shell).await,
         Command::Bid(args) => bid::run(client, args, out, in_shell).await,
         // Long-running modes are started by `run`; inside the shell they make no sense.
         Command::Watch | Command::Shell => shell::nested(),

@@ -14,7 +14,8 @@ pub async fn run(client: &Arc<Client>, name: &str, out: Out, in_shell: bool) -> 
         // Announcements for the new account come to this shell from now on, through
         // server restarts too (the task ends with the process).
         client.attach().await?;
-        tokio::spawn(attach::announce_moved(client.clone(), out));
+        let contact = attach::Contact::default();
+        tokio::spawn(attach::stay_attached(client.clone(), out, contact));
     }
     Ok(Done::Ok)
 }

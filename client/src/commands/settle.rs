@@ -6,22 +6,59 @@
 
 use super::Done;
 use crate::cli::SettleArgs;
-use crate::render::Out;
+use crate::line_editor::{LineEditor, Read};
+use crate::render::{self, Out};
 use anyhow::Result;
 use auction_client::{Client, ClientError};
 use auction_protocol::settle::{SettleBody, SettleRequestBody, SettleState};
 use std::io::IsTerminal;
 
-pub async fn run(client: &Client, args: SettleArgs, out: Out, in_shell: bool) -> Result<Done> {
-    // Asking needs a terminal, and the shell's own input is not one to borrow.
-    let prompt = !in_shell && std::io::stdin().is_terminal();
-    settle(client, args, prompt, out).await?;
+pub async fn run(
+    client: &Client,
+    args: SettleArgs,
+    out: Out,
+    shell: Option<&LineEditor>,
+) -> Result<Done> {
+    // Asking needs a person at a terminal: the shell's editor on one, or a terminal of its own.
+    let asker = match shell {
+        Some(editor) if editor.interactive => Asker::Shell(editor),
+        Some(_) => Asker::Nobody,
+        None if std::io::stdin().is_terminal() => Asker::Terminal,
+        None => Asker::Nobody,
+    };
+    settle(client, args, &asker, out).await?;
     Ok(Done::Ok)
 }
 
+/// Who types in the details the flags did not give.
+enum Asker<'a> {
+    Terminal,
+    Shell(&'a LineEditor),
+    Nobody,
+}
+
+impl Asker<'_> {
+    /// Reads one settlement field.
+    async fn ask(&self, field: &str, out: Out) -> Result<String> {
+        match self {
+            Asker::Terminal => ask(field, out),
+            Asker::Shell(editor) => match editor.read(render::field_prompt(field), false).await {
+                Read::Line(line) => Ok(line.trim().to_owned()),
+                Read::Interrupted | Read::Eof => anyhow::bail!(ClientError::Local(format!(
+                    "settle stopped: no {field} given"
+                ))),
+            },
+            Asker::Nobody => anyhow::bail!(ClientError::Local(format!(
+                "the server asks for your {field}: give --{field}"
+            ))),
+        }
+    }
+}
+
 /// `settle`: where the sale stands, the request the flags ask for, and the details the
-/// server asks for (from the flags, or typed in when `prompt`).
-async fn settle(client: &Client, mut args: SettleArgs, prompt: bool, out: Out) -> Result<()> {
+/// server asks for (from the flags, or typed in when someone can be asked).
+async fn settle(client: &Client, mut args: SettleArgs, asker: &Asker<'_>, out: Out) -> Result<()> {
+    let prompt = !matches!(asker, Asker::Nobody);
     let item = args.item;
     let mut conn = client.open_settlement(item).await?;
     let mut answer = if args.accept_offer || args.decline_offer {
@@ -37,32 +74,42 @@ async fn settle(client: &Client, mut args: SettleArgs, prompt: bool, out: Out) -
             .await?;
     }
     if let SettleBody::InformReq { need, .. } = &answer {
-        // Where it stands, before asking (with flags, only the outcome is shown).
+        let need = need.clone();
         let given = |field: &str| match field {
             "name" => args.name.is_some(),
             "address" => args.address.is_some(),
             _ => args.contact.is_some(),
         };
-        if out.json || (prompt && !need.iter().all(|f| given(f))) {
+        let missing = need.iter().any(|f| !given(f));
+        // The offer was made, or taken: that was this command's job, done. What the desk asks
+        // for next is shown, to give with the flags it names.
+        if missing && !prompt && (args.second_chance || args.accept_offer) {
+            out.settle_message(&answer);
+            conn.close().await;
+            return Ok(());
+        }
+        // Where it stands, before asking (with flags, only the outcome is shown).
+        if out.json || (prompt && missing) {
             out.settle_message(&answer);
         }
-        let inform = |field: &str, given: &mut Option<String>| -> Result<Option<String>> {
+        let mut fields = [
+            ("name", args.name.take()),
+            ("address", args.address.take()),
+            ("contact", args.contact.take()),
+        ];
+        let mut informed: [Option<String>; 3] = [None, None, None];
+        for (slot, (field, value)) in informed.iter_mut().zip(fields.iter_mut()) {
             if !need.iter().any(|n| n == field) {
-                return Ok(None);
+                continue;
             }
-            if let Some(v) = given.take() {
-                return Ok(Some(v));
-            }
-            if !prompt {
-                anyhow::bail!(ClientError::Local(format!(
-                    "the server asks for your {field}: give --{field} (or run `settle` in a terminal to be asked)"
-                )));
-            }
-            Ok(Some(ask(field, out)?))
-        };
-        let name = inform("name", &mut args.name)?;
-        let address = inform("address", &mut args.address)?;
-        let contact = inform("contact", &mut args.contact)?;
+            *slot = Some(match value.take() {
+                Some(v) => v,
+                None => asker.ask(field, out).await?,
+            });
+        }
+        // Flags the server did not ask for are put back, to be reported below.
+        [args.name, args.address, args.contact] = fields.map(|(_, v)| v);
+        let [name, address, contact] = informed;
         answer = conn
             .request(SettleRequestBody::Inform {
                 item,
@@ -100,7 +147,7 @@ async fn settle(client: &Client, mut args: SettleArgs, prompt: bool, out: Out) -
     Ok(())
 }
 
-/// Reads one settlement field typed at the terminal.
+/// Reads one settlement field typed at the terminal of its own.
 fn ask(field: &str, out: Out) -> Result<String> {
     out.prompt_field(field)?;
     let mut line = String::new();

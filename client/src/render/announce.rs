@@ -13,7 +13,7 @@ impl Out {
             return;
         }
         match msg {
-            ServerBody::NewItem { item, .. } => println!(
+            ServerBody::NewItem { item, .. } => say!(
                 "New item {}: \"{}\" by {}, minimum {}, closes {}. Channel {}.",
                 item.item,
                 item.description,
@@ -28,7 +28,7 @@ impl Out {
                 amount,
                 seller,
                 ..
-            } => println!(
+            } => say!(
                 "You won item {item} \"{description}\" for {amount}. The seller is {seller}. Give your shipping details with `settle {item}`."
             ),
             ServerBody::Sold {
@@ -38,12 +38,12 @@ impl Out {
                 winner,
                 ..
             } => {
-                println!("Your item {item} \"{description}\" sold to {winner} for {amount}. Give the buyer a contact with `settle {item}`.")
+                say!("Your item {item} \"{description}\" sold to {winner} for {amount}. Give the buyer a contact with `settle {item}`.")
             }
             ServerBody::NotSold {
                 item, description, ..
             } => {
-                println!("Your item {item} \"{description}\" closed without a bid: not sold.")
+                say!("Your item {item} \"{description}\" closed without a bid: not sold.")
             }
             ServerBody::BidUpdate {
                 item,
@@ -51,7 +51,7 @@ impl Out {
                 bidder,
                 ends_at,
                 ..
-            } => println!(
+            } => say!(
                 "Item {item}: new highest bid {highest} by {bidder}; bidding closes {}.",
                 until(*ends_at)
             ),
@@ -60,9 +60,9 @@ impl Out {
                 winner: Some(winner),
                 price: Some(price),
                 ..
-            } => println!("Item {item} closed: sold to {winner} for {price}."),
+            } => say!("Item {item} closed: sold to {winner} for {price}."),
             ServerBody::ItemClosed { item, .. } => {
-                println!("Item {item} closed: not sold.")
+                say!("Item {item} closed: not sold.")
             }
             ServerBody::NegotiateReq {
                 item,
@@ -70,18 +70,18 @@ impl Out {
                 min,
                 time_left,
                 ..
-            } => println!(
+            } => say!(
                 "Your item {item} \"{description}\" has had no bid in half its time ({} left, \
                  minimum {min}). Lower the minimum with `negotiate {item} --accept AMOUNT`, or \
                  keep it with `negotiate {item} --refuse`.",
                 render_secs(*time_left)
             ),
             ServerBody::PriceAdjustment { item, min, .. } => {
-                println!("Item {item}: the seller lowered the minimum to {min}.")
+                say!("Item {item}: the seller lowered the minimum to {min}.")
             }
             ServerBody::Settled {
                 item, description, ..
-            } => println!(
+            } => say!(
                 "The sale of item {item} \"{description}\" is settled: `settle {item}` shows the details."
             ),
             ServerBody::SettleCancelled {
@@ -96,7 +96,7 @@ impl Out {
                     "offer-declined" => "the second-chance offer was declined",
                     _ => "the settlement was cancelled",
                 };
-                println!(
+                say!(
                     "Item {item} \"{description}\": {what}. The seller may offer it to another bidder: `settle {item} --second-chance`."
                 )
             }
@@ -107,11 +107,12 @@ impl Out {
                 seller,
                 deadline,
                 ..
-            } => println!(
+            } => say!(
                 "{seller} offers you item {item} \"{description}\" for {amount}, your highest bid (second chance); answer {}: `settle {item} --accept-offer` or `--decline-offer`.",
                 until(*deadline)
             ),
-            other => println!("{other:?}"),
+            ServerBody::Evicted { message, .. } => say_err!("auction-client: {message}."),
+            other => say!("{other:?}"),
         }
     }
 
@@ -132,19 +133,18 @@ impl Out {
                 }
                 match missed {
                     Some(n) => {
-                        println!("Missed {n} announcement(s); re-synchronised with the server:")
+                        say!("Missed {n} announcement(s); re-synchronised with the server:")
                     }
-                    None => println!("The server restarted; re-synchronised with it:"),
+                    None => say!("The server restarted; re-synchronised with it:"),
                 }
                 if items.is_empty() {
-                    println!("  (no subscribed items are open)");
+                    say!("  (no subscribed items are open)");
                 }
                 for item in items {
-                    print!("  ");
-                    self.status(item);
+                    say!("  {}", super::status_line(item));
                 }
                 // Every open item may be thousands: the count, and where to see them.
-                println!("  {} item(s) open now; `items` lists them.", open.len());
+                say!("  {} item(s) open now; `items` lists them.", open.len());
             }
         }
     }

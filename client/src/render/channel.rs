@@ -19,33 +19,33 @@ impl Out {
                 amount,
                 bidder,
                 ends_at,
-            } => println!(
+            } => say!(
                 "Item {item}: new highest bid {amount} by {bidder}; bidding closes {}.",
                 until(*ends_at)
             ),
-            ChannelBody::BidOver { item } => println!("Item {item}: bidding is over."),
+            ChannelBody::BidOver { item } => say!("Item {item}: bidding is over."),
             ChannelBody::SoldTo {
                 item,
                 winner,
                 amount,
             } => {
-                println!("Item {item}: sold to {winner} for {amount}.")
+                say!("Item {item}: sold to {winner} for {amount}.")
             }
-            ChannelBody::NotSold { item } => println!("Item {item}: not sold (no bids)."),
+            ChannelBody::NotSold { item } => say!("Item {item}: not sold (no bids)."),
             ChannelBody::PriceAdjustment { item, min, .. } => {
-                println!("Item {item}: the seller lowered the minimum to {min}.")
+                say!("Item {item}: the seller lowered the minimum to {min}.")
             }
-            ChannelBody::Error { message, .. } => println!("The server says: {message}."),
+            ChannelBody::Error { message, .. } => say!("The server says: {message}."),
             ChannelBody::State { item, .. } => self.status(item),
             ChannelBody::BidAccepted {
                 amount,
                 leading: true,
                 ..
-            } => println!("Bid of {amount} accepted."),
+            } => say!("Bid of {amount} accepted."),
             ChannelBody::BidAccepted { amount, .. } => {
-                println!("Bid of {amount} accepted, but a proxy outbid it at once.")
+                say!("Bid of {amount} accepted, but a proxy outbid it at once.")
             }
-            ChannelBody::BidRejected { message, .. } => println!("Bid rejected: {message}."),
+            ChannelBody::BidRejected { message, .. } => say!("Bid rejected: {message}."),
         }
     }
 
@@ -68,7 +68,7 @@ impl Out {
                         "error": error,
                     }));
                 } else {
-                    println!(
+                    say!(
                         "Lost the channel to item {item} ({error}); reconnecting in {:.1} s (attempt {attempt}).",
                         delay.as_secs_f64()
                     );
@@ -82,7 +82,7 @@ impl Out {
                         (Some(h), Some(b)) => format!("highest bid {h} by {b}"),
                         _ => format!("no bids yet, minimum {}", item.min),
                     };
-                    println!(
+                    say!(
                         "Reconnected to item {}: {lead}; bidding closes {}.",
                         item.item,
                         until(item.ends_at)
@@ -93,7 +93,7 @@ impl Out {
                 if self.json {
                     self.line(json!({ "type": "ended", "item": item }));
                 } else {
-                    println!("Item {} ended while the connection was down.", item.item);
+                    say!("Item {} ended while the connection was down.", item.item);
                     self.status(item);
                 }
             }
@@ -102,6 +102,6 @@ impl Out {
 
     /// `bid --follow` (or a bid in the shell) stopped following its item.
     pub fn gave_up_following(&self, error: &ClientError) {
-        eprintln!("auction-client: gave up following the item: {error}");
+        say_err!("auction-client: gave up following the item: {error}");
     }
 }

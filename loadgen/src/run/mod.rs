@@ -171,6 +171,7 @@ fn error_kind(e: &ClientError) -> &'static str {
     match e {
         ClientError::Denied { .. } => "refused",
         ClientError::Timeout { .. } => "timeout",
+        ClientError::NoServer { .. } => "no-server",
         ClientError::Io(_) => "io",
         ClientError::Tls(_) => "tls",
         ClientError::Protocol(_) => "protocol",

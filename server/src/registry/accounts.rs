@@ -1,6 +1,6 @@
 //! Accounts: the table of live and recently deregistered accounts (with their replay windows),
-//! and the requests that change it: REGISTER, DEREGISTER and ATTACH. Owned by the registry
-//! task; each change is a record appended with the request's answer.
+//! and the requests that change it: REGISTER, DEREGISTER, ATTACH and DETACH. Owned by the
+//! registry task; each change is a record appended with the request's answer.
 
 use auction_protocol::udp::{AttachMode, ServerBody};
 use auction_protocol::{names, udp, PublicKey, Reason};
@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+use super::devices::{Attached, Devices};
 use super::gate::Signers;
 use super::{not_registered, AfterAnswer, Answer, Denial, Registry};
 use crate::accounts::{AccountHandle, AccountId, Budget};
@@ -24,9 +25,9 @@ const TOMBSTONES: usize = 1024;
 pub(super) struct Account {
     pub(super) handle: Arc<AccountHandle>,
     pub(super) replay: ReplayWindow,
-    /// Where announcements go: the address of the latest REGISTER or ATTACH (always one that
-    /// presented a valid cookie).
-    pub(super) notify: Option<SocketAddr>,
+    /// Where announcements go: the addresses of its latest REGISTER and ATTACHes (each one
+    /// that presented a valid cookie), at most `Config::devices`.
+    pub(super) devices: Devices,
     pub(super) open_items: usize,
     /// Its offer budget (`Config::offers_per_hour`), counted in this run.
     pub(super) offers: Budget,
@@ -69,6 +70,7 @@ impl Accounts {
     pub(super) fn restore(
         &mut self,
         stored: Vec<StoredAccount>,
+        devices: usize,
         now: std::time::Instant,
     ) -> Vec<Arc<AccountHandle>> {
         let (live, mut removed): (Vec<_>, Vec<_>) = stored.into_iter().partition(|a| !a.removed);
@@ -76,7 +78,7 @@ impl Accounts {
         for a in live {
             let handle = Arc::new(AccountHandle::new(a.id, a.name.clone(), a.key));
             let replay = ReplayWindow::restore(a.replay_floor, a.replies, now);
-            self.insert(handle.clone(), replay, a.notify);
+            self.insert(handle.clone(), replay, Devices::restore(a.notify, devices));
             handles.push(handle);
         }
         // Oldest first, so the tombstone order evicts the oldest; a name registered again
@@ -103,23 +105,19 @@ impl Accounts {
         self.next_id += 1;
         let handle = Arc::new(AccountHandle::new(id, name.to_owned(), key));
         self.tombstones.remove(name);
-        self.insert(handle.clone(), ReplayWindow::default(), notify);
+        let devices = Devices::restore(notify.into_iter().collect(), 1);
+        self.insert(handle.clone(), ReplayWindow::default(), devices);
         handle
     }
 
-    fn insert(
-        &mut self,
-        handle: Arc<AccountHandle>,
-        replay: ReplayWindow,
-        notify: Option<SocketAddr>,
-    ) {
+    fn insert(&mut self, handle: Arc<AccountHandle>, replay: ReplayWindow, devices: Devices) {
         self.names.insert(handle.id, handle.name.clone());
         self.folded
             .insert(names::name_key(&handle.name), handle.name.clone());
         let account = Account {
             handle,
             replay,
-            notify,
+            devices,
             open_items: 0,
             offers: Budget::default(),
             subscriptions: BTreeSet::new(),
@@ -218,13 +216,19 @@ impl Registry {
         }
         if let Some(existing) = self.accounts.get_mut(&name) {
             if existing.handle.key == key {
-                // Registering again with the same key succeeds and moves the announcements.
-                existing.notify = Some(src);
+                // Registering again with the same key succeeds and makes the sender a device,
+                // as a login does.
                 let id = existing.handle.id;
-                self.records
-                    .push(Record::AccountAttached { id, notify: src });
+                let evicted = self.add_device(&name, src);
                 self.notices.unpark(id, now.instant);
-                return Answer::one(ServerBody::Registered { req, name });
+                return Answer {
+                    datagrams: vec![udp::encode(ServerBody::Registered { req, name })],
+                    after: AfterAnswer::Attached {
+                        account: id,
+                        evicted,
+                        pending: false,
+                    },
+                };
             }
             return denied(Reason::NameTaken, format!("the name '{name}' is taken"));
         }
@@ -358,8 +362,8 @@ impl Registry {
         None
     }
 
-    /// ATTACH: moves the account's announcements to `src` (see `AttachMode`), and restarts
-    /// delivery of its pending notices there.
+    /// ATTACH: makes `src` one of the account's devices (see `AttachMode`), and restarts
+    /// delivery of its pending notices.
     pub(super) fn attach(
         &mut self,
         req: u64,
@@ -370,55 +374,108 @@ impl Registry {
         let Some(a) = self.accounts.get_mut(&account) else {
             return Denial::Error.answer(req, Reason::NotRegistered, not_registered(&account));
         };
-        // Announcements go to another machine now (by IP).
-        let elsewhere = a.notify.is_some_and(|n| n.ip() != src.ip());
-        let pending = self.notices.count(a.handle.id) as u32;
+        let id = a.handle.id;
+        let pending = self.notices.count(id) as u32;
         // Where its announcement numbers stand: a client starting now knows what it misses
         // from here on (PROTOCOL.md, "Announcement numbers").
-        let (seq, epoch) = (self.announcements.seq(a.handle.id), self.epoch);
-        let moves = match mode {
+        let (seq, epoch) = (self.announcements.seq(id), self.epoch);
+        let joins = match mode {
+            // A list emptied by DETACH (or an account registered without one): nothing to
+            // take a place from.
             AttachMode::Login => true,
-            AttachMode::Keep if !elsewhere => true,
+            AttachMode::Keep if a.devices.len() == 0 => true,
+            AttachMode::Keep if a.devices.contains(src) => {
+                // Still there: it stays the last to be evicted. Stored only when that changes
+                // the order (a lone device refreshing every few seconds writes nothing).
+                if a.devices.addrs().last() != Some(&src) {
+                    a.devices.refresh(src);
+                    self.records.push(Record::AccountAttached {
+                        id,
+                        notify: a.devices.addrs().to_vec(),
+                    });
+                }
+                false
+            }
             AttachMode::Keep => {
                 return Answer::one(ServerBody::Error {
                     req: Some(req),
                     reason: Reason::Moved,
                     message: format!(
-                        "'{account}' has logged in from another address; its announcements go there now"
+                        "this device no longer gets the announcements of '{account}': newer ones took its place (the server keeps {} per account)",
+                        self.ctx.config.devices
                     ),
                 })
             }
-            // From the IP that has them already: another client on the same machine (a
-            // `watch`) keeps them.
-            AttachMode::Roam => elsewhere || a.notify.is_none(),
+            // A machine that gets them already (another client on it, say a `watch`) changes
+            // nothing; another machine becomes a device too.
+            AttachMode::Roam => !a.devices.on_ip(src.ip()),
         };
-        if !moves {
-            return Answer::one(ServerBody::Attached {
-                req,
-                pending,
-                moved: false,
-                seq,
-                epoch,
-            });
-        }
-        let moved = a.notify != Some(src);
-        if moved && mode == AttachMode::Roam {
-            tracing::info!(%account, from = ?a.notify, to = %src, "logged in from another address");
-        }
-        a.notify = Some(src);
-        self.records.push(Record::AccountAttached {
-            id: a.handle.id,
-            notify: src,
-        });
+        let (moved, evicted) = if joins {
+            let moved = !a.devices.contains(src);
+            if moved && mode == AttachMode::Roam {
+                tracing::info!(%account, device = %src, "logged in from another machine");
+            }
+            (moved, self.add_device(&account, src))
+        } else {
+            (false, None)
+        };
+        let devices = self.accounts.get(&account).map_or(0, |a| a.devices.len()) as u32;
         Answer {
             datagrams: vec![udp::encode(ServerBody::Attached {
                 req,
                 pending,
                 moved,
+                devices,
                 seq,
                 epoch,
             })],
-            after: AfterAnswer::SendPending(a.handle.id),
+            after: AfterAnswer::Attached {
+                account: id,
+                evicted,
+                // A `keep` or `roam` that changed nothing starts no new delivery round.
+                pending: joins || mode == AttachMode::Keep,
+            },
         }
+    }
+
+    /// Makes `src` the newest device of `account` and records the list; the address it
+    /// evicted, if any, with the message to tell it (sent once the list is durable).
+    fn add_device(&mut self, account: &str, src: SocketAddr) -> Option<(SocketAddr, Vec<u8>)> {
+        let cap = self.ctx.config.devices;
+        let a = self.accounts.get_mut(account)?;
+        let attached = a.devices.attach(src, cap);
+        self.records.push(Record::AccountAttached {
+            id: a.handle.id,
+            notify: a.devices.addrs().to_vec(),
+        });
+        let Attached::New {
+            evicted: Some(evicted),
+        } = attached
+        else {
+            return None;
+        };
+        tracing::info!(%account, %evicted, device = %src, "evicted the least recent device");
+        let message = format!(
+            "this device no longer gets the announcements of '{account}': a newer one took its place (the server keeps {cap} per account)"
+        );
+        let told = ServerBody::Evicted {
+            account: account.to_owned(),
+            message,
+        };
+        Some((evicted, udp::encode(told)))
+    }
+
+    /// DETACH: `src` no longer gets the account's announcements.
+    pub(super) fn detach(&mut self, req: u64, account: &str, src: SocketAddr) -> Answer {
+        let Some(a) = self.accounts.get_mut(account) else {
+            return Denial::Error.answer(req, Reason::NotRegistered, not_registered(account));
+        };
+        if a.devices.detach(src) {
+            self.records.push(Record::AccountAttached {
+                id: a.handle.id,
+                notify: a.devices.addrs().to_vec(),
+            });
+        }
+        Answer::one(ServerBody::Detached { req })
     }
 }

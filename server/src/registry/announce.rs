@@ -75,9 +75,9 @@ impl Registry {
     /// The next batch of announcements the pace allows, to the accounts' addresses now.
     pub(super) fn send_announcements(&mut self, now: Now) {
         let accounts = &self.accounts;
-        let due = self
-            .announcements
-            .due(now.instant, self.epoch, |id| accounts.by_id(id)?.notify);
+        let due = self.announcements.due(now.instant, self.epoch, |id| {
+            accounts.by_id(id).map_or(&[], |a| a.devices.addrs())
+        });
         self.sends.extend(due);
     }
 

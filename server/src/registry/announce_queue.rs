@@ -243,14 +243,15 @@ impl AnnounceQueue {
         Some(self.refilled + Duration::from_secs_f64(short / self.rate))
     }
 
-    /// The datagrams to send now, each to the address `address` gives its account (an
-    /// account without one has what waited for it dropped, its numbers advancing, so that a
-    /// client attaching later sees the gap): at most [`BATCH`], within the rate.
-    pub(super) fn due(
+    /// The datagrams to send now, each to every address `addresses` gives its account (its
+    /// devices; an account without any has what waited for it dropped, its numbers
+    /// advancing, so that a client attaching later sees the gap): at most [`BATCH`]
+    /// datagrams (one more account's worth at most), within the rate.
+    pub(super) fn due<'a>(
         &mut self,
         now: Instant,
         epoch: u64,
-        address: impl Fn(AccountId) -> Option<SocketAddr>,
+        addresses: impl Fn(AccountId) -> &'a [SocketAddr],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -277,19 +278,20 @@ impl AnnounceQueue {
                 continue;
             }
             q.trim(log, log_first, bound);
-            match address(id) {
-                Some(to) => {
-                    if let Some(entry) = q.pop(log, log_first) {
-                        q.seq += q.dropped + entry.skip + 1;
-                        q.dropped = 0;
-                        out.push((to, udp::encode(entry.body.render(q.seq, epoch))));
-                    }
-                }
-                None => {
+            match addresses(id) {
+                [] => {
                     while let Some(entry) = q.pop(log, log_first) {
                         q.seq += entry.skip + 1;
                     }
                     q.seq += std::mem::take(&mut q.dropped);
+                }
+                devices => {
+                    if let Some(entry) = q.pop(log, log_first) {
+                        q.seq += q.dropped + entry.skip + 1;
+                        q.dropped = 0;
+                        let datagram = udp::encode(entry.body.render(q.seq, epoch));
+                        out.extend(devices.iter().map(|&to| (to, datagram.clone())));
+                    }
                 }
             }
             if !q.has_waiting(log_end) {
@@ -365,9 +367,9 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    /// Every account `n` is at port `n`.
-    fn to_port(id: AccountId) -> Option<SocketAddr> {
-        Some(addr(id as u16))
+    /// Every account `n` has one device, at port `n`. (Leaked: a few bytes per test.)
+    fn to_port(id: AccountId) -> &'static [SocketAddr] {
+        Box::leak(Box::new([addr(id as u16)]))
     }
 
     /// (port, seq, item) of each datagram.
@@ -538,7 +540,8 @@ mod tests {
         q.queue_for_everyone(Body::NewItem(view(1)));
         q.queue_for_everyone(Body::NewItem(view(2)));
         now += Duration::from_millis(10);
-        let sent = q.due(now, EPOCH, |id| (id == 2).then(|| addr(2)));
+        let two = [addr(2)];
+        let sent = q.due(now, EPOCH, |id| if id == 2 { &two[..] } else { &[] });
         assert_eq!(read(&sent), vec![(2, 1, 1), (2, 2, 2)]);
         assert!(q.is_idle());
         // Account 1 had no address: nothing sent, but it has counted them.
@@ -546,5 +549,32 @@ mod tests {
         q.queue_for_everyone(Body::NewItem(view(3)));
         q.remove(2);
         assert_eq!(drain(&mut q, &mut now), vec![(1, 3, 3)]);
+    }
+
+    #[test]
+    fn every_device_of_an_account_gets_each_announcement_with_the_same_number() {
+        let mut now = Instant::now();
+        let mut q = AnnounceQueue::new(64, 1e6, now);
+        q.add(1);
+        q.add(2);
+        q.queue_for_everyone(Body::NewItem(view(1)));
+        q.queue_for(&[1], 0, Body::NewItem(view(2)));
+        now += Duration::from_millis(10);
+        let (three, one) = ([addr(10), addr(11), addr(12)], [addr(20)]);
+        let devices = |id| if id == 1 { &three[..] } else { &one[..] };
+        let sent = q.due(now, EPOCH, devices);
+        assert_eq!(
+            read(&sent),
+            vec![
+                (10, 1, 1),
+                (11, 1, 1),
+                (12, 1, 1),
+                (20, 1, 1),
+                (10, 2, 2),
+                (11, 2, 2),
+                (12, 2, 2)
+            ]
+        );
+        assert!(q.is_idle());
     }
 }

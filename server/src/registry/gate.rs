@@ -238,9 +238,18 @@ impl Registry {
             AfterAnswer::AnnounceItem(item) | AfterAnswer::AwaitChannel(item) => {
                 self.announce_item(item)
             }
-            AfterAnswer::SendPending(account) => {
-                self.notices.restart(account, now.instant);
-                self.retransmit(now);
+            AfterAnswer::Attached {
+                account,
+                evicted,
+                pending,
+            } => {
+                if let Some((to, told)) = evicted {
+                    self.emit(to, told);
+                }
+                if pending {
+                    self.notices.restart(account, now.instant);
+                    self.retransmit(now);
+                }
             }
         }
     }

@@ -24,6 +24,7 @@
 mod accounts;
 mod announce;
 mod announce_queue;
+mod devices;
 mod gate;
 pub(crate) mod inbox;
 mod items;
@@ -205,8 +206,13 @@ enum AfterAnswer {
     /// Several nodes: a new item waits for its node to open its channel before the answer
     /// (which names the channel) goes out, then is announced (see `gate.rs`).
     AwaitChannel(u64),
-    /// A new delivery round of the account's pending notices.
-    SendPending(AccountId),
+    /// The sender became one of the account's devices (or said it still is): the device it
+    /// evicted is told so, and (`pending`) a new delivery round of its pending notices starts.
+    Attached {
+        account: AccountId,
+        evicted: Option<(SocketAddr, Vec<u8>)>,
+        pending: bool,
+    },
 }
 
 impl Answer {
@@ -425,6 +431,7 @@ impl Registry {
             RequestBody::List => self.list(req),
             RequestBody::Status { item } => self.status(req, item),
             RequestBody::Attach { account, mode } => self.attach(req, account, mode, src),
+            RequestBody::Detach { account } => self.detach(req, &account, src),
             RequestBody::Ack { account, notice } => self.ack(req, &account, notice, now),
             RequestBody::Subscribe { account, item } => self.subscribe(req, &account, item),
             RequestBody::Unsubscribe { account, item } => self.unsubscribe(req, &account, item),

@@ -138,11 +138,11 @@ impl Notices {
     /// The notices due at `now`, each with the address its account has (`address`): sent
     /// now, and scheduled again after a backoff of `retry * 2^(tries-1)` times a jitter of
     /// 0.75 to 1.25. An account without an address keeps its notices until [`Notices::unpark`].
-    pub(super) fn due(
+    pub(super) fn due<'a>(
         &mut self,
         now: Instant,
         rng: &mut impl Rng,
-        address: impl Fn(AccountId) -> Option<SocketAddr>,
+        addresses: impl Fn(AccountId) -> &'a [SocketAddr],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         while let Some(&(at, account, id)) = self.schedule.first() {
@@ -154,16 +154,15 @@ impl Notices {
                 continue;
             };
             // Its round is over (or rounds have no tries at all), or its account has no
-            // address: it waits for a new round.
-            let to = match address(account) {
-                Some(to) if p.tries < self.tries => to,
-                _ => {
-                    p.next_at = None;
-                    continue;
-                }
-            };
+            // device: it waits for a new round. Each try goes to every device; the first to
+            // acknowledge ends it for all.
+            let devices = addresses(account);
+            if devices.is_empty() || p.tries >= self.tries {
+                p.next_at = None;
+                continue;
+            }
             p.tries += 1;
-            out.push((to, p.datagram.clone()));
+            out.extend(devices.iter().map(|&to| (to, p.datagram.clone())));
             if p.tries < self.tries {
                 let backoff = self
                     .retry
@@ -223,7 +222,7 @@ impl Registry {
     pub(super) fn retransmit(&mut self, now: Now) {
         let accounts = &self.accounts;
         let due = self.notices.due(now.instant, &mut rand::rng(), |id| {
-            accounts.by_id(id)?.notify
+            accounts.by_id(id).map_or(&[], |a| a.devices.addrs())
         });
         self.sends.extend(due);
     }
@@ -238,8 +237,13 @@ mod tests {
     const ALICE: AccountId = 1;
     const BOB: AccountId = 2;
 
-    fn addr(account: AccountId) -> Option<SocketAddr> {
-        Some(SocketAddr::from(([127, 0, 0, 1], 9000 + account as u16)))
+    fn addr(account: AccountId) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9000 + account as u16))
+    }
+
+    /// Every account has one device. (Leaked: a few bytes per test.)
+    fn devices(account: AccountId) -> &'static [SocketAddr] {
+        Box::leak(Box::new([addr(account)]))
     }
 
     fn notices() -> Notices {
@@ -262,11 +266,11 @@ mod tests {
         while let Some(wake) = n.next_wake() {
             // Nothing is due just before the wake-up time.
             if wake > now {
-                assert!(n.due(wake - ms(1), &mut rng, addr).is_empty());
+                assert!(n.due(wake - ms(1), &mut rng, devices).is_empty());
             }
             now = wake;
-            let out = n.due(now, &mut rng, addr);
-            assert_eq!(out, vec![(addr(ALICE).unwrap(), b"win".to_vec())]);
+            let out = n.due(now, &mut rng, devices);
+            assert_eq!(out, vec![(addr(ALICE), b"win".to_vec())]);
             sent_at.push(now - t0);
         }
         // Four tries: at once, then after 100, 200 and 400 ms, each within the jitter.
@@ -282,7 +286,7 @@ mod tests {
         // The round is over but the notice is kept until acknowledged.
         assert_eq!(n.count(ALICE), 1);
         assert!(n
-            .due(now + Duration::from_secs(60), &mut rng, addr)
+            .due(now + Duration::from_secs(60), &mut rng, devices)
             .is_empty());
     }
 
@@ -293,17 +297,17 @@ mod tests {
         let t0 = Instant::now();
         n.queue(ALICE, 10, b"win".to_vec(), t0);
         n.queue(BOB, 11, b"sold".to_vec(), t0);
-        assert_eq!(n.due(t0, &mut rng, addr).len(), 2);
+        assert_eq!(n.due(t0, &mut rng, devices).len(), 2);
         // Alice's acknowledgement arrives after her retransmission went out.
         let wake = n.next_wake().unwrap();
-        assert_eq!(n.due(wake + ms(50), &mut rng, addr).len(), 2);
+        assert_eq!(n.due(wake + ms(50), &mut rng, devices).len(), 2);
         assert!(n.drop(ALICE, 10), "the first ack removes it");
         assert!(!n.drop(ALICE, 10), "the second finds nothing");
         assert_eq!(n.count(ALICE), 0);
         // From then on only Bob's notice goes out.
         let wake = n.next_wake().unwrap();
-        let out = n.due(wake, &mut rng, addr);
-        assert_eq!(out, vec![(addr(BOB).unwrap(), b"sold".to_vec())]);
+        let out = n.due(wake, &mut rng, devices);
+        assert_eq!(out, vec![(addr(BOB), b"sold".to_vec())]);
         assert!(n.drop(BOB, 11));
         assert_eq!(n.next_wake(), None, "nothing left to wake for");
     }
@@ -314,27 +318,27 @@ mod tests {
         let mut n = Notices::new(Duration::from_millis(100), 2);
         let t0 = Instant::now();
         n.queue(ALICE, 10, b"win".to_vec(), t0);
-        n.due(t0, &mut rng, addr);
+        n.due(t0, &mut rng, devices);
         let wake = n.next_wake().unwrap();
-        n.due(wake, &mut rng, addr);
+        n.due(wake, &mut rng, devices);
         assert_eq!(n.next_wake(), None, "two tries, round over");
         let t1 = wake + Duration::from_secs(5);
         n.restart(ALICE, t1);
         assert_eq!(n.next_wake(), Some(t1));
-        assert_eq!(n.due(t1, &mut rng, addr).len(), 1);
+        assert_eq!(n.due(t1, &mut rng, devices).len(), 1);
 
         // Bob has no address yet: his notice waits, and goes out once he has one.
         n.queue(BOB, 11, b"sold".to_vec(), t1);
         assert!(n
-            .due(t1, &mut rng, |a| (a == ALICE).then(|| addr(a).unwrap()))
+            .due(t1, &mut rng, |a| if a == ALICE { devices(a) } else { &[] })
             .is_empty());
         assert!(
             n.next_wake().is_some_and(|w| w > t1),
             "only Alice's retry is scheduled"
         );
         n.unpark(BOB, t1 + ms(1));
-        let out = n.due(t1 + ms(1), &mut rng, addr);
-        assert_eq!(out, vec![(addr(BOB).unwrap(), b"sold".to_vec())]);
+        let out = n.due(t1 + ms(1), &mut rng, devices);
+        assert_eq!(out, vec![(addr(BOB), b"sold".to_vec())]);
         n.forget(BOB);
         assert_eq!(n.count(BOB), 0);
     }
@@ -349,7 +353,7 @@ mod tests {
         n.forget(BOB);
         assert_eq!(n.next_wake(), None);
         assert!(n
-            .due(t0 + Duration::from_secs(60), &mut rng, addr)
+            .due(t0 + Duration::from_secs(60), &mut rng, devices)
             .is_empty());
         assert!(!n.drop(BOB, 11));
     }
@@ -360,8 +364,27 @@ mod tests {
         let mut n = Notices::new(Duration::from_millis(100), 0);
         let t0 = Instant::now();
         n.queue(ALICE, 10, b"win".to_vec(), t0);
-        assert!(n.due(t0, &mut rng, addr).is_empty());
+        assert!(n.due(t0, &mut rng, devices).is_empty());
         assert_eq!(n.next_wake(), None);
         assert_eq!(n.count(ALICE), 1, "kept until acknowledged all the same");
+    }
+
+    #[test]
+    fn each_try_goes_to_every_device_and_one_ack_ends_it_for_all() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut n = notices();
+        let t0 = Instant::now();
+        let two = [addr(ALICE), addr(BOB)];
+        n.queue(ALICE, 10, b"win".to_vec(), t0);
+        let out = n.due(t0, &mut rng, |_| &two[..]);
+        assert_eq!(
+            out,
+            vec![(two[0], b"win".to_vec()), (two[1], b"win".to_vec())]
+        );
+        let wake = n.next_wake().unwrap();
+        assert_eq!(n.due(wake, &mut rng, |_| &two[..]).len(), 2);
+        assert!(n.drop(ALICE, 10), "the first device's ack");
+        assert!(!n.drop(ALICE, 10), "the second device's ack finds it gone");
+        assert_eq!(n.next_wake(), None);
     }
 }

@@ -19,10 +19,11 @@ impl Registry {
     /// Accounts, replay windows, closed items and pending notices from the database. Open
     /// items are resumed by `run`, which can send their announcements.
     pub(super) fn restore(&mut self, snapshot: Snapshot, now: Now) {
-        for handle in self
-            .accounts
-            .restore(snapshot.accounts, now.instant.into_std())
-        {
+        for handle in self.accounts.restore(
+            snapshot.accounts,
+            self.ctx.config.devices,
+            now.instant.into_std(),
+        ) {
             self.announcements.add(handle.id);
             self.ctx.keys.insert(handle);
         }

@@ -111,6 +111,15 @@ impl Settlement {
             Ok(Role::Buyer)
         } else if self.offer.as_ref().is_some_and(|(p, _)| p.id == account) {
             Ok(Role::Offered)
+        } else if self.passed.contains(&account) {
+            // The buyer whose time ran out, or a bidder whose offer lapsed or was declined.
+            Err(Refusal::new(
+                Reason::TooLate,
+                format!(
+                    "item {} is no longer yours to settle: your time to settle (or to answer the offer) passed, or you declined it",
+                    self.item
+                ),
+            ))
         } else {
             Err(Refusal::new(
                 Reason::NotAParty,
@@ -413,7 +422,12 @@ mod tests {
         );
         assert_eq!(s.expire(1000), Some(Lapsed::Buyer(p(2, "bob"))));
         assert_eq!(s.state(), SettleState::Cancelled);
-        assert_eq!(reason(s.role(2)), Reason::NotAParty, "bob is out");
+        assert_eq!(reason(s.role(2)), Reason::TooLate, "bob's time passed");
+        assert_eq!(
+            reason(s.role(9)),
+            Reason::NotAParty,
+            "a stranger never was one"
+        );
         // Best first: bob (the lapsed winner) is skipped, carol is offered at her bid.
         let bids = [
             (p(2, "bob"), Cents(2000)),
@@ -436,7 +450,8 @@ mod tests {
         assert_eq!(s.second_chance(1, &bids, 1600, 500).unwrap().0, p(4, "dan"));
         assert_eq!(
             reason(s.answer_offer(3, true, 1700, 500)),
-            Reason::NotAParty
+            Reason::TooLate,
+            "carol's offer lapsed"
         );
         s.answer_offer(4, true, 1700, 500).unwrap();
         assert_eq!(

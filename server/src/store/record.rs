@@ -27,10 +27,11 @@ pub enum Record {
         notify: Option<SocketAddr>,
         at: u64,
     },
-    /// Announcements for the account go to `notify` from now on.
+    /// Announcements for the account go to each of `notify` from now on: its devices, the
+    /// least recently heard from first (stored as one space-separated column).
     AccountAttached {
         id: AccountId,
-        notify: SocketAddr,
+        notify: Vec<SocketAddr>,
     },
     AccountRemoved {
         id: AccountId,

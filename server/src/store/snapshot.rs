@@ -41,7 +41,8 @@ pub struct StoredAccount {
     pub id: AccountId,
     pub name: String,
     pub key: PublicKey,
-    pub notify: Option<SocketAddr>,
+    /// Its devices, the least recently heard from first.
+    pub notify: Vec<SocketAddr>,
     pub removed: bool,
     pub replay_floor: u64,
     /// The replay window, by ascending request number.

@@ -53,7 +53,14 @@ pub fn load(q: &mut dyn Query) -> Result<Snapshot> {
                 id,
                 name: r.string(name)?,
                 key,
-                notify: r.text(notify_addr)?.and_then(|a| a.parse().ok()),
+                notify: r
+                    .text(notify_addr)?
+                    .map(|list| {
+                        list.split_whitespace()
+                            .filter_map(|a| a.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 removed: r.boolean(removed)?,
                 replay_floor: r.u64(replay_floor)?,
                 replies: replies.remove(&id).unwrap_or_default(),
@@ -600,7 +607,7 @@ mod tests {
             .accounts
             .iter()
             .map(|a| {
-                let notify = a.notify.map(|n| n.to_string());
+                let notify = a.notify.first().map(|n| n.to_string());
                 (
                     a.id,
                     a.name.as_str(),

@@ -44,7 +44,7 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             notify,
             at,
         } => account_created(tx, *id, name, key, *notify, *at),
-        Record::AccountAttached { id, notify } => account_attached(tx, *id, *notify),
+        Record::AccountAttached { id, notify } => account_attached(tx, *id, notify),
         Record::AccountRemoved { id, at } => account_removed(tx, *id, *at),
         Record::Replied {
             account,
@@ -143,10 +143,14 @@ fn account_created(
     Ok(())
 }
 
-fn account_attached(tx: &mut dyn Exec, id: AccountId, notify: SocketAddr) -> Result<()> {
+/// The devices, space-separated (one address reads back as a list of one, as an older
+/// server wrote it); none is NULL.
+fn account_attached(tx: &mut dyn Exec, id: AccountId, notify: &[SocketAddr]) -> Result<()> {
+    let list = notify.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let list = (!list.is_empty()).then(|| list.join(" "));
     tx.exec(
         "UPDATE accounts SET notify_addr = $2 WHERE id = $1",
-        params![id, notify.to_string()],
+        params![id, list],
     )?;
     Ok(())
 }

@@ -107,7 +107,7 @@ mod tests {
             for i in 0..50u64 {
                 storage.append(vec![Record::AccountAttached {
                     id: 1,
-                    notify: format!("127.0.0.1:{}", 6000 + i).parse().unwrap(),
+                    notify: vec![format!("127.0.0.1:{}", 6000 + i).parse().unwrap()],
                 }]);
             }
             blocker.execute_batch("ROLLBACK").unwrap();
