@@ -232,10 +232,12 @@ pub enum ServerBody {
         req: u64,
     },
     /// Unsolicited, to a device of `account` that no longer gets its announcements: newer
-    /// devices took its place. Not numbered and not retransmitted (a `keep` attach is refused
-    /// with `moved` from then on, so a device that missed this learns it there).
+    /// devices took its place (`reason` `moved`), or the account was deregistered
+    /// (`not-registered`). Not numbered and not retransmitted (a `keep` attach is refused from
+    /// then on with the same reason, so a device that missed this learns it there).
     Evicted {
         account: String,
+        reason: Reason,
         message: String,
     },
     /// Subscribed; `item` is its state now. Updates follow as announcements.

@@ -123,7 +123,9 @@ async fn one_device_too_many_evicts_the_least_recent_and_a_detached_one_frees_it
     assert_eq!((info.moved, info.devices), (true, 2));
     // The evicted device is told at once...
     match within(10, "the eviction", second.next_announcement()).await {
-        Some(ServerBody::Evicted { account, message }) => {
+        Some(ServerBody::Evicted {
+            account, message, ..
+        }) => {
             assert_eq!(account, "alice");
             assert!(message.contains("newer"), "{message}");
         }

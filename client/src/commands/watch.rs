@@ -8,7 +8,6 @@ use crate::render::Out;
 use anyhow::Result;
 use auction_client::{Client, ClientError, Update};
 use auction_protocol::udp::ServerBody;
-use auction_protocol::Reason;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,8 @@ pub async fn run(client: Arc<Client>, out: Out) -> Result<Done> {
             update = client.next_update() => match update {
                 // Newer devices took this one's place: told at once (the next `keep` would
                 // say so too).
-                Some(Update::Announcement(ServerBody::Evicted { message, .. })) => {
-                    break Some(ClientError::Denied { reason: Reason::Moved, message });
+                Some(Update::Announcement(ServerBody::Evicted { reason, message, .. })) => {
+                    break Some(ClientError::Denied { reason, message });
                 }
                 Some(update) => {
                     if contact.regained() {

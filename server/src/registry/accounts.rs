@@ -219,7 +219,7 @@ impl Registry {
                 // Registering again with the same key succeeds and makes the sender a device,
                 // as a login does.
                 let id = existing.handle.id;
-                let evicted = self.add_device(&name, src);
+                let evicted = self.add_device(&name, src).into_iter().collect();
                 self.notices.unpark(id, now.instant);
                 return Answer {
                     datagrams: vec![udp::encode(ServerBody::Registered { req, name })],
@@ -307,12 +307,22 @@ impl Registry {
             at: now.ms,
         });
         self.ctx.keys.remove(&handle.key);
+        // Its devices are told, so a `watch` ends at once rather than at its next refresh.
+        let mut told = Vec::new();
         if let Some(account) = self.accounts.remove(name) {
             for item in account.subscriptions {
                 if let Some(entry) = self.items.get_mut(&item) {
                     entry.unsubscribe(name);
                 }
             }
+            let gone = udp::encode(ServerBody::Evicted {
+                account: name.to_owned(),
+                reason: Reason::NotRegistered,
+                message: format!("the account '{name}' was deregistered"),
+            });
+            told = (account.devices.addrs().iter())
+                .map(|&to| (to, gone.clone()))
+                .collect();
         }
         self.notices.forget(handle.id);
         self.announcements.remove(handle.id);
@@ -327,7 +337,14 @@ impl Registry {
             }
         }
         tracing::info!(%name, "deregistered");
-        Answer::one(ServerBody::DeregConf { req })
+        Answer {
+            datagrams: vec![udp::encode(ServerBody::DeregConf { req })],
+            after: AfterAnswer::Attached {
+                account: handle.id,
+                evicted: told,
+                pending: false,
+            },
+        }
     }
 
     /// The first open item `account` leads, asking each item task (an item resumed at start
@@ -415,9 +432,9 @@ impl Registry {
             if moved && mode == AttachMode::Roam {
                 tracing::info!(%account, device = %src, "logged in from another machine");
             }
-            (moved, self.add_device(&account, src))
+            (moved, self.add_device(&account, src).into_iter().collect())
         } else {
-            (false, None)
+            (false, Vec::new())
         };
         let devices = self.accounts.get(&account).map_or(0, |a| a.devices.len()) as u32;
         Answer {
@@ -460,6 +477,7 @@ impl Registry {
         );
         let told = ServerBody::Evicted {
             account: account.to_owned(),
+            reason: Reason::Moved,
             message,
         };
         Some((evicted, udp::encode(told)))

@@ -243,7 +243,7 @@ impl Registry {
                 evicted,
                 pending,
             } => {
-                if let Some((to, told)) = evicted {
+                for (to, told) in evicted {
                     self.emit(to, told);
                 }
                 if pending {

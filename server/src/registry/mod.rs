@@ -206,11 +206,12 @@ enum AfterAnswer {
     /// Several nodes: a new item waits for its node to open its channel before the answer
     /// (which names the channel) goes out, then is announced (see `gate.rs`).
     AwaitChannel(u64),
-    /// The sender became one of the account's devices (or said it still is): the device it
-    /// evicted is told so, and (`pending`) a new delivery round of its pending notices starts.
+    /// The sender became one of the account's devices (or said it still is, or the account
+    /// was deregistered): the devices that no longer get its announcements are told so
+    /// (`evicted`), and (`pending`) a new delivery round of its pending notices starts.
     Attached {
         account: AccountId,
-        evicted: Option<(SocketAddr, Vec<u8>)>,
+        evicted: Vec<(SocketAddr, Vec<u8>)>,
         pending: bool,
     },
 }
