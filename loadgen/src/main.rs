@@ -54,6 +54,10 @@ struct Cli {
     /// after the run; their figures go into the report.
     #[arg(long)]
     metrics_url: Option<String>,
+    /// Leave the run's accounts (lgXXXXXX-*) on the server. By default loadgen waits for its
+    /// items to end and deregisters every account it made.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Flags the auction run and the baseline share.
@@ -237,6 +241,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         progress: !shape.quiet && std::io::stderr().is_terminal(),
         metrics_url: cli.metrics_url,
         stalled: cli.stalled,
+        keep: cli.keep,
     })
     .await
     .map_err(|e| match e {

@@ -1,7 +1,8 @@
 //! loadgen against a real server (in this process, real UDP, TLS and SQLite on 127.0.0.1):
 //! the counts add up, the server's own figures agree, verification passes on an honest run
-//! and fails when someone else wins, open loop sends no more than scheduled, the report and
-//! `.hgrm` files are well formed, and the exit codes hold.
+//! and fails when someone else wins, open loop sends no more than scheduled, a run leaves no
+//! account and no pending notice behind (unless `--keep`), the report and `.hgrm` files are
+//! well formed, and the exit codes hold.
 
 use auction_client::{BidResult, Client, Identity};
 use auction_protocol::Cents;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 struct TestServer {
     server: Server,
+    db: PathBuf,
     udp: SocketAddr,
     metrics_url: String,
     ca: PathBuf,
@@ -22,8 +24,8 @@ struct TestServer {
 async fn start() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let tls = TlsIdentity::dev(&dir.path().join("certs")).unwrap();
-    let (storage, snapshot) =
-        SqliteStorage::open(&dir.path().join("auction.db"), SqliteOptions::default()).unwrap();
+    let db = dir.path().join("auction.db");
+    let (storage, snapshot) = SqliteStorage::open(&db, SqliteOptions::default()).unwrap();
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let config = Config {
         // No soft-close extension: the auctions end when loadgen planned.
@@ -38,6 +40,7 @@ async fn start() -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = server.serve_metrics(listener).unwrap();
     TestServer {
+        db,
         udp: server.udp_addr(),
         metrics_url: format!("http://{metrics}/metrics"),
         ca: dir.path().join("certs/ca.pem"),
@@ -62,7 +65,82 @@ fn options(t: &TestServer, bidders: usize, items: usize) -> loadgen::Options {
         progress: false,
         metrics_url: Some(t.metrics_url.clone()),
         stalled: 0,
+        keep: false,
     }
+}
+
+/// The number the query `sql` counts in the server's database.
+fn count(t: &TestServer, sql: &str) -> i64 {
+    auction_server::query_one::<i64>(&t.db, sql)
+        .unwrap()
+        .unwrap()
+}
+
+const LIVE_ACCOUNTS: &str = "SELECT count(*) FROM accounts WHERE removed_at IS NULL";
+const PENDING_NOTICES: &str = "SELECT count(*) FROM notices WHERE acked_at IS NULL";
+const OPEN_ITEMS: &str = "SELECT count(*) FROM items WHERE closed_at IS NULL";
+
+/// Without `--verify` the run ends while its items are still open (their sellers cannot be
+/// deregistered yet): loadgen waits for them to end, then removes every account it made,
+/// a stalled client's included; none is live afterwards and no notice waits for delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_removes_its_accounts_and_leaves_nothing_pending() {
+    let t = start().await;
+    let opts = loadgen::Options {
+        verify: false,
+        stalled: 1,
+        ..options(&t, 6, 4)
+    };
+    let r = loadgen::run(opts).await.unwrap().report;
+    assert!(!r.failed(), "{}", r.table());
+    // 6 bidders, 2 sellers (3 open items each at most), 1 stalled client.
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("removed the run's 9 accounts (lg")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(count(&t, "SELECT count(*) FROM accounts"), 9);
+    assert_eq!(count(&t, LIVE_ACCOUNTS), 0, "an account of the run is left");
+    assert_eq!(count(&t, OPEN_ITEMS), 0);
+    // Some items sold (WIN and SOLD) and maybe some did not: none of their notices is pending.
+    assert!(count(&t, "SELECT count(*) FROM notices") >= 4);
+    assert_eq!(count(&t, PENDING_NOTICES), 0, "a notice is still pending");
+    t.server.shutdown().await.unwrap();
+}
+
+/// `--keep` leaves the run's accounts; their notices were acknowledged as they came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_leaves_the_runs_accounts() {
+    let t = start().await;
+    let opts = loadgen::Options {
+        keep: true,
+        metrics_url: None,
+        ..options(&t, 4, 2)
+    };
+    let r = loadgen::run(opts).await.unwrap().report;
+    assert!(!r.failed(), "{}", r.table());
+    assert!(r.verify.as_ref().unwrap().passed);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("--keep: the run's 5 accounts (lg")),
+        "{:?}",
+        r.notes
+    );
+    // 4 bidders and 1 seller, all named after the run.
+    assert_eq!(count(&t, LIVE_ACCOUNTS), 5);
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM accounts WHERE removed_at IS NULL AND name LIKE 'lg%-%'"
+        ),
+        5
+    );
+    assert_eq!(count(&t, OPEN_ITEMS), 0);
+    assert_eq!(count(&t, PENDING_NOTICES), 0);
+    t.server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use auction_server::{
     certs, postgres, Config, PortRange, PostgresOptions, PostgresStorage, Server, SqliteOptions,
     SqliteStorage, Storage, TlsIdentity,
 };
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,13 +42,10 @@ struct Cli {
     key: PathBuf,
     /// Where everything is stored: a SQLite file (created with its folder if missing; see
     /// README "Data and recovery"), or a PostgreSQL database, postgres://USER@HOST:PORT/DB
-    /// (README "Several nodes").
-    #[arg(
-        long,
-        env = "AUCTION_DB",
-        default_value = "data/auction.db",
-        global = true
-    )]
+    /// (README "Several nodes"). Not global: `gen-certs` touches no database, so it must not
+    /// list a `--db` that would do nothing there; the subcommands that read one take their own
+    /// ([`DbChoice`]).
+    #[arg(long, env = "AUCTION_DB", default_value = "data/auction.db")]
     db: PathBuf,
     /// Added to the remaining time of every auction still open after a restart, once per
     /// outage: restarts in a row add it to the auction's own end, not to the last grace.
@@ -166,6 +163,28 @@ struct Cli {
     handshake_timeout: Duration,
 }
 
+/// `--db` of the subcommands that read the database (`status`, `check`, `backup`); given after
+/// the subcommand's name, it overrides the server's `--db` (given before it, or
+/// `AUCTION_DB`, or the default).
+#[derive(Args, Debug)]
+struct DbChoice {
+    /// The database to read, as the server's --db [default: $AUCTION_DB, else data/auction.db].
+    #[arg(long = "db", value_name = "DB")]
+    db: Option<PathBuf>,
+}
+
+impl Command {
+    /// The subcommand's own `--db`, for those that read the database.
+    fn db(&mut self) -> Option<&mut DbChoice> {
+        match self {
+            Command::Status { db, .. } | Command::Check { db } | Command::Backup { db, .. } => {
+                Some(db)
+            }
+            Command::GenCerts { .. } => None,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The operator's view: accounts, open items with their highest bids, and who connected to
@@ -175,16 +194,23 @@ enum Command {
         /// One JSON object instead of tables.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        db: DbChoice,
     },
     /// Read the whole database (--db) with SQLite's full integrity check and its foreign-key
     /// check; exit 1 if anything is wrong. Read only, beside a running server or without one.
-    Check,
+    Check {
+        #[command(flatten)]
+        db: DbChoice,
+    },
     /// Copy the database (--db) to FILE as one consistent snapshot, beside a running server or
     /// without one. FILE must not exist; the copy is checked before it takes that name.
     Backup {
         /// Where the copy goes.
         #[arg(long)]
         to: PathBuf,
+        #[command(flatten)]
+        db: DbChoice,
     },
     /// Write a development CA and a server certificate signed by it.
     GenCerts {
@@ -230,13 +256,18 @@ async fn main() {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(mut cli: Cli) -> Result<()> {
+    if let Some(db) = cli.command.as_mut().and_then(Command::db) {
+        if let Some(path) = db.db.take() {
+            cli.db = path;
+        }
+    }
     let postgres_url = cli
         .db
         .to_str()
         .filter(|db| postgres::is_url(db))
         .map(str::to_owned);
-    if let (Some(url), Some(Command::Check | Command::Backup { .. })) =
+    if let (Some(url), Some(Command::Check { .. } | Command::Backup { .. })) =
         (&postgres_url, &cli.command)
     {
         bail!(
@@ -245,7 +276,7 @@ async fn run(cli: Cli) -> Result<()> {
             postgres::shown(url)
         );
     }
-    if let Some(Command::Status { json }) = &cli.command {
+    if let Some(Command::Status { json, .. }) = &cli.command {
         let db = cli.db.to_string_lossy().into_owned();
         let report =
             tokio::task::spawn_blocking(move || auction_server::status::read_any(&db)).await??;
@@ -256,7 +287,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    if let Some(Command::Check) = &cli.command {
+    if let Some(Command::Check { .. }) = &cli.command {
         let report = auction_server::care::check(&cli.db)?;
         print!("{}", report.render());
         if !report.problems.is_empty() {
@@ -264,7 +295,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    if let Some(Command::Backup { to }) = &cli.command {
+    if let Some(Command::Backup { to, .. }) = &cli.command {
         let report = auction_server::care::backup(&cli.db, to)?;
         println!("Backed up {} to {}.", cli.db.display(), to.display());
         print!("{}", report.render());

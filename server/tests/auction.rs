@@ -203,18 +203,27 @@ async fn soft_close_moves_the_end_and_highest_carries_it() {
     };
     let t = start(config).await;
     let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
-    let offered = alice.offer("Clock", Cents(100), Some(1)).await.unwrap();
+    // A 4 s auction: its window and extension are a quarter of its length, 1 s each, not the
+    // configured 5 s and 3 s (which would move its end further out than it ran).
+    let offered = alice.offer("Clock", Cents(100), Some(4)).await.unwrap();
     let mut c = carol.open_item(offered.item).await.unwrap();
     let mut b = bob.open_item(offered.item).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(
+        offered
+            .ends_at
+            .saturating_sub(auction_server::unix_ms() + 500),
+    ))
+    .await;
     let before = auction_server::unix_ms();
     let BidResult::Accepted { ends_at, .. } = b.bid(Cents(100), None).await.unwrap() else {
         panic!("bid refused")
     };
-    // Bid within the last 5 s: the end is now 3 s after the bid, past the original 1 s.
+    let after = auction_server::unix_ms();
+    // Bid within the last second: the end is now 1 s after the bid, past the original end.
     assert!(ends_at > offered.ends_at, "end moved later");
     assert!(
-        ends_at >= before + 3000,
-        "at least the extension after the bid"
+        ends_at >= before + 1000 && ends_at <= after + 1000,
+        "the scaled extension after the bid: {ends_at} for a bid in {before}..{after}"
     );
     match within(5, "HIGHEST", c.next_event()).await {
         Some(Ok(ChannelBody::Highest {

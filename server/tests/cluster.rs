@@ -467,6 +467,7 @@ async fn loadgen_across_the_cluster_verifies_with_a_node_killed_mid_run() {
         progress: false,
         metrics_url: None,
         stalled: 0,
+        keep: false,
     };
     let run = tokio::spawn(loadgen::run(options));
     // Well into the measured phase (set-up takes a moment), a node running items dies.

@@ -75,6 +75,14 @@ async fn status_shows_accounts_open_items_and_who_is_connected() {
         v["open_items"][0]["connections"][1]["disconnected_at"],
         serde_json::Value::Null
     );
+    // `--db` before the subcommand's name works too (the server's own flag).
+    let out = std::process::Command::new(bin)
+        .args(["--db", db, "status"])
+        .env_remove("AUCTION_DB")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("15.00 (bob)"), "{text}");
     let out = std::process::Command::new(bin)
         .args(["status", "--db", db])
         .output()
@@ -102,4 +110,25 @@ async fn status_shows_accounts_open_items_and_who_is_connected() {
     // A missing database is an error that says so.
     let err = status::read(&dir.path().join("nope.db")).unwrap_err();
     assert!(err.to_string().contains("there is no database"), "{err}");
+}
+
+/// `gen-certs` touches no database: it does not offer a `--db` that would do nothing.
+#[test]
+fn gen_certs_takes_no_db() {
+    let bin = env!("CARGO_BIN_EXE_auction-server");
+    let out = std::process::Command::new(bin)
+        .args(["gen-certs", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--out") && !help.contains("--db"), "{help}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["gen-certs", "--db", "x.db", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(!dir.path().join("ca.pem").exists());
 }

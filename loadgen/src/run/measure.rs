@@ -93,7 +93,7 @@ pub(super) async fn run(
         let shared = shared.clone();
         tokio::spawn(crate::progress::line(
             start,
-            opts.duration,
+            stop.saturating_duration_since(start),
             done.clone(),
             move || {
                 let s = &shared.stats;

@@ -5,7 +5,9 @@
 //! - `measure.rs`: the measured phase, one rate policy (closed or open loop) and one stop
 //!   condition for every bidder task; `bidder.rs` is one bidder's loop;
 //! - `verify.rs`: optionally, wait for the auctions to close and check their results against
-//!   what the bidders saw.
+//!   what the bidders saw;
+//! - `cleanup.rs`: unless `--keep`, deregister every account the run made (once its items
+//!   have ended), so the server is left with nothing of the run but the items' history.
 //!
 //! Then `run` collects what it found as plain figures and `report.rs` builds the report.
 //!
@@ -15,6 +17,7 @@
 //! ledgers behind short `std` mutexes, never held across an `.await`.
 
 mod bidder;
+mod cleanup;
 mod measure;
 mod setup;
 mod verify;
@@ -57,6 +60,8 @@ pub struct Options {
     /// Extra clients that join every item and then stop reading (slow-reader experiments);
     /// they are not bidders and are not measured.
     pub stalled: usize,
+    /// Leave the run's accounts on the server (by default they are deregistered at the end).
+    pub keep: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +242,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let scrape_before = scrape_opt(&opts, &shared).await;
     let per_bidder =
         setup::open_channels(&opts, &layout.assignment, &accounts, &offered, &shared).await;
-    let stalled = setup::join_stalled(&opts, &offered, &shared, &mut notes).await?;
+    let stalled = setup::join_stalled(&opts, &offered, &shared, &mut accounts, &mut notes).await?;
     let scrape_with = scrape_opt(&opts, &shared).await;
 
     // --- the measured phase
@@ -259,6 +264,16 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     } else {
         None
     };
+    let clients = accounts.all();
+    notes.push(if opts.keep {
+        format!(
+            "--keep: the run's {} accounts ({}-*) are left on the server",
+            clients.len(),
+            shared.prefix
+        )
+    } else {
+        cleanup::remove_accounts(&clients, &shared, opts.progress).await
+    });
     for d in drains {
         d.abort();
     }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// Registrations and channel set-ups in flight at once.
-const SETUP_CONCURRENCY: usize = 64;
+/// Registrations and channel set-ups (and, at the end, deregistrations) in flight at once.
+pub(super) const SETUP_CONCURRENCY: usize = 64;
 /// The first bid an item accepts.
 const ITEM_MIN: Cents = Cents(1000);
 
@@ -26,6 +26,17 @@ pub(super) struct Accounts {
     pub(super) sellers: Vec<Arc<Client>>,
     /// By bidder index; `None` where registration failed (counted as an error).
     pub(super) bidders: Vec<Option<Arc<Client>>>,
+    /// `--stalled` clients (registered; they never bid).
+    pub(super) stalled: Vec<Arc<Client>>,
+}
+
+impl Accounts {
+    /// Every client the run registered: sellers, bidders, stalled clients.
+    pub(super) fn all(&self) -> Vec<Arc<Client>> {
+        let bidders = self.bidders.iter().flatten();
+        let all = self.sellers.iter().chain(bidders).chain(&self.stalled);
+        all.cloned().collect()
+    }
 }
 
 /// Registers the first seller, then every bidder. The first seller's answer tells whether
@@ -90,7 +101,11 @@ pub(super) async fn register(
         registered = bidders.iter().flatten().count(),
         "bidders registered"
     );
-    Ok(Accounts { sellers, bidders })
+    Ok(Accounts {
+        sellers,
+        bidders,
+        stalled: Vec::new(),
+    })
 }
 
 /// Offers `opts.items` items, each running `--item-duration` or, by default, long enough for
@@ -218,11 +233,13 @@ pub(super) async fn open_channels(
 
 /// `--stalled`: clients that join every item and stop reading. Their channels' readers take
 /// up to 1024 messages and then stop, so the server sees a full socket from then on; the
-/// channels must be kept (not dropped) until bidding is done. Adds a note saying so.
+/// channels must be kept (not dropped) until bidding is done. The clients go into
+/// `accounts.stalled`. Adds a note saying so.
 pub(super) async fn join_stalled(
     opts: &Options,
     offered: &[Offered],
     shared: &Shared,
+    accounts: &mut Accounts,
     notes: &mut Vec<String>,
 ) -> Result<Vec<ItemChannel>, RunError> {
     let prefix = &shared.prefix;
@@ -245,6 +262,7 @@ pub(super) async fn join_stalled(
                     .add(format!("stalled-connect-{}", error_kind(&e))),
             }
         }
+        accounts.stalled.push(Arc::new(client));
     }
     if opts.stalled > 0 {
         notes.push(format!(

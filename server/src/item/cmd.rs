@@ -16,6 +16,9 @@ pub struct ItemSpec {
     pub description: String,
     pub seller: Arc<AccountHandle>,
     pub min: Cents,
+    /// When it was offered (Unix ms): with `ends_at`, the auction's length, which scales its
+    /// soft close (`rules::auction::Rules::soft_close`).
+    pub offered_at: u64,
     pub ends_at: u64,
     /// Where bidders connect; `None` for an item that only has to close (its end passed
     /// while the server was down).

@@ -147,8 +147,14 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
     });
     let (view_tx, view_rx) = watch::channel(view);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-    let auction = Auction::new(spec.min, spec.seller.id, spec.ends_at, rules)
-        .restore(spec.lead, spec.bid_ids);
+    let auction = Auction::new(
+        spec.min,
+        spec.seller.id,
+        spec.offered_at,
+        spec.ends_at,
+        rules,
+    )
+    .restore(spec.lead, spec.bid_ids);
     let task = ItemTask {
         id: spec.id,
         auction,

@@ -141,6 +141,7 @@ impl Registry {
             description,
             seller,
             min,
+            offered_at: now.ms,
             ends_at,
             channel: Some(channel.clone()),
             lead: None,

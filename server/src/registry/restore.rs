@@ -146,6 +146,7 @@ impl Registry {
                 description: stored.description,
                 seller,
                 min: stored.min,
+                offered_at: stored.offered_at,
                 ends_at,
                 channel: listener
                     .as_ref()

@@ -26,8 +26,28 @@ pub struct Rules {
     pub min_increment: Cents,
     /// An accepted bid this close to the end (ms)...
     pub snipe_window_ms: u64,
-    /// ...moves the end to this long after the bid (ms).
+    /// ...moves the end to this long after the bid (ms). Both are scaled down for short
+    /// auctions: [`Rules::soft_close`].
     pub snipe_extension_ms: u64,
+}
+
+/// The soft-close window and extension of an auction are each at most this fraction of its
+/// length (1 / `SOFT_CLOSE_SHARE`).
+pub const SOFT_CLOSE_SHARE: u64 = 4;
+
+impl Rules {
+    /// The soft-close window and extension (ms) of an auction `length_ms` long (from its offer
+    /// to its end as it stands): the configured ones, each at most a quarter of the length.
+    /// Without the cap a 20 s auction's first bid would move its end 30 s out, longer than
+    /// the auction itself; with it, auctions of four windows or more (2 min with the defaults)
+    /// keep the configured figures.
+    pub fn soft_close(&self, length_ms: u64) -> (u64, u64) {
+        let cap = length_ms / SOFT_CLOSE_SHARE;
+        (
+            self.snipe_window_ms.min(cap),
+            self.snipe_extension_ms.min(cap),
+        )
+    }
 }
 
 /// The smallest acceptable bid: the minimum, or the highest bid plus the increment.
@@ -118,6 +138,8 @@ impl Offer {
 pub struct Auction {
     pub min: Cents,
     pub seller: AccountId,
+    /// When it was offered (Unix ms): with `ends_at`, its length, which scales soft close.
+    offered_at: u64,
     /// Unix ms.
     pub ends_at: u64,
     rules: Rules,
@@ -131,10 +153,17 @@ pub struct Auction {
 }
 
 impl Auction {
-    pub fn new(min: Cents, seller: AccountId, ends_at: u64, rules: Rules) -> Auction {
+    pub fn new(
+        min: Cents,
+        seller: AccountId,
+        offered_at: u64,
+        ends_at: u64,
+        rules: Rules,
+    ) -> Auction {
         Auction {
             min,
             seller,
+            offered_at,
             ends_at,
             rules,
             lead: None,
@@ -356,13 +385,14 @@ impl Auction {
             .lead
             .as_ref()
             .is_none_or(|l| l.amount != lead.amount || l.bidder.id != lead.bidder.id);
-        let ends_at =
-            if price_moved && self.ends_at.saturating_sub(now_ms) < self.rules.snipe_window_ms {
-                self.ends_at
-                    .max(now_ms.saturating_add(self.rules.snipe_extension_ms))
-            } else {
-                self.ends_at
-            };
+        let (window, extension) = self
+            .rules
+            .soft_close(self.ends_at.saturating_sub(self.offered_at));
+        let ends_at = if price_moved && self.ends_at.saturating_sub(now_ms) < window {
+            self.ends_at.max(now_ms.saturating_add(extension))
+        } else {
+            self.ends_at
+        };
         let (amount, max) = match (offer, leading) {
             (Offer::Amount(a), _) => (a, None),
             (Offer::Max(m), true) => (lead.amount, Some(m)),
@@ -400,8 +430,8 @@ mod tests {
     }
 
     fn auction() -> Auction {
-        // Seller 1, minimum 10.00, ends at t = 300 s.
-        Auction::new(Cents(1000), 1, 300_000, RULES)
+        // Seller 1, minimum 10.00, offered at t = 0, ends at t = 300 s.
+        Auction::new(Cents(1000), 1, 0, 300_000, RULES)
     }
 
     fn accepted(o: &Outcome) -> bool {
@@ -490,6 +520,41 @@ mod tests {
             Some(Reason::AuctionOver)
         );
         assert!(a.lead().is_none());
+    }
+
+    #[test]
+    fn a_short_auction_gets_a_quarter_of_its_length_as_window_and_extension() {
+        // 20 s long with a 30 s window: a bid 8 s before the end is outside the 5 s window.
+        let mut a = Auction::new(Cents(1000), 1, 100_000, 120_000, RULES);
+        assert_eq!(RULES.soft_close(20_000), (5_000, 5_000));
+        assert_eq!(RULES.soft_close(300_000), (30_000, 30_000));
+        assert_eq!(
+            a.bid(&who(2), Offer::Amount(Cents(1000)), None, 112_000),
+            Outcome::Accepted {
+                amount: Cents(1000),
+                ends_at: 120_000,
+                leading: true,
+                max: None,
+            }
+        );
+        // 2 s before the end: the end moves 5 s after the bid, not 30 s.
+        assert_eq!(
+            a.bid(&who(3), Offer::Amount(Cents(2000)), None, 118_000),
+            Outcome::Accepted {
+                amount: Cents(2000),
+                ends_at: 123_000,
+                leading: true,
+                max: None,
+            }
+        );
+        // The length is now 23 s: the window grows with it, still a quarter (5.75 s).
+        assert!(accepted(&a.bid(
+            &who(2),
+            Offer::Amount(Cents(3000)),
+            None,
+            118_500
+        )));
+        assert_eq!(a.ends_at, 124_250);
     }
 
     #[test]

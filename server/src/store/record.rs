@@ -33,6 +33,8 @@ pub enum Record {
         id: AccountId,
         notify: Vec<SocketAddr>,
     },
+    /// The account was deregistered; its notices not yet acknowledged are dropped with it
+    /// (stored as acknowledged at `at`: no one is left to deliver them to).
     AccountRemoved {
         id: AccountId,
         at: u64,

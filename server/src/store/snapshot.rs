@@ -59,6 +59,8 @@ pub struct StoredItem {
     pub seller_name: String,
     pub description: String,
     pub min: Cents,
+    /// When it was offered (Unix ms).
+    pub offered_at: u64,
     pub ends_at: u64,
     /// The end the auction itself set (its offer, or a bid that extended it), without the
     /// recovery grace a restart may have added to `ends_at`.

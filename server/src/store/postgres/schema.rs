@@ -204,6 +204,8 @@ pub async fn version(client: &Client) -> Result<usize> {
 /// advisory lock (so several nodes starting at once apply each exactly once). Refuses a
 /// database written by a newer build. Returns the version it is at.
 pub async fn migrate(client: &mut Client) -> Result<usize> {
+    // The version before the first migration this call applied: one log line at the end.
+    let mut from = None;
     loop {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -229,6 +231,9 @@ pub async fn migrate(client: &mut Client) -> Result<usize> {
         }
         let Some(sql) = MIGRATIONS.get(at) else {
             tx.commit().await?;
+            if let Some(from) = from {
+                tracing::info!(from, "database schema migrated to version {at}");
+            }
             return Ok(at);
         };
         tx.batch_execute(sql)
@@ -240,6 +245,6 @@ pub async fn migrate(client: &mut Client) -> Result<usize> {
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(version = at + 1, "database schema migrated");
+        from.get_or_insert(at);
     }
 }

@@ -158,13 +158,14 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
         "negotiate_at",
         "negotiation",
         "planned_ends_at",
+        "offered_at",
     ]);
     collect(
         q,
         "SELECT i.id, i.seller, s.name AS seller_name, i.description, i.min_cents, i.ends_at,
                 i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
                 i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
-                coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at
+                coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at, i.offered_at
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -172,7 +173,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
          ORDER BY i.id",
         params![first, last],
         |r| {
-            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at] =
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at] =
                 cols.of(r)?;
             let lead = match (
                 r.opt_u64(highest_bidder)?,
@@ -194,6 +195,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 seller_name: r.string(seller_name)?,
                 description: r.string(description)?,
                 min: Cents(r.u64(min_cents)?),
+                offered_at: r.u64(offered_at)?,
                 ends_at: r.u64(ends_at)?,
                 planned_ends_at: r.u64(planned_ends_at)?,
                 port: r.u16(port)?,

@@ -163,6 +163,12 @@ fn account_removed(tx: &mut dyn Exec, id: AccountId, at: u64) -> Result<()> {
         params![id, at],
     )?;
     tx.exec("DELETE FROM subscriptions WHERE account = $1", params![id])?;
+    // Its notices have no one left to go to: the registry stopped delivering them
+    // (`notices.forget`), and they must not count as pending for good (`status`) either.
+    tx.exec(
+        "UPDATE notices SET acked_at = $2 WHERE account = $1 AND acked_at IS NULL",
+        params![id, at],
+    )?;
     Ok(())
 }
 

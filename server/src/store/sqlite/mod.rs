@@ -251,6 +251,7 @@ pub(super) mod tests {
             Some((2, "bob".to_owned(), Cents(150), Some(Cents(400))))
         );
         assert_eq!(item.ends_at, 2_000);
+        assert_eq!(item.offered_at, 1);
         assert_eq!(item.closed_at, None);
         assert_eq!(item.bid_ids.len(), 2);
         assert_eq!(
@@ -287,5 +288,37 @@ pub(super) mod tests {
         drop(storage);
         let (_storage, snap) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
         assert!(snap.notices.is_empty());
+    }
+
+    #[test]
+    fn a_deregistered_accounts_notices_are_no_longer_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let (storage, _) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+        storage.append(record_set());
+        let notice = |id, account| NoticeRecord {
+            id,
+            account,
+            item: 1,
+            kind: crate::store::NoticeKind::Win.as_str(),
+            datagram: b"{}".to_vec(),
+        };
+        storage.append(vec![Record::ItemClosed {
+            item: 1,
+            winner: Some((2, Cents(150))),
+            notices: vec![notice(4, 2), notice(5, 1)],
+            at: 5,
+        }]);
+        storage.append(vec![Record::AccountRemoved { id: 2, at: 7 }]);
+        storage.close();
+        drop(storage);
+        // Account 2's notice is dropped with it (stored as acknowledged then); 1's still waits.
+        let (_storage, snap) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(snap.notices.len(), 1);
+        assert_eq!((snap.notices[0].id, snap.notices[0].account), (5, 1));
+        assert_eq!(
+            query_one::<i64>(&path, "SELECT acked_at FROM notices WHERE id = 4").unwrap(),
+            Some(7)
+        );
     }
 }

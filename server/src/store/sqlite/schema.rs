@@ -254,7 +254,13 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.commit()?;
-        tracing::info!(version = i + 1, "database schema migrated");
+    }
+    if version < MIGRATIONS.len() {
+        tracing::info!(
+            from = version,
+            "database schema migrated to version {}",
+            MIGRATIONS.len()
+        );
     }
     Ok(())
 }
