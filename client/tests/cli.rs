@@ -1,132 +1,15 @@
 //! The `auction-client` binary end to end against a real server on port 0: a whole auction in
 //! JSON mode, human output, exit codes, and `watch` receiving the winner notices.
 
-use auction_server::{Config, Server, SqliteOptions, SqliteStorage, TlsIdentity};
+mod common;
+
+use common::{start, until_type};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
-use tokio::process::Command;
-
-struct Env {
-    server: Server,
-    dir: tempfile::TempDir,
-    config: Config,
-}
-
-async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        snipe_window: Duration::ZERO,
-        notice_retry: Duration::from_millis(100),
-        recovery_grace: Duration::from_secs(1),
-        ..Config::default()
-    };
-    start_in(dir, config, "127.0.0.1:0").await
-}
-
-async fn start_in(dir: tempfile::TempDir, config: Config, udp: &str) -> Env {
-    let certs = dir.path().join("certs");
-    let tls = if certs.join("server.pem").exists() {
-        TlsIdentity::load(&certs.join("server.pem"), &certs.join("server.key")).unwrap()
-    } else {
-        TlsIdentity::dev(&certs).unwrap()
-    };
-    let udp = UdpSocket::bind(udp).await.unwrap();
-    let (storage, snapshot) =
-        SqliteStorage::open(&dir.path().join("auction.db"), SqliteOptions::default()).unwrap();
-    let server = Server::start(udp, tls, config.clone(), Arc::new(storage), snapshot, None)
-        .await
-        .unwrap();
-    Env {
-        server,
-        dir,
-        config,
-    }
-}
-
-impl Env {
-    /// Stops the server gracefully, waits `down`, and starts it again on the same port and
-    /// database.
-    async fn restart_after(self, down: Duration) -> Env {
-        let udp = self.server.udp_addr().to_string();
-        self.server.shutdown().await.unwrap();
-        tokio::time::sleep(down).await;
-        start_in(self.dir, self.config, &udp).await
-    }
-
-    fn cmd(&self, who: &str, args: &[&str]) -> Command {
-        self.cmd_to(&self.server.udp_addr().to_string(), who, args)
-    }
-
-    fn cmd_to(&self, server: &str, who: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_auction-client"));
-        c.arg("--server")
-            .arg(server)
-            .arg("--ca")
-            .arg(self.dir.path().join("certs/ca.pem"))
-            .arg("--home")
-            .arg(self.home(who))
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        c
-    }
-
-    fn home(&self, who: &str) -> PathBuf {
-        self.dir.path().join("homes").join(who)
-    }
-
-    /// Starts a long-running command with its stdout read line by line.
-    fn spawn_lines(
-        &self,
-        who: &str,
-        args: &[&str],
-    ) -> (
-        tokio::process::Child,
-        tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    ) {
-        let mut child = self.cmd(who, args).stdout(Stdio::piped()).spawn().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        (child, lines)
-    }
-
-    /// Runs to completion: (exit code, stdout, stderr).
-    async fn run(&self, who: &str, args: &[&str]) -> (i32, String, String) {
-        let out = tokio::time::timeout(Duration::from_secs(20), self.cmd(who, args).output())
-            .await
-            .expect("the client finished")
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Registers each name from its own home.
-    async fn register(&self, names: &[&str]) {
-        for who in names {
-            assert_eq!(
-                self.run(who, &["register", who]).await.0,
-                0,
-                "register {who}"
-            );
-        }
-    }
-
-    async fn json(&self, who: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let (code, stdout, stderr) = self.run(who, &all).await;
-        assert_eq!(code, 0, "{args:?}: {stderr}");
-        serde_json::from_str(stdout.lines().next().unwrap_or(""))
-            .unwrap_or_else(|e| panic!("{stdout}: {e}"))
-    }
-}
 
 fn key_exists(home: &Path) -> bool {
     home.join("identity.key").exists() && home.join("identity.pem").exists()
@@ -254,26 +137,6 @@ async fn exit_codes_say_what_went_wrong() {
     .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
-}
-
-/// Reads JSON lines from `lines` until one has `"type": kind`; returns it and everything read.
-async fn until_type(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    kind: &str,
-    seen: &mut Vec<Value>,
-) -> Value {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-            seen.push(v.clone());
-            if v["type"] == kind {
-                return v;
-            }
-        }
-        panic!("output ended before a '{kind}' line: {seen:?}")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no '{kind}' line within 30 s: {seen:?}"))
 }
 
 #[tokio::test]

@@ -205,9 +205,10 @@ async fn a_silent_winner_loses_the_sale_and_the_runners_up_get_second_chances() 
         assert_eq!(why, "buyer-timeout");
     }
     let mut c = carol.open_settlement(item).await.unwrap();
+    // Her time passed: she is told so, not that she never was the buyer.
     assert_eq!(
         denied(c.request(shipping(item, "Carol", "2 Elm St")).await),
-        Reason::NotAParty
+        Reason::TooLate
     );
 
     // Second chance: bob, the best remaining bid, at his own bid.

@@ -64,10 +64,15 @@ impl Out {
                 "{head}: cancelled; the buyer did not answer in time (or the offer lapsed). \
                  `settle {item} --second-chance` offers it to the best remaining bidder."
             ),
-            (Role::Seller, SettleState::Offered) => say!(
-                "{head}: offered to another bidder for {} (second chance); waiting for the answer.",
-                s.amount
-            ),
+            (Role::Seller, SettleState::Offered) => {
+                say!(
+                    "{head}: offered to another bidder for {} (second chance); waiting for the answer.",
+                    s.amount
+                );
+                if s.contact.is_none() {
+                    say!("  Give a contact for the buyer meanwhile: `settle {item} --contact C`.");
+                }
+            }
             (Role::Seller, _) => {
                 let buyer = s.buyer.as_deref().unwrap_or("-");
                 say!("{head}: sold to {buyer} for {}.", s.amount);
