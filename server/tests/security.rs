@@ -160,6 +160,39 @@ async fn unsigned_and_altered_requests_are_refused() {
     assert!(t.client("x").await.list().await.unwrap().is_empty());
     // The genuine one works.
     assert!(matches!(raw.ask(&good).await, ServerBody::OfferConf { .. }));
+
+    // Nobody but the account takes its announcements or takes a device away: `attach` and
+    // `detach` unsigned, or signed by another key, are refused like any signed request.
+    for (req, body) in [
+        (
+            20,
+            RequestBody::Attach {
+                account: "alice".into(),
+                mode: Default::default(),
+            },
+        ),
+        (
+            22,
+            RequestBody::Detach {
+                account: "alice".into(),
+            },
+        ),
+    ] {
+        assert_eq!(
+            error_reason(raw.ask(&raw.body(req, body.clone())).await),
+            Reason::SignatureRequired
+        );
+        let by_other = sign::sign_datagram(&keys(), &raw.body(req + 1, body));
+        assert_eq!(error_reason(raw.ask(&by_other).await), Reason::BadSignature);
+    }
+    let detach = RequestBody::Detach {
+        account: "alice".into(),
+    };
+    let genuine = raw.signed(&k, 24, detach);
+    assert!(matches!(
+        raw.ask(&genuine).await,
+        ServerBody::Detached { .. }
+    ));
 }
 
 #[tokio::test]
