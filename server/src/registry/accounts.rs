@@ -397,9 +397,9 @@ impl Registry {
         // from here on (PROTOCOL.md, "Announcement numbers").
         let (seq, epoch) = (self.announcements.seq(id), self.epoch);
         let joins = match mode {
+            AttachMode::Login => true,
             // A list emptied by DETACH (or an account registered without one): nothing to
             // take a place from.
-            AttachMode::Login => true,
             AttachMode::Keep if a.devices.len() == 0 => true,
             AttachMode::Keep if a.devices.contains(src) => {
                 // Still there: it stays the last to be evicted. Stored only when that changes
@@ -449,7 +449,8 @@ impl Registry {
             after: AfterAnswer::Attached {
                 account: id,
                 evicted,
-                // A `keep` or `roam` that changed nothing starts no new delivery round.
+                // Every accepted `keep` retries the pending notices; a `roam` that changed
+                // nothing starts no new delivery round.
                 pending: joins || mode == AttachMode::Keep,
             },
         }
