@@ -10,28 +10,14 @@ use std::time::Duration;
 
 /// `auction-client shell` for `who` in a pseudo-terminal.
 fn shell(env: &common::Env, who: &str) -> PtySession {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_auction-client"));
-    cmd.arg("--server")
-        .arg(env.server.udp_addr().to_string())
-        .arg("--ca")
-        .arg(env.dir.path().join("certs/ca.pem"))
-        .arg("--home")
-        .arg(env.home(who))
-        .arg("shell")
-        .env("TERM", "xterm");
+    let mut cmd = env.std_cmd(who, &["shell"]);
+    cmd.env("TERM", "xterm");
     rexpect::session::spawn_command(cmd, Some(30_000)).expect("the shell starts")
 }
 
 /// Runs `auction-client` to the end without a terminal: its exit code.
 fn run(env: &common::Env, who: &str, args: &[&str]) -> i32 {
-    std::process::Command::new(env!("CARGO_BIN_EXE_auction-client"))
-        .arg("--server")
-        .arg(env.server.udp_addr().to_string())
-        .arg("--ca")
-        .arg(env.dir.path().join("certs/ca.pem"))
-        .arg("--home")
-        .arg(env.home(who))
-        .args(args)
+    env.std_cmd(who, args)
         .status()
         .unwrap()
         .code()

@@ -65,16 +65,25 @@ impl Env {
     }
 
     pub fn cmd_to(&self, server: &str, who: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_auction-client"));
+        let mut c = Command::from(self.std_cmd_to(server, who, args));
+        c.stdin(Stdio::null()).kill_on_drop(true);
+        c
+    }
+
+    /// `auction-client` for `who` as a blocking process (a pseudo-terminal takes one).
+    pub fn std_cmd(&self, who: &str, args: &[&str]) -> std::process::Command {
+        self.std_cmd_to(&self.server.udp_addr().to_string(), who, args)
+    }
+
+    fn std_cmd_to(&self, server: &str, who: &str, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_auction-client"));
         c.arg("--server")
             .arg(server)
             .arg("--ca")
             .arg(self.dir.path().join("certs/ca.pem"))
             .arg("--home")
             .arg(self.home(who))
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+            .args(args);
         c
     }
 

@@ -33,12 +33,7 @@ pub(super) async fn remove_accounts(
     progress: bool,
 ) -> String {
     let prefix = &shared.prefix;
-    let last_end = shared
-        .items
-        .iter()
-        .map(|i| i.ledger.lock().unwrap_or_else(|p| p.into_inner()).ends_at)
-        .max()
-        .unwrap_or(0);
+    let last_end = shared.last_end();
     let wait = Duration::from_millis(last_end.saturating_sub(unix_ms()));
     if progress && !wait.is_zero() {
         eprintln!(

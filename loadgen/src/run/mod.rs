@@ -208,6 +208,15 @@ impl Shared {
             notices: Mutex::new(HashMap::new()),
         }
     }
+
+    /// When the last of the run's items ends, as the server last said (Unix ms; 0: none).
+    fn last_end(&self) -> u64 {
+        self.items
+            .iter()
+            .map(|i| i.ledger.lock().unwrap_or_else(|p| p.into_inner()).ends_at)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// A note for the report when some item has fewer than two bidders.

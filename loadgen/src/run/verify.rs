@@ -49,12 +49,7 @@ pub(super) async fn verify(
             }
         }
     }
-    let last_end = shared
-        .items
-        .iter()
-        .map(|i| i.ledger.lock().unwrap_or_else(|p| p.into_inner()).ends_at)
-        .max()
-        .unwrap_or(0);
+    let last_end = shared.last_end();
     let deadline = Instant::now()
         + Duration::from_millis(last_end.saturating_sub(unix_ms()))
         + Duration::from_secs(30);
