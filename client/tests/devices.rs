@@ -242,3 +242,26 @@ async fn a_port_nobody_listens_on_is_reported_at_once() {
     // loose, the point is that the refusal ended it rather than the last retry.
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[tokio::test]
+async fn ctrl_c_ends_watch_with_0_and_gives_its_place_back() {
+    let env = start().await;
+    env.register(&["fay"]).await;
+    let db = env.dir.path().join("auction.db");
+    let devices = || {
+        let list = "SELECT notify_addr FROM accounts WHERE name = 'fay'";
+        let list = auction_server::query_one::<Option<String>>(&db, list).unwrap();
+        list.flatten().map_or(0, |l| l.split_whitespace().count())
+    };
+    // REGISTER's address, then the watch.
+    let (child, _lines) = watch(&env, "fay").await;
+    assert_eq!(devices(), 2);
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(sent.unwrap().success());
+    let (code, stderr) = ended(child).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(devices(), 1, "the watch detached as it ended");
+}

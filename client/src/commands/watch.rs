@@ -13,6 +13,9 @@ use std::time::Duration;
 
 /// Attaches, then prints announcements until Ctrl-C or a permanent end.
 pub async fn run(client: Arc<Client>, out: Out) -> Result<Done> {
+    // Listening for Ctrl-C before saying it watches: from then on Ctrl-C detaches rather
+    // than kills.
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let pending = client.attach().await?;
     out.watching(&client.name()?, pending);
     let contact = attach::Contact::default();
@@ -37,7 +40,7 @@ pub async fn run(client: Arc<Client>, out: Out) -> Result<Done> {
             end = &mut attached => {
                 break Some(end.map_err(|e| anyhow::anyhow!("{e}"))?);
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = ctrl_c.recv() => {
                 attached.abort();
                 // Its place goes back to the account's other devices.
                 let _ = tokio::time::timeout(Duration::from_secs(2), client.detach()).await;

@@ -400,7 +400,7 @@ impl Registry {
             AttachMode::Login => true,
             // A list emptied by DETACH (or an account registered without one): nothing to
             // take a place from.
-            AttachMode::Keep if a.devices.len() == 0 => true,
+            AttachMode::Keep if a.devices.is_empty() => true,
             AttachMode::Keep if a.devices.contains(src) => {
                 // Still there: it stays the last to be evicted. Stored only when that changes
                 // the order (a lone device refreshing every few seconds writes nothing).

@@ -51,6 +51,10 @@ impl Devices {
         self.addrs.len()
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
     pub(super) fn contains(&self, addr: SocketAddr) -> bool {
         self.addrs.contains(&addr)
     }
