@@ -123,6 +123,8 @@ pub struct Config {
     pub settle_timeout: Duration,
     /// The settlement listener's port (0: any free port).
     pub settle_port: u16,
+    /// Live board event streams (`/events`) open at once; one more is refused with 503.
+    pub web_streams: usize,
 }
 
 impl Default for Config {
@@ -158,6 +160,7 @@ impl Default for Config {
             recovery_grace: Duration::from_secs(60),
             catalog: None,
             settle_timeout: Duration::from_secs(24 * 3600),
+            web_streams: crate::web::DEFAULT_STREAMS,
             settle_port: 0,
         }
     }

@@ -45,4 +45,7 @@ pub struct ServerContext {
     /// Several nodes: where a node that does not run the registry looks up a key it has not
     /// seen yet (`cluster/host.rs`).
     pub key_lookup: Option<crate::cluster::host::KeyLookup>,
+    /// The live board: what is durable and public about the items this server runs
+    /// (`web/board.rs`).
+    pub board: Arc<crate::web::Board>,
 }

@@ -18,6 +18,8 @@
 //!   settlement, offers, the replay window, the rate limit and `Refusal`;
 //! - `store/` is the durability boundary (`Storage`, `Record`, `Snapshot`, `Outbox`) and its
 //!   SQLite backend (`store/sqlite/`);
+//! - `web/` is the read-only HTTP side: the live board (`board.rs`, `pages.rs`, `events.rs`)
+//!   and `/metrics`;
 //! - `context.rs` is what every task shares; `clock.rs` the one place time is read; `tls.rs`
 //!   decides which client certificates are accepted; `status.rs` renders the operator's view.
 
@@ -37,6 +39,7 @@ pub(crate) mod settle;
 pub mod status;
 pub(crate) mod store;
 pub(crate) mod tls;
+pub mod web;
 
 use anyhow::{Context, Result};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -108,6 +111,8 @@ pub struct Server {
     tasks: TaskTracker,
     storage: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
+    board: Arc<web::Board>,
+    web_streams: usize,
 }
 
 impl Server {
@@ -206,6 +211,8 @@ impl Server {
         let desk = mpsc::channel(1024);
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let mut snapshot = snapshot;
+        let board = Arc::new(web::Board::new(unix_ms()));
+        let web_streams = config.web_streams;
         let ctx = Arc::new(context::ServerContext {
             config,
             acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
@@ -223,6 +230,7 @@ impl Server {
             cluster: cluster.clone(),
             moved: Default::default(),
             key_lookup: None,
+            board: board.clone(),
         });
         settle::spawn(
             settle_listener,
@@ -252,6 +260,8 @@ impl Server {
             tasks,
             storage,
             metrics,
+            board,
+            web_streams,
         })
     }
 
@@ -263,12 +273,30 @@ impl Server {
     /// Serves the metrics at `http://ADDR/metrics` on `listener` until shutdown; returns the
     /// address.
     pub fn serve_metrics(&self, listener: tokio::net::TcpListener) -> Result<SocketAddr> {
-        metrics::serve(
-            listener,
-            self.metrics.clone(),
-            self.shutdown.clone(),
-            &self.tasks,
-        )
+        let site = web::Site {
+            board: None,
+            metrics: Some(self.metrics.clone()),
+        };
+        web::serve(listener, site, self.shutdown.clone(), &self.tasks)
+    }
+
+    /// Serves the live board at `http://ADDR/` on `listener` (and the metrics at `/metrics`
+    /// when `with_metrics`) until shutdown; returns the address.
+    pub fn serve_web(
+        &self,
+        listener: tokio::net::TcpListener,
+        with_metrics: bool,
+    ) -> Result<SocketAddr> {
+        let site = web::Site {
+            board: Some(web::BoardSite {
+                board: self.board.clone(),
+                storage: self.storage.clone(),
+                streams: Arc::new(tokio::sync::Semaphore::new(self.web_streams)),
+                stream_cap: self.web_streams,
+            }),
+            metrics: with_metrics.then(|| self.metrics.clone()),
+        };
+        web::serve(listener, site, self.shutdown.clone(), &self.tasks)
     }
 
     /// The UDP address the registration plane answers on.

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,7 +91,18 @@ struct Cli {
     /// Distinct accounts connected to one item at once (default: no cap).
     #[arg(long)]
     max_bidders_per_item: Option<usize>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; e.g.
+    /// The live board, a read-only web page of the open items and the latest results, at
+    /// http://ADDR/: "auto" is port 7480 on the --udp IP (any free port if that one is taken;
+    /// the address is logged at start), "off" serves none.
+    #[arg(long, env = "AUCTION_WEB", default_value = "auto", value_parser = parse_web)]
+    web: Web,
+    /// Board pages following the auction live at once (one event stream each); one more is
+    /// refused with 503 and falls back to re-reading the page.
+    #[arg(long, default_value_t = auction_server::web::DEFAULT_STREAMS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    web_streams: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; the same address
+    /// as --web serves both from one server; e.g.
     /// 127.0.0.1:9400, or port 0 for any free port, logged at start).
     #[arg(long, env = "AUCTION_METRICS")]
     metrics: Option<SocketAddr>,
@@ -345,6 +356,7 @@ async fn run(mut cli: Cli) -> Result<()> {
         recovery_grace: cli.recovery_grace,
         settle_timeout: cli.settle_timeout,
         settle_port: cli.settle_port,
+        web_streams: cli.web_streams,
         ..Config::default()
     };
     match config.fit_to_open_files(open_files) {
@@ -404,7 +416,7 @@ async fn run(mut cli: Cli) -> Result<()> {
     let storage: Arc<dyn Storage> = Arc::new(storage);
     log_opened(&cli.db.display().to_string(), &snapshot, group_commit);
     let server = Server::start(udp, tls, config, storage.clone(), snapshot, cli.advertise).await?;
-    serve_metrics(&cli, &server).await?;
+    serve_http(&cli, server.udp_addr().ip(), &server).await?;
     tracing::info!(udp = %server.udp_addr(), item_ports = ?cli.item_ports, settle_port = server.settle_port(), "auction-server listening");
     let ran = server.run_until(stopping.cancelled_owned()).await;
     let stats = storage.stats();
@@ -434,9 +446,81 @@ fn log_opened(db: &str, snapshot: &auction_server::Snapshot, group_commit: bool)
     );
 }
 
-async fn serve_metrics(cli: &Cli, server: &Server) -> Result<()> {
-    if let Some(addr) = cli.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
+/// `--web`: where the live board is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Web {
+    Auto,
+    Off,
+    At(SocketAddr),
+}
+
+/// The port `--web auto` tries first.
+const WEB_PORT: u16 = 7480;
+
+fn parse_web(s: &str) -> Result<Web, String> {
+    match s {
+        "auto" => Ok(Web::Auto),
+        "off" => Ok(Web::Off),
+        _ => s.parse().map(Web::At).map_err(|_| {
+            format!("'{s}' is not an address like 127.0.0.1:7480, nor \"auto\" or \"off\"")
+        }),
+    }
+}
+
+/// What serves HTTP: the single server, or a node's host (its own items).
+trait Http {
+    fn serve_web(&self, listener: TcpListener, with_metrics: bool) -> Result<SocketAddr>;
+    fn serve_metrics(&self, listener: TcpListener) -> Result<SocketAddr>;
+}
+
+impl Http for Server {
+    fn serve_web(&self, listener: TcpListener, with_metrics: bool) -> Result<SocketAddr> {
+        Server::serve_web(self, listener, with_metrics)
+    }
+    fn serve_metrics(&self, listener: TcpListener) -> Result<SocketAddr> {
+        Server::serve_metrics(self, listener)
+    }
+}
+
+impl Http for Host {
+    fn serve_web(&self, listener: TcpListener, with_metrics: bool) -> Result<SocketAddr> {
+        Host::serve_web(self, listener, with_metrics)
+    }
+    fn serve_metrics(&self, listener: TcpListener) -> Result<SocketAddr> {
+        Host::serve_metrics(self, listener)
+    }
+}
+
+/// Starts the live board (`--web`) and the metrics (`--metrics`): one server when they share
+/// an address. An address given explicitly must be free; `auto` falls back to any free port.
+async fn serve_http(cli: &Cli, ip: IpAddr, server: &impl Http) -> Result<()> {
+    let web = match cli.web {
+        Web::Off => None,
+        Web::At(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the board on {addr} (--web)"))?,
+        ),
+        Web::Auto => Some(match TcpListener::bind((ip, WEB_PORT)).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "port {WEB_PORT} is taken: the board gets a free port");
+                TcpListener::bind((ip, 0))
+                    .await
+                    .with_context(|| format!("cannot serve the board on {ip} (--web)"))?
+            }
+        }),
+    };
+    let shared = matches!((cli.web, cli.metrics), (Web::At(w), Some(m)) if w == m);
+    if let Some(listener) = web {
+        let addr = server.serve_web(listener, shared)?;
+        tracing::info!("live board at http://{addr}/");
+        if shared {
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+    }
+    if let (Some(addr), false) = (cli.metrics, shared) {
+        let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the metrics address {addr}"))?;
         let addr = server.serve_metrics(listener)?;
@@ -527,6 +611,11 @@ impl Node<'_> {
                 return Err(e);
             }
         };
+        if let Err(e) = serve_http(self.cli, self.bound.ip(), &host).await {
+            host.stop().await;
+            close(&node).await;
+            return Err(e);
+        }
         tracing::info!(node = %node.membership().name, udp = %self.bound, "running the items given to this node");
         let led = tokio::select! {
             led = node.lead(&udp) => led,
@@ -563,7 +652,6 @@ impl Node<'_> {
                 return Err(e);
             }
         };
-        serve_metrics(self.cli, &server).await?;
         tracing::info!(udp = %server.udp_addr(), settle_port = server.settle_port(), leading = true, "auction-server listening");
         let failed = node.failed();
         tokio::select! {

@@ -642,3 +642,66 @@ async fn a_stranger_key_is_refused_by_a_node_that_looks_it_up() {
         assert!(n.terminate().await.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_a_board_of_every_item() {
+    use common::http::get;
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2"]);
+    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &["--web", "127.0.0.1:0"]).await;
+    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &["--web", "127.0.0.2:0"]).await;
+    let nodes = [n1.udp, n2.udp];
+    let boards = [n1.web(), n2.web()];
+    let seller = person(dir, &nodes, "seller").await;
+    let bidder = person(dir, &nodes, "bidder").await;
+    // Two items: the nodes are given one each (the least loaded gets the next).
+    let mut items = Vec::new();
+    for name in ["Lamp", "Clock"] {
+        let lot = seller.offer(name, Cents(1000), Some(60)).await.unwrap();
+        let mut ch = bidder.open_item(lot.item).await.unwrap();
+        let bid = ch
+            .bid(Cents(1234), Some(format!("{name}-1")))
+            .await
+            .unwrap();
+        assert!(matches!(bid, BidResult::Accepted { .. }), "{bid:?}");
+        items.push((lot.item, lot.channel));
+    }
+    let hosts: Vec<&str> = items.iter().map(|(_, c)| &c[..9]).collect();
+    assert_ne!(hosts[0], hosts[1], "one item on each node: {items:?}");
+    // Each board shows both items with the bid's price: its own from the item's task, the
+    // other node's from the database.
+    for board in boards {
+        for (item, _) in &items {
+            within(10, "the price on every board", async {
+                loop {
+                    let page = get(board, "/").await.body;
+                    let row = page
+                        .split(&format!(r#"<tr data-item="{item}">"#))
+                        .nth(1)
+                        .and_then(|r| r.split("</tr>").next())
+                        .unwrap_or("")
+                        .to_owned();
+                    if row.contains(r#"<td class="price">12.34</td>"#)
+                        && row.contains(r#"<td class="leader">bidder</td>"#)
+                        && row.contains(r#"<td class="bids">1</td>"#)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            // The item's bids come from the database on any node.
+            let page = get(board, &format!("/item/{item}")).await;
+            assert_eq!(page.status, 200);
+            assert!(
+                page.body
+                    .contains(r#"<td class="bidder">bidder</td><td class="amount">12.34</td>"#),
+                "{}",
+                page.body
+            );
+        }
+    }
+}

@@ -46,6 +46,9 @@ pub struct Host {
     stop: CancellationToken,
     tasks: TaskTracker,
     task: tokio::task::JoinHandle<()>,
+    /// What the node's live board and metrics serve (its own items).
+    site: crate::web::BoardSite,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Host {
@@ -102,8 +105,22 @@ impl Host {
             key_lookup: Some(KeyLookup {
                 client: client.clone(),
             }),
+            board: Arc::new(crate::web::Board::new(crate::clock::unix_ms())),
         });
+        let site = crate::web::BoardSite {
+            board: ctx.board.clone(),
+            storage: storage.clone(),
+            streams: Arc::new(tokio::sync::Semaphore::new(ctx.config.web_streams)),
+            stream_cap: ctx.config.web_streams,
+        };
+        let metrics = ctx.metrics.clone();
         let stop = CancellationToken::new();
+        tasks.spawn(super::board::follow(
+            client.clone(),
+            me.clone(),
+            ctx.board.clone(),
+            stop.clone(),
+        ));
         let mut hosting = Hosting {
             ctx,
             stop: stop.clone(),
@@ -118,7 +135,36 @@ impl Host {
         };
         hosting.read_accounts().await?;
         let task = tokio::spawn(hosting.run(closed_rx));
-        Ok(Host { stop, tasks, task })
+        Ok(Host {
+            stop,
+            tasks,
+            task,
+            site,
+            metrics,
+        })
+    }
+
+    /// Serves this node's live board (the items it runs; their pages read the database) on
+    /// `listener`, with the node's metrics when `with_metrics`, until the host stops.
+    pub fn serve_web(
+        &self,
+        listener: tokio::net::TcpListener,
+        with_metrics: bool,
+    ) -> Result<std::net::SocketAddr> {
+        let site = crate::web::Site {
+            board: Some(self.site.clone()),
+            metrics: with_metrics.then(|| self.metrics.clone()),
+        };
+        crate::web::serve(listener, site, self.stop.clone(), &self.tasks)
+    }
+
+    /// Serves the node's metrics alone on `listener` until the host stops.
+    pub fn serve_metrics(&self, listener: tokio::net::TcpListener) -> Result<std::net::SocketAddr> {
+        let site = crate::web::Site {
+            board: None,
+            metrics: Some(self.metrics.clone()),
+        };
+        crate::web::serve(listener, site, self.stop.clone(), &self.tasks)
     }
 
     /// Stops the items (their bidders are told why) and waits for their connections.
@@ -311,6 +357,7 @@ impl Hosting {
             planned_ends_at,
             lead,
             bid_ids,
+            bids,
             ..
         } = stored;
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
@@ -363,6 +410,7 @@ impl Hosting {
             channel,
             lead,
             bid_ids,
+            bids: Some(bids),
         };
         let handle = item::spawn(spec, listener, self.ctx.clone());
         self.running.insert(id, handle.cmd);

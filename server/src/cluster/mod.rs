@@ -8,8 +8,10 @@
 //! with the leader's address (`standby.rs`) and try for the lease at every heartbeat; when the
 //! leader's lapses, the first to try fences it and takes the lease in the same transaction.
 //! Membership, epochs and the lease are kept in the database (`store/postgres/nodes.rs`, the
-//! items' SQL in `store/postgres/shard.rs`); nodes talk through nothing else.
+//! items' SQL in `store/postgres/shard.rs`); nodes talk through nothing else. Each node's live
+//! board shows its own items from their tasks and the others' from the database (`board.rs`).
 
+pub mod board;
 pub mod host;
 pub mod link;
 pub mod standby;

@@ -13,6 +13,7 @@ use crate::rules::auction::{Decision, Offer, Outcome};
 use crate::rules::ratelimit;
 use crate::rules::rejected_ids::Rejection;
 use crate::store::Record;
+use crate::web::BoardBid;
 
 impl ItemTask {
     pub(super) fn bid(&mut self, conn: u64, req: u64, offer: Offer, id: Option<String>) {
@@ -81,17 +82,29 @@ impl ItemTask {
             .map(|l| (l.amount, l.bidder.id, self.auction.ends_at));
         self.auction.apply(&bidder, &decision, id.as_deref());
         self.reply(conn, req, &decision.outcome);
+        let Outcome::Accepted { amount, .. } = decision.outcome else {
+            return;
+        };
+        // The board's history: who bid, and the price the bid set (never a maximum).
+        let placed = BoardBid {
+            at: now,
+            bidder: bidder.name.clone(),
+            amount,
+            ends_at: self.auction.ends_at,
+        };
         // HIGHEST only when what others see moved (a new private maximum moves nothing).
-        if let Some(l) = self.auction.lead() {
-            if before != Some((l.amount, l.bidder.id, self.auction.ends_at)) {
+        match self.auction.lead() {
+            Some(l) if before != Some((l.amount, l.bidder.id, self.auction.ends_at)) => {
                 let (amount, bidder, ends_at) =
                     (l.amount, l.bidder.name.clone(), self.auction.ends_at);
                 self.emit(Out::Highest {
                     amount,
                     bidder,
                     ends_at,
+                    bid: placed,
                 });
             }
+            _ => self.emit(Out::Counted(placed)),
         }
     }
 

@@ -51,7 +51,9 @@ impl ItemTask {
                 amount,
                 bidder,
                 ends_at,
+                bid,
             } => {
+                self.ctx.board.bid(self.id, bid, amount, bidder.clone());
                 self.view.send_modify(|v| {
                     v.highest = Some(amount);
                     v.bidder = Some(bidder.clone());
@@ -70,8 +72,10 @@ impl ItemTask {
                     ends_at,
                 });
             }
+            Out::Counted(bid) => self.ctx.board.counted(self.id, bid),
             Out::Min(min) => {
                 self.view.send_modify(|v| v.min = min);
+                self.ctx.board.min_lowered(self.id, min);
                 let (next_min, ends_at) = (self.auction.next_min(), self.auction.ends_at);
                 let conns: Vec<u64> = self.conns.keys().copied().collect();
                 for conn in conns {

@@ -38,6 +38,7 @@ use crate::rules::auction::{Auction, Offer, Rules};
 use crate::rules::refusal::Refusal;
 use crate::rules::rejected_ids::RejectedIds;
 use crate::store::{Outbox, Record};
+use crate::web::{BoardBid, BoardItem};
 
 struct Conn {
     account: Arc<AccountHandle>,
@@ -52,12 +53,17 @@ enum Out {
     To(u64, ChannelBody),
     /// STATE, built when it is delivered so it shows the durable view.
     State { conn: u64, req: Option<u64> },
-    /// A new highest bid: the view and the HIGHEST broadcast.
+    /// A new highest bid: the view and the HIGHEST broadcast; `bid` is the bid that moved it,
+    /// for the board.
     Highest {
         amount: Cents,
         bidder: String,
         ends_at: u64,
+        bid: BoardBid,
     },
+    /// An accepted bid that moved nothing others see (a leader's new maximum): the board
+    /// counts it.
+    Counted(BoardBid),
     /// A lowered minimum: the view and PRICE-ADJUSTMENT on the channel and to subscribers.
     Min(Cents),
 }
@@ -145,6 +151,9 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
             ends_at: spec.ends_at,
         }))
     });
+    if let Some(bids) = spec.bids {
+        ctx.board.offered(BoardItem::from_view(&view, bids));
+    }
     let (view_tx, view_rx) = watch::channel(view);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let auction = Auction::new(

@@ -27,6 +27,22 @@ impl Registry {
             self.announcements.add(handle.id);
             self.ctx.keys.insert(handle);
         }
+        // The board's recent results: the latest closes before the restart.
+        let mut closed: Vec<&crate::store::StoredItem> = snapshot
+            .items
+            .iter()
+            .filter(|i| i.closed_at.is_some())
+            .collect();
+        closed.sort_by_key(|i| (i.closed_at, i.id));
+        let skip = closed
+            .len()
+            .saturating_sub(crate::web::board::RECENT_RESULTS);
+        for stored in &closed[skip..] {
+            let mut shown = crate::web::BoardItem::from_view(&stored_view(stored), stored.bids);
+            shown.open = false;
+            shown.closed_at = stored.closed_at;
+            self.ctx.board.offered(shown);
+        }
         for stored in snapshot.items {
             if let Some(id) = &stored.catalog_id {
                 self.catalog_ids.insert(id.clone());
@@ -153,6 +169,7 @@ impl Registry {
                     .map(|(port, _)| SocketAddr::new(self.advertise, *port).to_string()),
                 lead,
                 bid_ids: stored.bid_ids,
+                bids: Some(stored.bids),
             };
             let leader = spec.lead.as_ref().map(|l| l.bidder.id);
             let (handle, prepared) = item::prepare(spec, self.ctx.clone());

@@ -119,6 +119,16 @@ impl Proc {
             .unwrap()
     }
 
+    /// Where the live board is served, as logged at start.
+    pub fn web(&self) -> SocketAddr {
+        let log = self.log();
+        let rest = log
+            .split("live board at http://")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no live board in the log:\n{log}"));
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

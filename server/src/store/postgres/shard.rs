@@ -362,3 +362,62 @@ pub async fn min_of(client: &Client, item: u64) -> Result<Option<(Cents, bool)>>
         .await?;
     Ok(row.map(|r| (Cents(r.get::<_, i64>(0) as u64), r.get(1))))
 }
+
+/// Several nodes' boards: the items another node runs (not `me` under its current epoch),
+/// as the board shows them, with the revision each was read at. `after`: only those changed
+/// since that revision; `None`: every open item and the latest `closed` results.
+pub async fn board_items(
+    client: &Client,
+    me: &Membership,
+    after: Option<i64>,
+    closed: i64,
+) -> Result<Vec<(i64, crate::web::BoardItem)>> {
+    const COLUMNS: &str = "SELECT i.id, i.rev, i.description, s.name, i.min_cents, i.ends_at,
+                i.highest_cents, b.name, i.closed_at, w.name, i.price_cents,
+                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted)
+         FROM items i
+         JOIN accounts s ON s.id = i.seller
+         LEFT JOIN accounts b ON b.id = i.highest_bidder
+         LEFT JOIN accounts w ON w.id = i.winner
+         WHERE NOT (i.owner IS NOT DISTINCT FROM $1 AND i.owner_epoch IS NOT DISTINCT FROM $2)";
+    let (name, epoch) = (&me.name, &me.epoch);
+    let rows = match after {
+        Some(rev) => {
+            let sql = format!("{COLUMNS} AND i.rev > $3 ORDER BY i.rev");
+            client.query(&sql, &[name, epoch, &rev]).await?
+        }
+        None => {
+            let sql = format!(
+                "{COLUMNS} AND (i.closed_at IS NULL OR i.id IN (
+                     SELECT id FROM items WHERE closed_at IS NOT NULL
+                     ORDER BY closed_at DESC LIMIT $3))
+                 ORDER BY i.rev"
+            );
+            client.query(&sql, &[name, epoch, &closed]).await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let closed_at: Option<i64> = r.get(8);
+            let (price, leader) = match closed_at {
+                None => (r.get::<_, Option<i64>>(6), r.get::<_, Option<String>>(7)),
+                Some(_) => (r.get::<_, Option<i64>>(10), r.get::<_, Option<String>>(9)),
+            };
+            let item = crate::web::BoardItem {
+                item: r.get::<_, i64>(0) as u64,
+                description: r.get(2),
+                seller: r.get(3),
+                min: Cents(r.get::<_, i64>(4) as u64),
+                price: price.map(|p| Cents(p as u64)),
+                leader,
+                bids: r.get::<_, i64>(11) as u64,
+                ends_at: r.get::<_, i64>(5) as u64,
+                extensions: 0,
+                open: closed_at.is_none(),
+                closed_at: closed_at.map(|at| at as u64),
+            };
+            (r.get::<_, i64>(1), item)
+        })
+        .collect())
+}

@@ -415,6 +415,17 @@ impl Storage for PostgresStorage {
         )
     }
 
+    fn history(&self, item: u64, limit: u64) -> Result<Vec<crate::web::BoardBid>> {
+        sql::history(
+            &mut PgQuery {
+                rt: Blocker::Handle(&self.runtime),
+                client: &self.reader,
+            },
+            item,
+            limit,
+        )
+    }
+
     fn stats(&self) -> CommitStats {
         self.shared.stats()
     }

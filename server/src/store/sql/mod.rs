@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
 
 use crate::rules::settlement::Party;
+use crate::web::BoardBid;
 
 /// A parameter. Numbers are `i64` as both engines store them; the server's `u64` values (ids,
 /// cents, Unix ms) all stay below 2^53, and [`Value::uint`] refuses any that would not fit.
@@ -194,6 +195,31 @@ pub fn collect<T>(
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The first `limit` accepted bids on `item` in the order they were committed: who placed each,
+/// the price it set (never a proxy bid's maximum) and the end after it (see
+/// [`crate::store::Storage::history`]).
+pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>> {
+    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at"]);
+    collect(
+        q,
+        "SELECT b.at, a.name, b.amount_cents, b.ends_at
+         FROM bids b JOIN accounts a ON a.id = b.bidder
+         WHERE b.item = $1 AND b.accepted
+         ORDER BY b.id
+         LIMIT $2",
+        params![item, limit],
+        |r| {
+            let [at, name, amount, ends_at] = cols.of(r)?;
+            Ok(BoardBid {
+                at: r.u64(at)?,
+                bidder: r.string(name)?,
+                amount: Cents(r.u64(amount)?),
+                ends_at: r.opt_u64(ends_at)?.unwrap_or(0),
+            })
+        },
+    )
 }
 
 /// Each bidder's highest accepted bid on `item`, best first (earlier first among equal ones),

@@ -135,6 +135,11 @@ impl Storage for SqliteStorage {
         crate::store::sql::best_bids(&mut sql::SqliteQuery::new(&conn), item)
     }
 
+    fn history(&self, item: u64, limit: u64) -> Result<Vec<crate::web::BoardBid>> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        crate::store::sql::history(&mut sql::SqliteQuery::new(&conn), item, limit)
+    }
+
     fn stats(&self) -> CommitStats {
         self.shared.stats()
     }

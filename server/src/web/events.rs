@@ -1,0 +1,152 @@
+//! `GET /events`: the board's changes as Server-Sent Events, one stream per page.
+//!
+//! A stream holds a permit (the cap on open streams), a cursor and the board's `watch`; when
+//! woken it sends, for each item changed since its cursor, that item's state now (`item`
+//! events, with the server's time, so a page counts down on the server's clock). A page whose
+//! cursor the board can no longer serve (another server run, or results it has dropped) is
+//! told to re-read the page (`reload`). Every event's id is `BOOT-SEQ`, so a browser that
+//! reconnects sends it back as `Last-Event-ID` and resumes where it was.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+
+use super::board::{Board, BoardBid, BoardItem, Change};
+use super::{event_id, last_event_id, parse_event_id, BoardSite, EventsQuery};
+use crate::clock::unix_ms;
+
+/// A comment line this often keeps proxies and the browser from timing the stream out.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The data of an `item` event.
+#[derive(Serialize)]
+struct ItemEvent<'a> {
+    /// The server's clock when the event was sent (Unix ms).
+    now: u64,
+    item: &'a BoardItem,
+    bid: Option<&'a BoardBid>,
+}
+
+/// The data of a `reload` event.
+#[derive(Serialize)]
+struct ReloadEvent {
+    now: u64,
+    why: &'static str,
+}
+
+struct Follow {
+    board: Arc<Board>,
+    changed: watch::Receiver<u64>,
+    cursor: Option<u64>,
+    only: Option<u64>,
+    ready: VecDeque<Event>,
+    _permit: OwnedSemaphorePermit,
+}
+
+pub(super) async fn stream(
+    State(site): State<BoardSite>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(permit) = site.streams.clone().try_acquire_owned() else {
+        let message = format!(
+            "the board already has {} live streams open, the most it serves; refresh the page to see the state, or try again later\n",
+            site.stream_cap
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            message,
+        )
+            .into_response();
+    };
+    let board = site.board.clone();
+    let mut changed = board.subscribe();
+    changed.borrow_and_update();
+    // Where the page's state is from: the last event it got, or the state it was rendered
+    // with. `None` means "from another run, or unreadable": the page must re-read.
+    let cursor = match last_event_id(&headers).or(query.since) {
+        Some(id) => parse_event_id(board.boot, &id),
+        None => Some(board.snapshot().0),
+    };
+    let follow = Follow {
+        board,
+        changed,
+        cursor,
+        only: query.item,
+        ready: VecDeque::new(),
+        _permit: permit,
+    };
+    let events = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.ready.pop_front() {
+                return Some((Ok::<_, Infallible>(event), f));
+            }
+            f.collect();
+            if !f.ready.is_empty() {
+                continue;
+            }
+            // Nothing new: wait for the next change (or the end of the server).
+            f.changed.changed().await.ok()?;
+            f.changed.borrow_and_update();
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+/// One line of JSON (serializing these plain structs cannot fail).
+fn json(data: &impl Serialize) -> String {
+    serde_json::to_string(data).unwrap_or_default()
+}
+
+impl Follow {
+    /// Queues an event for each change after the cursor, or `reload` when the board cannot
+    /// tell what changed after it.
+    fn collect(&mut self) {
+        let now = unix_ms();
+        let changes = self
+            .cursor
+            .and_then(|cursor| self.board.since(cursor, self.only));
+        match changes {
+            Some((seq, changes)) => {
+                for Change { seq, item, bid } in changes {
+                    let data = ItemEvent {
+                        now,
+                        item: &item,
+                        bid: bid.as_ref(),
+                    };
+                    self.ready.push_back(
+                        Event::default()
+                            .event("item")
+                            .id(event_id(self.board.boot, seq))
+                            .data(json(&data)),
+                    );
+                }
+                self.cursor = Some(seq);
+            }
+            None => {
+                let seq = self.board.snapshot().0;
+                let data = ReloadEvent {
+                    now,
+                    why: "the board has changed more than this page can be told; re-read it",
+                };
+                self.ready.push_back(
+                    Event::default()
+                        .event("reload")
+                        .id(event_id(self.board.boot, seq))
+                        .data(json(&data)),
+                );
+                self.cursor = Some(seq);
+            }
+        }
+    }
+}

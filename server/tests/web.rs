@@ -1,0 +1,321 @@
+//! The live board over real HTTP on port 0: the page lists what is open and what closed, an
+//! item's page lists its bids, the event stream delivers each durable change with the
+//! server's time and resumes from `Last-Event-ID`, no page or event ever shows a proxy
+//! maximum, and one stream past the cap is refused with a reason.
+
+mod common;
+
+use auction_client::Offer;
+use auction_protocol::Cents;
+use auction_server::Config;
+use common::http::{get, serve_board, stream};
+use common::{quick_config, start, within};
+use scraper::{Html, Selector};
+
+/// The text of the first element matching `css` in `html`.
+fn text(html: &str, css: &str) -> Option<String> {
+    let doc = Html::parse_document(html);
+    let sel = Selector::parse(css).unwrap();
+    doc.select(&sel)
+        .next()
+        .map(|e| e.text().collect::<String>().trim().to_owned())
+}
+
+fn count(html: &str, css: &str) -> usize {
+    let doc = Html::parse_document(html);
+    let sel = Selector::parse(css).unwrap();
+    doc.select(&sel).count()
+}
+
+#[tokio::test]
+async fn the_board_lists_an_offered_item_and_its_page_lists_its_bids() {
+    let t = start(quick_config()).await;
+    let web = serve_board(&t).await;
+    let [sam, ann] = t.people(["sam", "ann"]).await;
+    let empty = get(web, "/").await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(
+        text(&empty.body, "#none-open").as_deref(),
+        Some("No item is open right now.")
+    );
+
+    let item = sam
+        .offer("Brass <lamp> & shade", Cents(1000), Some(60))
+        .await
+        .unwrap()
+        .item;
+    let page = get(web, "/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let row = format!(r#"#open tr[data-item="{item}"]"#);
+    assert_eq!(
+        text(&page.body, &format!("{row} td.description")).as_deref(),
+        Some("Brass <lamp> & shade"),
+        "the description, escaped in the HTML and intact in the text"
+    );
+    assert!(page.body.contains("Brass &lt;lamp&gt; &amp; shade"));
+    assert_eq!(
+        text(&page.body, &format!("{row} td.seller")).as_deref(),
+        Some("sam")
+    );
+    assert_eq!(
+        text(&page.body, &format!("{row} td.min")).as_deref(),
+        Some("10.00")
+    );
+    assert_eq!(
+        text(&page.body, &format!("{row} td.bids")).as_deref(),
+        Some("0")
+    );
+    let left = text(&page.body, &format!("{row} td.left")).unwrap();
+    assert!(
+        left == "1m 00s" || (left.ends_with('s') && left.len() <= 3),
+        "about a minute left: {left}"
+    );
+    // Without JavaScript the page re-reads itself.
+    assert!(page
+        .body
+        .contains(r#"<noscript><meta http-equiv="refresh""#));
+
+    let mut ch = ann.open_item(item).await.unwrap();
+    ch.bid(Cents(1200), None).await.unwrap();
+    ch.bid(Cents(1500), None).await.unwrap();
+    let page = get(web, &format!("/item/{item}")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(count(&page.body, "#history tbody tr"), 2);
+    assert_eq!(
+        text(&page.body, "#history tbody tr:last-child td.amount").as_deref(),
+        Some("15.00")
+    );
+    assert_eq!(
+        text(&page.body, "#history tbody tr td.bidder").as_deref(),
+        Some("ann")
+    );
+    assert_eq!(
+        text(&page.body, "#facts dd.price").as_deref(),
+        Some("15.00")
+    );
+    assert_eq!(text(&page.body, "#facts dd.leader").as_deref(), Some("ann"));
+    assert_eq!(text(&page.body, "#facts dd.bids").as_deref(), Some("2"));
+    // The projector views show the same item in large type.
+    let projector = get(web, "/projector").await;
+    assert!(projector.body.contains(r#"class="projector""#));
+    assert_eq!(
+        text(&projector.body, &format!("{row} td.price")).as_deref(),
+        Some("15.00")
+    );
+    assert_eq!(get(web, &format!("/projector/{item}")).await.status, 200);
+    let missing = get(web, "/item/999").await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("item 999 is not on this board"),
+        "{}",
+        missing.body
+    );
+    // The metrics share the server when asked to.
+    let metrics = get(web, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("auction_bids_accepted_total 2"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+async fn the_stream_delivers_a_new_price_with_the_server_time_and_a_close_with_its_result() {
+    let t = start(quick_config()).await;
+    let web = serve_board(&t).await;
+    let [sam, ann] = t.people(["sam", "ann"]).await;
+    let page = get(web, "/").await;
+    let since = Html::parse_document(&page.body)
+        .select(&Selector::parse("body").unwrap())
+        .next()
+        .unwrap()
+        .value()
+        .attr("data-since")
+        .unwrap()
+        .to_owned();
+    let mut events = stream(web, &format!("/events?since={since}"), &[]).await;
+    assert_eq!(events.status, 200);
+    assert!(events
+        .headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream")));
+
+    // The new item, from the state the page was rendered with.
+    let item = sam.offer("Clock", Cents(500), Some(2)).await.unwrap().item;
+    let offered = events
+        .item_event(item, "the new item", |v| v["item"]["open"] == true)
+        .await;
+    assert_eq!(offered.json()["item"]["description"], "Clock");
+
+    let before = auction_server::unix_ms();
+    let mut ch = ann.open_item(item).await.unwrap();
+    ch.bid(Cents(700), None).await.unwrap();
+    let e = events
+        .item_event(item, "the bid's price", |v| v["item"]["price"] == "7.00")
+        .await;
+    let after = auction_server::unix_ms();
+    let v = e.json();
+    assert_eq!(v["item"]["leader"], "ann");
+    assert_eq!(v["item"]["bids"], 1);
+    assert_eq!(v["bid"]["bidder"], "ann");
+    assert_eq!(v["bid"]["amount"], "7.00");
+    let now = v["now"].as_u64().expect("the server's time on every event");
+    assert!(
+        before <= now && now <= after,
+        "{before} <= {now} <= {after}"
+    );
+    assert!(e.id.contains('-'), "BOOT-SEQ ids: {}", e.id);
+
+    // The close, with its result.
+    let closed = events
+        .item_event(item, "the close", |v| v["item"]["open"] == false)
+        .await;
+    let v = closed.json();
+    assert_eq!(v["item"]["leader"], "ann");
+    assert_eq!(v["item"]["price"], "7.00");
+    let page = get(web, "/").await;
+    assert_eq!(
+        text(
+            &page.body,
+            &format!(r#"#results tr[data-item="{item}"] td.result"#)
+        )
+        .as_deref(),
+        Some("sold to ann for 7.00")
+    );
+    assert_eq!(count(&page.body, "#open tbody tr"), 0);
+
+    // A browser that reconnects with the id of the offer gets what changed since: the item
+    // as it is now, once.
+    let mut resumed = stream(web, "/events", &[("Last-Event-ID", &offered.id)]).await;
+    let again = resumed.next(5).await.expect("the change since the offer");
+    assert_eq!(again.event, "item");
+    assert_eq!(again.json()["item"]["open"], false);
+    assert_eq!(again.id, closed.id);
+    // An id from another server run cannot be resumed: the page is told to re-read.
+    let mut stale = stream(web, "/events", &[("Last-Event-ID", "1-5")]).await;
+    assert_eq!(stale.next(5).await.expect("reload").event, "reload");
+}
+
+/// A unique maximum, so that its digits cannot appear by chance.
+const MAX: Cents = Cents(98_765);
+
+#[tokio::test]
+async fn a_proxy_maximum_appears_in_no_page_and_no_event() {
+    let t = start(quick_config()).await;
+    let web = serve_board(&t).await;
+    let [sam, ann, bob] = t.people(["sam", "ann", "bob"]).await;
+    let mut events = stream(web, "/events", &[]).await;
+    let item = sam.offer("Vase", Cents(1000), Some(2)).await.unwrap().item;
+    let mut a = ann.open_item(item).await.unwrap();
+    a.place(Offer::Max(MAX), None).await.unwrap();
+    let mut b = bob.open_item(item).await.unwrap();
+    b.bid(Cents(2000), None).await.unwrap();
+    b.bid(Cents(3000), None).await.unwrap();
+    // ann raises her own maximum: counted, and still private.
+    a.place(Offer::Max(Cents(MAX.0 + 100)), None).await.unwrap();
+    let mut pages = Vec::new();
+    for path in ["/", "/projector"] {
+        pages.push(get(web, path).await.body);
+    }
+    for path in [format!("/item/{item}"), format!("/projector/{item}")] {
+        pages.push(get(web, &path).await.body);
+    }
+    assert!(pages[2].contains("30.01"), "the price ann's proxy set");
+    events
+        .item_event(item, "the close", |v| v["item"]["open"] == false)
+        .await;
+    pages.push(get(web, &format!("/item/{item}")).await.body);
+    for max in [MAX, Cents(MAX.0 + 100)] {
+        let (decimal, cents) = (max.to_string(), max.0.to_string());
+        for (i, page) in pages.iter().enumerate() {
+            assert!(
+                !page.contains(&decimal) && !page.contains(&cents),
+                "page {i} shows {decimal}"
+            );
+        }
+        assert!(!events.seen.contains(&decimal) && !events.seen.contains(&cents));
+    }
+    assert!(
+        events.seen.contains("30.01"),
+        "the stream was read: {}",
+        events.seen
+    );
+}
+
+#[tokio::test]
+async fn one_stream_past_the_cap_is_refused_with_the_reason() {
+    let t = start(Config {
+        web_streams: 2,
+        ..quick_config()
+    })
+    .await;
+    let web = serve_board(&t).await;
+    let first = stream(web, "/events", &[]).await;
+    let second = stream(web, "/events", &[]).await;
+    assert_eq!((first.status, second.status), (200, 200));
+    let refused = get(web, "/events").await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("10"));
+    assert!(
+        refused.body.contains("already has 2 live streams open"),
+        "{}",
+        refused.body
+    );
+    // The page itself is still served, and a closed stream frees its place.
+    assert_eq!(get(web, "/").await.status, 200);
+    drop(first);
+    within(10, "a freed stream place", async {
+        loop {
+            let s = stream(web, "/events", &[]).await;
+            if s.status == 200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_or_oversized_request_is_cut_off_and_the_board_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start(quick_config()).await;
+    let web = serve_board(&t).await;
+    // A connection that never sends its request (slowloris) is closed at the header deadline.
+    let mut silent = tokio::net::TcpStream::connect(web).await.unwrap();
+    assert_eq!(get(web, "/").await.status, 200, "served meanwhile");
+    let mut buf = Vec::new();
+    // (A reset or an end of stream: either way it finished within the deadline.)
+    let _ = within(
+        15,
+        "the silent connection to be closed",
+        silent.read_to_end(&mut buf),
+    )
+    .await;
+    // A request head of a megabyte is refused, not buffered.
+    let mut big = tokio::net::TcpStream::connect(web).await.unwrap();
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = within(
+        15,
+        "the oversized request's answer",
+        big.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "refused or cut: {answer}"
+    );
+    // An unreadable Last-Event-ID gets a re-read, not an error.
+    let mut junk = stream(web, "/events", &[("Last-Event-ID", "<script>")]).await;
+    assert_eq!(junk.status, 200);
+    assert_eq!(junk.next(5).await.expect("reload").event, "reload");
+    assert_eq!(get(web, "/").await.status, 200);
+}
