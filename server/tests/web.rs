@@ -319,3 +319,60 @@ async fn a_silent_or_oversized_request_is_cut_off_and_the_board_keeps_serving() 
     assert_eq!(junk.next(5).await.expect("reload").event, "reload");
     assert_eq!(get(web, "/").await.status, 200);
 }
+
+#[tokio::test]
+async fn the_board_comes_back_after_a_restart_with_bids_and_results() {
+    let t = start(quick_config()).await;
+    let [sam, ann, bob] = t.people(["sam", "ann", "bob"]).await;
+    let open = sam
+        .offer("Mirror", Cents(1000), Some(600))
+        .await
+        .unwrap()
+        .item;
+    let sold = sam.offer("Chair", Cents(500), Some(1)).await.unwrap().item;
+    {
+        let mut a = ann.open_item(open).await.unwrap();
+        a.bid(Cents(1100), None).await.unwrap();
+        let mut b = bob.open_item(open).await.unwrap();
+        b.bid(Cents(1300), None).await.unwrap();
+        let mut c = bob.open_item(sold).await.unwrap();
+        c.bid(Cents(600), None).await.unwrap();
+    }
+    within(10, "the chair to close", async {
+        while sam.status(sold).await.unwrap().channel.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let t = t.restart().await;
+    let web = serve_board(&t).await;
+    let page = get(web, "/").await.body;
+    let row = format!(r#"#open tr[data-item="{open}"]"#);
+    assert_eq!(
+        text(&page, &format!("{row} td.price")).as_deref(),
+        Some("13.00")
+    );
+    assert_eq!(
+        text(&page, &format!("{row} td.leader")).as_deref(),
+        Some("bob")
+    );
+    assert_eq!(
+        text(&page, &format!("{row} td.bids")).as_deref(),
+        Some("2"),
+        "counted from the database"
+    );
+    assert_eq!(
+        text(
+            &page,
+            &format!(r#"#results tr[data-item="{sold}"] td.result"#)
+        )
+        .as_deref(),
+        Some("sold to bob for 6.00")
+    );
+    let item = get(web, &format!("/item/{open}")).await.body;
+    assert_eq!(count(&item, "#history tbody tr"), 2);
+    assert_eq!(
+        text(&item, "#facts").map(|f| f.contains("13.00")),
+        Some(true)
+    );
+}

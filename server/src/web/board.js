@@ -93,8 +93,10 @@
     const facts = document.getElementById("facts");
     const history = document.querySelector("#history tbody");
     const shown = Number(facts.dataset.shown);
-    if (bid && item.bids !== shown + 1) {
-      // Bids this page was not told of one by one: read them all again.
+    const next = bid && item.bids === shown + 1;
+    if (item.bids !== shown && !next) {
+      // Bids this page was not told of one by one (it fell behind, or the item runs on
+      // another node of a cluster): read them all again.
       location.reload();
       return;
     }
@@ -108,7 +110,7 @@
     left.dataset.ends = item.ends_at;
     left.dataset.open = item.open;
     cell(facts, "result", item.open ? "open" : result(item));
-    if (bid) {
+    if (next) {
       const last = history.lastElementChild;
       const extended = last && bid.ends_at > Number(last.dataset.ends || 0);
       const r = document.createElement("tr");

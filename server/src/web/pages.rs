@@ -107,7 +107,9 @@ pub(super) fn item(
         projector,
         now,
         html! {
-            dl #facts data-item=(item.item) data-shown=(shown.len()) {
+            // `data-shown`: the bids the page accounts for; when the list is cut, all of them, so
+        // the script appends new ones instead of re-reading the page.
+        dl #facts data-item=(item.item) data-shown=(if history.len() > shown.len() { item.bids } else { shown.len() as u64 }) {
                 dt { "Seller" } dd.seller { (item.seller) }
                 dt { "Minimum" } dd.min { (item.min) }
                 dt { "Price" } dd.price { (price(item)) }
