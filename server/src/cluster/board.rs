@@ -19,9 +19,9 @@ use crate::store::postgres::shard;
 use crate::web::board::{Board, RECENT_RESULTS};
 
 /// How often the node reads the items changed on other nodes.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(100);
 /// Every this many polls, it reads every open item whatever its revision.
-const RESYNC: u32 = 25;
+const RESYNC: u32 = 50;
 
 /// Follows the other nodes' items into `board` until `stop`.
 pub async fn follow(

@@ -109,11 +109,50 @@ struct Entry {
 struct Inner {
     seq: u64,
     items: BTreeMap<u64, Entry>,
+    /// Each entry's item by its sequence number: a stream finds what changed after its cursor
+    /// without looking at the rest.
+    by_seq: BTreeMap<u64, u64>,
     /// Closed items on the board, oldest first (trimmed to `RECENT_RESULTS`).
     results: VecDeque<u64>,
     /// The latest sequence number of an entry no longer on the board: a stream whose cursor is
     /// older may have missed its change, so its page re-reads the whole board.
     forgotten: u64,
+}
+
+impl Inner {
+    /// Gives the entry of `id` the next sequence number.
+    fn stamp(&mut self, id: u64) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(e) = self.items.get_mut(&id) {
+            self.by_seq.remove(&e.seq);
+            e.seq = seq;
+            self.by_seq.insert(seq, id);
+        }
+        seq
+    }
+
+    /// Puts `item` on the board (replacing its entry, if any) under the next sequence number.
+    fn put(&mut self, item: BoardItem) -> u64 {
+        let id = item.item;
+        let entry = Entry {
+            item,
+            seq: 0,
+            bid: None,
+        };
+        if let Some(old) = self.items.insert(id, entry) {
+            self.by_seq.remove(&old.seq);
+        }
+        self.stamp(id)
+    }
+
+    /// Takes `id` off the board.
+    fn remove(&mut self, id: u64) {
+        if let Some(e) = self.items.remove(&id) {
+            self.by_seq.remove(&e.seq);
+            self.forgotten = self.forgotten.max(e.seq);
+        }
+    }
 }
 
 /// The live board (see the module header).
@@ -141,14 +180,11 @@ impl Board {
     /// Applies `f` to the entry of `item` (if the board has it) under a new sequence number.
     fn change(&self, item: u64, f: impl FnOnce(&mut Entry)) {
         let mut inner = self.lock();
-        inner.seq += 1;
-        let seq = inner.seq;
         let Some(entry) = inner.items.get_mut(&item) else {
-            inner.seq -= 1;
             return;
         };
         f(entry);
-        entry.seq = seq;
+        let seq = inner.stamp(item);
         drop(inner);
         self.changed.send_replace(seq);
     }
@@ -159,17 +195,8 @@ impl Board {
         if inner.items.contains_key(&item.item) {
             return;
         }
-        inner.seq += 1;
-        let seq = inner.seq;
         let (id, open) = (item.item, item.open);
-        inner.items.insert(
-            id,
-            Entry {
-                item,
-                seq,
-                bid: None,
-            },
-        );
+        let seq = inner.put(item);
         if !open {
             inner.results.push_back(id);
             trim(&mut inner);
@@ -195,16 +222,7 @@ impl Board {
                 return;
             }
         }
-        inner.seq += 1;
-        let seq = inner.seq;
-        inner.items.insert(
-            id,
-            Entry {
-                item,
-                seq,
-                bid: None,
-            },
-        );
+        let seq = inner.put(item);
         if closes {
             inner.results.push_back(id);
             trim(&mut inner);
@@ -300,7 +318,7 @@ impl Board {
             item: e.item.clone(),
             bid: e.bid.clone(),
         };
-        let mut changes: Vec<Change> = match only {
+        let changes: Vec<Change> = match only {
             Some(id) => inner
                 .items
                 .get(&id)
@@ -309,13 +327,11 @@ impl Board {
                 .into_iter()
                 .collect(),
             None => inner
-                .items
-                .values()
-                .filter(|e| e.seq > since)
-                .map(pick)
+                .by_seq
+                .range(since + 1..)
+                .filter_map(|(_, id)| inner.items.get(id).map(pick))
                 .collect(),
         };
-        changes.sort_by_key(|c| c.seq);
         Some((inner.seq, changes))
     }
 
@@ -342,9 +358,7 @@ fn optional_decimal<S: serde::Serializer>(c: &Option<Cents>, s: S) -> Result<S::
 fn trim(inner: &mut Inner) {
     while inner.results.len() > RECENT_RESULTS {
         if let Some(old) = inner.results.pop_front() {
-            if let Some(e) = inner.items.remove(&old) {
-                inner.forgotten = inner.forgotten.max(e.seq);
-            }
+            inner.remove(old);
         }
     }
 }

@@ -25,6 +25,11 @@ use crate::clock::unix_ms;
 /// A comment line this often keeps proxies and the browser from timing the stream out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// A stream collects changes at most this often: the changes of a busy auction in between are
+/// sent together, each item once, so a stream costs the board a bounded number of looks a
+/// second however fast the bids come (and a page gets at most 40 updates a second).
+const MIN_GAP: Duration = Duration::from_millis(25);
+
 /// The data of an `item` event.
 #[derive(Serialize)]
 struct ItemEvent<'a> {
@@ -47,6 +52,8 @@ struct Follow {
     cursor: Option<u64>,
     only: Option<u64>,
     ready: VecDeque<Event>,
+    /// When it last collected changes.
+    last: tokio::time::Instant,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -82,6 +89,7 @@ pub(super) async fn stream(
         cursor,
         only: query.item,
         ready: VecDeque::new(),
+        last: tokio::time::Instant::now(),
         _permit: permit,
     };
     let events = futures_util::stream::unfold(follow, |mut f| async move {
@@ -93,8 +101,10 @@ pub(super) async fn stream(
             if !f.ready.is_empty() {
                 continue;
             }
-            // Nothing new: wait for the next change (or the end of the server).
+            // Nothing new: wait for the next change (or the end of the server), and let a burst
+            // of changes gather.
             f.changed.changed().await.ok()?;
+            tokio::time::sleep_until(f.last + MIN_GAP).await;
             f.changed.borrow_and_update();
         }
     });
@@ -112,6 +122,7 @@ impl Follow {
     /// Queues an event for each change after the cursor, or `reload` when the board cannot
     /// tell what changed after it.
     fn collect(&mut self) {
+        self.last = tokio::time::Instant::now();
         let now = unix_ms();
         let changes = self
             .cursor
