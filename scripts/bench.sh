@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark: release binaries; for each round, a fresh server (free loopback ports, a new
 # temporary database, metrics on) driven by `loadgen --verify`, then the TLS echo baseline with
-# the same shape; finally the medians and the auction / baseline ratio (`loadgen summarize`).
+# the same shape; finally the medians and the auction / baseline ratio (`loadgen summarize`), with
+# every run's latency curves, answers per second and figures on one HTML page (bench.html) and
+# the latency curves alone as bench-latency.svg.
 #
 # Exits non-zero when a run had errors or failed verification, never on a timing threshold:
 # shared machines are too noisy for that. Settings (environment):
 #   BIDDERS=500 ITEMS=20 DURATION=10s ROUNDS=1   the shape and how many rounds
 #   LOADGEN_ARGS="--rate 20000"                  extra loadgen flags (open loop, --items-per-bidder 20, ...)
-#   BENCH_OUT=target/bench                       where the JSON reports and .hgrm files go
+#   BENCH_OUT=target/bench                       where the JSON reports, .hgrm files and plots go
 #   SERVER_ARGS=""                               extra auction-server flags (e.g. --no-group-commit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,7 @@ cargo build --release --quiet -p auction-server -p loadgen
 server_bin=target/release/auction-server
 loadgen_bin=target/release/loadgen
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.hgrm
+rm -f "$OUT"/*.json "$OUT"/*.hgrm "$OUT"/*.html "$OUT"/*.svg
 
 work=$(mktemp -d)
 server_pid=""
@@ -104,5 +106,6 @@ done
 
 echo
 echo "== summary (reports in $OUT)"
-"$loadgen_bin" summarize "${reports[@]}" || failed=1
+"$loadgen_bin" summarize "${reports[@]}" --html "$OUT/bench.html" --svg "$OUT/bench-latency.svg" || failed=1
+echo "plots: $OUT/bench.html, $OUT/bench-latency.svg"
 exit "$failed"

@@ -12,7 +12,9 @@
 //! not share a scheduler with the clients, as a separate server process would not.
 
 use crate::plan;
-use crate::report::{Counts, Latencies, Machine, Report, RunConfigReport, Throughput};
+use crate::report::{
+    Counts, Latencies, LatencyCurves, Machine, Report, RunConfigReport, Throughput,
+};
 use crate::stats::{Latency, PerSecond, Summary, Tally};
 use anyhow::{Context, Result};
 use auction_client::Identity;
@@ -240,6 +242,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
             tls_connect: Summary::of(&connect.snapshot()),
             ..Latencies::default()
         },
+        latency_curves_us: LatencyCurves::of(&round_trip, &crate::stats::new_histogram()),
         verify: None,
         server: None,
         notes: vec![],

@@ -12,6 +12,37 @@ const TICKS_PER_HALF_DISTANCE: u32 = 5;
 /// Microseconds per output unit (milliseconds).
 const SCALE: f64 = 1000.0;
 
+/// One step of the percentile distribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// The highest value (µs) at or below which `percentile` of the values fall.
+    pub value_us: u64,
+    /// 0 to 1.
+    pub percentile: f64,
+    /// Values at or below `value_us`.
+    pub total_count: u64,
+}
+
+/// The steps of the distribution, as the text format lists them and the report's curves
+/// (`latency_curves_us`) keep them: one list of steps for both, so the plot and the `.hgrm`
+/// file cannot disagree. Empty for an empty histogram.
+pub fn percentile_steps(h: &Histogram<u64>) -> Vec<Step> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut total = 0u64;
+    h.iter_quantiles(TICKS_PER_HALF_DISTANCE)
+        .map(|v| {
+            total += v.count_since_last_iteration();
+            Step {
+                value_us: h.highest_equivalent(v.value_iterated_to()),
+                percentile: v.quantile_iterated_to(),
+                total_count: total,
+            }
+        })
+        .collect()
+}
+
 pub fn percentile_distribution(h: &Histogram<u64>) -> String {
     let mut out = String::new();
     let _ = write!(
@@ -19,21 +50,17 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
         "{:>12} {:>14} {:>10} {:>14}\n\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
-    let mut total = 0u64;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(TICKS_PER_HALF_DISTANCE) {
-            total += v.count_since_last_iteration();
-            let value = h.highest_equivalent(v.value_iterated_to()) as f64 / SCALE;
-            let q = v.quantile_iterated_to();
-            if q < 1.0 {
-                let _ = writeln!(
-                    out,
-                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
-                    1.0 / (1.0 - q)
-                );
-            } else {
-                let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
-            }
+    for step in percentile_steps(h) {
+        let value = step.value_us as f64 / SCALE;
+        let (q, total) = (step.percentile, step.total_count);
+        if q < 1.0 {
+            let _ = writeln!(
+                out,
+                "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                1.0 / (1.0 - q)
+            );
+        } else {
+            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
         }
     }
     let (mean, stdev, max) = if h.is_empty() {

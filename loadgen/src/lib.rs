@@ -1,10 +1,11 @@
 //! `loadgen`: simulated sellers and bidders driving an auction server through the client
 //! library (no second protocol implementation), with HdrHistogram latency distributions, a
-//! JSON report, the `.hgrm` percentile distribution, result verification, and a bare TLS echo
+//! JSON report, the `.hgrm` percentile distribution, an HTML page with plots, result verification, and a bare TLS echo
 //! baseline to compare against. See README "Load generator and benchmarks".
 
 pub mod baseline;
 pub mod hgrm;
+pub mod html;
 pub mod lossy;
 pub mod plan;
 pub mod progress;

@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use loadgen::html::Labelled;
 use loadgen::{baseline, hgrm, Report, RunError};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -78,6 +79,13 @@ struct Shape {
     /// Write the report as JSON here (schema in README).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write one self-contained HTML page here: latency percentile curves and answers per
+    /// second as inline SVG, and the report's figures as tables.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write the latency percentile plot alone here, as an SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
@@ -106,6 +114,14 @@ enum Command {
         /// Reports written with --json.
         #[arg(required = true)]
         reports: Vec<PathBuf>,
+        /// Write one self-contained HTML page here: every report's latency percentile curves
+        /// (the baseline's echo round trip overlaid) and answers per second as inline SVG,
+        /// the summary, and each report's figures as tables.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Write the latency percentile plot of every report alone here, as an SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
 }
 
@@ -182,7 +198,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
             .map_err(|e| Failure::Other(e.into()))??;
         std::process::exit(0);
     }
-    if let Some(Command::Summarize { reports }) = &cli.command {
+    if let Some(Command::Summarize { reports, html, svg }) = &cli.command {
         let mut all = Vec::new();
         for path in reports {
             let text = std::fs::read_to_string(path)
@@ -193,6 +209,23 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         }
         let (text, failed) = loadgen::summary::summarize(&all);
         print!("{text}");
+        // Each report goes by its file's name on the page.
+        let labels: Vec<String> = reports
+            .iter()
+            .map(|p| {
+                p.file_stem()
+                    .unwrap_or(p.as_os_str())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let runs: Vec<Labelled> = labels
+            .iter()
+            .zip(&all)
+            .map(|(label, report)| Labelled { label, report })
+            .collect();
+        let title = format!("loadgen summary of {} report(s)", all.len());
+        write_plots(html.as_deref(), svg.as_deref(), &title, &runs, Some(&text))?;
         std::process::exit(i32::from(failed));
     }
     if let Some(Command::Baseline { shape, seed }) = cli.command {
@@ -209,6 +242,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         .await?;
         print!("{}", outcome.report.table());
         write_json(shape.json.as_deref(), &outcome.report)?;
+        write_run_plots(&shape, &outcome.report)?;
         return Ok(outcome.report);
     }
     let shape = cli.shape;
@@ -250,6 +284,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
     })?;
     print!("{}", outcome.report.table());
     write_json(shape.json.as_deref(), &outcome.report)?;
+    write_run_plots(&shape, &outcome.report)?;
     if let Some(path) = &cli.hgrm {
         std::fs::write(path, hgrm::percentile_distribution(&outcome.round_trip))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -262,6 +297,43 @@ fn write_json(path: Option<&Path>, report: &Report) -> Result<(), Failure> {
         let text = serde_json::to_string_pretty(report).context("encoding the report")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `--html` and `--svg` of one run (an auction or a baseline).
+fn write_run_plots(shape: &Shape, report: &Report) -> Result<(), Failure> {
+    let c = &report.config;
+    let (label, what) = if report.kind == "baseline" {
+        ("baseline", "TLS echo baseline")
+    } else {
+        ("auction", "auction run")
+    };
+    let title = format!("loadgen: {what}, {} bidders, {} items", c.bidders, c.items);
+    let runs = [Labelled { label, report }];
+    write_plots(
+        shape.html.as_deref(),
+        shape.svg.as_deref(),
+        &title,
+        &runs,
+        None,
+    )
+}
+
+fn write_plots(
+    html: Option<&Path>,
+    svg: Option<&Path>,
+    title: &str,
+    runs: &[Labelled],
+    summary: Option<&str>,
+) -> Result<(), Failure> {
+    if let Some(path) = html {
+        let page = loadgen::html::page(title, runs, summary).context("rendering the HTML page")?;
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = svg {
+        let svg = loadgen::html::latency_svg(runs).context("rendering the latency plot")?;
+        std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -33,6 +33,10 @@ pub struct Report {
     pub throughput: Throughput,
     /// Microseconds. `null` for a histogram with no values.
     pub latency_us: Latencies,
+    /// The percentile distributions behind the latency plots (`--html`), in microseconds.
+    /// Empty lists in reports written before loadgen kept them.
+    #[serde(default)]
+    pub latency_curves_us: LatencyCurves,
     pub verify: Option<Verification>,
     pub server: Option<ServerFigures>,
     /// Things the reader should know (a shortened run, no competition, ...).
@@ -133,6 +137,43 @@ pub struct Latencies {
     pub udp_register: Option<Summary>,
 }
 
+/// Curves of the classic HdrHistogram plot: the steps of the `.hgrm` distribution
+/// ([`crate::hgrm::percentile_steps`]), enough to draw a run again from its JSON report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LatencyCurves {
+    /// Of `latency_us.bid_round_trip` (the echo round trip in a baseline report).
+    #[serde(default)]
+    pub bid_round_trip: Vec<CurvePoint>,
+    #[serde(default)]
+    pub fan_out: Vec<CurvePoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// 0 to 1.
+    pub percentile: f64,
+    /// The highest latency at or below which `percentile` of the values fall.
+    pub us: u64,
+}
+
+impl LatencyCurves {
+    pub fn of(round_trip: &Histogram<u64>, fan_out: &Histogram<u64>) -> LatencyCurves {
+        let curve = |h| {
+            crate::hgrm::percentile_steps(h)
+                .into_iter()
+                .map(|s| CurvePoint {
+                    percentile: s.percentile,
+                    us: s.value_us,
+                })
+                .collect()
+        };
+        LatencyCurves {
+            bid_round_trip: curve(round_trip),
+            fan_out: curve(fan_out),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verification {
     pub passed: bool,
@@ -215,6 +256,7 @@ impl Report {
                 tls_connect: Summary::of(&run.tls_connect),
                 udp_register: Summary::of(&run.udp_register),
             },
+            latency_curves_us: LatencyCurves::of(&run.round_trip, &run.fan_out),
             verify: run.verify.clone(),
             server: run.server_figures.clone(),
             notes: run.notes.clone(),
@@ -427,8 +469,24 @@ mod tests {
         assert_eq!(r.throughput.per_second, vec![200, 100]);
         assert_eq!(r.latency_us.bid_round_trip.as_ref().unwrap().count, 300);
         assert!(r.latency_us.fan_out.is_none());
+        // The curve climbs to every value recorded.
+        let curve = &r.latency_curves_us.bid_round_trip;
+        assert_eq!(curve.last().map(|p| (p.percentile, p.us)), Some((1.0, 300)));
+        assert!(curve.windows(2).all(|w| w[0].us <= w[1].us));
+        assert!(r.latency_curves_us.fan_out.is_empty());
         assert_eq!(r.notes, vec!["a note".to_string()]);
         assert!(!r.failed());
+    }
+
+    /// Reports written before the curves were kept still read, with no curve to draw.
+    #[test]
+    fn reports_without_curves_still_read() {
+        let mut json = serde_json::to_value(Report::auction(&figures())).unwrap();
+        assert!(json["latency_curves_us"]["bid_round_trip"].is_array());
+        json.as_object_mut().unwrap().remove("latency_curves_us");
+        let r: Report = serde_json::from_value(json).unwrap();
+        assert!(r.latency_curves_us.bid_round_trip.is_empty());
+        assert_eq!(r.counts.sent, 300);
     }
 
     #[test]

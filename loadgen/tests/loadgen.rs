@@ -2,7 +2,7 @@
 //! the counts add up, the server's own figures agree, verification passes on an honest run
 //! and fails when someone else wins, open loop sends no more than scheduled, a run leaves no
 //! account and no pending notice behind (unless `--keep`), the report and `.hgrm` files are
-//! well formed, and the exit codes hold.
+//! well formed, the HTML page plots the run and holds its figures, and the exit codes hold.
 
 use auction_client::{BidResult, Client, Identity};
 use auction_protocol::Cents;
@@ -311,4 +311,201 @@ fn exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the auction server"));
+}
+
+/// Runs `loadgen ARGS` to the end without blocking the runtime the test server runs on.
+async fn loadgen_output(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || loadgen_bin().args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn select<'a>(doc: &'a scraper::Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&scraper::Selector::parse(css).unwrap())
+        .collect()
+}
+
+fn text(e: &scraper::ElementRef<'_>) -> String {
+    e.text().collect::<String>().trim().to_owned()
+}
+
+/// The cells of the figures table's row `name`, one per report.
+fn figure_row(doc: &scraper::Html, name: &str) -> Vec<String> {
+    let row = select(doc, "table#figures tbody tr")
+        .into_iter()
+        .find(|tr| select_in(tr, "th").first().map(text).as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name:?} in the figures table"));
+    select_in(&row, "td").iter().map(text).collect()
+}
+
+fn select_in<'a>(e: &scraper::ElementRef<'a>, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    e.select(&scraper::Selector::parse(css).unwrap()).collect()
+}
+
+/// The legend names drawn in a chart (plotters writes each as an SVG `<text>`).
+fn svg_texts(svg: &scraper::ElementRef<'_>) -> Vec<String> {
+    select_in(svg, "text").iter().map(text).collect()
+}
+
+/// `loadgen --html --svg` on a real run, then `loadgen summarize --html` over its JSON report
+/// and a baseline's: one chart per plot, the baseline's round trip overlaid, and the figures
+/// table holding the JSON reports' counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_pages_plot_the_runs_and_hold_their_figures() {
+    let t = start().await;
+    let out = tempfile::tempdir().unwrap();
+    let path = |name: &str| out.path().join(name).to_string_lossy().into_owned();
+    let args: Vec<String> = [
+        "--server",
+        &t.udp.to_string(),
+        "--ca",
+        &t.ca.to_string_lossy(),
+        "--bidders",
+        "6",
+        "--items",
+        "2",
+        "--duration",
+        "1500ms",
+        "--item-duration",
+        "4s",
+        "--verify",
+        "--quiet",
+        "--json",
+        &path("auction.json"),
+        "--html",
+        &path("auction.html"),
+        "--svg",
+        &path("auction.svg"),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let run = loadgen_output(args).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let report: loadgen::Report =
+        serde_json::from_str(&std::fs::read_to_string(path("auction.json")).unwrap()).unwrap();
+    assert!(report.counts.answered > 0);
+    // The curves the plot is drawn from are in the JSON report.
+    assert_eq!(
+        report
+            .latency_curves_us
+            .bid_round_trip
+            .last()
+            .map(|p| (p.percentile, p.us)),
+        Some((1.0, report.latency_us.bid_round_trip.as_ref().unwrap().max))
+    );
+
+    let page =
+        scraper::Html::parse_document(&std::fs::read_to_string(path("auction.html")).unwrap());
+    assert_eq!(select(&page, "svg").len(), 2, "one chart per plot");
+    let latency = &select(&page, "figure#latency svg")[0];
+    let texts = svg_texts(latency);
+    for label in [
+        "percentile",
+        "latency (ms)",
+        "90%",
+        "99%",
+        "bid round trip",
+        "fan-out",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "{label:?} not in {texts:?}"
+        );
+    }
+    let rate = svg_texts(&select(&page, "figure#rate svg")[0]);
+    assert!(rate.iter().any(|t| t == "bids answered/s"), "{rate:?}");
+    assert_eq!(figure_row(&page, "sent"), [report.counts.sent.to_string()]);
+    assert_eq!(
+        figure_row(&page, "answered"),
+        [report.counts.answered.to_string()]
+    );
+    assert_eq!(
+        figure_row(&page, "accepted"),
+        [report.counts.accepted.to_string()]
+    );
+    assert_eq!(figure_row(&page, "unanswered, errors"), ["none"]);
+    let round_trip = select(&page, "table#latencies tbody tr")
+        .into_iter()
+        .map(|tr| {
+            select_in(&tr, "th, td")
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells[1] == "bid round trip")
+        .unwrap();
+    assert_eq!(round_trip[2], report.counts.answered.to_string());
+    // The page needs nothing from elsewhere.
+    assert!(select(&page, "script, link, img, [src]").is_empty());
+    // --svg: the latency chart alone.
+    let svg = std::fs::read_to_string(path("auction.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("bid round trip"),
+        "{svg:.200}"
+    );
+    t.server.shutdown().await.unwrap();
+
+    // A baseline, and the summary page over both reports.
+    let baseline = loadgen::baseline::run(loadgen::baseline::Options {
+        bidders: 4,
+        items: 2,
+        items_per_bidder: None,
+        duration: Duration::from_millis(500),
+        progress: false,
+        seed: 1,
+        echo_exe: None,
+    })
+    .await
+    .unwrap()
+    .report;
+    std::fs::write(
+        path("baseline.json"),
+        serde_json::to_string(&baseline).unwrap(),
+    )
+    .unwrap();
+    let summary = loadgen_output(
+        [
+            "summarize",
+            &path("auction.json"),
+            &path("baseline.json"),
+            "--html",
+            &path("summary.html"),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect(),
+    )
+    .await;
+    assert_eq!(summary.status.code(), Some(0), "{summary:?}");
+    let page =
+        scraper::Html::parse_document(&std::fs::read_to_string(path("summary.html")).unwrap());
+    assert_eq!(select(&page, "svg").len(), 2);
+    let texts = svg_texts(&select(&page, "figure#latency svg")[0]);
+    for label in [
+        "bid round trip (auction)",
+        "fan-out (auction)",
+        "TLS echo round trip (baseline)",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "{label:?} not in {texts:?}"
+        );
+    }
+    assert_eq!(
+        figure_row(&page, "answered"),
+        [
+            report.counts.answered.to_string(),
+            baseline.counts.answered.to_string()
+        ]
+    );
+    assert_eq!(
+        figure_row(&page, "accepted"),
+        [report.counts.accepted.to_string(), "-".to_owned()]
+    );
+    let medians = text(&select(&page, "pre")[0]);
+    assert!(
+        medians.contains("auction / baseline answered per second"),
+        "{medians}"
+    );
 }
