@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a whole auction on loopback with short durations and prints what happened:
 # a server on free ports with fresh certificates in a temporary folder, three people
-# (alice sells, bob and carol bid), the winner and seller notices, the final status.
+# (alice sells, bob and carol bid), the winner and seller notices, the final status, and
+# what the live board shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Port 0: the server picks a free port and logs it.
-"$server_bin" --udp 127.0.0.1:0 \
+"$server_bin" --udp 127.0.0.1:0 --web 127.0.0.1:0 \
   --cert "$work/certs/server.pem" --key "$work/certs/server.key" --db "$work/auction.db" \
   --snipe-window 2s --snipe-extension 3s 2>"$work/server.log" &
 server_pid=$!
@@ -31,7 +32,21 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$addr" ] || { echo "the server did not start:"; cat "$work/server.log"; exit 1; }
-echo "== server listening on $addr (certificates in $work/certs)"
+web=$(sed -n 's|.*live board at http://\([0-9.:]*\)/.*|\1|p' "$work/server.log" | head -1)
+echo "== server listening on $addr (certificates in $work/certs); live board at http://$web/"
+
+# GET a page of the board (bash's /dev/tcp: no HTTP client needed).
+board() {
+  exec 3<>"/dev/tcp/${web%:*}/${web##*:}"
+  printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$1" "$web" >&3
+  cat <&3
+  exec 3<&-
+}
+# The text of the board's table rows, one per line.
+board_rows() {
+  board "$1" | sed 's|<tr|\n<tr|g; s|</tr>|</tr>\n|g' | grep '^<tr data-' |
+    sed 's|<[^>]*>| |g; s|  *| |g; s|^ ||'
+}
 
 client() {
   local who=$1; shift
@@ -70,6 +85,9 @@ client bob bid "$item" 12.50
 say "carol outbids him"
 client carol bid "$item" 13.75
 
+say "the live board, as a browser at http://$web/ gets it (item, description, seller, minimum, price, leader, bids, time left)"
+board_rows /
+
 say "bob bids again and follows the channel to the end (a late bid extends the auction)"
 client bob bid "$item" 15 --follow
 
@@ -83,5 +101,10 @@ cat "$work/alice.txt"
 say "what carol's watch printed"
 cat "$work/carol.txt"
 
+say "the live board's results, and the item's page (its bids in order)"
+board_rows / | tee "$work/board.txt"
+board_rows "/item/$item"
+
 grep -q "sold to bob for 15.00" "$work/alice.txt" || { echo "alice never heard of the sale"; exit 1; }
+grep -q "sold to bob for 15.00" "$work/board.txt" || { echo "the board does not show the sale"; exit 1; }
 say "done"
