@@ -125,6 +125,8 @@ pub struct Config {
     pub settle_port: u16,
     /// Live board event streams (`/events`) open at once; one more is refused with 503.
     pub web_streams: usize,
+    /// Connections to the board one source (IPv4 address, IPv6 /64) may hold at once.
+    pub web_per_source: usize,
 }
 
 impl Default for Config {
@@ -161,6 +163,7 @@ impl Default for Config {
             catalog: None,
             settle_timeout: Duration::from_secs(24 * 3600),
             web_streams: crate::web::DEFAULT_STREAMS,
+            web_per_source: crate::web::DEFAULT_PER_SOURCE,
             settle_port: 0,
         }
     }
@@ -176,13 +179,21 @@ impl Config {
     /// open items) so that together they fit in `open_files`, keeping their proportions. What
     /// changed, as a sentence for the log, or `None` when everything fitted.
     pub fn fit_to_open_files(&mut self, open_files: u64) -> Option<String> {
-        let available = open_files.saturating_sub(RESERVED_FILES).max(3);
-        let wanted = [self.max_connections, self.max_handshakes, self.max_items];
+        // The board's connections for pages are a fixed few; its event streams share the rest.
+        let available = open_files
+            .saturating_sub(RESERVED_FILES + crate::web::PAGE_CONNECTIONS as u64)
+            .max(4);
+        let wanted = [
+            self.max_connections,
+            self.max_handshakes,
+            self.max_items,
+            self.web_streams,
+        ];
         let total: u64 = wanted.iter().map(|&n| n as u64).sum();
         if total <= available {
             return None;
         }
-        let [connections, handshakes, items] =
+        let [connections, handshakes, items, streams] =
             wanted.map(|n| ((n as u64 * available / total) as usize).max(1));
         // The per-source share shrinks with the total (so one host still holds only a small
         // part of it), and is never more than an eighth of it.
@@ -190,13 +201,14 @@ impl Config {
             .min(handshakes / 8)
             .max(1);
         let said = format!(
-            "{open_files} open files allowed (the hard limit): budgets lowered from {} joined connections, {} handshakes ({} per source) and {} open items to {connections}, {handshakes} ({per_source} per source) and {items}",
-            self.max_connections, self.max_handshakes, self.max_handshakes_per_source, self.max_items
+            "{open_files} open files allowed (the hard limit): budgets lowered from {} joined connections, {} handshakes ({} per source), {} board streams and {} open items to {connections}, {handshakes} ({per_source} per source), {streams} and {items}",
+            self.max_connections, self.max_handshakes, self.max_handshakes_per_source, self.web_streams, self.max_items
         );
         self.max_connections = connections;
         self.max_handshakes = handshakes;
         self.max_handshakes_per_source = per_source;
         self.max_items = items;
+        self.web_streams = streams;
         Some(said)
     }
 }
@@ -223,8 +235,13 @@ mod tests {
 
         // At 1024 they shrink together and leave the reserve.
         let said = config.fit_to_open_files(1024).expect("lowered");
-        let used = config.max_connections + config.max_handshakes + config.max_items;
+        let used = config.max_connections
+            + config.max_handshakes
+            + config.max_items
+            + config.web_streams
+            + crate::web::PAGE_CONNECTIONS;
         assert!(used as u64 <= 1024 - RESERVED_FILES, "{used}");
+        assert!(config.web_streams >= 1 && config.web_streams < crate::web::DEFAULT_STREAMS);
         assert!(config.max_items >= 1 && config.max_handshakes >= 1);
         // One source keeps a small share of the handshakes: others still get in.
         assert!(config.max_handshakes_per_source * 8 <= config.max_handshakes);

@@ -113,6 +113,7 @@ pub struct Server {
     metrics: Arc<Metrics>,
     board: Arc<web::Board>,
     web_streams: usize,
+    web_per_source: usize,
 }
 
 impl Server {
@@ -212,7 +213,7 @@ impl Server {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let mut snapshot = snapshot;
         let board = Arc::new(web::Board::new(unix_ms()));
-        let web_streams = config.web_streams;
+        let (web_streams, web_per_source) = (config.web_streams, config.web_per_source);
         let ctx = Arc::new(context::ServerContext {
             config,
             acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
@@ -262,6 +263,7 @@ impl Server {
             metrics,
             board,
             web_streams,
+            web_per_source,
         })
     }
 
@@ -276,6 +278,7 @@ impl Server {
         let site = web::Site {
             board: None,
             metrics: Some(self.metrics.clone()),
+            per_source: self.web_per_source,
         };
         web::serve(listener, site, self.shutdown.clone(), &self.tasks)
     }
@@ -295,6 +298,7 @@ impl Server {
                 stream_cap: self.web_streams,
             }),
             metrics: with_metrics.then(|| self.metrics.clone()),
+            per_source: self.web_per_source,
         };
         web::serve(listener, site, self.shutdown.clone(), &self.tasks)
     }

@@ -101,6 +101,11 @@ struct Cli {
     #[arg(long, default_value_t = auction_server::web::DEFAULT_STREAMS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     web_streams: usize,
+    /// Connections to the board (and the metrics) one source, an IPv4 address or an IPv6 /64,
+    /// may hold at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = auction_server::web::DEFAULT_PER_SOURCE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    web_per_source: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; the same address
     /// as --web serves both from one server; e.g.
     /// 127.0.0.1:9400, or port 0 for any free port, logged at start).
@@ -357,6 +362,7 @@ async fn run(mut cli: Cli) -> Result<()> {
         settle_timeout: cli.settle_timeout,
         settle_port: cli.settle_port,
         web_streams: cli.web_streams,
+        web_per_source: cli.web_per_source,
         ..Config::default()
     };
     match config.fit_to_open_files(open_files) {
@@ -511,7 +517,14 @@ async fn serve_http(cli: &Cli, ip: IpAddr, server: &impl Http) -> Result<()> {
             }
         }),
     };
-    let shared = matches!((cli.web, cli.metrics), (Web::At(w), Some(m)) if w == m);
+    // One server for both when --metrics names the address the board is served on (given, or
+    // the one `auto` took).
+    let web_addr = web.as_ref().and_then(|l| l.local_addr().ok());
+    let shared = match (cli.web, cli.metrics) {
+        (Web::At(w), Some(m)) => w == m,
+        (Web::Auto, Some(m)) => web_addr == Some(m),
+        _ => false,
+    };
     if let Some(listener) = web {
         let addr = server.serve_web(listener, shared)?;
         tracing::info!("live board at http://{addr}/");

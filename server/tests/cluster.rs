@@ -678,7 +678,7 @@ async fn every_node_serves_a_board_of_every_item() {
                 loop {
                     let page = get(board, "/").await.body;
                     let row = page
-                        .split(&format!(r#"<tr data-item="{item}">"#))
+                        .split(&format!(r#"<tr data-item="{item}" "#))
                         .nth(1)
                         .and_then(|r| r.split("</tr>").next())
                         .unwrap_or("")

@@ -200,12 +200,14 @@ async fn the_stream_delivers_a_new_price_with_the_server_time_and_a_close_with_i
 
 /// A unique maximum, so that its digits cannot appear by chance.
 const MAX: Cents = Cents(98_765);
+/// Another, below it.
+const CAT_MAX: Cents = Cents(45_678);
 
 #[tokio::test]
 async fn a_proxy_maximum_appears_in_no_page_and_no_event() {
     let t = start(quick_config()).await;
     let web = serve_board(&t).await;
-    let [sam, ann, bob] = t.people(["sam", "ann", "bob"]).await;
+    let [sam, ann, bob, cat] = t.people(["sam", "ann", "bob", "cat"]).await;
     let mut events = stream(web, "/events", &[]).await;
     let item = sam.offer("Vase", Cents(1000), Some(2)).await.unwrap().item;
     let mut a = ann.open_item(item).await.unwrap();
@@ -215,6 +217,10 @@ async fn a_proxy_maximum_appears_in_no_page_and_no_event() {
     b.bid(Cents(3000), None).await.unwrap();
     // ann raises her own maximum: counted, and still private.
     a.place(Offer::Max(Cents(MAX.0 + 100)), None).await.unwrap();
+    // cat's proxy is outbid at once by ann's: it was placed at its maximum, which stays
+    // private too (the price says only that it was beaten).
+    let mut c = cat.open_item(item).await.unwrap();
+    c.place(Offer::Max(CAT_MAX), None).await.unwrap();
     let mut pages = Vec::new();
     for path in ["/", "/projector"] {
         pages.push(get(web, path).await.body);
@@ -222,12 +228,16 @@ async fn a_proxy_maximum_appears_in_no_page_and_no_event() {
     for path in [format!("/item/{item}"), format!("/projector/{item}")] {
         pages.push(get(web, &path).await.body);
     }
-    assert!(pages[2].contains("30.01"), "the price ann's proxy set");
+    assert!(
+        pages[2].contains("a proxy bid, outbid at once"),
+        "{}",
+        pages[2]
+    );
     events
         .item_event(item, "the close", |v| v["item"]["open"] == false)
         .await;
     pages.push(get(web, &format!("/item/{item}")).await.body);
-    for max in [MAX, Cents(MAX.0 + 100)] {
+    for max in [MAX, Cents(MAX.0 + 100), CAT_MAX] {
         let (decimal, cents) = (max.to_string(), max.0.to_string());
         for (i, page) in pages.iter().enumerate() {
             assert!(
@@ -237,9 +247,10 @@ async fn a_proxy_maximum_appears_in_no_page_and_no_event() {
         }
         assert!(!events.seen.contains(&decimal) && !events.seen.contains(&cents));
     }
+    // The stream was read, and cat's bid in it has no amount.
     assert!(
-        events.seen.contains("30.01"),
-        "the stream was read: {}",
+        events.seen.contains(r#""bidder":"cat","amount":null"#),
+        "{}",
         events.seen
     );
 }
@@ -375,4 +386,116 @@ async fn the_board_comes_back_after_a_restart_with_bids_and_results() {
         text(&item, "#facts").map(|f| f.contains("13.00")),
         Some(true)
     );
+}
+
+#[tokio::test]
+async fn one_source_holds_at_most_its_share_of_connections_and_others_get_in() {
+    let t = start(Config {
+        web_per_source: 3,
+        ..quick_config()
+    })
+    .await;
+    let web = serve_board(&t).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(stream(web, "/events", &[]).await);
+    }
+    assert!(held.iter().all(|s| s.status == 200));
+    // One more from the same address is told why and closed, before its request is read.
+    let refused = get(web, "/").await;
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused
+            .body
+            .contains("your address already holds 3 connections"),
+        "{}",
+        refused.body
+    );
+    // Another address is served meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(web).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    other
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    within(
+        10,
+        "the other address's page",
+        other.read_to_string(&mut answer),
+    )
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A closed connection gives its place back.
+    held.pop();
+    within(10, "a freed place", async {
+        while get(web, "/").await.status != 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_that_does_not_read_gets_the_latest_price_not_every_bid() {
+    let t = start(Config {
+        bid_rate: 100_000.0,
+        bid_burst: 100_000.0,
+        ..quick_config()
+    })
+    .await;
+    let web = serve_board(&t).await;
+    let [sam, ann] = t.people(["sam", "ann"]).await;
+    let item = sam.offer("Lamp", Cents(100), Some(60)).await.unwrap().item;
+    // A stream opened and then not read while the bids come.
+    let mut slow = stream(web, "/events", &[]).await;
+    let mut ch = ann.open_item(item).await.unwrap();
+    const BIDS: u64 = 600;
+    for n in 0..BIDS {
+        ch.bid(Cents(200 + n), None).await.unwrap();
+    }
+    let last = format!("{}", Cents(200 + BIDS - 1));
+    let mut events = 0;
+    loop {
+        let e = slow.next(10).await.expect("the stream catches up");
+        events += 1;
+        let v = e.json();
+        if v["item"]["price"] == last.as_str() {
+            assert_eq!(v["item"]["bids"], BIDS);
+            break;
+        }
+    }
+    // What waited in the buffers is bounded (hyper's 16 KiB and the kernel's send buffer),
+    // so the rest were never made: the stream got far fewer events than bids, the last one
+    // the latest price.
+    assert!(events < BIDS / 2, "{events} events for {BIDS} bids");
+    assert!(slow.seen.len() < 200 * 1024, "{} bytes", slow.seen.len());
+}
+
+#[tokio::test]
+async fn a_bid_in_the_soft_close_window_is_shown_as_extending_the_auction() {
+    let t = start(Config {
+        snipe_window: std::time::Duration::from_secs(60),
+        snipe_extension: std::time::Duration::from_secs(60),
+        ..quick_config()
+    })
+    .await;
+    let web = serve_board(&t).await;
+    let [sam, ann] = t.people(["sam", "ann"]).await;
+    // 8 s: the soft close scales down to a quarter of it (2 s window, 2 s extension).
+    let item = sam.offer("Clock", Cents(100), Some(8)).await.unwrap().item;
+    let mut ch = ann.open_item(item).await.unwrap();
+    let ends = ch.status().await.unwrap().ends_at;
+    let wait = ends
+        .saturating_sub(auction_server::unix_ms())
+        .saturating_sub(1000);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    ch.bid(Cents(150), None).await.unwrap();
+    let page = get(web, &format!("/item/{item}")).await.body;
+    assert_eq!(text(&page, "#facts dd.extensions").as_deref(), Some("1"));
+    let note = text(&page, "#history tbody tr td.note").unwrap();
+    assert!(note.starts_with("extended the end to "), "{note}");
 }

@@ -22,6 +22,8 @@ use crate::web::board::{Board, RECENT_RESULTS};
 const POLL: Duration = Duration::from_millis(100);
 /// Every this many polls, it reads every open item whatever its revision.
 const RESYNC: u32 = 50;
+/// Revisions read again at each poll, for commits that land out of revision order.
+const OVERLAP: i64 = 64;
 
 /// Follows the other nodes' items into `board` until `stop`.
 pub async fn follow(
@@ -32,22 +34,32 @@ pub async fn follow(
 ) {
     let mut last_rev: i64 = 0;
     let mut polls: u32 = 0;
+    let mut failing = false;
     loop {
+        // A revision is taken before its commit, so a lower one may commit after a higher one
+        // was read: the poll reads back `OVERLAP` revisions (unchanged items cost nothing
+        // more), and the resync catches anything older.
         let after = if polls.is_multiple_of(RESYNC) {
             None
         } else {
-            Some(last_rev)
+            Some(last_rev.saturating_sub(OVERLAP))
         };
         polls = polls.wrapping_add(1);
         match shard::board_items(&client, &me, after, RECENT_RESULTS as i64).await {
-            Ok(items) => {
-                for (rev, item) in items {
-                    last_rev = last_rev.max(rev);
-                    board.mirror(item);
+            Ok(rows) => {
+                failing = false;
+                for row in rows {
+                    last_rev = last_rev.max(row.rev);
+                    board.mirror(row.item, row.last);
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %format!("{e:#}"), "could not read the other nodes' items for the board")
+                // Said once per run of failures (the host's own polls say when the database
+                // is gone).
+                if !failing {
+                    tracing::warn!(error = %format!("{e:#}"), "could not read the other nodes' items for the board");
+                }
+                failing = true;
             }
         }
         tokio::select! {

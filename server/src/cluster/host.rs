@@ -46,9 +46,11 @@ pub struct Host {
     stop: CancellationToken,
     tasks: TaskTracker,
     task: tokio::task::JoinHandle<()>,
-    /// What the node's live board and metrics serve (its own items).
+    /// What the node's live board serves: its own items from their tasks, the others' from the
+    /// database (`cluster/board.rs`).
     site: crate::web::BoardSite,
     metrics: Arc<crate::metrics::Metrics>,
+    per_source: usize,
 }
 
 impl Host {
@@ -114,6 +116,7 @@ impl Host {
             stream_cap: ctx.config.web_streams,
         };
         let metrics = ctx.metrics.clone();
+        let per_source = ctx.config.web_per_source;
         let stop = CancellationToken::new();
         tasks.spawn(super::board::follow(
             client.clone(),
@@ -141,11 +144,13 @@ impl Host {
             task,
             site,
             metrics,
+            per_source,
         })
     }
 
-    /// Serves this node's live board (the items it runs; their pages read the database) on
-    /// `listener`, with the node's metrics when `with_metrics`, until the host stops.
+    /// Serves this node's live board (every item: its own from their tasks, the others' from
+    /// the database) on `listener`, with the node's metrics when `with_metrics`, until the host
+    /// stops.
     pub fn serve_web(
         &self,
         listener: tokio::net::TcpListener,
@@ -154,6 +159,7 @@ impl Host {
         let site = crate::web::Site {
             board: Some(self.site.clone()),
             metrics: with_metrics.then(|| self.metrics.clone()),
+            per_source: self.per_source,
         };
         crate::web::serve(listener, site, self.stop.clone(), &self.tasks)
     }
@@ -163,6 +169,7 @@ impl Host {
         let site = crate::web::Site {
             board: None,
             metrics: Some(self.metrics.clone()),
+            per_source: self.per_source,
         };
         crate::web::serve(listener, site, self.stop.clone(), &self.tasks)
     }
@@ -357,7 +364,7 @@ impl Hosting {
             planned_ends_at,
             lead,
             bid_ids,
-            bids,
+            counts,
             ..
         } = stored;
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
@@ -410,7 +417,7 @@ impl Hosting {
             channel,
             lead,
             bid_ids,
-            bids: Some(bids),
+            shown: Some(counts),
         };
         let handle = item::spawn(spec, listener, self.ctx.clone());
         self.running.insert(id, handle.cmd);

@@ -80,17 +80,26 @@ impl ItemTask {
             .auction
             .lead()
             .map(|l| (l.amount, l.bidder.id, self.auction.ends_at));
+        let end_before = self.auction.ends_at;
         self.auction.apply(&bidder, &decision, id.as_deref());
         self.reply(conn, req, &decision.outcome);
-        let Outcome::Accepted { amount, .. } = decision.outcome else {
+        let Outcome::Accepted {
+            amount,
+            leading,
+            max,
+            ..
+        } = decision.outcome
+        else {
             return;
         };
-        // The board's history: who bid, and the price the bid set (never a maximum).
+        // The board's history: who bid, and at what; a proxy outbid at once was placed at its
+        // maximum, which stays private.
         let placed = BoardBid {
             at: now,
             bidder: bidder.name.clone(),
-            amount,
+            amount: (leading || max.is_none()).then_some(amount),
             ends_at: self.auction.ends_at,
+            extended: self.auction.ends_at > end_before,
         };
         // HIGHEST only when what others see moved (a new private maximum moves nothing).
         match self.auction.lead() {

@@ -27,10 +27,10 @@ pub struct ItemSpec {
     pub lead: Option<Lead>,
     /// The first answer to every bid id, for a resumed item.
     pub bid_ids: Vec<(AccountId, String, Outcome)>,
-    /// Accepted bids so far, for an item read from the database (a resumed one, or one given
-    /// to this node): the board shows it at once. `None` for a new item, which the board shows
-    /// once its offer is durable (`registry/announce.rs`).
-    pub bids: Option<u64>,
+    /// What its bids so far add to the board, for an item read from the database (a resumed
+    /// one, or one given to this node): the board shows it at once. `None` for a new item,
+    /// which the board shows once its offer is durable (`registry/announce.rs`).
+    pub shown: Option<crate::web::BidCounts>,
 }
 
 /// What the registry and an item task share about the item's subscribers.

@@ -151,8 +151,8 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
             ends_at: spec.ends_at,
         }))
     });
-    if let Some(bids) = spec.bids {
-        ctx.board.offered(BoardItem::from_view(&view, bids));
+    if let Some(counts) = spec.shown {
+        ctx.board.offered(BoardItem::from_view(&view, counts));
     }
     let (view_tx, view_rx) = watch::channel(view);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);

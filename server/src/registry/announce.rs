@@ -66,12 +66,12 @@ impl Registry {
 
     /// A durable announcement into the queues of those who are to get it.
     pub(super) fn queue_announcement(&mut self, a: Announcement) {
-        // A new item's offer is durable now: the board shows it. (Several nodes: each node's
-        // board shows the items it runs, from the database, instead.)
+        // A new item's offer is durable now: the board shows it. (Several nodes: the nodes'
+        // boards show it, from the node running it and from the database: `cluster/board.rs`.)
         if let (Body::NewItem(view), None) = (&a.body, &self.ctx.cluster) {
             self.ctx
                 .board
-                .offered(crate::web::BoardItem::from_view(view, 0));
+                .offered(crate::web::BoardItem::from_view(view, Default::default()));
         }
         match a.to {
             Audience::Everyone => self.announcements.queue_for_everyone(a.body),

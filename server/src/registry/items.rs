@@ -146,7 +146,7 @@ impl Registry {
             channel: Some(channel.clone()),
             lead: None,
             bid_ids: Vec::new(),
-            bids: None,
+            shown: None,
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
         let entry = Entry::running(handle, Negotiation::Due(negotiate_at));

@@ -38,7 +38,7 @@ impl Registry {
             .len()
             .saturating_sub(crate::web::board::RECENT_RESULTS);
         for stored in &closed[skip..] {
-            let mut shown = crate::web::BoardItem::from_view(&stored_view(stored), stored.bids);
+            let mut shown = crate::web::BoardItem::from_view(&stored_view(stored), stored.counts);
             shown.open = false;
             shown.closed_at = stored.closed_at;
             self.ctx.board.offered(shown);
@@ -169,7 +169,7 @@ impl Registry {
                     .map(|(port, _)| SocketAddr::new(self.advertise, *port).to_string()),
                 lead,
                 bid_ids: stored.bid_ids,
-                bids: Some(stored.bids),
+                shown: Some(stored.counts),
             };
             let leader = spec.lead.as_ref().map(|l| l.bidder.id);
             let (handle, prepared) = item::prepare(spec, self.ctx.clone());

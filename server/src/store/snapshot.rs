@@ -65,8 +65,8 @@ pub struct StoredItem {
     /// The end the auction itself set (its offer, or a bid that extended it), without the
     /// recovery grace a restart may have added to `ends_at`.
     pub planned_ends_at: u64,
-    /// Accepted bids so far (what the board shows).
-    pub bids: u64,
+    /// Accepted bids so far and the extensions among them (what the board shows).
+    pub counts: crate::web::BidCounts,
     pub port: u16,
     /// The leading bid: bidder, bidder's name, price, the bidder's proxy maximum.
     pub lead: Option<(AccountId, String, Cents, Option<Cents>)>,

@@ -10,13 +10,14 @@
   const only = body.dataset.item ? Number(body.dataset.item) : null;
   const projector = body.classList.contains("projector");
   const serverNow = () => Date.now() + offset;
+  const RECENT_RESULTS = 50; // web/board.rs RECENT_RESULTS
 
   function clock(ms) {
     return new Date(ms).toISOString().slice(11, 19) + " UTC";
   }
 
   function timeLeft(ends, now) {
-    const s = Math.ceil(Math.max(0, ends - now) / 1000);
+    const s = Math.floor(Math.max(0, ends - now) / 1000);
     const pad = (n) => String(n).padStart(2, "0");
     if (s === 0) return "ending";
     if (s < 60) return s + "s";
@@ -64,8 +65,13 @@
         first.appendChild(link(item, projector ? "/projector/" : "/item/"));
         row.append(first, td("description", item.description), td("seller", item.seller),
           td("min", ""), td("price", ""), td("leader", ""), td("bids", ""), td("left", ""));
-        open.appendChild(row);
       }
+      // Kept in the server's order: soonest end first.
+      row.dataset.ends = item.ends_at;
+      const later = Array.from(open.children).find(
+        (r) => r !== row && Number(r.dataset.ends) > item.ends_at);
+      if (later) open.insertBefore(row, later);
+      else open.appendChild(row);
       cell(row, "min", item.min);
       cell(row, "price", item.price || "");
       cell(row, "leader", item.leader || "");
@@ -82,6 +88,8 @@
         r.append(first, td("description", item.description), td("result", result(item)),
           td("closed", item.closed_at ? clock(item.closed_at) : ""));
         results.prepend(r);
+        // As many as the server keeps.
+        while (results.children.length > RECENT_RESULTS) results.lastElementChild.remove();
       }
     }
     const none = document.getElementById("none-open");
@@ -111,12 +119,14 @@
     left.dataset.open = item.open;
     cell(facts, "result", item.open ? "open" : result(item));
     if (next) {
-      const last = history.lastElementChild;
-      const extended = last && bid.ends_at > Number(last.dataset.ends || 0);
+      // The same words as pages.rs `note`.
+      const notes = [];
+      if (bid.amount === null) notes.push("a proxy bid, outbid at once (its maximum stays private)");
+      if (bid.extended) notes.push("extended the end to " + clock(bid.ends_at));
       const r = document.createElement("tr");
       r.dataset.ends = bid.ends_at;
-      r.append(td("at", clock(bid.at)), td("bidder", bid.bidder), td("amount", bid.amount),
-        td("note", extended ? "extended the end to " + clock(bid.ends_at) : ""));
+      r.append(td("at", clock(bid.at)), td("bidder", bid.bidder), td("amount", bid.amount || ""),
+        td("note", notes.join("; ")));
       history.appendChild(r);
       facts.dataset.shown = shown + 1;
       const none = document.getElementById("no-bids");
@@ -146,10 +156,14 @@
   });
   events.addEventListener("reload", () => location.reload());
   events.addEventListener("error", () => {
-    live.textContent = " · reconnecting";
-    // Refused (too many streams) or gone for good: the browser will not retry, so re-read
-    // the page a little later (it shows the state even without the stream).
-    if (events.readyState === EventSource.CLOSED) setTimeout(() => location.reload(), 10000);
+    if (events.readyState === EventSource.CLOSED) {
+      // Refused (too many streams) or gone for good: the browser will not retry, so re-read
+      // the page a little later (it shows the state even without the stream).
+      live.textContent = " · not live: re-reading the page every 10 s";
+      setTimeout(() => location.reload(), 10000);
+    } else {
+      live.textContent = " · reconnecting";
+    }
   });
   tick();
   setInterval(tick, 250);

@@ -39,16 +39,21 @@ pub struct BoardItem {
     pub bids: u64,
     /// When bidding ends (or ended), Unix ms.
     pub ends_at: u64,
-    /// Soft-close extensions this server has seen.
+    /// Soft-close extensions: bids that moved the end later than the bid before them had
+    /// (counted from the database after a restart, like the history's notes).
     pub extensions: u32,
+    /// The end before the first bid, when known (an item seen offered, or resumed without
+    /// bids): what the first bid's extension is measured against.
+    #[serde(skip)]
+    pub first_end: Option<u64>,
     pub open: bool,
     /// Once closed: when.
     pub closed_at: Option<u64>,
 }
 
 impl BoardItem {
-    /// An item's public view (as LIST and NEW-ITEM carry it) with its bid count.
-    pub fn from_view(view: &ItemView, bids: u64) -> BoardItem {
+    /// An item's public view (as LIST and NEW-ITEM carry it) with what its bids add.
+    pub fn from_view(view: &ItemView, counts: BidCounts) -> BoardItem {
         let open = view.state == ItemState::Open;
         BoardItem {
             item: view.item,
@@ -61,9 +66,10 @@ impl BoardItem {
             } else {
                 view.winner.clone()
             },
-            bids,
+            bids: counts.bids,
             ends_at: view.ends_at,
-            extensions: 0,
+            extensions: counts.extensions,
+            first_end: (counts.bids == 0).then_some(view.ends_at),
             open,
             closed_at: None,
         }
@@ -78,16 +84,30 @@ impl BoardItem {
     }
 }
 
-/// One accepted bid that moved the price, as the item's history shows it: who placed it and
-/// the price it set (never a proxy bid's maximum).
+/// What an item's accepted bids add to its view: how many, and how many extended the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BidCounts {
+    pub bids: u64,
+    pub extensions: u32,
+}
+
+/// One accepted bid, as the item's history shows it: who placed it and the amount it was
+/// placed at (a direct bid's amount, or the price a leading proxy bid set), never a proxy
+/// bid's maximum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BoardBid {
     pub at: u64,
     pub bidder: String,
-    #[serde(serialize_with = "decimal")]
-    pub amount: Cents,
-    /// The end after this bid (later than before it when it extended the auction).
+    /// `None` for a proxy bid that another proxy outbid at once: its amount was its maximum,
+    /// which stays private.
+    #[serde(serialize_with = "optional_decimal")]
+    pub amount: Option<Cents>,
+    /// The end after this bid.
     pub ends_at: u64,
+    /// It moved the end later (soft close). Read from the database, a first bid's extension
+    /// is not known (the end before it is not stored); the page then compares it with
+    /// `BoardItem::first_end`.
+    pub extended: bool,
 }
 
 /// What a stream sends for one changed item: its state and, for a bid, the bid.
@@ -155,6 +175,18 @@ impl Inner {
     }
 }
 
+/// What follows a stream's cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// The oldest change after it.
+    Change(Box<Change>),
+    /// Nothing has changed since.
+    UpToDate,
+    /// The board can no longer tell what changed since (something changed after it has left
+    /// the board, or the cursor is not from this run): the page must re-read it.
+    Lost,
+}
+
 /// The live board (see the module header).
 pub struct Board {
     inner: Mutex<Inner>,
@@ -208,21 +240,26 @@ impl Board {
     /// Several nodes: an item another node runs, as the database has it now (read in order
     /// of its revisions, so never older than what the board shows of it). It is shown, or its
     /// entry brought up to date; a close moves it to the results.
-    pub fn mirror(&self, mut item: BoardItem) {
+    /// `last` is its latest bid: shown with the change when it is the one bid since the board
+    /// last read the item.
+    pub fn mirror(&self, item: BoardItem, last: Option<BoardBid>) {
         let mut inner = self.lock();
         let id = item.item;
         let closes = !item.open;
+        let mut bid = None;
         if let Some(e) = inner.items.get(&id) {
             // A result does not change; an open item changes only when something did.
-            if !e.item.open {
+            if !e.item.open || e.item == item {
                 return;
             }
-            item.extensions = e.item.extensions + u32::from(item.ends_at > e.item.ends_at);
-            if e.item == item {
-                return;
+            if item.bids == e.item.bids + 1 {
+                bid = last;
             }
         }
         let seq = inner.put(item);
+        if let Some(e) = inner.items.get_mut(&id) {
+            e.bid = bid;
+        }
         if closes {
             inner.results.push_back(id);
             trim(&mut inner);
@@ -234,9 +271,7 @@ impl Board {
     /// A durable accepted bid that moved what others see: the new price, leader and end.
     pub fn bid(&self, item: u64, bid: BoardBid, price: Cents, leader: String) {
         self.change(item, |e| {
-            if bid.ends_at > e.item.ends_at {
-                e.item.extensions += 1;
-            }
+            e.item.extensions += u32::from(bid.extended);
             e.item.ends_at = bid.ends_at;
             e.item.price = Some(price);
             e.item.leader = Some(leader);
@@ -264,20 +299,20 @@ impl Board {
 
     /// A durable result: the item moves to the recent results.
     pub fn closed(&self, item: u64, winner: Option<(String, Cents)>, at: u64) {
-        let mut found = false;
-        self.change(item, |e| {
-            found = true;
-            e.item.open = false;
-            e.item.closed_at = Some(at);
-            e.item.price = winner.as_ref().map(|w| w.1);
-            e.item.leader = winner.map(|w| w.0);
-            e.bid = None;
-        });
-        if found {
-            let mut inner = self.lock();
-            inner.results.push_back(item);
-            trim(&mut inner);
-        }
+        let mut inner = self.lock();
+        let Some(e) = inner.items.get_mut(&item).filter(|e| e.item.open) else {
+            return;
+        };
+        e.item.open = false;
+        e.item.closed_at = Some(at);
+        e.item.price = winner.as_ref().map(|w| w.1);
+        e.item.leader = winner.map(|w| w.0);
+        e.bid = None;
+        let seq = inner.stamp(item);
+        inner.results.push_back(item);
+        trim(&mut inner);
+        drop(inner);
+        self.changed.send_replace(seq);
     }
 
     /// Everything on the board now, and the sequence number it is as of: open items by end
@@ -306,8 +341,39 @@ impl Board {
         (inner.seq, inner.items.get(&item).map(|e| e.item.clone()))
     }
 
-    /// What changed after `since` (of `only` that item, if given), oldest change first; `None`
-    /// when the board can no longer tell (something changed after `since` has left it).
+    /// The latest sequence number.
+    pub fn seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    /// The oldest change after `since` (of `only` that item, if given): what a stream sends
+    /// next, one at a time, so it never holds more than one event.
+    pub fn next_after(&self, since: u64, only: Option<u64>) -> Next {
+        let inner = self.lock();
+        if since < inner.forgotten || since > inner.seq {
+            return Next::Lost;
+        }
+        let entry = match only {
+            Some(id) => inner.items.get(&id).filter(|e| e.seq > since),
+            None => inner
+                .by_seq
+                .range(since + 1..)
+                .next()
+                .and_then(|(_, id)| inner.items.get(id)),
+        };
+        match entry {
+            Some(e) => Next::Change(Box::new(Change {
+                seq: e.seq,
+                item: e.item.clone(),
+                bid: e.bid.clone(),
+            })),
+            None => Next::UpToDate,
+        }
+    }
+
+    /// Every change after `since` at once (see [`Board::next_after`]); `None` when the board
+    /// can no longer tell.
+    #[cfg(test)]
     pub fn since(&self, since: u64, only: Option<u64>) -> Option<(u64, Vec<Change>)> {
         let inner = self.lock();
         if since < inner.forgotten || since > inner.seq {
@@ -378,6 +444,7 @@ mod tests {
             bids: 0,
             ends_at,
             extensions: 0,
+            first_end: Some(ends_at),
             open: true,
             closed_at: None,
         }
@@ -387,8 +454,9 @@ mod tests {
         BoardBid {
             at,
             bidder: "alice".into(),
-            amount: Cents(amount),
+            amount: Some(Cents(amount)),
             ends_at,
+            extended: false,
         }
     }
 
@@ -418,7 +486,11 @@ mod tests {
     fn a_later_end_counts_as_an_extension_and_a_close_moves_to_results() {
         let board = Board::new(1);
         board.offered(item(1, 10_000));
-        board.bid(1, bid(9_000, 1000, 12_000), Cents(1000), "alice".into());
+        let late = BoardBid {
+            extended: true,
+            ..bid(9_000, 1000, 12_000)
+        };
+        board.bid(1, late, Cents(1000), "alice".into());
         board.closed(1, Some(("alice".into(), Cents(1000))), 12_000);
         let (_, open, results) = board.snapshot();
         assert!(open.is_empty());

@@ -1,8 +1,11 @@
 //! `GET /events`: the board's changes as Server-Sent Events, one stream per page.
 //!
 //! A stream holds a permit (the cap on open streams), a cursor and the board's `watch`; when
-//! woken it sends, for each item changed since its cursor, that item's state now (`item`
-//! events, with the server's time, so a page counts down on the server's clock). A page whose
+//! woken it sends, one at a time as the connection takes them, the state now of each item
+//! changed since its cursor (`item` events, with the server's time, so a page counts down on
+//! the server's clock). It builds the next event only when hyper asks for it, which hyper
+//! does only when its small write buffer has room: a browser that stops reading holds its
+//! buffers and a cursor, and when it reads again gets each changed item once, as it is then. A page whose
 //! cursor the board can no longer serve (another server run, or results it has dropped) is
 //! told to re-read the page (`reload`). Every event's id is `BOOT-SEQ`, so a browser that
 //! reconnects sends it back as `Last-Event-ID` and resumes where it was.
@@ -12,14 +15,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
-use super::board::{Board, BoardBid, BoardItem, Change};
-use super::{event_id, last_event_id, parse_event_id, BoardSite, EventsQuery};
+use super::board::{Board, BoardBid, BoardItem, Change, Next};
+use super::{event_id, parse_event_id, BoardSite, EventsQuery};
 use crate::clock::unix_ms;
 
 /// A comment line this often keeps proxies and the browser from timing the stream out.
@@ -49,10 +51,10 @@ struct ReloadEvent {
 struct Follow {
     board: Arc<Board>,
     changed: watch::Receiver<u64>,
+    /// The last change sent; `None`: the page's state is from another run or unreadable.
     cursor: Option<u64>,
     only: Option<u64>,
-    ready: VecDeque<Event>,
-    /// When it last collected changes.
+    /// When it last caught up.
     last: tokio::time::Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -69,7 +71,7 @@ pub(super) async fn stream(
         );
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "10")],
+            [(header::RETRY_AFTER, "10"), (header::CONNECTION, "close")],
             message,
         )
             .into_response();
@@ -78,30 +80,29 @@ pub(super) async fn stream(
     let mut changed = board.subscribe();
     changed.borrow_and_update();
     // Where the page's state is from: the last event it got, or the state it was rendered
-    // with. `None` means "from another run, or unreadable": the page must re-read.
-    let cursor = match last_event_id(&headers).or(query.since) {
+    // with; an id that is not text, not ours or not readable means the page must re-read.
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map(str::to_owned).unwrap_or_default()),
+        None => query.since,
+    };
+    let cursor = match resume {
         Some(id) => parse_event_id(board.boot, &id),
-        None => Some(board.snapshot().0),
+        None => Some(board.seq()),
     };
     let follow = Follow {
         board,
         changed,
         cursor,
         only: query.item,
-        ready: VecDeque::new(),
         last: tokio::time::Instant::now(),
         _permit: permit,
     };
     let events = futures_util::stream::unfold(follow, |mut f| async move {
         loop {
-            if let Some(event) = f.ready.pop_front() {
+            if let Some(event) = f.next_event() {
                 return Some((Ok::<_, Infallible>(event), f));
             }
-            f.collect();
-            if !f.ready.is_empty() {
-                continue;
-            }
-            // Nothing new: wait for the next change (or the end of the server), and let a burst
+            // Up to date: wait for the next change (or the end of the server), and let a burst
             // of changes gather.
             f.changed.changed().await.ok()?;
             tokio::time::sleep_until(f.last + MIN_GAP).await;
@@ -119,44 +120,47 @@ fn json(data: &impl Serialize) -> String {
 }
 
 impl Follow {
-    /// Queues an event for each change after the cursor, or `reload` when the board cannot
-    /// tell what changed after it.
-    fn collect(&mut self) {
-        self.last = tokio::time::Instant::now();
+    /// The event for the next change after the cursor, `reload` when the board cannot tell
+    /// what changed after it, or `None` when the page is up to date.
+    fn next_event(&mut self) -> Option<Event> {
         let now = unix_ms();
-        let changes = self
-            .cursor
-            .and_then(|cursor| self.board.since(cursor, self.only));
-        match changes {
-            Some((seq, changes)) => {
-                for Change { seq, item, bid } in changes {
-                    let data = ItemEvent {
-                        now,
-                        item: &item,
-                        bid: bid.as_ref(),
-                    };
-                    self.ready.push_back(
-                        Event::default()
-                            .event("item")
-                            .id(event_id(self.board.boot, seq))
-                            .data(json(&data)),
-                    );
-                }
+        let next = match self.cursor {
+            Some(cursor) => self.board.next_after(cursor, self.only),
+            None => Next::Lost,
+        };
+        match next {
+            Next::Change(change) => {
+                let Change { seq, item, bid } = *change;
                 self.cursor = Some(seq);
+                let data = ItemEvent {
+                    now,
+                    item: &item,
+                    bid: bid.as_ref(),
+                };
+                Some(
+                    Event::default()
+                        .event("item")
+                        .id(event_id(self.board.boot, seq))
+                        .data(json(&data)),
+                )
             }
-            None => {
-                let seq = self.board.snapshot().0;
+            Next::UpToDate => {
+                self.last = tokio::time::Instant::now();
+                None
+            }
+            Next::Lost => {
+                let seq = self.board.seq();
+                self.cursor = Some(seq);
                 let data = ReloadEvent {
                     now,
                     why: "the board has changed more than this page can be told; re-read it",
                 };
-                self.ready.push_back(
+                Some(
                     Event::default()
                         .event("reload")
                         .id(event_id(self.board.boot, seq))
                         .data(json(&data)),
-                );
-                self.cursor = Some(seq);
+                )
             }
         }
     }

@@ -7,10 +7,12 @@
 //! is already durable, and an item's bid history is read from the database's committed rows.
 //!
 //! Bounded like the rest: connections are admitted within a budget (the permit is taken before
-//! `accept`, so the surplus waits in the kernel's backlog, not in memory); each connection has
-//! a deadline for its request head; open event streams have their own cap, past which the
-//! answer is `503` with the reason. A browser that reads slowly holds one connection and one
-//! cursor, never a queue (see `board.rs`).
+//! `accept`, so the surplus waits in the kernel's backlog, not in memory), and one source (an
+//! IPv4 address or an IPv6 /64) holds at most `--web-per-source` of them, so one host cannot
+//! take every place; each connection has a deadline for its request head and small buffers
+//! (hyper's, and the kernel's send buffer); open event streams have their own cap, past which
+//! the answer is `503` with the reason. A browser that reads slowly holds one connection, its
+//! buffers and one cursor, never a queue of events (see `events.rs`).
 
 pub mod board;
 mod events;
@@ -18,11 +20,12 @@ mod pages;
 
 use anyhow::{Context, Result};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -30,7 +33,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use board::{Board, BoardBid, BoardItem};
+pub use board::{BidCounts, Board, BoardBid, BoardItem};
 
 use crate::metrics::Metrics;
 use crate::store::Storage;
@@ -39,10 +42,25 @@ use crate::store::Storage;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections served at once beyond the event streams (page loads, scripts, `/metrics`).
-const PAGE_CONNECTIONS: usize = 64;
+pub(crate) const PAGE_CONNECTIONS: usize = 64;
 
 /// The default cap on open event streams (`--web-streams`).
 pub const DEFAULT_STREAMS: usize = 256;
+
+/// The default cap on connections from one source (`--web-per-source`): a browser opens up
+/// to six per host, plus one stream per open page.
+pub const DEFAULT_PER_SOURCE: usize = 16;
+
+/// hyper's read and write buffer per connection (its smallest is 8 KiB): what a request head
+/// may take, and what waits for a browser that does not read, beside the kernel's buffer.
+const HTTP_BUFFER: usize = 16 * 1024;
+
+/// The kernel's send buffer per connection (Linux doubles it): what a browser that stops
+/// reading can hold in the kernel.
+const SEND_BUFFER: usize = 32 * 1024;
+
+/// How long the refusal of a source over its budget may take to write.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bids shown on an item's page (the earliest ones; the page says when there are more).
 pub const HISTORY_SHOWN: u64 = 1000;
@@ -53,6 +71,8 @@ pub const HISTORY_SHOWN: u64 = 1000;
 pub struct Site {
     pub board: Option<BoardSite>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Connections one source may hold at once.
+    pub per_source: usize,
 }
 
 /// The board and what its pages need.
@@ -77,6 +97,7 @@ pub fn serve(
         .context("the web listener has no address")?;
     let streams = site.board.as_ref().map_or(0, |b| b.stream_cap);
     let permits = Arc::new(Semaphore::new(streams + PAGE_CONNECTIONS));
+    let sources = Sources::new(site.per_source);
     let app = router(site);
     let conns = tasks.clone();
     tasks.spawn(async move {
@@ -88,7 +109,7 @@ pub fn serve(
                 },
                 _ = shutdown.cancelled() => return,
             };
-            let (tcp, _) = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -99,13 +120,19 @@ pub fn serve(
                 },
                 _ = shutdown.cancelled() => return,
             };
+            let Some(slot) = sources.take(peer.ip()) else {
+                conns.spawn(refuse(tcp, sources.cap));
+                continue;
+            };
+            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
             let shutdown = shutdown.clone();
             conns.spawn(async move {
-                let _permit = permit;
+                let _permit = (permit, slot);
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(HTTP_BUFFER)
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
                 tokio::select! {
                     _ = conn => {}
@@ -117,7 +144,74 @@ pub fn serve(
     Ok(addr)
 }
 
+/// How many connections each source holds (see the module header).
+struct Sources {
+    held: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    cap: usize,
+}
+
+/// One connection's place in its source's budget, given back when dropped.
+struct SourceSlot {
+    held: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    source: IpAddr,
+}
+
+impl Sources {
+    fn new(cap: usize) -> Sources {
+        Sources {
+            held: Arc::default(),
+            cap,
+        }
+    }
+
+    /// A place for one more connection from `ip`, unless its source holds all it may. (The
+    /// lock is held only to count, never across an `.await`.)
+    fn take(&self, ip: IpAddr) -> Option<SourceSlot> {
+        let source = crate::rules::ratelimit::source_of(ip);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(source).or_default();
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            held: self.held.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// Tells a source over its budget why, without reading its request, and closes.
+async fn refuse(mut tcp: tokio::net::TcpStream, cap: usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "your address already holds {cap} connections to this board, the most one source may; close some and try again\n"
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 10\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        let _ = tcp.write_all(answer.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
 fn router(site: Site) -> Router {
+    let (board, metrics) = (site.board.is_some(), site.metrics.is_some());
     let mut app = Router::new();
     if let Some(metrics) = site.metrics {
         app = app.route(
@@ -150,15 +244,16 @@ fn router(site: Site) -> Router {
     if let Some(routes) = board_routes {
         app = app.merge(routes);
     }
-    app.fallback(not_found)
-}
-
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "not found: the board is at /, an item at /item/N, the metrics (when served here) at /metrics\n",
-    )
-        .into_response()
+    app.fallback(move || async move {
+        let message = match (board, metrics) {
+            (true, true) => {
+                "not found: the board is at /, an item at /item/N, the metrics at /metrics\n"
+            }
+            (true, false) => "not found: the board is at /, an item at /item/N\n",
+            _ => "not found: the metrics are at /metrics\n",
+        };
+        (StatusCode::NOT_FOUND, message)
+    })
 }
 
 async fn board_page(State(site): State<BoardSite>) -> Response {
@@ -181,7 +276,7 @@ async fn item_response(site: BoardSite, item: u64, projector: bool) -> Response 
     let (seq, shown) = site.board.item(item);
     let Some(shown) = shown else {
         let message = format!(
-            "item {item} is not on this board: it is neither open here nor among the latest {} results\n",
+            "item {item} is not on this board: it is neither open nor among the latest {} results\n",
             board::RECENT_RESULTS
         );
         return (StatusCode::NOT_FOUND, message).into_response();
@@ -237,14 +332,6 @@ async fn style() -> Response {
 struct EventsQuery {
     since: Option<String>,
     item: Option<u64>,
-}
-
-/// The `Last-Event-ID` a reconnecting browser sends, if any.
-fn last_event_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 /// `BOOT-SEQ`, the id of every event (and the `since` a page is rendered with).

@@ -58,7 +58,7 @@ fn open_row(item: &BoardItem, now: u64, projector: bool) -> Markup {
         format!("/item/{}", item.item)
     };
     html! {
-        tr data-item=(item.item) {
+        tr data-item=(item.item) data-ends=(item.ends_at) {
             td.item { a href=(link) { (item.item) } }
             td.description { (item.description) }
             td.seller { (item.seller) }
@@ -93,12 +93,24 @@ pub(super) fn item(
     let now = unix_ms();
     let title = format!("Item {}: {}", item.item, item.description);
     let shown = &history[..history.len().min(HISTORY_SHOWN as usize)];
-    // A bid extended the auction when the end after it is later than after the bid before.
-    let rows: Vec<(&BoardBid, bool)> = shown
+    // A bid extended the auction when the end after it is later than before it: the database
+    // says so from the second bid on; the first is compared with the end the board saw before
+    // any bid, when it did.
+    let rows: Vec<(&BoardBid, String)> = shown
         .iter()
         .enumerate()
-        .map(|(i, bid)| (bid, i > 0 && bid.ends_at > shown[i - 1].ends_at))
+        .map(|(i, bid)| {
+            let first = i == 0 && item.first_end.is_some_and(|end| bid.ends_at > end);
+            (bid, note(bid, bid.extended || first))
+        })
         .collect();
+    // The bids the page accounts for; when the list is cut, all of them, so that the script
+    // appends new ones instead of re-reading the page.
+    let accounted = if history.len() > shown.len() {
+        item.bids
+    } else {
+        shown.len() as u64
+    };
     page(
         &title,
         board,
@@ -107,9 +119,7 @@ pub(super) fn item(
         projector,
         now,
         html! {
-            // `data-shown`: the bids the page accounts for; when the list is cut, all of them, so
-        // the script appends new ones instead of re-reading the page.
-        dl #facts data-item=(item.item) data-shown=(if history.len() > shown.len() { item.bids } else { shown.len() as u64 }) {
+            dl #facts data-item=(item.item) data-shown=(accounted) {
                 dt { "Seller" } dd.seller { (item.seller) }
                 dt { "Minimum" } dd.min { (item.min) }
                 dt { "Price" } dd.price { (price(item)) }
@@ -126,12 +136,12 @@ pub(super) fn item(
             table #history {
                 thead { tr { th { "Time" } th { "Bidder" } th { "Amount" } th { "" } } }
                 tbody {
-                    @for (bid, extended) in rows {
+                    @for (bid, note) in rows {
                         tr data-ends=(bid.ends_at) {
                             td.at { (clock(bid.at)) }
                             td.bidder { (bid.bidder) }
-                            td.amount { (bid.amount) }
-                            td.note { @if extended { "extended the end to " (clock(bid.ends_at)) } }
+                            td.amount { (bid.amount.map(|a| a.to_string()).unwrap_or_default()) }
+                            td.note { (note) }
                         }
                     }
                 }
@@ -186,13 +196,26 @@ fn page(
     }
 }
 
+/// What a bid's row says beside its amount; `board.js` says the same.
+fn note(bid: &BoardBid, extended: bool) -> String {
+    let mut parts = Vec::new();
+    if bid.amount.is_none() {
+        parts.push("a proxy bid, outbid at once (its maximum stays private)".to_owned());
+    }
+    if extended {
+        parts.push(format!("extended the end to {}", clock(bid.ends_at)));
+    }
+    parts.join("; ")
+}
+
 fn price(item: &BoardItem) -> String {
     item.price.map(|p| p.to_string()).unwrap_or_default()
 }
 
-/// "1h 02m", "4m 05s", "12s", or "ending" once the end has passed (the close follows).
+/// "1h 02m", "4m 05s", "12s" (whole seconds left, as the client says them), or "ending" in
+/// the last second and once the end has passed (the close follows).
 pub(super) fn time_left(ends_at: u64, now: u64) -> String {
-    let s = ends_at.saturating_sub(now).div_ceil(1000);
+    let s = ends_at.saturating_sub(now) / 1000;
     match s {
         0 => "ending".to_owned(),
         1..=59 => format!("{s}s"),
@@ -216,8 +239,9 @@ mod tests {
     fn time_left_reads_like_a_clock() {
         assert_eq!(time_left(1_000, 2_000), "ending");
         assert_eq!(time_left(2_000, 2_000), "ending");
-        assert_eq!(time_left(2_001, 2_000), "1s");
-        assert_eq!(time_left(65_000, 0), "1m 05s");
+        assert_eq!(time_left(2_999, 2_000), "ending");
+        assert_eq!(time_left(3_000, 2_000), "1s");
+        assert_eq!(time_left(65_999, 0), "1m 05s");
         assert_eq!(time_left(3_660_000, 0), "1h 01m");
         assert_eq!(clock(0), "00:00:00 UTC");
         assert_eq!(clock(45_296_000), "12:34:56 UTC");

@@ -364,21 +364,34 @@ pub async fn min_of(client: &Client, item: u64) -> Result<Option<(Cents, bool)>>
 }
 
 /// Several nodes' boards: the items another node runs (not `me` under its current epoch),
-/// as the board shows them, with the revision each was read at. `after`: only those changed
-/// since that revision; `None`: every open item and the latest `closed` results.
+/// as the board shows them, each with its latest accepted bid and the revision it was read at.
+/// `after`: only those changed since that revision; `None`: every open item and the latest
+/// `closed` results.
 pub async fn board_items(
     client: &Client,
     me: &Membership,
     after: Option<i64>,
     closed: i64,
-) -> Result<Vec<(i64, crate::web::BoardItem)>> {
+) -> Result<Vec<BoardRow>> {
     const COLUMNS: &str = "SELECT i.id, i.rev, i.description, s.name, i.min_cents, i.ends_at,
                 i.highest_cents, b.name, i.closed_at, w.name, i.price_cents,
-                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted)
+                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted),
+                (SELECT count(*) FROM (
+                    SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
+                    FROM bids x WHERE x.item = i.id AND x.accepted) AS e WHERE e.later),
+                lb.at, lb.name, lb.amount_cents, lb.ends_at, lb.later
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
          LEFT JOIN accounts w ON w.id = i.winner
+         LEFT JOIN LATERAL (
+             SELECT x.at, a.name, x.ends_at,
+                    CASE WHEN x.max_cents IS NOT NULL AND NOT x.\"leading\" THEN NULL
+                         ELSE x.amount_cents END AS amount_cents,
+                    x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
+             FROM bids x JOIN accounts a ON a.id = x.bidder
+             WHERE x.item = i.id AND x.accepted
+             ORDER BY x.id DESC LIMIT 1) lb ON true
          WHERE NOT (i.owner IS NOT DISTINCT FROM $1 AND i.owner_epoch IS NOT DISTINCT FROM $2)";
     let (name, epoch) = (&me.name, &me.epoch);
     let rows = match after {
@@ -387,10 +400,11 @@ pub async fn board_items(
             client.query(&sql, &[name, epoch, &rev]).await?
         }
         None => {
+            // The latest results by number (the primary key: no scan of every item).
             let sql = format!(
                 "{COLUMNS} AND (i.closed_at IS NULL OR i.id IN (
                      SELECT id FROM items WHERE closed_at IS NOT NULL
-                     ORDER BY closed_at DESC LIMIT $3))
+                     ORDER BY id DESC LIMIT $3))
                  ORDER BY i.rev"
             );
             client.query(&sql, &[name, epoch, &closed]).await?
@@ -413,11 +427,34 @@ pub async fn board_items(
                 leader,
                 bids: r.get::<_, i64>(11) as u64,
                 ends_at: r.get::<_, i64>(5) as u64,
-                extensions: 0,
+                extensions: r.get::<_, i64>(12).try_into().unwrap_or(u32::MAX),
+                first_end: None,
                 open: closed_at.is_none(),
                 closed_at: closed_at.map(|at| at as u64),
             };
-            (r.get::<_, i64>(1), item)
+            let last = match (r.get::<_, Option<i64>>(13), r.get::<_, Option<String>>(14)) {
+                (Some(at), Some(bidder)) => Some(crate::web::BoardBid {
+                    at: at as u64,
+                    bidder,
+                    amount: r.get::<_, Option<i64>>(15).map(|a| Cents(a as u64)),
+                    ends_at: r.get::<_, Option<i64>>(16).unwrap_or(0) as u64,
+                    extended: r.get::<_, Option<bool>>(17).unwrap_or(false),
+                }),
+                _ => None,
+            };
+            BoardRow {
+                rev: r.get::<_, i64>(1),
+                item,
+                last,
+            }
         })
         .collect())
+}
+
+/// An item another node runs, as a node's board reads it (see [`board_items`]).
+pub struct BoardRow {
+    pub rev: i64,
+    pub item: crate::web::BoardItem,
+    /// Its latest accepted bid, if any.
+    pub last: Option<crate::web::BoardBid>,
 }

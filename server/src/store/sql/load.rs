@@ -160,6 +160,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
         "planned_ends_at",
         "offered_at",
         "bids",
+        "extensions",
     ]);
     collect(
         q,
@@ -167,7 +168,11 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
                 i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
                 coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at, i.offered_at,
-                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted) AS bids
+                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted) AS bids,
+                (SELECT count(*) FROM (
+                    SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
+                    FROM bids x WHERE x.item = i.id AND x.accepted) AS e
+                 WHERE e.later) AS extensions
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -175,7 +180,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
          ORDER BY i.id",
         params![first, last],
         |r| {
-            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids] =
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions] =
                 cols.of(r)?;
             let lead = match (
                 r.opt_u64(highest_bidder)?,
@@ -200,7 +205,10 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 offered_at: r.u64(offered_at)?,
                 ends_at: r.u64(ends_at)?,
                 planned_ends_at: r.u64(planned_ends_at)?,
-                bids: r.u64(bids)?,
+                counts: crate::web::BidCounts {
+                    bids: r.u64(bids)?,
+                    extensions: r.u64(extensions)?.try_into().unwrap_or(u32::MAX),
+                },
                 port: r.u16(port)?,
                 lead,
                 closed_at: r.opt_u64(closed_at)?,

@@ -198,25 +198,31 @@ pub fn collect<T>(
 }
 
 /// The first `limit` accepted bids on `item` in the order they were committed: who placed each,
-/// the price it set (never a proxy bid's maximum) and the end after it (see
+/// its amount (none for a proxy bid outbid at once: that was its maximum, which stays private)
+/// and the end after it (see
 /// [`crate::store::Storage::history`]).
 pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>> {
-    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at"]);
+    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at", "later"]);
     collect(
         q,
-        "SELECT b.at, a.name, b.amount_cents, b.ends_at
+        "SELECT b.at, a.name, b.ends_at,
+                CASE WHEN b.max_cents IS NOT NULL AND NOT b.\"leading\" THEN NULL
+                     ELSE b.amount_cents END AS amount_cents,
+                CASE WHEN b.ends_at > lag(b.ends_at) OVER (ORDER BY b.id) THEN 1 ELSE 0 END
+                    AS later
          FROM bids b JOIN accounts a ON a.id = b.bidder
          WHERE b.item = $1 AND b.accepted
          ORDER BY b.id
          LIMIT $2",
         params![item, limit],
         |r| {
-            let [at, name, amount, ends_at] = cols.of(r)?;
+            let [at, name, amount, ends_at, later] = cols.of(r)?;
             Ok(BoardBid {
                 at: r.u64(at)?,
                 bidder: r.string(name)?,
-                amount: Cents(r.u64(amount)?),
+                amount: r.opt_u64(amount)?.map(Cents),
                 ends_at: r.opt_u64(ends_at)?.unwrap_or(0),
+                extended: r.u64(later)? == 1,
             })
         },
     )
