@@ -20,26 +20,11 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-1}
 OUT=${BENCH_OUT:-target/bench}
 read -r -a extra <<<"${LOADGEN_ARGS:-}"
-read -r -a server_extra <<<"${SERVER_ARGS:-}"
-# One host drives every bidder flat out: budgets meant for people (bids per account per
-# second, accounts created per address) would measure the budget, not the server. They are
-# raised here, and said so.
-budgets=(--bid-rate 1000000 --bid-burst 1000000 --accounts-per-hour 1000000 --max-handshakes-per-source 1024)
+. scripts/lib/bench.sh
 
-cargo build --release --quiet -p auction-server -p loadgen
-server_bin=target/release/auction-server
-loadgen_bin=target/release/loadgen
+bench_build
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.hgrm "$OUT"/*.html "$OUT"/*.svg
-
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "== machine: $(nproc) cores, $(uname -sr)"
 echo "== shape: $BIDDERS bidders, $ITEMS items, $DURATION per run, $ROUNDS round(s) ${LOADGEN_ARGS:+(loadgen $LOADGEN_ARGS)}"
@@ -48,22 +33,7 @@ failed=0
 reports=()
 for round in $(seq 1 "$ROUNDS"); do
   run="$work/round$round"
-  mkdir -p "$run"
-  # No soft-close extension, so every auction ends when loadgen planned and --verify does not
-  # wait for extensions.
-  "$server_bin" --udp 127.0.0.1:0 --metrics 127.0.0.1:0 \
-    --cert "$run/certs/server.pem" --key "$run/certs/server.key" --db "$run/auction.db" \
-    --snipe-window 0s "${budgets[@]}" "${server_extra[@]}" 2>"$run/server.log" &
-  server_pid=$!
-  addr=""
-  metrics=""
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*auction-server listening udp=\([0-9.:]*\).*/\1/p' "$run/server.log" | head -1)
-    metrics=$(sed -n 's/.*metrics at \(http:[^ ]*\).*/\1/p' "$run/server.log" | head -1)
-    [ -n "$addr" ] && [ -n "$metrics" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "the server did not start:"; cat "$run/server.log"; exit 1; }
+  start_server "$run"
 
   echo
   echo "== round $round: auction (server $addr, $metrics)"
@@ -76,13 +46,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "loadgen exited with $status"
     failed=1
   fi
-  kill -TERM "$server_pid"
-  if ! wait "$server_pid"; then
-    echo "the server did not stop cleanly:"
-    tail -20 "$run/server.log"
-    failed=1
-  fi
-  server_pid=""
+  stop_server "$run" || failed=1
   [ -f "$OUT/auction-$round.json" ] && reports+=("$OUT/auction-$round.json")
 
   echo

@@ -1,11 +1,12 @@
 //! `loadgen`: hundreds of simulated bidders against an auction server, or (`loadgen baseline`)
-//! against a bare TLS echo server, with honest latency histograms.
+//! against a bare TLS echo server or relay, with honest latency histograms.
 //!
 //! Exit codes: 0 ok, 1 errors or a failed verification, 2 usage, 3 cannot reach the server.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadgen::html::Labelled;
+use loadgen::report::Subject;
 use loadgen::{baseline, hgrm, Report, RunError};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -93,20 +94,34 @@ struct Shape {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Drive a bare TLS echo server inside loadgen with the same connections and message
-    /// sizes: the physical limit the auction's throughput is compared with.
+    /// Drive a bare TLS echo server (or, with --fan-out, relay) inside loadgen with the same
+    /// connections and message sizes: the physical limit the auction is compared with.
     Baseline {
         #[command(flatten)]
         shape: Shape,
         /// Seed of the message ids.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Open loop: this many lines per second across all bidders, latency measured from
+        /// each line's scheduled time. Without it: closed loop (next line after the answer).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// A relay in the auction's shape instead of the echo: each line is answered to its
+        /// sender AND written to every other connection of the same listener (one listener per
+        /// item), with no storage, rules or JSON parsing. Measures the fan-out latency too
+        /// (a line's send -> its copy read by each other connection of the item). A reader
+        /// that falls behind has copies dropped, not queued without end (a bounded queue of
+        /// 256 lines per connection); the report counts copies due and read.
+        #[arg(long)]
+        fan_out: bool,
     },
-    /// The TLS echo server of `loadgen baseline`, run as a child process (internal).
+    /// The TLS echo server or relay of `loadgen baseline`, run as a child process (internal).
     #[command(hide = true)]
     EchoServer {
         #[arg(long)]
         listeners: usize,
+        #[arg(long)]
+        fan_out: bool,
     },
     /// Medians over JSON reports and the auction / baseline ratio (pairs in the order given).
     /// Exits 1 when any report had errors or failed verification.
@@ -122,6 +137,18 @@ enum Command {
         /// Write the latency percentile plot of every report alone here, as an SVG file.
         #[arg(long)]
         svg: Option<PathBuf>,
+    },
+    /// The knee of open-loop auction and relay reports (`scripts/knee.sh`): for each, the
+    /// highest rate with p99 bid round trip <= 5 ms and p99 fan-out <= 10 ms, and the ratio
+    /// auction / relay. Exits 1 when any report had errors or failed verification, never
+    /// because of a rate.
+    Knee {
+        /// Open-loop reports written with --json, auction and `baseline --fan-out`.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Write the summary as JSON here (schema `auction-loadgen-knee/1`).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -190,23 +217,42 @@ fn check_shape(shape: &Shape) -> Result<(usize, usize), Failure> {
     Ok((bidders, items))
 }
 
+fn check_rate(rate: Option<f64>) -> Result<(), Failure> {
+    if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(Failure::Usage(
+            "--rate must be a positive number of bids per second".into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<Report, Failure> {
-    if let Some(Command::EchoServer { listeners }) = &cli.command {
+    if let Some(Command::EchoServer { listeners, fan_out }) = &cli.command {
         let listeners = *listeners;
-        tokio::task::spawn_blocking(move || baseline::serve_echo_until_stdin_closes(listeners))
-            .await
-            .map_err(|e| Failure::Other(e.into()))??;
+        let mode = if *fan_out {
+            baseline::Mode::Relay
+        } else {
+            baseline::Mode::Echo
+        };
+        tokio::task::spawn_blocking(move || {
+            baseline::serve_echo_until_stdin_closes(listeners, mode)
+        })
+        .await
+        .map_err(|e| Failure::Other(e.into()))??;
         std::process::exit(0);
     }
-    if let Some(Command::Summarize { reports, html, svg }) = &cli.command {
-        let mut all = Vec::new();
-        for path in reports {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let report: Report = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a loadgen report", path.display()))?;
-            all.push(report);
+    if let Some(Command::Knee { reports, json }) = &cli.command {
+        let knees = loadgen::knee::knee(&read_reports(reports)?);
+        print!("{}", knees.text());
+        if let Some(path) = json {
+            let text = serde_json::to_string_pretty(&knees).context("encoding the summary")?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
+        std::process::exit(i32::from(knees.failed));
+    }
+    if let Some(Command::Summarize { reports, html, svg }) = &cli.command {
+        let all = read_reports(reports)?;
         let (text, failed) = loadgen::summary::summarize(&all);
         print!("{text}");
         // Each report goes by its file's name on the page.
@@ -228,13 +274,22 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         write_plots(html.as_deref(), svg.as_deref(), &title, &runs, Some(&text))?;
         std::process::exit(i32::from(failed));
     }
-    if let Some(Command::Baseline { shape, seed }) = cli.command {
+    if let Some(Command::Baseline {
+        shape,
+        seed,
+        rate,
+        fan_out,
+    }) = cli.command
+    {
         let (bidders, items) = check_shape(&shape)?;
+        check_rate(rate)?;
         let outcome = baseline::run(baseline::Options {
             bidders,
             items,
             items_per_bidder: shape.items_per_bidder,
             duration: shape.duration,
+            rate,
+            fan_out,
             progress: !shape.quiet && std::io::stderr().is_terminal(),
             seed,
             echo_exe: std::env::current_exe().ok(),
@@ -247,11 +302,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
     }
     let shape = cli.shape;
     let (bidders, items) = check_shape(&shape)?;
-    if cli.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(Failure::Usage(
-            "--rate must be a positive number of bids per second".into(),
-        ));
-    }
+    check_rate(cli.rate)?;
     let cluster = auction_client::resolve_all(&cli.server)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -292,6 +343,18 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
     Ok(outcome.report)
 }
 
+fn read_reports(paths: &[PathBuf]) -> Result<Vec<Report>, Failure> {
+    let mut all = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a loadgen report", path.display()))?;
+        all.push(report);
+    }
+    Ok(all)
+}
+
 fn write_json(path: Option<&Path>, report: &Report) -> Result<(), Failure> {
     if let Some(path) = path {
         let text = serde_json::to_string_pretty(report).context("encoding the report")?;
@@ -304,10 +367,9 @@ fn write_json(path: Option<&Path>, report: &Report) -> Result<(), Failure> {
 /// `--html` and `--svg` of one run (an auction or a baseline).
 fn write_run_plots(shape: &Shape, report: &Report) -> Result<(), Failure> {
     let c = &report.config;
-    let (label, what) = if report.kind == "baseline" {
-        ("baseline", "TLS echo baseline")
-    } else {
-        ("auction", "auction run")
+    let (label, what) = match report.subject() {
+        Subject::Auction => ("auction", "auction run"),
+        subject => ("baseline", subject.title()),
     };
     let title = format!("loadgen: {what}, {} bidders, {} items", c.bidders, c.items);
     let runs = [Labelled { label, report }];

@@ -1,8 +1,8 @@
 //! The report: a stable JSON document (schema `auction-loadgen/1`, described in README
 //! "Load generator") and the summary table printed at the end of a run.
 //!
-//! Compute, then render: an auction run hands over what it found as plain data
-//! (`RunFigures`), `Report::auction` builds the report from it (rates, rounding,
+//! Compute, then render: a run (the auction's or a baseline's) hands over what it found as
+//! plain data (`RunFigures`), `Report::of` builds the report from it (rates, rounding,
 //! percentiles), and the report renders itself as the table ([`Report::table`]) or, through
 //! serde, as JSON.
 
@@ -20,7 +20,8 @@ pub const SCHEMA: &str = "auction-loadgen/1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
-    /// `"auction"` (the server under test) or `"baseline"` (the TLS echo server).
+    /// `"auction"` (the server under test) or `"baseline"` (the TLS echo server, or with
+    /// `config.fan_out` the TLS relay).
     pub kind: String,
     /// Unix seconds when the run started.
     pub started_at: u64,
@@ -55,6 +56,67 @@ pub struct RunConfigReport {
     pub target_rate: Option<f64>,
     pub seed: u64,
     pub verify: bool,
+    /// A baseline report of the TLS relay (`loadgen baseline --fan-out`): each line is
+    /// answered and written to every other connection of its item. False for the echo, for
+    /// an auction run and in reports written before the relay existed.
+    #[serde(default)]
+    pub fan_out: bool,
+}
+
+/// What a report measured: the server under test or one of the two baselines. Every label
+/// that differs between them comes from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Auction,
+    /// `loadgen baseline`: each line echoed to its sender.
+    Echo,
+    /// `loadgen baseline --fan-out`: each line answered and relayed to the item's others.
+    Relay,
+}
+
+impl Subject {
+    /// The report's `kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Subject::Auction => "auction",
+            Subject::Echo | Subject::Relay => "baseline",
+        }
+    }
+
+    /// What the run was, for titles and the first line of the table.
+    pub fn title(self) -> &'static str {
+        match self {
+            Subject::Auction => "auction",
+            Subject::Echo => "TLS echo baseline",
+            Subject::Relay => "TLS relay baseline",
+        }
+    }
+
+    /// The name of `latency_us.bid_round_trip` in tables.
+    pub fn round_trip(self) -> &'static str {
+        match self {
+            Subject::Auction => "bid round trip",
+            Subject::Echo => "echo round trip",
+            Subject::Relay => "relay round trip",
+        }
+    }
+
+    /// The name of `latency_us.fan_out` in tables.
+    pub fn fan_out(self) -> &'static str {
+        match self {
+            Subject::Relay => "relay fan-out",
+            Subject::Auction | Subject::Echo => "fan-out",
+        }
+    }
+
+    /// What `throughput.per_second` counts.
+    pub fn answers_per_s(self) -> &'static str {
+        match self {
+            Subject::Auction => "bids answered/s",
+            Subject::Echo => "TLS echoes/s",
+            Subject::Relay => "relay answers/s",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +165,15 @@ pub struct Counts {
     pub reconnected: u64,
     /// Failures by kind (connect, channel, timeout, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Relay baseline only: copies of the lines sent that were due to the other connections
+    /// of their items (each line goes to every other connection of its listener)...
+    #[serde(default)]
+    pub relay_due: u64,
+    /// ...and how many of them the connections read. The difference is what the relay
+    /// skipped for a reader whose queue was full, or what was still in flight when the run
+    /// stopped waiting for it: not an error, as coalesced HIGHESTs are not in an auction run.
+    #[serde(default)]
+    pub relayed: u64,
 }
 
 impl Counts {
@@ -129,7 +200,8 @@ pub struct Throughput {
 pub struct Latencies {
     /// Send of a bid (or its scheduled time, open loop) -> its BID-ACCEPTED / BID-REJECTED.
     pub bid_round_trip: Option<Summary>,
-    /// Send of an accepted bid -> the HIGHEST for it read by each other bidder on the item.
+    /// Send of an accepted bid -> the HIGHEST for it read by each other bidder on the item
+    /// (relay baseline: send of a line -> its copy read by each other connection of the item).
     pub fan_out: Option<Summary>,
     /// TCP connect + TLS handshake + the server's first line (STATE).
     pub tls_connect: Option<Summary>,
@@ -182,14 +254,16 @@ pub struct Verification {
     pub problems: Vec<String>,
 }
 
-/// What an auction run found, as plain data: the run as asked for, and its counts,
-/// histograms, verification and server figures once every bidder has stopped.
-/// [`Report::auction`] builds the report from it.
+/// What a run (an auction run or a baseline) found, as plain data: the run as asked for, and
+/// its counts, histograms, verification and server figures once every bidder has stopped.
+/// [`Report::of`] builds the report from it.
 #[derive(Debug, Clone)]
 pub(crate) struct RunFigures {
+    pub subject: Subject,
     /// Unix seconds when the run started.
     pub started_at: u64,
-    pub server: SocketAddr,
+    /// The auction server's UDP address (`None` for a baseline: its server is loadgen's own).
+    pub server: Option<SocketAddr>,
     pub bidders: usize,
     pub items: usize,
     /// As planned (`--items-per-bidder` or the default spread).
@@ -218,16 +292,16 @@ pub(crate) struct RunFigures {
 }
 
 impl Report {
-    /// The report of an auction run.
-    pub(crate) fn auction(run: &RunFigures) -> Report {
+    /// The report of a run.
+    pub(crate) fn of(run: &RunFigures) -> Report {
         let secs = run.elapsed.as_secs_f64().max(1e-9);
         let (answered, accepted) = (run.counts.answered, run.counts.accepted);
         Report {
             schema: SCHEMA.into(),
-            kind: "auction".into(),
+            kind: run.subject.kind().into(),
             started_at: run.started_at,
             config: RunConfigReport {
-                server: Some(run.server.to_string()),
+                server: run.server.map(|s| s.to_string()),
                 bidders: run.bidders,
                 items: run.items,
                 items_per_bidder: run.items_per_bidder,
@@ -236,6 +310,7 @@ impl Report {
                 target_rate: run.rate,
                 seed: run.seed,
                 verify: run.verify.is_some(),
+                fan_out: run.subject == Subject::Relay,
             },
             machine: run.machine.clone(),
             spread: run.spread.clone(),
@@ -265,6 +340,15 @@ impl Report {
 }
 
 impl Report {
+    /// What the report measured.
+    pub fn subject(&self) -> Subject {
+        match (self.kind.as_str(), self.config.fan_out) {
+            ("baseline", true) => Subject::Relay,
+            ("baseline", false) => Subject::Echo,
+            _ => Subject::Auction,
+        }
+    }
+
     /// True when the run had errors or a verification failed (exit code 1).
     pub fn failed(&self) -> bool {
         self.counts.errors_total() > 0
@@ -276,11 +360,8 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let c = &self.config;
-        let what = if self.kind == "baseline" {
-            "TLS echo baseline"
-        } else {
-            "auction"
-        };
+        let subject = self.subject();
+        let what = subject.title();
         let _ = writeln!(
             out,
             "{what}: {} bidders, {} items, {} channels ({}-{} bidders per item), {} loop{}, {:.1} s measured",
@@ -296,11 +377,25 @@ impl Report {
             self.elapsed_s
         );
         let n = &self.counts;
-        if self.kind == "baseline" {
+        if subject == Subject::Echo {
             let _ = writeln!(
                 out,
                 "  echoed {} of {} messages: {:.0}/s",
                 n.answered, n.sent, self.throughput.answered_per_s
+            );
+        } else if subject == Subject::Relay {
+            let _ = writeln!(
+                out,
+                "  answered {} of {} lines ({:.0}/s); relayed {} of the {} copies due to the other connections of their items{}",
+                n.answered,
+                n.sent,
+                self.throughput.answered_per_s,
+                n.relayed,
+                n.relay_due,
+                match n.relay_due.saturating_sub(n.relayed) {
+                    0 => String::new(),
+                    skipped => format!(" ({skipped} skipped for readers behind, or still in flight at the end)"),
+                }
             );
         } else {
             let rejected: Vec<String> =
@@ -357,17 +452,12 @@ impl Report {
             "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
         );
         let rows = [
-            ("bid round trip", &self.latency_us.bid_round_trip),
-            ("fan-out", &self.latency_us.fan_out),
+            (subject.round_trip(), &self.latency_us.bid_round_trip),
+            (subject.fan_out(), &self.latency_us.fan_out),
             ("TLS connect", &self.latency_us.tls_connect),
             ("UDP register", &self.latency_us.udp_register),
         ];
         for (name, s) in rows {
-            let name = if self.kind == "baseline" && name == "bid round trip" {
-                "echo round trip"
-            } else {
-                name
-            };
             if let Some(s) = s {
                 let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
                 let _ = writeln!(
@@ -421,8 +511,9 @@ mod tests {
             round_trip.record(us).unwrap();
         }
         RunFigures {
+            subject: Subject::Auction,
             started_at: 1_700_000_000,
-            server: "127.0.0.1:7400".parse().unwrap(),
+            server: Some("127.0.0.1:7400".parse().unwrap()),
             bidders: 8,
             items: 2,
             items_per_bidder: 1,
@@ -455,7 +546,7 @@ mod tests {
 
     #[test]
     fn auction_report_from_figures() {
-        let r = Report::auction(&figures());
+        let r = Report::of(&figures());
         assert_eq!((r.schema.as_str(), r.kind.as_str()), (SCHEMA, "auction"));
         assert_eq!(r.config.server.as_deref(), Some("127.0.0.1:7400"));
         assert_eq!(r.config.mode, "open");
@@ -481,7 +572,7 @@ mod tests {
     /// Reports written before the curves were kept still read, with no curve to draw.
     #[test]
     fn reports_without_curves_still_read() {
-        let mut json = serde_json::to_value(Report::auction(&figures())).unwrap();
+        let mut json = serde_json::to_value(Report::of(&figures())).unwrap();
         assert!(json["latency_curves_us"]["bid_round_trip"].is_array());
         json.as_object_mut().unwrap().remove("latency_curves_us");
         let r: Report = serde_json::from_value(json).unwrap();
@@ -491,7 +582,7 @@ mod tests {
 
     #[test]
     fn closed_loop_with_verification() {
-        let r = Report::auction(&RunFigures {
+        let r = Report::of(&RunFigures {
             rate: None,
             verify: Some(Verification {
                 passed: true,

@@ -2,10 +2,10 @@
 //! `scripts/bench.sh` and for people comparing runs.
 //!
 //! Reports are paired in the order given (the first auction report with the first baseline
-//! report, ...): each pair was measured back to back, so its ratio is the fairest on a noisy
-//! machine; the summary gives each pair's ratio and their median.
+//! report of each kind, echo or relay, ...): each pair was measured back to back, so its ratio
+//! is the fairest on a noisy machine; the summary gives each pair's ratio and their median.
 
-use crate::report::Report;
+use crate::report::{Report, Subject};
 use std::fmt::Write;
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -35,7 +35,10 @@ fn ms(us: Option<u64>) -> Option<f64> {
 /// The summary text, and whether any report failed (errors or verification).
 pub fn summarize(reports: &[Report]) -> (String, bool) {
     let auction: Vec<&Report> = reports.iter().filter(|r| r.kind == "auction").collect();
-    let baseline: Vec<&Report> = reports.iter().filter(|r| r.kind == "baseline").collect();
+    let of = |subject: Subject| -> Vec<&Report> {
+        reports.iter().filter(|r| r.subject() == subject).collect()
+    };
+    let (echo, relay) = (of(Subject::Echo), of(Subject::Relay));
     let mut out = String::new();
     let failed = reports.iter().any(|r| r.failed());
     let mut describe = |name: &str, runs: &[&Report]| {
@@ -108,24 +111,27 @@ pub fn summarize(reports: &[Report]) -> (String, bool) {
         }
     };
     describe("auction", &auction);
-    describe("baseline (TLS echo)", &baseline);
-    let ratios: Vec<f64> = auction
-        .iter()
-        .zip(&baseline)
-        .filter(|(_, b)| b.throughput.answered_per_s > 0.0)
-        .map(|(a, b)| a.throughput.answered_per_s / b.throughput.answered_per_s)
-        .collect();
-    if let Some(m) = median(ratios.clone()) {
-        let _ = writeln!(
-            out,
-            "auction / baseline answered per second: median {:.1} % (pairs: {})",
-            m * 100.0,
-            ratios
-                .iter()
-                .map(|r| format!("{:.1} %", r * 100.0))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    describe("baseline (TLS echo)", &echo);
+    describe("baseline (TLS relay)", &relay);
+    for (name, baseline) in [("baseline", &echo), ("relay baseline", &relay)] {
+        let ratios: Vec<f64> = auction
+            .iter()
+            .zip(baseline)
+            .filter(|(_, b)| b.throughput.answered_per_s > 0.0)
+            .map(|(a, b)| a.throughput.answered_per_s / b.throughput.answered_per_s)
+            .collect();
+        if let Some(m) = median(ratios.clone()) {
+            let _ = writeln!(
+                out,
+                "auction / {name} answered per second: median {:.1} % (pairs: {})",
+                m * 100.0,
+                ratios
+                    .iter()
+                    .map(|r| format!("{:.1} %", r * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     if failed {
         let _ = writeln!(

@@ -276,6 +276,8 @@ async fn baseline_echoes_every_message() {
         seed: 1,
         // The echo server as loadgen runs it: a child process.
         echo_exe: Some(env!("CARGO_BIN_EXE_loadgen").into()),
+        rate: None,
+        fan_out: false,
     })
     .await
     .unwrap()
@@ -455,6 +457,8 @@ async fn html_pages_plot_the_runs_and_hold_their_figures() {
         progress: false,
         seed: 1,
         echo_exe: None,
+        rate: None,
+        fan_out: false,
     })
     .await
     .unwrap()

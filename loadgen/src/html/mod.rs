@@ -10,7 +10,7 @@ mod plot;
 
 pub use plot::{latency_series, latency_svg, rate_series, rate_svg, PlotError, Series};
 
-use crate::report::Report;
+use crate::report::{Report, Subject};
 use crate::stats::Summary;
 use std::fmt::Write;
 
@@ -91,7 +91,7 @@ pub fn page(
 /// One row per figure of the text report, one column per report.
 fn figures_table(out: &mut String, runs: &[Labelled<'_>]) {
     type Figure = fn(&Report) -> String;
-    let rows: [(&str, Figure); 17] = [
+    let rows: [(&str, Figure); 18] = [
         ("kind", |r| r.kind.clone()),
         ("bidders", |r| r.config.bidders.to_string()),
         ("items", |r| r.config.items.to_string()),
@@ -135,6 +135,10 @@ fn figures_table(out: &mut String, runs: &[Labelled<'_>]) {
             (r.throughput.achieved_fraction).map_or("-".into(), |f| format!("{:.1} %", f * 100.0))
         }),
         ("channels reopened", |r| r.counts.reconnected.to_string()),
+        ("copies relayed / due", |r| {
+            let n = &r.counts;
+            format!("{} / {}", n.relayed, n.relay_due)
+        }),
         ("unanswered, errors", |r| {
             let errors: Vec<String> = (r.counts.errors.iter())
                 .map(|(k, v)| format!("{k} {v}"))
@@ -161,7 +165,10 @@ fn figures_table(out: &mut String, runs: &[Labelled<'_>]) {
     for (name, figure) in rows {
         let _ = write!(out, "<tr><th scope=\"row\">{}</th>", escape(name));
         for run in runs {
-            let value = if run.report.kind == "baseline" && auction_only.contains(&name) {
+            let subject = run.report.subject();
+            let value = if (subject != Subject::Auction && auction_only.contains(&name))
+                || (subject != Subject::Relay && name == "copies relayed / due")
+            {
                 "-".to_owned()
             } else {
                 figure(run.report)
@@ -182,14 +189,10 @@ fn latency_table(out: &mut String, runs: &[Labelled<'_>]) {
     );
     for run in runs {
         let l = &run.report.latency_us;
-        let round_trip = if run.report.kind == "baseline" {
-            "echo round trip"
-        } else {
-            "bid round trip"
-        };
+        let subject = run.report.subject();
         let rows: [(&str, &Option<Summary>); 4] = [
-            (round_trip, &l.bid_round_trip),
-            ("fan-out", &l.fan_out),
+            (subject.round_trip(), &l.bid_round_trip),
+            (subject.fan_out(), &l.fan_out),
             ("TLS connect", &l.tls_connect),
             ("UDP register", &l.udp_register),
         ];

@@ -6,7 +6,7 @@
 //! anything: it reads reports already written and returns a string.
 
 use super::Labelled;
-use crate::report::CurvePoint;
+use crate::report::{CurvePoint, Subject};
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (900, 460);
@@ -29,31 +29,30 @@ pub struct Series {
 }
 
 /// The latency curves of every report: x is 1/(1-percentile) (so 10 is 90 %, 100 is 99 %),
-/// y the latency in ms. An auction report gives its bid round trip and fan-out, a baseline
-/// report its echo round trip. Reports written before loadgen kept curves give none.
+/// y the latency in ms. An auction report gives its bid round trip and fan-out, an echo
+/// baseline report its echo round trip, a relay baseline report its round trip and fan-out. Reports written before loadgen kept curves give none.
 pub fn latency_series(runs: &[Labelled<'_>]) -> Vec<Series> {
     let mut out = Vec::new();
     for run in runs {
         let r = run.report;
-        let curves = if r.kind == "baseline" {
-            vec![(
-                "TLS echo round trip",
-                &r.latency_curves_us.bid_round_trip,
-                r.latency_us.bid_round_trip.as_ref().map_or(0, |s| s.count),
-            )]
-        } else {
-            vec![
-                (
-                    "bid round trip",
-                    &r.latency_curves_us.bid_round_trip,
-                    r.latency_us.bid_round_trip.as_ref().map_or(0, |s| s.count),
-                ),
-                (
-                    "fan-out",
-                    &r.latency_curves_us.fan_out,
-                    r.latency_us.fan_out.as_ref().map_or(0, |s| s.count),
-                ),
-            ]
+        let subject = r.subject();
+        let round_trip = (
+            subject.round_trip(),
+            &r.latency_curves_us.bid_round_trip,
+            r.latency_us.bid_round_trip.as_ref().map_or(0, |s| s.count),
+        );
+        let fan_out = (
+            subject.fan_out(),
+            &r.latency_curves_us.fan_out,
+            r.latency_us.fan_out.as_ref().map_or(0, |s| s.count),
+        );
+        let curves = match subject {
+            Subject::Echo => vec![("TLS echo round trip", round_trip.1, round_trip.2)],
+            Subject::Relay => vec![
+                ("TLS relay round trip", round_trip.1, round_trip.2),
+                fan_out,
+            ],
+            Subject::Auction => vec![round_trip, fan_out],
         };
         for (what, curve, count) in curves {
             if curve.is_empty() {
@@ -93,11 +92,7 @@ pub fn rate_series(runs: &[Labelled<'_>]) -> Vec<Series> {
         .filter(|run| !run.report.throughput.per_second.is_empty())
         .map(|run| {
             let r = run.report;
-            let what = if r.kind == "baseline" {
-                "TLS echoes/s"
-            } else {
-                "bids answered/s"
-            };
+            let what = r.subject().answers_per_s();
             Series {
                 name: series_name(what, runs.len(), run.label),
                 points: rate_points(&r.throughput.per_second, r.elapsed_s),

@@ -13,8 +13,8 @@
 //! same id (so it is counted once, and its latency runs from when it was first due), and the
 //! reconnection is counted (`counts.reconnected`), not taken for an error unless it gives up.
 
-use super::measure::Pace;
 use super::{bidder_index, error_kind, Shared};
+use crate::pace::Pace;
 use auction_client::{ChannelReader, ChannelWriter, Client, ItemChannel, Received};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::{Cents, ItemState, Reason};

@@ -1,6 +1,7 @@
 //! The measured phase: one task per bidder with channels, all bidding under one rate policy
-//! ([`Pace`]: closed or open loop) until one stop condition ([`stop_at`]), with the live
-//! progress line meanwhile. There is one bidder loop (`bidder.rs`) for every combination.
+//! ([`Pace`], shared with the baseline: closed or open loop) until one stop condition
+//! ([`stop_at`]), with the live progress line meanwhile. There is one bidder loop (`bidder.rs`)
+//! for every combination.
 //!
 //! The bidder tasks own their channels; this phase's caller waits for all of them, so every
 //! count in the run's `Shared` is final when [`run`] returns. The rules here take the time as
@@ -8,44 +9,13 @@
 
 use super::bidder::Bidder;
 use super::{unix_ms, Options, Shared};
+use crate::pace::Pace;
 use auction_client::{Client, ItemChannel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// When a bidder's bids are due (the rate policy).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Pace {
-    /// Closed loop: the next bid as soon as the answer to the last has come.
-    Closed,
-    /// Open loop at `rate` bids per second in all: each bidder bids every `interval`
-    /// (bidders / rate), whether or not its last bid has been answered yet, and latency counts
-    /// from when a bid was due. The bidders' first bids are spread over one interval.
-    Open { rate: f64, interval: Duration },
-}
-
-impl Pace {
-    /// `--rate` (bids per second across `bidders`), or closed loop without one.
-    pub(super) fn new(rate: Option<f64>, bidders: usize) -> Pace {
-        match rate {
-            None => Pace::Closed,
-            Some(rate) => Pace::Open {
-                rate,
-                interval: Duration::from_secs_f64(bidders as f64 / rate.max(0.001)),
-            },
-        }
-    }
-
-    /// When bidder `b`'s first bid is due, the phase having started at `start`.
-    pub(super) fn first_due(self, start: Instant, b: usize) -> Instant {
-        match self {
-            Pace::Closed => start,
-            Pace::Open { rate, .. } => start + Duration::from_secs_f64(b as f64 / rate.max(0.001)),
-        }
-    }
-}
 
 /// When the measured phase stops (the stop condition): `duration` after `start`, or a second
 /// before the first auction ends (`earliest_end`, Unix ms; `now_ms` is the Unix time at
@@ -133,34 +103,6 @@ pub(super) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn closed_loop_bids_from_the_start() {
-        let start = Instant::now();
-        let pace = Pace::new(None, 8);
-        assert_eq!(pace, Pace::Closed);
-        assert_eq!(pace.first_due(start, 5), start);
-    }
-
-    #[test]
-    fn open_loop_spreads_the_first_bids_over_one_interval() {
-        let start = Instant::now();
-        // 8 bidders at 4 bids/s in all: each bids every 2 s, bidder b first at b/4 s.
-        let pace = Pace::new(Some(4.0), 8);
-        assert_eq!(
-            pace,
-            Pace::Open {
-                rate: 4.0,
-                interval: Duration::from_secs(2)
-            }
-        );
-        assert_eq!(pace.first_due(start, 0), start);
-        assert_eq!(pace.first_due(start, 1), start + Duration::from_millis(250));
-        assert_eq!(
-            pace.first_due(start, 7),
-            start + Duration::from_millis(1750)
-        );
-    }
 
     #[test]
     fn stops_after_the_duration_when_the_auctions_outlast_it() {

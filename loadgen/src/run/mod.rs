@@ -24,7 +24,7 @@ mod verify;
 
 use self::verify::verify;
 use crate::plan;
-use crate::report::{Counts, Machine, Report, RunFigures};
+use crate::report::{Counts, Machine, Report, RunFigures, Subject};
 use crate::scrape::{self, Scrape, ServerFigures};
 use crate::stats::{Latency, PerSecond, Tally};
 use auction_client::{ClientError, Offered};
@@ -109,6 +109,7 @@ impl Stats {
             unanswered: self.unanswered.load(Ordering::Relaxed),
             reconnected: self.reconnected.load(Ordering::Relaxed),
             errors: self.errors.snapshot(),
+            ..Counts::default()
         }
     }
 }
@@ -293,8 +294,9 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     );
     let s = &shared.stats;
     let figures = RunFigures {
+        subject: Subject::Auction,
         started_at,
-        server: opts.server,
+        server: Some(opts.server),
         bidders: opts.bidders,
         items: opts.items,
         items_per_bidder: layout.per_bidder,
@@ -317,7 +319,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         notes,
     };
     Ok(Outcome {
-        report: Report::auction(&figures),
+        report: Report::of(&figures),
         round_trip: figures.round_trip,
     })
 }
