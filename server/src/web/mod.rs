@@ -121,7 +121,9 @@ pub fn serve(
                 _ = shutdown.cancelled() => return,
             };
             let Some(slot) = sources.take(peer.ip()) else {
-                conns.spawn(refuse(tcp, sources.cap));
+                // It keeps its permit while told (a write of a few hundred bytes): a flooding
+                // source cannot make the server hold more sockets than the budget.
+                conns.spawn(refuse(tcp, sources.cap, permit));
                 continue;
             };
             let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
@@ -194,7 +196,11 @@ impl Drop for SourceSlot {
 }
 
 /// Tells a source over its budget why, without reading its request, and closes.
-async fn refuse(mut tcp: tokio::net::TcpStream, cap: usize) {
+async fn refuse(
+    mut tcp: tokio::net::TcpStream,
+    cap: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
     use tokio::io::AsyncWriteExt;
     let body = format!(
         "your address already holds {cap} connections to this board, the most one source may; close some and try again\n"
