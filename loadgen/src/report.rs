@@ -207,6 +207,12 @@ pub struct Latencies {
     pub tls_connect: Option<Summary>,
     /// REGISTER including the cookie round trip.
     pub udp_register: Option<Summary>,
+    /// Open loop: how late loadgen sent each bid after its scheduled time (a timer's
+    /// granularity, and loadgen waiting for its share of the CPU). The round trip counts from
+    /// the scheduled time and includes it; the fan-out counts from the send and does not.
+    /// Absent in closed loop and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<Summary>,
 }
 
 /// Curves of the classic HdrHistogram plot: the steps of the `.hgrm` distribution
@@ -284,6 +290,8 @@ pub(crate) struct RunFigures {
     pub fan_out: Histogram<u64>,
     pub tls_connect: Histogram<u64>,
     pub udp_register: Histogram<u64>,
+    /// Sent minus scheduled, per bid (reported in open loop only).
+    pub send_lag: Histogram<u64>,
     /// `None` when `--verify` was not given.
     pub verify: Option<Verification>,
     /// `None` without `--metrics-url` or when a scrape failed.
@@ -330,6 +338,7 @@ impl Report {
                 fan_out: Summary::of(&run.fan_out),
                 tls_connect: Summary::of(&run.tls_connect),
                 udp_register: Summary::of(&run.udp_register),
+                send_lag: run.rate.and_then(|_| Summary::of(&run.send_lag)),
             },
             latency_curves_us: LatencyCurves::of(&run.round_trip, &run.fan_out),
             verify: run.verify.clone(),
@@ -456,6 +465,7 @@ impl Report {
             (subject.fan_out(), &self.latency_us.fan_out),
             ("TLS connect", &self.latency_us.tls_connect),
             ("UDP register", &self.latency_us.udp_register),
+            ("send lag", &self.latency_us.send_lag),
         ];
         for (name, s) in rows {
             if let Some(s) = s {
@@ -510,6 +520,8 @@ mod tests {
         for us in 1..=300 {
             round_trip.record(us).unwrap();
         }
+        let mut send_lag = new_histogram();
+        send_lag.record(1000).unwrap();
         RunFigures {
             subject: Subject::Auction,
             started_at: 1_700_000_000,
@@ -538,6 +550,7 @@ mod tests {
             fan_out: new_histogram(),
             tls_connect: new_histogram(),
             udp_register: new_histogram(),
+            send_lag,
             verify: None,
             server_figures: None,
             notes: vec!["a note".into()],
@@ -584,6 +597,7 @@ mod tests {
     fn closed_loop_with_verification() {
         let r = Report::of(&RunFigures {
             rate: None,
+            send_lag: new_histogram(),
             verify: Some(Verification {
                 passed: true,
                 items_checked: 2,
@@ -595,5 +609,16 @@ mod tests {
         assert!(r.config.verify);
         assert_eq!(r.throughput.target_rate, None);
         assert_eq!(r.throughput.achieved_fraction, None);
+        assert!(
+            r.latency_us.send_lag.is_none(),
+            "no schedule to be late for"
+        );
+    }
+
+    #[test]
+    fn open_loop_reports_how_late_bids_were_sent() {
+        let r = Report::of(&figures());
+        assert_eq!(r.latency_us.send_lag.as_ref().map(|s| s.count), Some(1));
+        assert!(r.table().contains("send lag"), "{}", r.table());
     }
 }

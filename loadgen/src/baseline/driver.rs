@@ -41,6 +41,8 @@ const DRAIN_CHECK: Duration = Duration::from_millis(20);
 pub(super) struct Shared {
     pub round_trip: Latency,
     pub fan_out: Latency,
+    /// Sent minus scheduled (open loop).
+    pub send_lag: Latency,
     pub sent: AtomicU64,
     pub answered: AtomicU64,
     pub unanswered: AtomicU64,
@@ -225,6 +227,8 @@ impl Driver {
     async fn bid(&mut self, slot: usize, due: Instant) {
         let s = self.shared.clone();
         self.seq += 1;
+        s.send_lag
+            .record(Instant::now().saturating_duration_since(due));
         let sent_us = s.start.elapsed().as_micros();
         // A bid's bytes, its id carrying who sent it and when.
         let line = encode_request(

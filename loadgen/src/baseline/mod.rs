@@ -135,6 +135,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
     let shared = Arc::new(Shared {
         round_trip: Latency::default(),
         fan_out: Latency::default(),
+        send_lag: Latency::default(),
         sent: AtomicU64::new(0),
         answered: AtomicU64::new(0),
         unanswered: AtomicU64::new(0),
@@ -227,6 +228,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         per_second: s.per_second.values(elapsed.as_secs_f64().ceil() as usize),
         round_trip: s.round_trip.snapshot(),
         fan_out: s.fan_out.snapshot(),
+        send_lag: s.send_lag.snapshot(),
         tls_connect: connect.snapshot(),
         udp_register: new_histogram(),
         verify: None,

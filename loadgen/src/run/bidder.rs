@@ -263,6 +263,7 @@ impl Bidder {
             Ok(req) => {
                 let s = &self.shared.stats;
                 s.sent.fetch_add(1, Ordering::Relaxed);
+                s.send_lag.record(sent.saturating_duration_since(due));
                 if low {
                     s.low.fetch_add(1, Ordering::Relaxed);
                 }

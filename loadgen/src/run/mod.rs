@@ -84,6 +84,8 @@ pub struct Outcome {
 struct Stats {
     round_trip: Latency,
     fan_out: Latency,
+    /// Sent minus scheduled (open loop).
+    send_lag: Latency,
     connect: Latency,
     register: Latency,
     sent: AtomicU64,
@@ -314,6 +316,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         fan_out: s.fan_out.snapshot(),
         tls_connect: s.connect.snapshot(),
         udp_register: s.register.snapshot(),
+        send_lag: s.send_lag.snapshot(),
         verify,
         server_figures,
         notes,
