@@ -366,6 +366,19 @@ impl Report {
     }
 
     /// The summary table for people.
+    /// The latency table's rows, named for the report's subject: one list for every format
+    /// (the text table here, `html.rs`'s).
+    pub fn latency_rows(&self) -> [(&'static str, &Option<Summary>); 5] {
+        let (l, subject) = (&self.latency_us, self.subject());
+        [
+            (subject.round_trip(), &l.bid_round_trip),
+            (subject.fan_out(), &l.fan_out),
+            ("TLS connect", &l.tls_connect),
+            ("UDP register", &l.udp_register),
+            ("send lag", &l.send_lag),
+        ]
+    }
+
     pub fn table(&self) -> String {
         let mut out = String::new();
         let c = &self.config;
@@ -460,14 +473,7 @@ impl Report {
             "\n  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
         );
-        let rows = [
-            (subject.round_trip(), &self.latency_us.bid_round_trip),
-            (subject.fan_out(), &self.latency_us.fan_out),
-            ("TLS connect", &self.latency_us.tls_connect),
-            ("UDP register", &self.latency_us.udp_register),
-            ("send lag", &self.latency_us.send_lag),
-        ];
-        for (name, s) in rows {
+        for (name, s) in self.latency_rows() {
             if let Some(s) = s {
                 let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
                 let _ = writeln!(

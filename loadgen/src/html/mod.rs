@@ -11,7 +11,6 @@ mod plot;
 pub use plot::{latency_series, latency_svg, rate_series, rate_svg, PlotError, Series};
 
 use crate::report::{Report, Subject};
-use crate::stats::Summary;
 use std::fmt::Write;
 
 /// A report and the name it goes by on the page ("auction", or a file's name in a summary).
@@ -188,15 +187,7 @@ fn latency_table(out: &mut String, runs: &[Labelled<'_>]) {
          <th>max</th></tr></thead>\n<tbody>\n",
     );
     for run in runs {
-        let l = &run.report.latency_us;
-        let subject = run.report.subject();
-        let rows: [(&str, &Option<Summary>); 4] = [
-            (subject.round_trip(), &l.bid_round_trip),
-            (subject.fan_out(), &l.fan_out),
-            ("TLS connect", &l.tls_connect),
-            ("UDP register", &l.udp_register),
-        ];
-        for (name, s) in rows {
+        for (name, s) in run.report.latency_rows() {
             let Some(s) = s else { continue };
             let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
             let _ = writeln!(
