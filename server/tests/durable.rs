@@ -94,3 +94,73 @@ async fn a_bid_is_acknowledged_and_broadcast_only_once_committed() {
     ));
     assert_eq!(t.query("SELECT count(*) FROM bids"), 1);
 }
+
+/// A message waits for what its own item stored, not for other items' commits: while one
+/// item's accepted bid cannot be committed, a rejection on another item (whose bids are all
+/// durable) is answered at once, and a rejection on the first item waits behind its bid.
+#[tokio::test]
+async fn a_rejection_waits_only_for_its_own_items_records() {
+    let t = start(quick_config()).await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let lamp = alice.offer("Lamp", Cents(1000), Some(60)).await.unwrap();
+    let clock = alice.offer("Clock", Cents(1000), Some(60)).await.unwrap();
+    let mut bob_lamp = bob.open_item(lamp.item).await.unwrap();
+    let mut carol_lamp = carol.open_item(lamp.item).await.unwrap();
+    let mut carol_clock = carol.open_item(clock.item).await.unwrap();
+    // The clock has a durable bid: its state is bob's 20.00.
+    let mut bob_clock = bob.open_item(clock.item).await.unwrap();
+    assert!(matches!(
+        bob_clock.bid(Cents(2000), None).await.unwrap(),
+        BidResult::Accepted { .. }
+    ));
+
+    let lock = WriteLock::take(&t.db);
+    let stuck = tokio::spawn(async move { (bob_lamp.bid(Cents(1500), None).await, bob_lamp) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !stuck.is_finished(),
+        "BID-ACCEPTED went out before the commit"
+    );
+
+    // Another item's rejection does not wait for the lamp's commit.
+    let other = within(
+        2,
+        "a rejection on the clock",
+        carol_clock.bid(Cents(1500), None),
+    )
+    .await;
+    match other.unwrap() {
+        BidResult::Rejected {
+            highest, next_min, ..
+        } => {
+            assert_eq!(highest, Some(Cents(2000)));
+            assert!(next_min > Cents(2000), "{next_min:?}");
+        }
+        other => panic!("expected too-low on the clock, got {other:?}"),
+    }
+
+    // A rejection on the lamp tells of bob's 15.00, which is not durable: it waits.
+    let same = tokio::spawn(async move { (carol_lamp.bid(Cents(1200), None).await, carol_lamp) });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !same.is_finished(),
+        "a rejection showing an uncommitted price went out before the commit"
+    );
+    assert_eq!(t.query("SELECT count(*) FROM bids"), 1);
+
+    lock.release();
+    let (accepted, _b) = within(5, "BID-ACCEPTED", stuck).await.unwrap();
+    assert!(matches!(
+        accepted.unwrap(),
+        BidResult::Accepted {
+            amount: Cents(1500),
+            ..
+        }
+    ));
+    let (rejected, _c) = within(5, "the lamp's rejection", same).await.unwrap();
+    match rejected.unwrap() {
+        BidResult::Rejected { highest, .. } => assert_eq!(highest, Some(Cents(1500))),
+        other => panic!("expected too-low on the lamp, got {other:?}"),
+    }
+    assert_eq!(t.query("SELECT count(*) FROM bids"), 2);
+}

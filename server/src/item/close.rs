@@ -73,7 +73,7 @@ impl ItemTask {
         let notices = self.notices(lead.as_ref());
         self.clock();
         let at = self.now;
-        let lsn = self.ctx.storage.append(vec![
+        let lsn = self.append(vec![
             Record::ItemClosed {
                 item: self.id,
                 winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
@@ -197,7 +197,7 @@ impl ItemTask {
             })
             .collect();
         if !closed.is_empty() {
-            self.ctx.storage.append(closed);
+            self.append(closed);
         }
         self.accounts.clear();
     }

@@ -1,5 +1,6 @@
 //! Saying things on the item's channel: `emit` holds a message in the outbox until storage has
-//! made durable everything appended before it, `deliver` turns a released message into queue
+//! made durable everything this item appended before it (`emit_after_all`: everything anyone
+//! appended), `deliver` turns a released message into queue
 //! entries, the HIGHEST watch and the view, and `send` drops a connection whose queue is full
 //! rather than wait for it.
 
@@ -24,8 +25,17 @@ impl ItemTask {
         }
     }
 
-    /// Says `out` once everything appended to storage so far is durable: at once if it is.
+    /// Says `out` once everything this item appended to storage so far is durable (and what
+    /// it said before has been said): at once if it is.
     pub(super) fn emit(&mut self, out: Out) {
+        if let Some(out) = self.outbox.admit_after(self.own_lsn, out) {
+            self.deliver(out);
+        }
+    }
+
+    /// Says `out` once everything anyone appended to storage so far is durable: for what
+    /// rests on another task's records (a deregistration, stored by the registry).
+    pub(super) fn emit_after_all(&mut self, out: Out) {
         if let Some(out) = self.outbox.admit(&*self.ctx.storage, out) {
             self.deliver(out);
         }

@@ -6,9 +6,14 @@
 //!
 //! Nor does it wait on the disk. A bid is judged and applied at once and its record appended to
 //! storage; everything the task says afterwards (the answer, HIGHEST, STATE, the view the
-//! registry reads) waits in `outbox` until storage reports durable everything appended before
-//! it was said. So no one learns of a bid a crash could lose, and bids arriving during one
-//! commit are judged meanwhile and committed together in the next.
+//! registry reads) waits in `outbox` until storage reports durable everything this item
+//! appended before it was said (`own_lsn`; numbers are global, so everything anyone appended
+//! before that too). So no one learns of a bid a crash could lose, and bids arriving during
+//! one commit are judged meanwhile and committed together in the next. What a message says
+//! is this item's state, which only this task appends; the one verdict that rests on another
+//! task's record, `account-gone` (the registry stores the deregistration), waits for
+//! everything appended by anyone before it. A rejection on an item whose own bids are all
+//! durable is therefore said at once, while other items' bids are still being committed.
 
 mod bid;
 mod channel;
@@ -37,7 +42,7 @@ use crate::net::listener::Listener;
 use crate::rules::auction::{Auction, Offer, Rules};
 use crate::rules::refusal::Refusal;
 use crate::rules::rejected_ids::RejectedIds;
-use crate::store::{Outbox, Record};
+use crate::store::{Lsn, Outbox, Record};
 use crate::web::{BoardBid, BoardItem};
 
 struct Conn {
@@ -76,6 +81,8 @@ struct ItemTask {
     rejected: RejectedIds,
     /// What has been said but waits for storage.
     outbox: Outbox<Out>,
+    /// The number of the last records this task appended: what its messages wait for.
+    own_lsn: Lsn,
     view: watch::Sender<ItemView>,
     highest: watch::Sender<Option<Arc<str>>>,
     conns: HashMap<u64, Conn>,
@@ -169,6 +176,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         auction,
         rejected: RejectedIds::default(),
         outbox: Outbox::new(&*ctx.storage),
+        own_lsn: 0,
         view: view_tx,
         highest: watch::channel(highest).0,
         conns: HashMap::new(),
@@ -262,6 +270,12 @@ impl ItemTask {
         self.mono = Instant::now();
     }
 
+    /// Appends `records` to storage; what this task says from now on waits for them.
+    fn append(&mut self, records: Vec<Record>) -> Lsn {
+        self.own_lsn = self.ctx.storage.append(records);
+        self.own_lsn
+    }
+
     /// When the auction ends, on the runtime's clock.
     fn end_instant(&self) -> Instant {
         Now::read().instant_of(self.auction.ends_at)
@@ -338,7 +352,7 @@ impl ItemTask {
     fn lower_min(&mut self, min: Cents) -> Result<(), Refusal> {
         let now = self.now;
         self.auction.lower_min(min, now)?;
-        self.ctx.storage.append(vec![
+        self.append(vec![
             Record::Negotiated {
                 item: self.id,
                 min: Some(min),
@@ -393,7 +407,7 @@ impl ItemTask {
         self.emit(Out::State { conn, req: None });
         // The connection log, for the operator's `auction-server status`. Appended after the
         // STATE is said, so that STATE does not wait for the log's commit.
-        self.ctx.storage.append(vec![Record::ChannelOpened {
+        self.append(vec![Record::ChannelOpened {
             session,
             item: self.id,
             account: account_id,
@@ -405,7 +419,7 @@ impl ItemTask {
 
     fn remove(&mut self, conn: u64) {
         if let Some(c) = self.conns.remove(&conn) {
-            self.ctx.storage.append(vec![Record::ChannelClosed {
+            self.append(vec![Record::ChannelClosed {
                 session: c.session,
                 at: self.now,
             }]);

@@ -98,9 +98,20 @@ impl<T> Outbox<T> {
         }
     }
 
-    /// `out` back if it may be said at once; otherwise it is held.
+    /// `out` back if it may be said at once; otherwise it is held until everything appended
+    /// so far (by anyone) is durable.
     pub fn admit(&mut self, storage: &dyn Storage, out: T) -> Option<T> {
-        let needed = storage.appended();
+        self.admit_after(storage.appended(), out)
+    }
+
+    /// `out` back if it may be said at once; otherwise it is held until `needed` (and
+    /// everything before it) is durable, and after whatever is held already: nothing said
+    /// later overtakes something said earlier.
+    pub fn admit_after(&mut self, needed: Lsn, out: T) -> Option<T> {
+        let needed = self
+            .held
+            .back()
+            .map_or(needed, |&(last, _)| needed.max(last));
         if self.held.is_empty() && *self.durable.borrow() >= needed {
             Some(out)
         } else {

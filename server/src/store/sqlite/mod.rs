@@ -295,6 +295,52 @@ pub(super) mod tests {
         assert!(snap.notices.is_empty());
     }
 
+    /// Waits (a real commit, so up to a few seconds) until `lsn` is durable.
+    fn until_durable(storage: &SqliteStorage, lsn: crate::store::Lsn) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while *storage.durable().borrow() < lsn {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{lsn} never became durable"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn an_outbox_holds_what_is_not_durable_and_keeps_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let (storage, _) = SqliteStorage::open(&path, SqliteOptions::default()).unwrap();
+        let first = storage.append(record_set());
+        until_durable(&storage, first);
+        // Another connection holds the write lock: nothing appended now becomes durable.
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut outbox = crate::store::Outbox::new(&storage);
+        assert_eq!(
+            outbox.admit_after(first, "a"),
+            Some("a"),
+            "durable: said at once"
+        );
+        let second = storage.append(vec![Record::NoticeAcked { notice: 99, at: 7 }]);
+        assert_eq!(outbox.admit_after(second, "b"), None, "held for the commit");
+        // "c" needs only what is durable, but goes after "b".
+        assert_eq!(
+            outbox.admit_after(first, "c"),
+            None,
+            "overtook a held message"
+        );
+        assert_eq!(outbox.admit(&storage, "d"), None);
+        assert_eq!(outbox.release(), None);
+        blocker.execute_batch("ROLLBACK").unwrap();
+        until_durable(&storage, second);
+        assert_eq!(outbox.release(), Some("b"));
+        assert_eq!(outbox.release(), Some("c"));
+        assert_eq!(outbox.release(), Some("d"));
+        assert_eq!(outbox.release(), None);
+    }
+
     #[test]
     fn a_deregistered_accounts_notices_are_no_longer_pending() {
         let dir = tempfile::tempdir().unwrap();
