@@ -68,13 +68,24 @@ struct Entry {
     rejection: Rejection,
 }
 
+/// The hasher of the maps keyed by what clients send (bid ids): keyed at random per map
+/// (foldhash), far cheaper than SipHash on the bid path; the maps are bounded (below), so even
+/// keys chosen to collide cost at most a scan of [`PER_ACCOUNT`] or [`IN_ALL`] entries.
+type Hasher = foldhash::fast::RandomState;
+
+/// One account's held ids on the item.
+#[derive(Debug, Default)]
+struct Held {
+    by_id: HashMap<Box<str>, Entry, Hasher>,
+    /// Its entries' numbers, oldest first.
+    seqs: VecDeque<u64>,
+}
+
 #[derive(Debug)]
 pub struct RejectedIds {
-    by_id: HashMap<(AccountId, Box<str>), Entry>,
+    accounts: HashMap<AccountId, Held, Hasher>,
     /// Every entry by the order it came in (so by age): when it expires, and its key.
     order: BTreeMap<u64, (Instant, AccountId, Box<str>)>,
-    /// Each account's entries, oldest first.
-    per_account: HashMap<AccountId, VecDeque<u64>>,
     next_seq: u64,
     keep: Duration,
     per_account_cap: usize,
@@ -90,9 +101,8 @@ impl Default for RejectedIds {
 impl RejectedIds {
     pub fn new(keep: Duration, per_account_cap: usize, in_all_cap: usize) -> RejectedIds {
         RejectedIds {
-            by_id: HashMap::new(),
+            accounts: HashMap::default(),
             order: BTreeMap::new(),
-            per_account: HashMap::new(),
             next_seq: 0,
             keep,
             per_account_cap: per_account_cap.max(1),
@@ -103,7 +113,7 @@ impl RejectedIds {
     /// The first verdict on `id` from `bidder`, if it was rejected less than `keep` ago and is
     /// still held.
     pub fn get(&self, bidder: AccountId, id: &str, now: Instant) -> Option<&Rejection> {
-        let entry = self.by_id.get(&(bidder, Box::from(id)))?;
+        let entry = self.accounts.get(&bidder)?.by_id.get(id)?;
         let (expires, ..) = self.order.get(&entry.seq)?;
         (now < *expires).then_some(&entry.rejection)
     }
@@ -111,32 +121,39 @@ impl RejectedIds {
     /// Remembers that `id` from `bidder` was rejected at `now`.
     pub fn remember(&mut self, bidder: AccountId, id: &str, rejection: Rejection, now: Instant) {
         self.expire(now);
-        let key = (bidder, Box::<str>::from(id));
-        if let Some(old) = self.by_id.get(&key).map(|e| e.seq) {
-            self.forget(old);
-        }
-        if self.per_account.get(&bidder).map_or(0, VecDeque::len) >= self.per_account_cap {
-            if let Some(&oldest) = self.per_account.get(&bidder).and_then(|q| q.front()) {
-                self.forget(oldest);
+        if let Some(held) = self.accounts.get(&bidder) {
+            if let Some(old) = held.by_id.get(id).map(|e| e.seq) {
+                self.forget(old);
             }
         }
-        if self.by_id.len() >= self.in_all_cap {
+        if let Some(held) = self.accounts.get(&bidder) {
+            if held.seqs.len() >= self.per_account_cap {
+                if let Some(&oldest) = held.seqs.front() {
+                    self.forget(oldest);
+                }
+            }
+        }
+        if self.order.len() >= self.in_all_cap {
             if let Some(oldest) = self.order.keys().next().copied() {
                 self.forget(oldest);
             }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let id = Box::<str>::from(id);
         self.order
-            .insert(seq, (now + self.keep, bidder, key.1.clone()));
-        self.per_account.entry(bidder).or_default().push_back(seq);
-        self.by_id.insert(key, Entry { seq, rejection });
+            .insert(seq, (now + self.keep, bidder, id.clone()));
+        let held = self.accounts.entry(bidder).or_default();
+        held.seqs.push_back(seq);
+        held.by_id.insert(id, Entry { seq, rejection });
     }
 
     /// How many ids are held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_id.len()
+        let held: usize = self.accounts.values().map(|h| h.by_id.len()).sum();
+        assert_eq!(held, self.order.len(), "every held id is in the order");
+        held
     }
 
     /// Forgets the ids whose time is up (the oldest come first).
@@ -153,12 +170,19 @@ impl RejectedIds {
         let Some((_, bidder, id)) = self.order.remove(&seq) else {
             return;
         };
-        self.by_id.remove(&(bidder, id));
-        if let Some(q) = self.per_account.get_mut(&bidder) {
-            q.retain(|&s| s != seq);
-            if q.is_empty() {
-                self.per_account.remove(&bidder);
-            }
+        let Some(held) = self.accounts.get_mut(&bidder) else {
+            return;
+        };
+        held.by_id.remove(&id);
+        // Nearly always the account's oldest (expired, or pushed out by age); a replaced id
+        // can be anywhere.
+        if held.seqs.front() == Some(&seq) {
+            held.seqs.pop_front();
+        } else {
+            held.seqs.retain(|&s| s != seq);
+        }
+        if held.seqs.is_empty() {
+            self.accounts.remove(&bidder);
         }
     }
 }
@@ -226,7 +250,7 @@ mod tests {
         // The 16 newest: accounts 96..100.
         assert!(ids.get(96, "0", t0).is_some());
         assert!(ids.get(95, "3", t0).is_none());
-        assert!(ids.per_account.len() <= 16 && ids.order.len() == 16);
+        assert!(ids.accounts.len() <= 16 && ids.order.len() == 16);
     }
 
     #[test]
@@ -236,7 +260,7 @@ mod tests {
         ids.remember(2, "a", no("first"), t0);
         ids.remember(2, "a", no("second"), t0 + Duration::from_secs(5));
         assert_eq!(ids.len(), 1);
-        assert_eq!(ids.per_account[&2].len(), 1);
+        assert_eq!(ids.accounts[&2].seqs.len(), 1);
         assert_eq!(
             ids.get(2, "a", t0 + Duration::from_secs(12)),
             Some(&no("second"))
