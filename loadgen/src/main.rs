@@ -90,6 +90,11 @@ struct Shape {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// Which round of a set of back-to-back runs this is (`scripts/bench.sh`,
+    /// `scripts/knee.sh`): kept in the report (`config.round`) so that medians over rounds
+    /// pair each run with the one it was measured beside.
+    #[arg(long)]
+    round: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,10 +300,12 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
             echo_exe: std::env::current_exe().ok(),
         })
         .await?;
-        print!("{}", outcome.report.table());
-        write_json(shape.json.as_deref(), &outcome.report)?;
-        write_run_plots(&shape, &outcome.report)?;
-        return Ok(outcome.report);
+        let mut report = outcome.report;
+        report.config.round = shape.round;
+        print!("{}", report.table());
+        write_json(shape.json.as_deref(), &report)?;
+        write_run_plots(&shape, &report)?;
+        return Ok(report);
     }
     let shape = cli.shape;
     let (bidders, items) = check_shape(&shape)?;
@@ -333,14 +340,16 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         RunError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
         RunError::Failed(e) => Failure::Other(e),
     })?;
-    print!("{}", outcome.report.table());
-    write_json(shape.json.as_deref(), &outcome.report)?;
-    write_run_plots(&shape, &outcome.report)?;
+    let mut report = outcome.report;
+    report.config.round = shape.round;
+    print!("{}", report.table());
+    write_json(shape.json.as_deref(), &report)?;
+    write_run_plots(&shape, &report)?;
     if let Some(path) = &cli.hgrm {
         std::fs::write(path, hgrm::percentile_distribution(&outcome.round_trip))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(outcome.report)
+    Ok(report)
 }
 
 fn read_reports(paths: &[PathBuf]) -> Result<Vec<Report>, Failure> {
