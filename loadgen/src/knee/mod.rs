@@ -42,7 +42,9 @@ pub struct Knees {
     /// rounds, and `knee` / `first_over` the medians of the rounds' (each round's in `rounds`).
     pub auction: Curve,
     pub relay: Curve,
-    /// The auction's knee / the relay's: the median over the rounds that had both.
+    /// The auction's knee / the relay's: the median over the rounds that had both; `None` when
+    /// either median knee is none (the median round was over the limits at the lowest rate), so
+    /// the headline never shows a ratio the median knees do not have.
     pub ratio: Option<f64>,
     /// A report had errors or failed verification (exit code 1).
     pub failed: bool,
@@ -135,6 +137,9 @@ pub struct CpuAtRate {
     pub ratios: Vec<f64>,
     /// `ratio` <= [`CPU_RATIO_MAX`]; `None` without a ratio.
     pub within: Option<bool>,
+    /// Server µs per message written (answers + delivered lines), auction and relay.
+    pub auction_server_us_per_message: Option<f64>,
+    pub relay_server_us_per_message: Option<f64>,
     /// loadgen µs per message sent or read, in the auction run and in the relay run.
     pub auction_loadgen_us_per_message: Option<f64>,
     pub relay_loadgen_us_per_message: Option<f64>,
@@ -320,7 +325,9 @@ pub fn knee(reports: &[Report]) -> Knees {
             p99_fan_out_ms: FAN_OUT_P99_US as f64 / 1000.0,
             cpu_ratio_max: Some(CPU_RATIO_MAX),
         },
-        ratio: median(rounds.iter().filter_map(|r| r.ratio)).map(|r| (r * 1000.0).round() / 1000.0),
+        ratio: median(rounds.iter().filter_map(|r| r.ratio))
+            .filter(|_| auction.knee.is_some() && relay.knee.is_some())
+            .map(|r| (r * 1000.0).round() / 1000.0),
         cpu: cpu_at_rates(&rounds, &auction, &relay),
         auction,
         relay,
@@ -354,6 +361,8 @@ fn cpu_at_rates(rounds: &[Round], auction: &Curve, relay: &Curve) -> Vec<CpuAtRa
                 ratio,
                 ratios,
                 within: ratio.map(|x| x.partial_cmp(&CPU_RATIO_MAX) != Some(Ordering::Greater)),
+                auction_server_us_per_message: a.server_us_per_message,
+                relay_server_us_per_message: r.server_us_per_message,
                 auction_loadgen_us_per_message: a.loadgen_us_per_message,
                 relay_loadgen_us_per_message: r.loadgen_us_per_message,
             })
@@ -494,6 +503,28 @@ mod tests {
         let text = k.text();
         assert!(text.contains("rounds: 1000, 2000, none"), "{text}");
         assert!(text.contains("(rounds: 50.0 %, 100.0 %, -)"), "{text}");
+    }
+
+    /// When the median round had no knee, no median ratio is given, though a round had one.
+    #[test]
+    fn no_median_ratio_without_median_knees() {
+        use Subject::{Auction, Relay};
+        let reports = vec![
+            report(Auction, 1000.0, 1, 9.0, 1.0),
+            report(Relay, 1000.0, 1, 9.0, 1.0),
+            report(Auction, 1000.0, 2, 1.0, 1.0),
+            report(Relay, 1000.0, 2, 1.0, 1.0),
+            report(Auction, 1000.0, 3, 9.0, 1.0),
+            report(Relay, 1000.0, 3, 9.0, 1.0),
+        ];
+        let k = knee(&reports);
+        assert_eq!(k.rounds[1].ratio, Some(1.0));
+        assert_eq!((k.auction.knee, k.relay.knee, k.ratio), (None, None, None));
+        let text = k.text();
+        assert!(
+            text.contains("auction knee / relay knee (median): - (rounds: -, 100.0 %, -)"),
+            "{text}"
+        );
     }
 
     /// One round gives what `loadgen knee` gave before rounds existed.
