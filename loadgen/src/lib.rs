@@ -14,6 +14,7 @@ pub mod lossy;
 pub mod pace;
 pub mod plan;
 pub mod progress;
+pub mod readme;
 pub mod report;
 pub mod rounds;
 pub mod run;

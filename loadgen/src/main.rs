@@ -155,6 +155,27 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// README's performance figures from the JSON reports of `scripts/perf.sh`: prints the
+    /// block, or puts it between the README's `<!-- perf:begin -->` and `<!-- perf:end -->`
+    /// (--write), or exits 1 when the README's block is not what the reports give (--check).
+    Readme {
+        /// The closed loop's reports (`ROUNDS=3 scripts/bench.sh`).
+        #[arg(long)]
+        bench: Option<PathBuf>,
+        /// The channels set's reports (`ROUNDS=3 LOADGEN_ARGS="--items-per-bidder 20"
+        /// scripts/bench.sh`).
+        #[arg(long)]
+        channels: Option<PathBuf>,
+        /// The knee's reports (`KNEE_ROUNDS=3 scripts/knee.sh`).
+        #[arg(long)]
+        knee: Option<PathBuf>,
+        /// Rewrite the block of this README.
+        #[arg(long, conflicts_with = "check")]
+        write: Option<PathBuf>,
+        /// Compare the block of this README with the reports' (exit 1 when they differ).
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -245,6 +266,20 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         .await
         .map_err(|e| Failure::Other(e.into()))??;
         std::process::exit(0);
+    }
+    if let Some(Command::Readme {
+        bench,
+        channels,
+        knee,
+        write,
+        check,
+    }) = &cli.command
+    {
+        std::process::exit(readme(
+            [bench, channels, knee].map(Option::as_deref),
+            write.as_deref(),
+            check.as_deref(),
+        )?);
     }
     if let Some(Command::Knee { reports, json }) = &cli.command {
         let knees = loadgen::knee::knee(&read_reports(reports)?);
@@ -350,6 +385,48 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// `loadgen readme`: the block from the three sets' folders; printed, written into a README,
+/// or compared with a README's. Returns the exit code.
+fn readme(
+    dirs: [Option<&Path>; 3],
+    write: Option<&Path>,
+    check: Option<&Path>,
+) -> Result<i32, Failure> {
+    if dirs.iter().all(Option::is_none) {
+        return Err(Failure::Usage(
+            "give at least one of --bench, --channels, --knee (folders of JSON reports)".into(),
+        ));
+    }
+    let [bench, channels, knee] = dirs.map(|d| match d {
+        Some(dir) => loadgen::readme::load_dir(dir),
+        None => Ok(Vec::new()),
+    });
+    let perf = loadgen::readme::Perf::of(&bench?, &channels?, &knee?);
+    let block = loadgen::readme::render(&perf);
+    let Some(path) = write.or(check) else {
+        print!("{block}");
+        return Ok(0);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let new =
+        loadgen::readme::splice(&text, &block).with_context(|| format!("in {}", path.display()))?;
+    if check.is_some() {
+        if new == text {
+            return Ok(0);
+        }
+        eprintln!(
+            "loadgen: the performance figures in {} are not what the reports give: run scripts/perf-readme.sh",
+            path.display()
+        );
+        return Ok(1);
+    }
+    if new != text {
+        std::fs::write(path, new).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(0)
 }
 
 fn read_reports(paths: &[PathBuf]) -> Result<Vec<Report>, Failure> {
