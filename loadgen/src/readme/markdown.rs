@@ -143,7 +143,7 @@ fn intro(out: &mut String, p: &Perf) {
     let _ = writeln!(
         out,
         "Measured {when} (UTC) on {machine}: server and loadgen side by side on loopback (they \
-         share the cores), durable storage{shape}. The commands (`scripts/perf.sh` runs the three, \
+         share the cores){shape}. The commands (`scripts/perf.sh` runs the three, \
          then `scripts/perf-readme.sh`):\n"
     );
     if let Some(c) = &p.closed {
