@@ -39,7 +39,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round: auction (server $addr, $metrics)"
   status=0
   "$loadgen_bin" --server "$addr" --ca "$run/certs/ca.pem" \
-    --bidders "$BIDDERS" --items "$ITEMS" --duration "$DURATION" --verify --quiet \
+    --bidders "$BIDDERS" --items "$ITEMS" --duration "$DURATION" --verify --quiet --round "$round" \
     --metrics-url "$metrics" --json "$OUT/auction-$round.json" --hgrm "$OUT/auction-$round.hgrm" \
     "${extra[@]}" || status=$?
   if [ "$status" -ne 0 ]; then
@@ -53,7 +53,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round: baseline (TLS echo server, a loadgen child process; same connections and line sizes)"
   status=0
   baseline_args=(--bidders "$BIDDERS" --items "$ITEMS" --duration "$DURATION" --quiet
-    --json "$OUT/baseline-$round.json")
+    --round "$round" --json "$OUT/baseline-$round.json")
   # The baseline takes the connection layout flag too.
   for ((i = 0; i < ${#extra[@]}; i++)); do
     if [ "${extra[$i]}" = "--items-per-bidder" ]; then

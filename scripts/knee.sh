@@ -4,12 +4,16 @@
 # baseline (`loadgen baseline --fan-out --rate R`, same shape) in the same run, then reports
 # for each the highest rate at which p99 bid round trip <= 5 ms and p99 fan-out <= 10 ms, and
 # the ratio auction / relay (`loadgen knee`: text on stdout and in knee.txt, JSON in
-# knee.json, beside every step's JSON report).
+# knee.json, beside every step's JSON report), with each rate's server CPU per delivered line
+# (auction against relay) and loadgen's per message. With KNEE_ROUNDS above 1 the whole
+# ladder runs that many times back to back; `loadgen knee` finds each round's knees and gives
+# the medians with the rounds' values. Reports are named KIND-RATE-roundN.json.
 #
 # Exits non-zero when a run had errors or failed verification, never on a timing threshold:
 # shared machines are too noisy for that. Settings (environment):
 #   KNEE_RATES="1000 2000 4000 8000"   the rates tried, bids/s in all, lowest first
 #   KNEE_SECONDS=5                     measured seconds per step
+#   KNEE_ROUNDS=1                      how many times the whole ladder runs, back to back
 #   KNEE_BIDDERS=500 KNEE_ITEMS=20     the shape (as scripts/bench.sh)
 #   KNEE_OUT=target/knee               where the reports and the summary go
 #   SERVER_ARGS=""                     extra auction-server flags
@@ -18,6 +22,7 @@ cd "$(dirname "$0")/.."
 
 RATES=${KNEE_RATES:-1000 2000 4000 8000}
 SECONDS_PER_STEP=${KNEE_SECONDS:-5}
+ROUNDS=${KNEE_ROUNDS:-1}
 BIDDERS=${KNEE_BIDDERS:-500}
 ITEMS=${KNEE_ITEMS:-20}
 OUT=${KNEE_OUT:-target/knee}
@@ -28,36 +33,40 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/knee.txt
 
 echo "== machine: $(nproc) cores, $(uname -sr)"
-echo "== knee: $BIDDERS bidders, $ITEMS items, ${SECONDS_PER_STEP}s per step, rates: $RATES"
+echo "== knee: $BIDDERS bidders, $ITEMS items, ${SECONDS_PER_STEP}s per step, rates: $RATES, $ROUNDS round(s)"
 echo "== budgets raised for one host bidding flat out: ${budgets[*]}"
 shape=(--bidders "$BIDDERS" --items "$ITEMS" --duration "${SECONDS_PER_STEP}s" --quiet)
 failed=0
 reports=()
-for rate in $RATES; do
-  run="$work/rate$rate"
-  start_server "$run"
-  echo
-  echo "== $rate bids/s: auction (server $addr)"
-  status=0
-  "$loadgen_bin" --server "$addr" --ca "$run/certs/ca.pem" "${shape[@]}" --rate "$rate" \
-    --verify --metrics-url "$metrics" --json "$OUT/auction-$rate.json" || status=$?
-  if [ "$status" -ne 0 ]; then
-    echo "loadgen exited with $status"
-    failed=1
-  fi
-  stop_server "$run" || failed=1
-  [ -f "$OUT/auction-$rate.json" ] && reports+=("$OUT/auction-$rate.json")
+for round in $(seq 1 "$ROUNDS"); do
+  for rate in $RATES; do
+    run="$work/round$round-rate$rate"
+    auction="$OUT/auction-$rate-round$round.json"
+    relay="$OUT/relay-$rate-round$round.json"
+    start_server "$run"
+    echo
+    echo "== round $round, $rate bids/s: auction (server $addr)"
+    status=0
+    "$loadgen_bin" --server "$addr" --ca "$run/certs/ca.pem" "${shape[@]}" --rate "$rate" \
+      --round "$round" --verify --metrics-url "$metrics" --json "$auction" || status=$?
+    if [ "$status" -ne 0 ]; then
+      echo "loadgen exited with $status"
+      failed=1
+    fi
+    stop_server "$run" || failed=1
+    [ -f "$auction" ] && reports+=("$auction")
 
-  echo
-  echo "== $rate bids/s: relay baseline (TLS relay, a loadgen child process; same connections and line sizes)"
-  status=0
-  "$loadgen_bin" baseline --fan-out "${shape[@]}" --rate "$rate" \
-    --json "$OUT/relay-$rate.json" || status=$?
-  if [ "$status" -ne 0 ]; then
-    echo "loadgen baseline --fan-out exited with $status"
-    failed=1
-  fi
-  [ -f "$OUT/relay-$rate.json" ] && reports+=("$OUT/relay-$rate.json")
+    echo
+    echo "== round $round, $rate bids/s: relay baseline (TLS relay, a loadgen child process; same connections and line sizes)"
+    status=0
+    "$loadgen_bin" baseline --fan-out "${shape[@]}" --rate "$rate" --round "$round" \
+      --json "$relay" || status=$?
+    if [ "$status" -ne 0 ]; then
+      echo "loadgen baseline --fan-out exited with $status"
+      failed=1
+    fi
+    [ -f "$relay" ] && reports+=("$relay")
+  done
 done
 
 echo

@@ -6,6 +6,7 @@
 //! generator and benchmarks".
 
 pub mod baseline;
+pub mod cpu;
 pub mod hgrm;
 pub mod html;
 pub mod knee;
@@ -13,7 +14,9 @@ pub mod lossy;
 pub mod pace;
 pub mod plan;
 pub mod progress;
+pub mod readme;
 pub mod report;
+pub mod rounds;
 pub mod run;
 pub mod scrape;
 pub mod stats;

@@ -90,6 +90,11 @@ struct Shape {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// Which round of a set of back-to-back runs this is (`scripts/bench.sh`,
+    /// `scripts/knee.sh`): kept in the report (`config.round`) so that medians over rounds
+    /// pair each run with the one it was measured beside.
+    #[arg(long)]
+    round: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +154,27 @@ enum Command {
         /// Write the summary as JSON here (schema `auction-loadgen-knee/1`).
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// README's performance figures from the JSON reports of `scripts/perf.sh`: prints the
+    /// block, or puts it between the README's `<!-- perf:begin -->` and `<!-- perf:end -->`
+    /// (--write), or exits 1 when the README's block is not what the reports give (--check).
+    Readme {
+        /// The closed loop's reports (`ROUNDS=3 scripts/bench.sh`).
+        #[arg(long)]
+        bench: Option<PathBuf>,
+        /// The channels set's reports (`ROUNDS=3 LOADGEN_ARGS="--items-per-bidder 20"
+        /// scripts/bench.sh`).
+        #[arg(long)]
+        channels: Option<PathBuf>,
+        /// The knee's reports (`KNEE_ROUNDS=3 scripts/knee.sh`).
+        #[arg(long)]
+        knee: Option<PathBuf>,
+        /// Rewrite the block of this README.
+        #[arg(long, conflicts_with = "check")]
+        write: Option<PathBuf>,
+        /// Compare the block of this README with the reports' (exit 1 when they differ).
+        #[arg(long)]
+        check: Option<PathBuf>,
     },
 }
 
@@ -241,6 +267,20 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         .map_err(|e| Failure::Other(e.into()))??;
         std::process::exit(0);
     }
+    if let Some(Command::Readme {
+        bench,
+        channels,
+        knee,
+        write,
+        check,
+    }) = &cli.command
+    {
+        std::process::exit(readme(
+            [bench, channels, knee].map(Option::as_deref),
+            write.as_deref(),
+            check.as_deref(),
+        )?);
+    }
     if let Some(Command::Knee { reports, json }) = &cli.command {
         let knees = loadgen::knee::knee(&read_reports(reports)?);
         print!("{}", knees.text());
@@ -295,10 +335,12 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
             echo_exe: std::env::current_exe().ok(),
         })
         .await?;
-        print!("{}", outcome.report.table());
-        write_json(shape.json.as_deref(), &outcome.report)?;
-        write_run_plots(&shape, &outcome.report)?;
-        return Ok(outcome.report);
+        let mut report = outcome.report;
+        report.config.round = shape.round;
+        print!("{}", report.table());
+        write_json(shape.json.as_deref(), &report)?;
+        write_run_plots(&shape, &report)?;
+        return Ok(report);
     }
     let shape = cli.shape;
     let (bidders, items) = check_shape(&shape)?;
@@ -333,14 +375,58 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         RunError::Unreachable { .. } => Failure::Unreachable(e.to_string()),
         RunError::Failed(e) => Failure::Other(e),
     })?;
-    print!("{}", outcome.report.table());
-    write_json(shape.json.as_deref(), &outcome.report)?;
-    write_run_plots(&shape, &outcome.report)?;
+    let mut report = outcome.report;
+    report.config.round = shape.round;
+    print!("{}", report.table());
+    write_json(shape.json.as_deref(), &report)?;
+    write_run_plots(&shape, &report)?;
     if let Some(path) = &cli.hgrm {
         std::fs::write(path, hgrm::percentile_distribution(&outcome.round_trip))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(outcome.report)
+    Ok(report)
+}
+
+/// `loadgen readme`: the block from the three sets' folders; printed, written into a README,
+/// or compared with a README's. Returns the exit code.
+fn readme(
+    dirs: [Option<&Path>; 3],
+    write: Option<&Path>,
+    check: Option<&Path>,
+) -> Result<i32, Failure> {
+    if dirs.iter().all(Option::is_none) {
+        return Err(Failure::Usage(
+            "give at least one of --bench, --channels, --knee (folders of JSON reports)".into(),
+        ));
+    }
+    let [bench, channels, knee] = dirs.map(|d| match d {
+        Some(dir) => loadgen::readme::load_dir(dir),
+        None => Ok(Vec::new()),
+    });
+    let perf = loadgen::readme::Perf::of(&bench?, &channels?, &knee?);
+    let block = loadgen::readme::render(&perf);
+    let Some(path) = write.or(check) else {
+        print!("{block}");
+        return Ok(0);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let new =
+        loadgen::readme::splice(&text, &block).with_context(|| format!("in {}", path.display()))?;
+    if check.is_some() {
+        if new == text {
+            return Ok(0);
+        }
+        eprintln!(
+            "loadgen: the performance figures in {} are not what the reports give: run scripts/perf-readme.sh",
+            path.display()
+        );
+        return Ok(1);
+    }
+    if new != text {
+        std::fs::write(path, new).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(0)
 }
 
 fn read_reports(paths: &[PathBuf]) -> Result<Vec<Report>, Failure> {

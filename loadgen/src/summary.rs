@@ -6,20 +6,11 @@
 //! is the fairest on a noisy machine; the summary gives each pair's ratio and their median.
 
 use crate::report::{Report, Subject};
+use crate::rounds::median;
 use std::fmt::Write;
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
+/// One figure of a report, when it has it.
+type Figure = fn(&Report) -> Option<f64>;
 
 fn list(v: &[f64], unit: &str) -> String {
     v.iter()
@@ -102,6 +93,29 @@ pub fn summarize(reports: &[Report]) -> (String, bool) {
                     .join(", ")
             );
         }
+        let cpu: [(&str, Figure); 4] = [
+            ("server CPU per answer", |r| r.cpu.server_us_per_answer),
+            ("server CPU per delivered line", |r| {
+                r.cpu.server_us_per_delivered
+            }),
+            ("server CPU per message written", |r| {
+                r.cpu.server_us_per_message
+            }),
+            ("loadgen CPU per message", |r| r.cpu.loadgen_us_per_message),
+        ];
+        for (what, figure) in cpu {
+            let v: Vec<f64> = runs.iter().filter_map(|r| figure(r)).collect();
+            if let Some(m) = median(v.clone()) {
+                let _ = writeln!(
+                    out,
+                    "  {what} median {m:.2} µs ({})",
+                    v.iter()
+                        .map(|x| format!("{x:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         let achieved: Vec<f64> = runs
             .iter()
             .filter_map(|r| r.throughput.achieved_fraction)
@@ -141,16 +155,4 @@ pub fn summarize(reports: &[Report]) -> (String, bool) {
         );
     }
     (out, failed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![]), None);
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-    }
 }

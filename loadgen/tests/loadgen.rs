@@ -122,6 +122,9 @@ async fn keep_leaves_the_runs_accounts() {
     let r = loadgen::run(opts).await.unwrap().report;
     assert!(!r.failed(), "{}", r.table());
     assert!(r.verify.as_ref().unwrap().passed);
+    // No metrics: no server CPU, and no figure made up for it.
+    assert_eq!(r.cpu.server_s, None);
+    assert_eq!(r.cpu.server_us_per_answer, None);
     assert!(
         r.notes
             .iter()
@@ -169,7 +172,14 @@ async fn closed_loop_run_adds_up_and_verifies() {
     assert_eq!(r.latency_us.tls_connect.as_ref().unwrap().count, 12);
     // 12 bidders and at least 2 sellers (3 open items each at most).
     assert!(r.latency_us.udp_register.as_ref().unwrap().count >= 14);
-    assert!(r.latency_us.fan_out.as_ref().unwrap().count > 0);
+    let fan_out = r.latency_us.fan_out.as_ref().unwrap().count;
+    assert!(fan_out > 0);
+    // Every HIGHEST read is counted; the fan-out latency only for other bidders' bids.
+    assert!(
+        n.highest_received >= fan_out,
+        "{} < {fan_out}",
+        n.highest_received
+    );
     assert_eq!(
         r.throughput.per_second.iter().sum::<u64>(),
         n.answered,
@@ -181,6 +191,32 @@ async fn closed_loop_run_adds_up_and_verifies() {
     assert_eq!(server.bids_rejected, Some(n.rejected_total() as f64));
     assert_eq!(server.open_connections, Some(12.0));
     assert!(server.commits.unwrap() > 0.0);
+    // CPU over the measured phase, from the server's metrics and loadgen's /proc/self/stat
+    // (the server runs in this process here, so loadgen's includes it).
+    #[cfg(target_os = "linux")]
+    {
+        let cpu = &r.cpu;
+        assert!(cpu.server_s.is_some() && cpu.loadgen_s.is_some(), "{cpu:?}");
+        let per = |us: f64, n: u64| (cpu.server_s.unwrap() * 1e6 / n as f64 - us).abs() < 0.01;
+        assert!(
+            per(cpu.server_us_per_answer.unwrap(), n.answered),
+            "{cpu:?}"
+        );
+        assert!(per(
+            cpu.server_us_per_delivered.unwrap(),
+            n.highest_received
+        ));
+        assert!(per(
+            cpu.server_us_per_message.unwrap(),
+            n.answered + n.highest_received
+        ));
+        assert!(cpu.loadgen_us_per_message.is_some());
+        assert!(
+            r.table().contains("µs per HIGHEST delivered"),
+            "{}",
+            r.table()
+        );
+    }
 
     // The JSON report round-trips, and the .hgrm has the plotter's columns.
     let json = serde_json::to_value(r).unwrap();
@@ -188,6 +224,7 @@ async fn closed_loop_run_adds_up_and_verifies() {
     assert_eq!(json["kind"], "auction");
     assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(json["config"]["mode"], "closed");
+    assert!(json["cpu"].is_object());
     let back: loadgen::Report = serde_json::from_value(json).unwrap();
     assert_eq!(back.counts.accepted, n.accepted);
     let hgrm = loadgen::hgrm::percentile_distribution(&outcome.round_trip);
@@ -287,6 +324,14 @@ async fn baseline_echoes_every_message() {
     assert!(r.counts.answered > 0);
     assert_eq!(r.counts.sent, r.counts.answered);
     assert_eq!(r.latency_us.tls_connect.as_ref().unwrap().count, 6);
+    // The child's CPU from its /proc/PID/stat; the echo delivers no fan-out line.
+    #[cfg(target_os = "linux")]
+    assert!(
+        r.cpu.server_s.is_some() && r.cpu.loadgen_s.is_some(),
+        "{:?}",
+        r.cpu
+    );
+    assert_eq!(r.cpu.server_us_per_delivered, None);
 }
 
 fn loadgen_bin() -> std::process::Command {

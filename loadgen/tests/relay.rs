@@ -87,6 +87,19 @@ async fn closed_loop_relays_every_line_to_every_other_connection_of_its_item() {
     assert_eq!(r.counts.unanswered, 0);
     assert_counts_add_up(r, &outcome.shares, &[3, 2]);
     assert!(r.table().contains("relay fan-out"), "{}", r.table());
+    // The relay, a child process: its CPU from /proc/PID/stat, per copy its connections read.
+    #[cfg(target_os = "linux")]
+    {
+        let cpu = &r.cpu;
+        let server = cpu.server_s.expect("the child's CPU");
+        let per_copy = server * 1e6 / r.counts.relayed as f64;
+        assert!(
+            (cpu.server_us_per_delivered.unwrap() - per_copy).abs() < 0.01,
+            "{cpu:?}"
+        );
+        assert!(cpu.loadgen_us_per_message.is_some());
+        assert!(r.table().contains("per line relayed"), "{}", r.table());
+    }
 }
 
 /// Open loop, every bidder on both items: no more lines than scheduled, and again every copy
@@ -115,6 +128,8 @@ async fn open_loop_relays_every_line_and_sends_no_more_than_scheduled() {
     let f = r.throughput.achieved_fraction.unwrap();
     assert!(f > 0.0 && f <= 1.1, "achieved fraction {f}");
     assert_counts_add_up(r, &outcome.shares, &[4, 4]);
+    // The relay inside this process: neither its CPU nor loadgen's can be told apart.
+    assert_eq!((r.cpu.server_s, r.cpu.loadgen_s), (None, None));
 }
 
 /// The echo sends nothing to anyone else: no copies due, none read, no fan-out.

@@ -6,10 +6,15 @@
 //! picks (a rejected bid's, a budget's) are looked up through [`ByReason`]: after the first use
 //! a read lock and an atomic add, no label built, which matters on the bid path and under a
 //! connection flood.
+//!
+//! The process figures (`process_resident_memory_bytes`, `process_cpu_seconds_total`) are read
+//! from /proc when the page is rendered, on the metrics endpoint's task: nothing on the bid path
+//! waits for them, and nothing here waits for storage.
 
 use auction_protocol::Reason;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -176,6 +181,7 @@ impl Metrics {
             "Resident memory of the server process (Linux; 0 elsewhere)",
             m.resident_memory.clone(),
         );
+        registry.register_collector(Box::new(ProcessCpu));
         m
     }
 
@@ -226,6 +232,58 @@ fn resident_memory_bytes() -> Option<i64> {
     Some(kib * 1024)
 }
 
+/// `process_cpu_seconds_total`: the user and system CPU time of the whole process (every
+/// thread), read on each scrape. Where it cannot be read (not Linux) the sample is left out
+/// rather than reported as 0: a reader must not take a missing figure for an idle server.
+#[derive(Debug)]
+struct ProcessCpu;
+
+impl Collector for ProcessCpu {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(seconds) = cpu_seconds() else {
+            return Ok(());
+        };
+        let counter = ConstCounter::new(seconds);
+        let metric = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time of the server process, seconds (Linux)",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
+/// User + system CPU seconds of this process: /proc/self/stat's clock ticks over the tick
+/// rate (Linux; 1/100 s resolution on common kernels).
+fn cpu_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let hz = rustix::param::clock_ticks_per_second();
+        let ticks = cpu_ticks(&stat)?;
+        (hz > 0).then(|| ticks as f64 / hz as f64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// utime + stime (fields 14 and 15, in clock ticks) of a /proc/PID/stat line. Field 2, the
+/// command name, is in parentheses and may itself hold spaces and parentheses, so fields are
+/// counted from the last `)`. `None` for anything that is not such a line.
+///
+/// loadgen reads the same line for its own CPU and the baseline server's (`loadgen/src/cpu.rs`):
+/// the two crates share no library but the wire protocol's, which is no place for this.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
+    // majflt, cmajflt (13), then utime (14) and stime (15).
+    let mut fields = after_name.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    utime.checked_add(stime)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +306,46 @@ mod tests {
         #[cfg(target_os = "linux")]
         assert!(resident_memory_bytes().unwrap() > 0);
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reports_the_process_cpu_time() {
+        // Burn a little CPU so the counter has moved past 0 even at 1/100 s resolution.
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let text = Metrics::new().render();
+        assert!(
+            text.contains("# TYPE process_cpu_seconds counter"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("process_cpu_seconds_total "))
+            .expect("the sample");
+        let seconds: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(seconds > 0.0 && seconds < 1e7, "{line}");
+        assert!(cpu_seconds().unwrap() >= seconds);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_from_a_stat_line() {
+        // A command name with spaces and parentheses; utime 1234, stime 56.
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 900 0 2 0 1234 56 0 0 20 0 9 0 100 200000 300";
+        assert_eq!(cpu_ticks(line), Some(1290));
+        for odd in [
+            "",
+            ")",
+            "4242 (x",
+            "4242 (x) S 1 2 3",
+            "4242 (x) S 1 4242 4242 0 -1 4194560 900 0 2 0 -5 56",
+            "4242 (x) S 1 4242 4242 0 -1 4194560 900 0 2 0 12é4 56",
+            "4242 (x) S 1 4242 4242 0 -1 4194560 900 0 2 0 18446744073709551615 1",
+        ] {
+            assert_eq!(cpu_ticks(odd), None, "{odd:?}");
+        }
     }
 }

@@ -166,6 +166,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         ))
     });
     let pace = Pace::new(opts.rate, opts.bidders);
+    let cpu_span = crate::cpu::Span::start(server.cpu_seconds());
     let mut tasks = Vec::new();
     for (b, conns) in per_bidder.into_iter().enumerate() {
         if conns.is_empty() {
@@ -187,6 +188,12 @@ pub async fn run(opts: Options) -> Result<Outcome> {
                 tracing::error!(error = %e, "a baseline bidder task failed");
             }
         }
+    }
+    // The CPU spent until every copy read was read: the counts include those copies.
+    let mut cpu = cpu_span.finish(server.cpu_seconds());
+    if server.in_process() {
+        // loadgen's own CPU includes the server's here: no honest figure for either.
+        cpu.loadgen = None;
     }
     // Bidding ended when the last bidder stopped sending; reading the copies still on
     // their way afterwards is not part of the measured phase.
@@ -233,6 +240,7 @@ pub async fn run(opts: Options) -> Result<Outcome> {
         udp_register: new_histogram(),
         verify: None,
         server_figures: None,
+        cpu,
         notes: vec![],
     };
     Ok(Outcome {

@@ -67,6 +67,21 @@ impl Server {
         }
     }
 
+    /// The server's CPU seconds so far (user + system), when it is a child process whose
+    /// /proc/PID/stat can be read; `None` in this process, where it cannot be told apart from
+    /// the clients' CPU.
+    pub(super) fn cpu_seconds(&self) -> Option<f64> {
+        match self {
+            Server::Child(c) => crate::cpu::process_seconds(c.child.id()),
+            Server::InProcess(_) => None,
+        }
+    }
+
+    /// True when the server runs inside loadgen's process (its CPU counts as loadgen's).
+    pub(super) fn in_process(&self) -> bool {
+        matches!(self, Server::InProcess(_))
+    }
+
     /// The server's certificate, for the clients to trust.
     pub(super) fn cert(&self) -> &CertificateDer<'static> {
         match self {

@@ -216,6 +216,12 @@ fn details(out: &mut String, runs: &[Labelled<'_>]) {
             lines.push(format!("server ({}):", server.url));
             lines.extend(server.lines());
         }
+        lines.extend(
+            r.cpu
+                .lines(r.subject())
+                .into_iter()
+                .map(|l| format!("CPU over the measured phase: {l}")),
+        );
         match &r.verify {
             Some(v) if v.passed => lines.push(format!(
                 "verified: {} items closed with the winner and price loadgen saw accepted; \

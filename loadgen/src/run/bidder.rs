@@ -460,6 +460,7 @@ impl Bidder {
         };
         match msg.body {
             ChannelBody::Highest { amount, bidder, .. } => {
+                stats.highest_received.fetch_add(1, Ordering::Relaxed);
                 let s = &mut self.slots[slot];
                 s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
                 if let Some(b) = bidder_index(&self.shared.prefix, &bidder) {

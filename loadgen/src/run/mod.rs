@@ -95,6 +95,8 @@ struct Stats {
     unanswered: AtomicU64,
     /// Channels reopened after they broke (a restart or a failover).
     reconnected: AtomicU64,
+    /// HIGHEST messages read by the bidders while bidding.
+    highest_received: AtomicU64,
     rejected: Tally,
     errors: Tally,
 }
@@ -111,6 +113,7 @@ impl Stats {
             unanswered: self.unanswered.load(Ordering::Relaxed),
             reconnected: self.reconnected.load(Ordering::Relaxed),
             errors: self.errors.snapshot(),
+            highest_received: self.highest_received.load(Ordering::Relaxed),
             ..Counts::default()
         }
     }
@@ -257,7 +260,8 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let stalled = setup::join_stalled(&opts, &offered, &shared, &mut accounts, &mut notes).await?;
     let scrape_with = scrape_opt(&opts, &shared).await;
 
-    // --- the measured phase
+    // --- the measured phase (the server's CPU from the scrapes around it, loadgen's own)
+    let cpu_span = crate::cpu::Span::start(cpu_seconds(&scrape_with));
     let elapsed = measure::run(
         &opts,
         &shared,
@@ -269,6 +273,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     )
     .await;
     let scrape_after = scrape_opt(&opts, &shared).await;
+    let cpu = cpu_span.finish(cpu_seconds(&scrape_after));
 
     // --- verification, then the figures for the report
     let verify = if opts.verify {
@@ -319,6 +324,7 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
         send_lag: s.send_lag.snapshot(),
         verify,
         server_figures,
+        cpu,
         notes,
     };
     Ok(Outcome {
@@ -337,6 +343,11 @@ async fn scrape_opt(opts: &Options, shared: &Shared) -> Option<Scrape> {
             None
         }
     }
+}
+
+/// The server's CPU seconds so far, from a scrape (`None`: no scrape, or an older server).
+fn cpu_seconds(scrape: &Option<Scrape>) -> Option<f64> {
+    scrape.as_ref()?.sum("process_cpu_seconds_total")
 }
 
 /// The server's own figures for the report, when `--metrics-url` was given and all three

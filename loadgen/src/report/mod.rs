@@ -4,7 +4,11 @@
 //! Compute, then render: a run (the auction's or a baseline's) hands over what it found as
 //! plain data (`RunFigures`), `Report::of` builds the report from it (rates, rounding,
 //! percentiles), and the report renders itself as the table ([`Report::table`]) or, through
-//! serde, as JSON.
+//! serde, as JSON. The `cpu` block is in `cpu.rs`.
+
+mod cpu;
+
+pub use self::cpu::{delivered, Cpu};
 
 use crate::scrape::ServerFigures;
 use crate::stats::Summary;
@@ -40,6 +44,10 @@ pub struct Report {
     pub latency_curves_us: LatencyCurves,
     pub verify: Option<Verification>,
     pub server: Option<ServerFigures>,
+    /// CPU time of the server and of loadgen over the measured phase, and per message. All
+    /// `null` in reports written before loadgen measured it.
+    #[serde(default)]
+    pub cpu: Cpu,
     /// Things the reader should know (a shortened run, no competition, ...).
     pub notes: Vec<String>,
 }
@@ -61,6 +69,11 @@ pub struct RunConfigReport {
     /// an auction run and in reports written before the relay existed.
     #[serde(default)]
     pub fan_out: bool,
+    /// `--round N`: which round of a set of back-to-back runs this was (`scripts/bench.sh`,
+    /// `scripts/knee.sh`), so medians over rounds pair each run with its partner. Absent when
+    /// not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
 }
 
 /// What a report measured: the server under test or one of the two baselines. Every label
@@ -125,15 +138,35 @@ pub struct Machine {
     pub os: String,
     pub arch: String,
     pub loadgen_version: String,
+    /// The kernel's release (Linux: /proc/sys/kernel/osrelease); absent where unknown and in
+    /// older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Physical memory (Linux: MemTotal of /proc/meminfo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// The processor's model name (Linux: /proc/cpuinfo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
 }
 
 impl Machine {
     pub fn this() -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
         Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
             loadgen_version: env!("CARGO_PKG_VERSION").into(),
+            kernel: read("/proc/sys/kernel/osrelease").map(|k| k.trim().to_owned()),
+            memory_bytes: read("/proc/meminfo").and_then(|m| {
+                let kib = m.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+                Some(kib.split_whitespace().next()?.parse::<u64>().ok()? * 1024)
+            }),
+            cpu_model: read("/proc/cpuinfo").and_then(|c| {
+                let line = c.lines().find(|l| l.starts_with("model name"))?;
+                Some(line.split_once(':')?.1.trim().to_owned())
+            }),
         }
     }
 }
@@ -174,6 +207,11 @@ pub struct Counts {
     /// stopped waiting for it: not an error, as coalesced HIGHESTs are not in an auction run.
     #[serde(default)]
     pub relayed: u64,
+    /// Auction run only: HIGHEST messages the bidders read in the measured phase (for their own
+    /// bids too: the server writes each to every connection of the item; coalesced ones a
+    /// reader skipped never arrive). The fan-out lines the server delivered, for `cpu`.
+    #[serde(default)]
+    pub highest_received: u64,
 }
 
 impl Counts {
@@ -296,6 +334,8 @@ pub(crate) struct RunFigures {
     pub verify: Option<Verification>,
     /// `None` without `--metrics-url` or when a scrape failed.
     pub server_figures: Option<ServerFigures>,
+    /// CPU seconds the server and loadgen used over the measured phase.
+    pub cpu: crate::cpu::Spent,
     pub notes: Vec<String>,
 }
 
@@ -319,6 +359,7 @@ impl Report {
                 seed: run.seed,
                 verify: run.verify.is_some(),
                 fan_out: run.subject == Subject::Relay,
+                round: None,
             },
             machine: run.machine.clone(),
             spread: run.spread.clone(),
@@ -343,6 +384,7 @@ impl Report {
             latency_curves_us: LatencyCurves::of(&run.round_trip, &run.fan_out),
             verify: run.verify.clone(),
             server: run.server_figures.clone(),
+            cpu: Cpu::of(run.subject, run.cpu.server, run.cpu.loadgen, &run.counts),
             notes: run.notes.clone(),
         }
     }
@@ -495,6 +537,10 @@ impl Report {
                 let _ = writeln!(out, "    {line}");
             }
         }
+        let _ = writeln!(out, "\n  CPU over the measured phase (user + system):");
+        for line in self.cpu.lines(subject) {
+            let _ = writeln!(out, "    {line}");
+        }
         if let Some(v) = &self.verify {
             if v.passed {
                 let _ = writeln!(
@@ -517,9 +563,14 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::stats::new_histogram;
+
+    /// An open-loop auction report as JSON, for other modules' tests to vary.
+    pub(crate) fn report_json() -> serde_json::Value {
+        serde_json::to_value(Report::of(&figures())).unwrap()
+    }
 
     fn figures() -> RunFigures {
         let mut round_trip = new_histogram();
@@ -559,6 +610,10 @@ mod tests {
             send_lag,
             verify: None,
             server_figures: None,
+            cpu: crate::cpu::Spent {
+                server: Some(0.3),
+                loadgen: None,
+            },
             notes: vec!["a note".into()],
         }
     }
@@ -586,6 +641,15 @@ mod tests {
         assert!(r.latency_curves_us.fan_out.is_empty());
         assert_eq!(r.notes, vec!["a note".to_string()]);
         assert!(!r.failed());
+        // 0.3 s of server CPU over 300 answers; loadgen's not measured.
+        assert_eq!(r.cpu.server_us_per_answer, Some(1000.0));
+        assert_eq!(r.cpu.loadgen_us_per_message, None);
+        let table = r.table();
+        assert!(
+            table.contains("server 0.30 s: 1000.00 µs per answer"),
+            "{table}"
+        );
+        assert!(table.contains("loadgen: not measured"), "{table}");
     }
 
     /// Reports written before the curves were kept still read, with no curve to draw.
@@ -594,7 +658,15 @@ mod tests {
         let mut json = serde_json::to_value(Report::of(&figures())).unwrap();
         assert!(json["latency_curves_us"]["bid_round_trip"].is_array());
         json.as_object_mut().unwrap().remove("latency_curves_us");
+        // Nor had they the CPU block, the machine's details or the HIGHEST count.
+        json.as_object_mut().unwrap().remove("cpu");
+        json["machine"].as_object_mut().unwrap().remove("kernel");
+        json["counts"]
+            .as_object_mut()
+            .unwrap()
+            .remove("highest_received");
         let r: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(r.cpu, Cpu::default());
         assert!(r.latency_curves_us.bid_round_trip.is_empty());
         assert_eq!(r.counts.sent, 300);
     }
