@@ -6,7 +6,7 @@
 //! at most [`CPU_RATIO_MAX`] times) and loadgen's own CPU per message in both.
 //!
 //! Several rounds of the whole ladder (`KNEE_ROUNDS`): each round's knees and ratio are found
-//! on their own ([`Round`]), then the median knee of each and the median ratio, with the
+//! on their own ([`Round`]), then the median knee of each and their ratio, with the
 //! per-round values; each rate's figures are the medians over the rounds, and each CPU ratio
 //! is the median of the rounds' pairs (an auction step and the relay step run right after it).
 //!
@@ -42,9 +42,9 @@ pub struct Knees {
     /// rounds, and `knee` / `first_over` the medians of the rounds' (each round's in `rounds`).
     pub auction: Curve,
     pub relay: Curve,
-    /// The auction's knee / the relay's: the median over the rounds that had both; `None` when
-    /// either median knee is none (the median round was over the limits at the lowest rate), so
-    /// the headline never shows a ratio the median knees do not have.
+    /// The auction's median knee / the relay's median knee; `None` when either is none (the
+    /// median round was over the limits at the lowest rate). Each round's own ratio is in
+    /// `rounds`, for information: a round where one side had no knee has none.
     pub ratio: Option<f64>,
     /// A report had errors or failed verification (exit code 1).
     pub failed: bool,
@@ -325,9 +325,9 @@ pub fn knee(reports: &[Report]) -> Knees {
             p99_fan_out_ms: FAN_OUT_P99_US as f64 / 1000.0,
             cpu_ratio_max: Some(CPU_RATIO_MAX),
         },
-        ratio: median(rounds.iter().filter_map(|r| r.ratio))
-            .filter(|_| auction.knee.is_some() && relay.knee.is_some())
-            .map(|r| (r * 1000.0).round() / 1000.0),
+        // The median knees' ratio, not the median of the rounds' ratios: those leave out the
+        // rounds where a side had no knee, and one lucky round would then decide the verdict.
+        ratio: ratio(auction.knee, relay.knee),
         cpu: cpu_at_rates(&rounds, &auction, &relay),
         auction,
         relay,
@@ -483,8 +483,9 @@ mod tests {
         assert_eq!(k.auction.first_over, Some(2000.0));
         assert_eq!(k.relay.knee, Some(2000.0));
         assert_eq!(k.relay.first_over, None);
-        // The median of the rounds that had a ratio.
-        assert_eq!(k.ratio, Some(0.75));
+        // The median knees' ratio (the rounds' own ratios, 0.5 and 1.0, would give 0.75 while
+        // round 3's auction had no knee at all).
+        assert_eq!(k.ratio, Some(0.5));
         // Each rate's p99 is the median over the rounds.
         let a = &k.auction.steps;
         assert_eq!((a[0].p99_round_trip_ms, a[0].reports), (Some(4.0), 3));
@@ -522,7 +523,9 @@ mod tests {
         assert_eq!((k.auction.knee, k.relay.knee, k.ratio), (None, None, None));
         let text = k.text();
         assert!(
-            text.contains("auction knee / relay knee (median): - (rounds: -, 100.0 %, -)"),
+            text.contains(
+                "auction knee / relay knee (of the median knees): - (rounds: -, 100.0 %, -)"
+            ),
             "{text}"
         );
     }

@@ -109,7 +109,11 @@ impl Knees {
         let _ = writeln!(
             out,
             "\nauction knee / relay knee{}: {}{}",
-            if several { " (median)" } else { "" },
+            if several {
+                " (of the median knees)"
+            } else {
+                ""
+            },
             percent(self.ratio),
             if several {
                 let each: Vec<String> = self.rounds.iter().map(|r| percent(r.ratio)).collect();
