@@ -153,6 +153,15 @@ struct Head<'a> {
     kind: Option<&'a serde_json::value::RawValue>,
 }
 
+/// The head of an object line; `None` for anything else (a derived struct would also take a
+/// JSON array, field by field, which the general way refuses).
+fn head(line: &str) -> Option<Head<'_>> {
+    if !line.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(line).ok()
+}
+
 #[derive(Deserialize)]
 struct AmountFields {
     amount: Cents,
@@ -169,7 +178,7 @@ struct MaxFields {
 
 /// `bid`, `proxy-bid` and `status` of the current version; `None` for the general way.
 fn fast_request(line: &str) -> Option<Result<ChannelRequest, LineError>> {
-    let head: Head = serde_json::from_str(line).ok()?;
+    let head = head(line)?;
     let (Some(VERSION), Some(req), Some(kind)) = (head.v, head.req, head.kind) else {
         return None;
     };
@@ -285,7 +294,7 @@ struct RejectedFields {
 /// `highest`, `bid-accepted` and `bid-rejected` of the current version; `None` for the
 /// general way.
 fn fast_message(line: &str) -> Option<ChannelBody> {
-    let head: Head = serde_json::from_str(line).ok()?;
+    let head = head(line)?;
     let (Some(VERSION), Some(kind)) = (head.v, head.kind) else {
         return None;
     };
@@ -393,6 +402,9 @@ mod tests {
                 "{\"v\":1,\"req\":13,\"type\":\"status\",\"type\":\"bid\"}",
                 "{\"v\":1,\"req\":14,\"type\":\"bid\",\"amount\":5,\"id\":null}",
                 "[1,2]",
+                "[1,7,\"status\"]",
+                "[1,7,\"bid\",10]",
+                " {\"v\":1,\"req\":15,\"type\":\"status\"}",
             ]
             .map(String::from),
         );
@@ -455,6 +467,8 @@ mod tests {
                 "{\"v\":1,\"type\":\"bid-rejected\",\"req\":1,\"reason\":\"no-such\",\"message\":\"m\",\"next_min\":1}",
                 "{\"v\":1,\"type\":\"bid-rejected\",\"req\":1,\"reason\":\"too-low\",\"message\":\"m\",\"next_min\":1}",
                 "{\"type\":\"highest\",\"item\":1,\"amount\":5,\"bidder\":\"x\",\"ends_at\":2}",
+                "[1,\"highest\",1,5,\"x\",2]",
+                "[1,null,\"highest\"]",
             ]
             .map(String::from),
         );

@@ -231,8 +231,8 @@ pub(super) async fn open_channels(
     per_bidder
 }
 
-/// `--stalled`: clients that join every item and stop reading. Their channels' readers take
-/// up to 1024 messages and then stop, so the server sees a full socket from then on; the
+/// `--stalled`: clients that join every item and stop reading. Their channels are not read
+/// after the first STATE, so the server sees a full socket once the kernel's buffers are; the
 /// channels must be kept (not dropped) until bidding is done. The clients go into
 /// `accounts.stalled`. Adds a note saying so.
 pub(super) async fn join_stalled(

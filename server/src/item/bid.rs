@@ -1,8 +1,8 @@
 //! A bid on the item's channel: judged by the rules (`rules/auction.rs`) at once; an accepted
 //! bid's record appended to storage, and its answer and any new HIGHEST said through the
 //! outbox, so they leave only once the bid is durable. A rejected bid is not stored: its answer
-//! goes through the outbox too (so the state it was judged against, this item's and for
-//! `account-gone` the registry's, is durable first), and its
+//! goes through the outbox too (so the item state it was judged against is durable first),
+//! and its
 //! id is kept for a while in memory only (`rules/rejected_ids.rs` argues why that is enough).
 //! A repeated bid id gets its first answer again.
 
@@ -146,8 +146,8 @@ impl ItemTask {
                 next_min: self.auction.next_min(),
             },
         };
-        // `account-gone` rests on the registry's record of the deregistration, not this
-        // item's: it waits for everything appended before it.
+        // `account-gone` rests on the registry's deregistration, not on this item's records:
+        // it waits for everything appended before it (see the note in `item/mod.rs`).
         let out = Out::To(conn, body);
         match outcome {
             Outcome::Rejected {

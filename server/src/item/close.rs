@@ -197,7 +197,8 @@ impl ItemTask {
             })
             .collect();
         if !closed.is_empty() {
-            self.append(closed);
+            // The connection log: nothing said rests on it (see `join`).
+            self.ctx.storage.append(closed);
         }
         self.accounts.clear();
     }

@@ -10,10 +10,14 @@
 //! appended before it was said (`own_lsn`; numbers are global, so everything anyone appended
 //! before that too). So no one learns of a bid a crash could lose, and bids arriving during
 //! one commit are judged meanwhile and committed together in the next. What a message says
-//! is this item's state, which only this task appends; the one verdict that rests on another
-//! task's record, `account-gone` (the registry stores the deregistration), waits for
-//! everything appended by anyone before it. A rejection on an item whose own bids are all
-//! durable is therefore said at once, while other items' bids are still being committed.
+//! is this item's state, which only this task appends once the item runs; what others
+//! appended about it (the offer, a resumption, the account's registration) is covered by each
+//! connection's first message, STATE, which waits for everything anyone appended before the
+//! join, and which everything later on the connection follows. A rejection on an item whose
+//! own bids are all durable is therefore said at once, while other items' bids are still
+//! being committed. (`account-gone` also waits for everything appended before it; the
+//! registry clears an account's flag before it appends the deregistration, so that verdict
+//! can still precede its record, as it always could.)
 
 mod bid;
 mod channel;
@@ -176,7 +180,9 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         auction,
         rejected: RejectedIds::default(),
         outbox: Outbox::new(&*ctx.storage),
-        own_lsn: 0,
+        // Whatever was appended before the task existed (its item's offer or resumption among
+        // it, when that is appended first) is waited for too.
+        own_lsn: ctx.storage.appended(),
         view: view_tx,
         highest: watch::channel(highest).0,
         conns: HashMap::new(),
@@ -404,10 +410,16 @@ impl ItemTask {
                 session,
             },
         );
-        self.emit(Out::State { conn, req: None });
-        // The connection log, for the operator's `auction-server status`. Appended after the
-        // STATE is said, so that STATE does not wait for the log's commit.
-        self.append(vec![Record::ChannelOpened {
+        // The first thing a connection hears, and everything after it waits behind it (the
+        // outbox keeps the order): it waits for everything anyone appended so far, so a
+        // connection learns nothing before the records other tasks appended about the item
+        // and the account (the offer, a resumption after a restart, the registration) are
+        // durable; what follows rests on this item's own records.
+        self.emit_after_all(Out::State { conn, req: None });
+        // The connection log, for the operator's `auction-server status`: nothing said rests
+        // on it, so it is not one of the records messages wait for (`own_lsn`), and it is
+        // appended after the STATE, which so does not wait for its commit either.
+        self.ctx.storage.append(vec![Record::ChannelOpened {
             session,
             item: self.id,
             account: account_id,
@@ -419,7 +431,8 @@ impl ItemTask {
 
     fn remove(&mut self, conn: u64) {
         if let Some(c) = self.conns.remove(&conn) {
-            self.append(vec![Record::ChannelClosed {
+            // The connection log: nothing said rests on it (see `join`).
+            self.ctx.storage.append(vec![Record::ChannelClosed {
                 session: c.session,
                 at: self.now,
             }]);
