@@ -303,6 +303,18 @@ fn the_block_holds_the_reports_figures() {
         target[1].contains(&format!("**{:.1} %**", median(ratios.clone()) * 100.0)),
         "{target:?}"
     );
+    // The figures beside it are the median pair's, one round's, not medians of each column.
+    let m = median(ratios.clone());
+    let pair = ratios.iter().position(|&r| r == m).unwrap();
+    assert!(
+        target[1].starts_with(&format!(
+            "round {}: {} bids answered/s vs {} echoes/s",
+            pair + 1,
+            thousands(auction[pair]),
+            thousands(echo[pair])
+        )),
+        "{target:?}"
+    );
     assert_eq!(target[2], "no");
 
     // Memory per channel and the 10,000 channels.
