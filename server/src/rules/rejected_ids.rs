@@ -17,7 +17,10 @@
 //!   through accepted bids *before* it; an item whose end passed is closed at the next start;
 //!   the seller and the limits do not change.
 //! - `account-gone`: a deregistered account never comes back (a new one under the name is
-//!   another account, with another key).
+//!   another account, with another key). But the registry stops an account bidding before it
+//!   asks the items whether it leads one; if it does, the deregistration is refused and the
+//!   account stays, so a bid judged in between got `account-gone` for an account that
+//!   remains (PROTOCOL.md lists this with the exception below).
 //! - `too-low` with a bid on the item: the price only rises, so an amount below the next
 //!   minimum stays below it; a leader's proxy maximum not above its own ceiling stays below
 //!   any later price plus the increment.
