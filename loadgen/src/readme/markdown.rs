@@ -71,8 +71,26 @@ fn verdict(v: &Verdict) -> String {
 }
 
 /// The values of each round, `a, b, c`.
-fn each(rounds: &[PairRound], f: impl Fn(&PairRound) -> String) -> String {
-    rounds.iter().map(f).collect::<Vec<_>>().join(", ")
+fn each<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
+    items.iter().map(f).collect::<Vec<_>>().join(", ")
+}
+
+/// "at most " / "at least " when one side's knee is only a bound (within at every rate tried).
+fn ratio_bound(k: &KneeSet) -> &'static str {
+    match (k.knees.auction.first_over, k.knees.relay.first_over) {
+        (Some(_), None) => "at most ",
+        (None, Some(_)) => "at least ",
+        _ => "",
+    }
+}
+
+/// Each round's knee ratio, `open`, the list, `close`; nothing with a single round.
+fn round_ratios(k: &KneeSet, open: &str) -> String {
+    if k.knees.rounds.len() > 1 {
+        format!("{open}{})", each(&k.knees.rounds, |r| percent(r.ratio)))
+    } else {
+        String::new()
+    }
 }
 
 /// The block, markers included.
@@ -256,29 +274,13 @@ fn targets(out: &mut String, p: &Perf) {
         verdict(&p.channels_verdict())
     );
     let knee = p.knee.as_ref().map_or("not measured".into(), |k| {
-        let bound = match (k.knees.auction.first_over, k.knees.relay.first_over) {
-            (Some(_), None) => "at most ",
-            (None, Some(_)) => "at least ",
-            _ => "",
-        };
         format!(
-            "auction {}, relay {}: **{bound}{}**{}",
+            "auction {}, relay {}: **{}{}**{}",
             knee_rate(&k.knees.auction),
             knee_rate(&k.knees.relay),
+            ratio_bound(k),
             percent(k.knees.ratio),
-            if k.knees.rounds.len() > 1 {
-                format!(
-                    " (rounds {})",
-                    k.knees
-                        .rounds
-                        .iter()
-                        .map(|r| percent(r.ratio))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else {
-                String::new()
-            }
+            round_ratios(k, " (rounds ")
         )
     });
     let _ = writeln!(
@@ -464,25 +466,14 @@ fn knee(out: &mut String, k: &KneeSet) {
         .collect();
     let _ = writeln!(
         out,
-        "\nKnees (p99 round trip ≤ 5 ms and p99 fan-out ≤ 10 ms): auction {}{}; relay {}{}; auction / relay **{}**{}.{}\n",
+        "\nKnees (p99 round trip ≤ 5 ms and p99 fan-out ≤ 10 ms): auction {}{}; relay {}{}; auction / relay **{}{}**{}.{}\n",
         knee_rate(a),
         rounds(|r| r.auction.knee),
         knee_rate(r),
         rounds(|r| r.relay.knee),
+        ratio_bound(k),
         percent(k.knees.ratio),
-        if n > 1 {
-            format!(
-                " (rounds: {})",
-                k.knees
-                    .rounds
-                    .iter()
-                    .map(|r| percent(r.ratio))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            String::new()
-        },
+        round_ratios(k, " (rounds: "),
         match (
             achieved.iter().copied().reduce(f64::min),
             achieved.iter().copied().reduce(f64::max)
@@ -514,14 +505,7 @@ fn cpu(out: &mut String, k: &KneeSet) {
     );
     for c in &k.knees.cpu {
         let pairs = if c.ratios.len() > 1 {
-            format!(
-                " ({})",
-                c.ratios
-                    .iter()
-                    .map(|r| format!("{r:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!(" ({})", each(&c.ratios, |r| format!("{r:.2}")))
         } else {
             String::new()
         };
