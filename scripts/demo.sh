@@ -85,7 +85,7 @@ client bob bid "$item" 12.50
 say "carol outbids him"
 client carol bid "$item" 13.75
 
-say "the live board, as a browser at http://$web/ gets it (item, description, seller, minimum, price, leader, bids, time left)"
+say "the live board, as a browser at http://$web/ gets it (item, description, seller, minimum, price, terms, leader, bids, time left)"
 board_rows /
 
 say "bob bids again and follows the channel to the end (a late bid extends the auction)"

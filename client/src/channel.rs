@@ -27,6 +27,8 @@ pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Offer {
     Amount(Cents),
     Max(Cents),
+    /// Buy it now at this price (the item's, as last seen).
+    BuyNow(Cents),
 }
 
 impl Offer {
@@ -34,6 +36,7 @@ impl Offer {
         match self {
             Offer::Amount(amount) => ChannelRequestBody::Bid { amount, id },
             Offer::Max(max) => ChannelRequestBody::ProxyBid { max, id },
+            Offer::BuyNow(amount) => ChannelRequestBody::BuyNow { amount, id },
         }
     }
 }
@@ -214,6 +217,7 @@ impl ItemChannel {
                     ends_at,
                     leading,
                     max,
+                    ..
                 } if r == req => {
                     return Ok(BidResult::Accepted {
                         amount,
@@ -469,6 +473,8 @@ fn placeholder_item() -> ItemView {
         winner: None,
         price: None,
         settle_port: None,
+        reserve_met: None,
+        buy_now: None,
     }
 }
 

@@ -62,7 +62,8 @@ pub enum Command {
     Items,
     /// Show one item, open or closed.
     Status { item: u64 },
-    /// Bid on an item: an amount, or with --max a private maximum the server bids up to.
+    /// Bid on an item: an amount, with --max a private maximum the server bids up to, or
+    /// --buy-now to take it at its buy-it-now price.
     Bid(BidArgs),
     /// Follow an item's bids without joining its channel: `watch` prints its new highest bids
     /// and its result.
@@ -104,18 +105,30 @@ pub struct OfferArgs {
     /// How long bidding stays open, e.g. 90s, 5m, 2h (default 5m).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// The lowest price you accept, hidden from bidders (they see whether it is met); below
+    /// it the item is not sold. At least --min.
+    #[arg(long, value_parser = parse_amount)]
+    pub reserve: Option<Cents>,
+    /// A price at which the first bidder may take the item at once, offered until the first
+    /// bid (or, with a reserve, until the reserve is met). At least --min and --reserve.
+    #[arg(long, value_parser = parse_amount)]
+    pub buy_now: Option<Cents>,
 }
 
-/// `bid`'s arguments: an amount, or a proxy bid's maximum.
+/// `bid`'s arguments: an amount, a proxy bid's maximum, or buy it now.
 #[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["amount", "max", "buy_now"])))]
 pub struct BidArgs {
     pub item: u64,
-    #[arg(value_parser = parse_amount, required_unless_present = "max", conflicts_with = "max")]
+    #[arg(value_parser = parse_amount)]
     pub amount: Option<Cents>,
     /// Proxy bid: the server bids for you, one increment above any competitor, up to this
     /// amount. No one else sees it. Again while leading: raises your maximum.
     #[arg(long, value_parser = parse_amount)]
     pub max: Option<Cents>,
+    /// Buy the item at once at its buy-it-now price (shown by `status`); the auction ends.
+    #[arg(long)]
+    pub buy_now: bool,
     /// Stay on the item's channel and print updates until the auction ends.
     #[arg(long)]
     pub follow: bool,

@@ -56,6 +56,15 @@ pub struct AttachInfo {
     pub devices: u32,
 }
 
+/// An offer's prices besides the minimum, each optional (see PROTOCOL.md's `offer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// The reserve price: hidden from bidders; below it the item is not sold.
+    pub reserve: Option<Cents>,
+    /// The buy-it-now price.
+    pub buy_now: Option<Cents>,
+}
+
 /// What OFFER-CONF says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offered {
@@ -192,11 +201,25 @@ impl Client {
         min: Cents,
         duration_secs: Option<u64>,
     ) -> Result<Offered> {
+        self.offer_with(description, min, duration_secs, Terms::default())
+            .await
+    }
+
+    /// `offer` with a reserve and a buy-it-now price.
+    pub async fn offer_with(
+        &self,
+        description: &str,
+        min: Cents,
+        duration_secs: Option<u64>,
+        terms: Terms,
+    ) -> Result<Offered> {
         let body = RequestBody::Offer {
             account: self.name()?,
             description: description.to_owned(),
             min,
             duration: duration_secs,
+            reserve: terms.reserve,
+            buy_now: terms.buy_now,
         };
         match self.signed(body).await? {
             ServerBody::OfferConf {

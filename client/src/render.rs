@@ -131,7 +131,7 @@ impl Out {
             say!("No items are open.");
             return;
         }
-        let rows: Vec<[String; 6]> = items
+        let rows: Vec<[String; 7]> = items
             .iter()
             .map(|i| {
                 [
@@ -143,6 +143,7 @@ impl Out {
                         (Some(a), Some(b)) => format!("{a} ({b})"),
                         _ => "-".into(),
                     },
+                    terms_cell(i),
                     until(i.ends_at),
                 ]
             })
@@ -153,6 +154,7 @@ impl Out {
             "SELLER",
             "MINIMUM",
             "HIGHEST",
+            "TERMS",
             "CLOSES",
         ];
         let mut widths = header.map(|h| h.chars().count());
@@ -191,7 +193,8 @@ impl Out {
         say!("{}", status_line(item));
     }
 
-    pub fn bid(&self, item: u64, result: &BidResult, asked: auction_protocol::Cents) {
+    /// A bid's answer; `bought`: it was `--buy-now`.
+    pub fn bid(&self, item: u64, result: &BidResult, asked: auction_protocol::Cents, bought: bool) {
         match result {
             BidResult::Accepted {
                 amount,
@@ -202,8 +205,12 @@ impl Out {
                 if self.json {
                     self.line(json!({
                         "accepted": true, "item": item, "amount": amount, "ends_at": ends_at,
-                        "leading": leading, "max": max
+                        "leading": leading, "max": max, "buy_now": bought
                     }));
+                    return;
+                }
+                if bought {
+                    say!("You bought item {item} for {amount}: the auction has ended.");
                     return;
                 }
                 let closes = until(*ends_at);
@@ -231,10 +238,15 @@ impl Out {
                 if self.json {
                     self.line(json!({
                         "accepted": false, "item": item, "amount": asked, "reason": reason,
-                        "message": message, "highest": highest, "next_min": next_min
+                        "message": message, "highest": highest, "next_min": next_min,
+                        "buy_now": bought
                     }));
                 }
-                say_err!("Bid of {asked} on item {item} rejected: {message}.");
+                if bought {
+                    say_err!("Buying item {item} for {asked} was refused: {message}.");
+                } else {
+                    say_err!("Bid of {asked} on item {item} rejected: {message}.");
+                }
             }
         }
     }
@@ -279,20 +291,53 @@ impl Out {
     }
 }
 
+/// The items table's TERMS cell: the reserve's state and the buy-it-now price, "-" for
+/// neither.
+fn terms_cell(item: &ItemView) -> String {
+    let mut parts = Vec::new();
+    match item.reserve_met {
+        Some(true) => parts.push("reserve met".to_owned()),
+        Some(false) => parts.push("reserve not met".to_owned()),
+        None => {}
+    }
+    if let Some(price) = item.buy_now {
+        parts.push(format!("buy now {price}"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// One item's state in a sentence.
 fn status_line(item: &ItemView) -> String {
     let lead = match (&item.highest, &item.bidder) {
         (Some(a), Some(b)) => format!("the highest bid is {a} by {b}"),
         _ => format!("no bids yet (minimum {})", item.min),
     };
+    let reserve = match item.reserve_met {
+        Some(true) => " (reserve met)",
+        Some(false) => " (reserve not met)",
+        None => "",
+    };
+    let buy_now = match item.buy_now {
+        Some(price) => format!("; buy it now for {price} (`bid {} --buy-now`)", item.item),
+        None => String::new(),
+    };
     let (n, what, seller) = (item.item, &item.description, &item.seller);
     match (item.state, &item.winner, &item.price) {
         (ItemState::Open, _, _) => format!(
-            "Item {n} \"{what}\" by {seller} is open: {lead}; bidding closes {}.",
+            "Item {n} \"{what}\" by {seller} is open: {lead}{reserve}{buy_now}; bidding closes {}.",
             until(item.ends_at)
         ),
         (ItemState::Closed, Some(w), Some(p)) => {
             format!("Item {n} \"{what}\" by {seller} is closed: sold to {w} for {p}.")
+        }
+        (ItemState::Closed, _, _) if item.reserve_met == Some(false) && item.highest.is_some() => {
+            format!(
+                "Item {n} \"{what}\" by {seller} is closed: not sold (the reserve was not met)."
+            )
         }
         (ItemState::Closed, _, _) => {
             format!("Item {n} \"{what}\" by {seller} is closed: not sold.")

@@ -142,6 +142,11 @@ impl ItemSession {
         Ok(session)
     }
 
+    /// The item as its channel last described it (STATE at connect), while connected.
+    pub fn item(&self) -> Option<&auction_protocol::ItemView> {
+        self.channel.as_ref().map(|c| &c.item)
+    }
+
     /// Bids `amount` with `id`. If the connection breaks before the answer, reconnects and
     /// sends the same bid with the same id until it is answered (or the session gives up);
     /// `on_event` hears about each reconnection as it happens.

@@ -42,7 +42,8 @@ impl Default for Retry {
 
 /// What the dispatcher hands a request waiting for its answer.
 enum Incoming {
-    Answer(ServerBody),
+    /// Boxed: an answer is a few hundred bytes, and the channel holds one per waiter.
+    Answer(Box<ServerBody>),
     /// The server's port refused a datagram (ICMP port unreachable, reported on a connected
     /// socket): nothing listens there.
     Refused,
@@ -253,7 +254,7 @@ impl UdpClient {
             loop {
                 let answer = match timeout(deadline - tokio::time::Instant::now(), rx.recv()).await
                 {
-                    Ok(Some(Incoming::Answer(answer))) => answer,
+                    Ok(Some(Incoming::Answer(answer))) => *answer,
                     Ok(Some(Incoming::Refused)) => return Err(self.no_server()),
                     Ok(None) => return Err(ClientError::Protocol("dispatcher stopped".into())),
                     Err(_) => {
@@ -421,7 +422,7 @@ async fn dispatch(
                     .get(&req)
                     .cloned();
                 if let Some(w) = waiter {
-                    let _ = w.send(Incoming::Answer(msg.body));
+                    let _ = w.send(Incoming::Answer(Box::new(msg.body)));
                 }
             }
             None => {

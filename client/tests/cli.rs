@@ -468,3 +468,82 @@ async fn settle_from_the_command_line_with_flags() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn reserve_and_buy_it_now_from_the_command_line() {
+    let env = start().await;
+    env.register(&["alice", "bob", "carol"]).await;
+    // A reserve below the minimum is refused with the reason, exit code 1.
+    let (code, _, stderr) = env
+        .run(
+            "alice",
+            &["offer", "Clock", "--min", "20", "--reserve", "10"],
+        )
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("reserve price must be at least the minimum bid"),
+        "{stderr}"
+    );
+    let offer = env
+        .json(
+            "alice",
+            &[
+                "offer",
+                "Clock",
+                "--min",
+                "20",
+                "--reserve",
+                "60",
+                "--buy-now",
+                "150",
+                "--duration",
+                "60s",
+            ],
+        )
+        .await;
+    let item = offer["item"].as_u64().unwrap().to_string();
+    let bid = env.json("bob", &["bid", &item, "30"]).await;
+    assert_eq!(bid["accepted"], true);
+    // People read the reserve's state and the price; scripts get the fields.
+    let (code, stdout, _) = env.run("carol", &["status", &item]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("the highest bid is 30.00 by bob (reserve not met); buy it now for 150.00"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("60.00"),
+        "the reserve is not shown: {stdout}"
+    );
+    let status = env.json("carol", &["status", &item]).await;
+    assert_eq!(
+        (status["reserve_met"].clone(), status["buy_now"].clone()),
+        (Value::Bool(false), Value::from(15000))
+    );
+    let (code, stdout, _) = env.run("carol", &["items"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("reserve not met, buy now 150.00"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = env.run("carol", &["bid", &item, "--buy-now"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("You bought item {item} for 150.00: the auction has ended.")
+    );
+    let (code, stdout, _) = env.run("bob", &["status", &item]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("is closed: sold to carol for 150.00."),
+        "{stdout}"
+    );
+    // Nothing to buy any more: a clear refusal, exit code 1.
+    let (code, _, stderr) = env.run("bob", &["bid", &item, "--buy-now"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    // `bid` needs one of an amount, --max or --buy-now.
+    let (code, _, stderr) = env.run("bob", &["bid", &item]).await;
+    assert_eq!(code, 2, "{stderr}");
+}

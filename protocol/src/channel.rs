@@ -34,6 +34,14 @@ pub enum ChannelRequestBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// Buy the item at once at its buy-it-now price, `amount` (the price the client saw and
+    /// agrees to pay; any other amount is refused). Accepted, it ends the auction. `id` works
+    /// as for `bid`.
+    BuyNow {
+        amount: Cents,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Send the item's state again.
     Status,
 }
@@ -70,6 +78,10 @@ pub enum ChannelBody {
         /// A proxy bid's maximum, echoed to its own bidder only.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<Cents>,
+        /// The smallest bid accepted now (as in `bid-rejected`, how the auction stands when
+        /// this answer is sent). Absent from servers before the increment table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_min: Option<Cents>,
     },
     BidRejected {
         req: u64,
@@ -85,6 +97,16 @@ pub enum ChannelBody {
         amount: Cents,
         bidder: String,
         ends_at: u64,
+        /// The smallest bid accepted now (the increment depends on the price). Absent from
+        /// servers before the increment table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_min: Option<Cents>,
+        /// On an item with a reserve only: whether this bid reached it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reserve_met: Option<bool>,
+        /// The buy-it-now price, while the item still offers it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        buy_now: Option<Cents>,
     },
     /// The seller lowered the minimum (an accepted negotiation); `next_min` is the smallest
     /// bid accepted now.
@@ -269,6 +291,12 @@ struct HighestFields {
     amount: Cents,
     bidder: String,
     ends_at: u64,
+    #[serde(default)]
+    next_min: Option<Cents>,
+    #[serde(default)]
+    reserve_met: Option<bool>,
+    #[serde(default)]
+    buy_now: Option<Cents>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +308,8 @@ struct AcceptedFields {
     leading: bool,
     #[serde(default)]
     max: Option<Cents>,
+    #[serde(default)]
+    next_min: Option<Cents>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +336,9 @@ fn fast_message(line: &str) -> Option<ChannelBody> {
                 amount: f.amount,
                 bidder: f.bidder,
                 ends_at: f.ends_at,
+                next_min: f.next_min,
+                reserve_met: f.reserve_met,
+                buy_now: f.buy_now,
             }
         }
         "\"bid-accepted\"" => {
@@ -316,6 +349,7 @@ fn fast_message(line: &str) -> Option<ChannelBody> {
                 ends_at: f.ends_at,
                 leading: f.leading,
                 max: f.max,
+                next_min: f.next_min,
             }
         }
         "\"bid-rejected\"" => {
@@ -426,6 +460,18 @@ mod tests {
                 amount: Cents(1500),
                 bidder: "bob".into(),
                 ends_at: 99,
+                next_min: Some(Cents(1550)),
+                reserve_met: None,
+                buy_now: None,
+            },
+            ChannelBody::Highest {
+                item: 3,
+                amount: Cents(1500),
+                bidder: "bob".into(),
+                ends_at: 99,
+                next_min: None,
+                reserve_met: Some(false),
+                buy_now: Some(Cents(9000)),
             },
             ChannelBody::BidAccepted {
                 req: 4,
@@ -433,6 +479,7 @@ mod tests {
                 ends_at: 99,
                 leading: false,
                 max: Some(Cents(2000)),
+                next_min: Some(Cents(2050)),
             },
             ChannelBody::BidAccepted {
                 req: 4,
@@ -440,6 +487,7 @@ mod tests {
                 ends_at: 99,
                 leading: true,
                 max: None,
+                next_min: None,
             },
             ChannelBody::BidRejected {
                 req: 5,

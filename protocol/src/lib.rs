@@ -85,6 +85,9 @@ pub enum Reason {
     IdleTimeout,
     AccountGone,
     InvalidBidId,
+    /// `buy-now` on an item that has no buy-it-now price, or no longer offers it (it had a
+    /// bid, or its reserve was met).
+    BuyNowUnavailable,
     // --- settlement ---
     /// The account is neither the buyer, the seller nor the bidder offered a second chance.
     NotAParty,
@@ -166,6 +169,14 @@ pub struct ItemView {
     /// `settle`). A port, not `host:port`, so the largest closed item still fits a datagram.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_port: Option<u16>,
+    /// Present only on an item with a reserve price (the seller's hidden lowest acceptable
+    /// price): whether the highest bid has reached it. Below it, the item is not sold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_met: Option<bool>,
+    /// Present while the item can be bought at once at this price (`buy-now` on its channel):
+    /// until its first bid, or, with a reserve, until the reserve is met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buy_now: Option<Cents>,
 }
 
 #[cfg(test)]

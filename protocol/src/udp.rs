@@ -44,6 +44,15 @@ pub enum RequestBody {
         /// Seconds; absent means the default (300).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration: Option<u64>,
+        /// The reserve price: the lowest the seller accepts, never shown to bidders (they see
+        /// whether it is met). At least `min`. Absent: no reserve.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reserve: Option<Cents>,
+        /// The buy-it-now price: a bidder may take the item at once at this price until the
+        /// first bid (or, with a reserve, until the reserve is met). At least `min` and the
+        /// reserve. Absent: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        buy_now: Option<Cents>,
     },
     /// The open items. Anyone.
     List,
@@ -621,15 +630,17 @@ mod tests {
 
     /// The largest item a server can describe: 2^53 item numbers, 4-byte characters, longest
     /// names and amounts, an end time 250 years out. Open items have a channel and no result;
-    /// closed ones the reverse, and the settlement desk's address.
+    /// closed ones the reverse, and the settlement desk's address. The longest open item has a
+    /// bid below its reserve and a buy-it-now price: `min` <= `highest` < reserve <=
+    /// `buy_now` <= the largest amount, so the bid has one digit less than the price.
     fn worst_item(n: u64) -> ItemView {
         ItemView {
             item: (1 << 53) - n,
             // 4-byte characters: the longest encoding a valid description can have.
             description: "𝄞".repeat(MAX_DESCRIPTION_CHARS),
             seller: "s".repeat(MAX_NAME_LEN),
-            min: Cents(crate::limits::MAX_AMOUNT_CENTS),
-            highest: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
+            min: Cents(crate::limits::MAX_AMOUNT_CENTS - 1),
+            highest: Some(Cents(crate::limits::MAX_AMOUNT_CENTS - 1)),
             bidder: Some("b".repeat(MAX_NAME_LEN)),
             ends_at: 9_999_999_999_999,
             state: ItemState::Open,
@@ -637,16 +648,22 @@ mod tests {
             winner: None,
             price: None,
             settle_port: None,
+            reserve_met: Some(false),
+            buy_now: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
         }
     }
 
     fn worst_closed_item() -> ItemView {
         ItemView {
+            min: Cents(crate::limits::MAX_AMOUNT_CENTS),
+            highest: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
             state: ItemState::Closed,
             channel: None,
             winner: Some("w".repeat(MAX_NAME_LEN)),
             price: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
             settle_port: Some(65535),
+            reserve_met: Some(true),
+            buy_now: None,
             ..worst_item(0)
         }
     }
@@ -673,11 +690,18 @@ mod tests {
                 description: "lamp".into(),
                 min: Cents(500),
                 duration: Some(60),
+                reserve: Some(Cents(900)),
+                buy_now: None,
             },
         };
         let bytes = encode_request(&r);
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.contains("\"type\":\"offer\""), "{text}");
+        assert!(text.contains("\"reserve\":900"), "{text}");
+        assert!(
+            !text.contains("buy_now"),
+            "an absent price is left out: {text}"
+        );
         assert_eq!(decode_request(&bytes).unwrap().request, r);
         let list = decode_request(br#"{"v":1,"type":"list","req":3}"#).unwrap();
         assert_eq!(list.request.body, RequestBody::List);
@@ -741,12 +765,19 @@ mod tests {
                 status.len()
             );
         }
+        // A run's `epoch` is its start in Unix ms and `seq` counts its announcements to one
+        // account: both stay below 2^53 (PROTOCOL.md), like every number a JSON reader must
+        // read exactly.
         let new_item = encode(ServerBody::NewItem {
-            seq: u64::MAX,
-            epoch: u64::MAX,
+            seq: (1 << 53) - 1,
+            epoch: (1 << 53) - 1,
             item: worst_item(0),
         });
-        assert!(new_item.len() <= MAX_DATAGRAM);
+        assert!(
+            new_item.len() <= MAX_DATAGRAM,
+            "new-item is {} bytes",
+            new_item.len()
+        );
         let win = encode(ServerBody::Win {
             notice: u64::MAX,
             item: u64::MAX,
@@ -787,6 +818,8 @@ mod tests {
                 winner: None,
                 price: None,
                 settle_port: None,
+                reserve_met: None,
+                buy_now: None,
                 bidder: None,
                 highest: None,
                 state: ItemState::Open,

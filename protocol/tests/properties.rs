@@ -27,14 +27,24 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
             key: PublicKey(key)
         }),
         text().prop_map(|account| RequestBody::Deregister { account }),
-        (text(), text(), cents(), proptest::option::of(any::<u64>())).prop_map(
-            |(account, description, min, duration)| RequestBody::Offer {
-                account,
-                description,
-                min,
-                duration
-            }
-        ),
+        (
+            text(),
+            text(),
+            cents(),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(cents()),
+            proptest::option::of(cents())
+        )
+            .prop_map(|(account, description, min, duration, reserve, buy_now)| {
+                RequestBody::Offer {
+                    account,
+                    description,
+                    min,
+                    duration,
+                    reserve,
+                    buy_now,
+                }
+            }),
         Just(RequestBody::List),
         any::<u64>().prop_map(|item| RequestBody::Status { item }),
         (text(), 0..3u8).prop_map(|(account, m)| RequestBody::Attach {
@@ -74,15 +84,17 @@ fn channel_body() -> impl Strategy<Value = ChannelBody> {
             cents(),
             any::<u64>(),
             any::<bool>(),
+            proptest::option::of(cents()),
             proptest::option::of(cents())
         )
-            .prop_map(|(req, amount, ends_at, leading, max)| {
+            .prop_map(|(req, amount, ends_at, leading, max, next_min)| {
                 ChannelBody::BidAccepted {
                     req,
                     amount,
                     ends_at,
                     leading,
                     max,
+                    next_min,
                 }
             }),
         (any::<u64>(), text(), proptest::option::of(cents()), cents()).prop_map(
@@ -94,16 +106,27 @@ fn channel_body() -> impl Strategy<Value = ChannelBody> {
                 next_min,
             }
         ),
-        (any::<u64>(), cents(), text(), any::<u64>()).prop_map(
-            |(item, amount, bidder, ends_at)| {
-                ChannelBody::Highest {
-                    item,
-                    amount,
-                    bidder,
-                    ends_at,
+        (
+            (any::<u64>(), cents(), text(), any::<u64>()),
+            (
+                proptest::option::of(cents()),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(cents())
+            )
+        )
+            .prop_map(
+                |((item, amount, bidder, ends_at), (next_min, reserve_met, buy_now))| {
+                    ChannelBody::Highest {
+                        item,
+                        amount,
+                        bidder,
+                        ends_at,
+                        next_min,
+                        reserve_met,
+                        buy_now,
+                    }
                 }
-            }
-        ),
+            ),
         any::<u64>().prop_map(|item| ChannelBody::BidOver { item }),
         (any::<u64>(), text(), cents()).prop_map(|(item, winner, amount)| ChannelBody::SoldTo {
             item,

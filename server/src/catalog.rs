@@ -5,7 +5,8 @@
 //!   "seller": "house",
 //!   "items": [
 //!     { "id": "lamp-1", "description": "Vintage lamp", "min": "12.50", "duration": "10m" },
-//!     { "description": "Tea set", "min": "5" }
+//!     { "description": "Tea set", "min": "5" },
+//!     { "description": "Clock", "min": "20", "reserve": "60", "buy_now": "150" }
 //!   ]
 //! }
 //! ```
@@ -14,7 +15,8 @@
 //! or one the server creates with a key nobody holds. `id` names the entry (default: its
 //! description); an entry whose id was offered before, in this database, is skipped, so starting
 //! again with the same catalog offers nothing twice. `min` is a decimal string (no floating
-//! point money), `duration` is written like `90s`, `10m`, `2h` (default 5m). The whole file is
+//! point money), as are the optional `reserve` and `buy_now` prices (see PROTOCOL.md's `offer`);
+//! `duration` is written like `90s`, `10m`, `2h` (default 5m). The whole file is
 //! checked before anything is offered: any bad entry stops the start with its position and why.
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +25,7 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::rules::auction::Terms;
 use crate::rules::offer;
 
 /// Larger catalog files are refused rather than read.
@@ -44,6 +47,7 @@ pub struct Entry {
     pub description: String,
     pub min: Cents,
     pub duration_secs: u64,
+    pub terms: Terms,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +65,8 @@ struct RawEntry {
     description: String,
     min: String,
     duration: Option<String>,
+    reserve: Option<String>,
+    buy_now: Option<String>,
 }
 
 fn house() -> String {
@@ -113,6 +119,14 @@ impl Catalog {
 
 fn check(raw: RawEntry) -> Result<Entry> {
     let min = Cents::parse_decimal(&raw.min).map_err(|e| anyhow::anyhow!("min: {e}"))?;
+    let price = |what: &str, text: Option<&String>| {
+        text.map(|t| Cents::parse_decimal(t).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+            .transpose()
+    };
+    let terms = Terms {
+        reserve: price("reserve", raw.reserve.as_ref())?,
+        buy_now: price("buy_now", raw.buy_now.as_ref())?,
+    };
     let duration_secs = match raw.duration {
         None => None,
         Some(d) => Some(
@@ -122,7 +136,7 @@ fn check(raw: RawEntry) -> Result<Entry> {
         ),
     };
     // The same terms as an offer over UDP.
-    let duration_secs = offer::check(&raw.description, min, duration_secs)
+    let duration_secs = offer::check(&raw.description, min, duration_secs, terms)
         .map_err(|refused| anyhow::anyhow!("{}", refused.message))?;
     let id = raw.id.unwrap_or_else(|| raw.description.clone());
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
@@ -133,6 +147,7 @@ fn check(raw: RawEntry) -> Result<Entry> {
         description: raw.description,
         min,
         duration_secs,
+        terms,
     })
 }
 
@@ -159,7 +174,19 @@ mod tests {
                 description: "Tea set".into(),
                 min: Cents(500),
                 duration_secs: 300,
+                terms: Terms::default(),
             }]
+        );
+        let c = Catalog::parse(
+            r#"{"items":[{"description":"Clock","min":"20","reserve":"60","buy_now":"150"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.entries[0].terms,
+            Terms {
+                reserve: Some(Cents(6000)),
+                buy_now: Some(Cents(15000))
+            }
         );
     }
 
@@ -172,6 +199,18 @@ mod tests {
                 "not a catalog",
             ),
             (r#"{"items":[{"description":"a","min":"5.001"}]}"#, "min"),
+            (
+                r#"{"items":[{"description":"a","min":"5","reserve":"x"}]}"#,
+                "reserve",
+            ),
+            (
+                r#"{"items":[{"description":"a","min":"5","reserve":"4"}]}"#,
+                "reserve price must be at least",
+            ),
+            (
+                r#"{"items":[{"description":"a","min":"5","buy_now":"4"}]}"#,
+                "buy-it-now price must be at least",
+            ),
             (
                 r#"{"items":[{"description":"a","min":"0"}]}"#,
                 "minimum bid must",

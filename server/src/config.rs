@@ -1,7 +1,10 @@
 //! Server policy and limits, filled from the command line (see `main.rs`) or by tests.
 
 use auction_protocol::Cents;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::rules::increments::Increments;
 
 /// Where item channels listen: one port out of an inclusive range, or any free port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +55,8 @@ pub const DEFAULT_ANNOUNCE_RATE: f64 = 20_000.0;
 pub struct Config {
     /// Open items one seller may have at once.
     pub max_open_items: usize,
-    pub min_increment: Cents,
+    /// The smallest raise over the highest bid, by price band (`--increments`).
+    pub increments: Arc<Increments>,
     pub snipe_window: Duration,
     pub snipe_extension: Duration,
     /// Distinct accounts connected to one item's channel at once; `None` = no cap.
@@ -133,7 +137,9 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_open_items: 3,
-            min_increment: Cents(1),
+            // One cent at every price: what the tests' amounts assume. The server's command
+            // line defaults to the band table (`rules::increments::DEFAULT`).
+            increments: Arc::new(Increments::fixed(Cents(1))),
             snipe_window: Duration::from_secs(30),
             snipe_extension: Duration::from_secs(30),
             max_bidders_per_item: None,

@@ -55,6 +55,8 @@ use tokio_util::task::TaskTracker;
 pub use clock::unix_ms;
 pub use config::{Config, PortRange};
 pub use metrics::Metrics;
+pub use rules::auction::Terms;
+pub use rules::increments::Increments;
 pub use store::postgres;
 pub use store::postgres::{PostgresOptions, PostgresStorage};
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};

@@ -5,8 +5,8 @@ use anyhow::{bail, Context, Result};
 use auction_protocol::Cents;
 use auction_server::cluster::host::Host;
 use auction_server::{
-    certs, postgres, Config, PortRange, PostgresOptions, PostgresStorage, Server, SqliteOptions,
-    SqliteStorage, Storage, TlsIdentity,
+    certs, postgres, Config, Increments, PortRange, PostgresOptions, PostgresStorage, Server,
+    SqliteOptions, SqliteStorage, Storage, TlsIdentity,
 };
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -79,9 +79,15 @@ struct Cli {
     /// are answered in between).
     #[arg(long, default_value_t = auction_server::config::DEFAULT_ANNOUNCE_RATE)]
     announce_rate: f64,
-    /// Smallest step over the highest bid, e.g. 0.50.
-    #[arg(long, default_value = "0.01", value_parser = parse_amount)]
-    min_increment: Cents,
+    /// The smallest raise over the highest bid by price band: FROM:STEP,... (amounts as
+    /// 12.50; the first FROM is 0). From a highest bid of FROM up to the next band's FROM,
+    /// the next bid must be at least STEP higher. Default: 0:0.05,1:0.25,5:0.50,25:1,
+    /// 100:2.50,250:5,500:10,1000:25,2500:50,5000:100.
+    #[arg(long, value_parser = parse_increments, conflicts_with = "min_increment")]
+    increments: Option<Increments>,
+    /// One step at every price instead of the table, e.g. 0.01 (the same as --increments 0:STEP).
+    #[arg(long, value_parser = parse_amount)]
+    min_increment: Option<Cents>,
     /// A bid accepted this close to the end extends the auction...
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     snipe_window: Duration,
@@ -253,6 +259,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (write it like 30s, 5m, 2h)"))
 }
 
+/// The increment table the flags ask for: `--increments`, one `--min-increment` step, or the
+/// default table.
+fn increments(cli: &Cli) -> Increments {
+    match (&cli.increments, cli.min_increment) {
+        (Some(table), _) => table.clone(),
+        (None, Some(step)) => Increments::fixed(step),
+        (None, None) => Increments::default(),
+    }
+}
+
+fn parse_increments(s: &str) -> Result<Increments, String> {
+    Increments::parse(s)
+}
+
 fn parse_amount(s: &str) -> Result<Cents, String> {
     Cents::parse_decimal(s).map_err(|e| e.to_string())
 }
@@ -339,7 +359,7 @@ async fn run(mut cli: Cli) -> Result<()> {
         announce_queue: cli.announce_queue,
         devices: cli.devices,
         announce_rate: cli.announce_rate,
-        min_increment: cli.min_increment,
+        increments: Arc::new(increments(&cli)),
         snipe_window: cli.snipe_window,
         snipe_extension: cli.snipe_extension,
         max_bidders_per_item: cli.max_bidders_per_item,
@@ -764,4 +784,30 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("auction-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_increment_table_is_the_default_and_either_flag_replaces_it() {
+        assert_eq!(increments(&parse(&[]).unwrap()), Increments::default());
+        assert_eq!(
+            increments(&parse(&["--min-increment", "0.50"]).unwrap()),
+            Increments::fixed(Cents(50))
+        );
+        assert_eq!(
+            increments(&parse(&["--increments", "0:0.10,10:1"]).unwrap()).to_string(),
+            "0.00:0.10,10.00:1.00"
+        );
+        let both = parse(&["--increments", "0:1", "--min-increment", "1"]);
+        assert!(both.is_err(), "the two flags conflict");
+        let bad = parse(&["--increments", "5:1"]).unwrap_err().to_string();
+        assert!(bad.contains("starts at 0"), "{bad}");
+    }
 }

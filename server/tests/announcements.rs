@@ -60,6 +60,7 @@ async fn populate(db: &Path, accounts: u64, items_each: u64, notify: SocketAddr)
                     at: now,
                     catalog_id: None,
                     negotiate_at: now + 12 * 3600 * 1000,
+                    terms: auction_server::Terms::default(),
                 });
                 item += 1;
             }

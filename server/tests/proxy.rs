@@ -8,12 +8,13 @@ use auction_client::{BidResult, ItemChannel, Offer};
 use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::Cents;
+use auction_server::Increments;
 use common::{announcement, next_matching, quick_config, start};
 
 /// Increments of 0.50, so "one increment above" is visible in the amounts.
 fn config() -> auction_server::Config {
     auction_server::Config {
-        min_increment: Cents(50),
+        increments: std::sync::Arc::new(Increments::fixed(Cents(50))),
         ..quick_config()
     }
 }

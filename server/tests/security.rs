@@ -114,6 +114,8 @@ async fn unsigned_and_altered_requests_are_refused() {
         description: "lamp".into(),
         min: Cents(500),
         duration: Some(60),
+        reserve: None,
+        buy_now: None,
     };
     // Unsigned.
     assert_eq!(

@@ -499,3 +499,80 @@ async fn a_bid_in_the_soft_close_window_is_shown_as_extending_the_auction() {
     let note = text(&page, "#history tbody tr td.note").unwrap();
     assert!(note.starts_with("extended the end to "), "{note}");
 }
+
+#[tokio::test]
+async fn the_board_shows_whether_the_reserve_is_met_and_the_buy_it_now_price_never_the_reserve() {
+    let t = start(quick_config()).await;
+    let web = serve_board(&t).await;
+    let [sam, ann] = t.people(["sam", "ann"]).await;
+    // A reserve no digit elsewhere can match by chance.
+    let reserve = Cents(7_654);
+    let terms = auction_client::Terms {
+        reserve: Some(reserve),
+        buy_now: Some(Cents(20_000)),
+    };
+    let item = sam
+        .offer_with("Globe", Cents(1000), Some(2), terms)
+        .await
+        .unwrap()
+        .item;
+    let row = format!(r#"#open tr[data-item="{item}"]"#);
+    let page = get(web, "/").await.body;
+    assert_eq!(
+        text(&page, &format!("{row} td.terms")).as_deref(),
+        Some("reserve not met · buy now 200.00")
+    );
+    let mut events = stream(web, "/events", &[]).await;
+    let mut ch = ann.open_item(item).await.unwrap();
+    ch.bid(Cents(3000), None).await.unwrap();
+    // Below the reserve: buy it now stays offered.
+    let e = events
+        .item_event(item, "the bid", |v| v["item"]["price"] == "30.00")
+        .await;
+    let v = e.json();
+    assert_eq!(
+        (
+            v["item"]["reserve_met"].clone(),
+            v["item"]["buy_now"].clone()
+        ),
+        (serde_json::json!(false), serde_json::json!("200.00"))
+    );
+    let page = get(web, &format!("/item/{item}")).await.body;
+    assert_eq!(
+        text(&page, "#facts dd.terms").as_deref(),
+        Some("reserve not met · buy now 200.00")
+    );
+    // The close: the highest bid did not reach the reserve.
+    let closed = events
+        .item_event(item, "the close", |v| v["item"]["open"] == false)
+        .await;
+    assert_eq!(closed.json()["item"]["buy_now"], serde_json::Value::Null);
+    let page = get(web, "/").await.body;
+    let result = format!(r#"#results tr[data-item="{item}"] td.result"#);
+    assert_eq!(
+        text(&page, &result).as_deref(),
+        Some("not sold: the reserve was not met")
+    );
+    // The reserve itself is on no page and in no event.
+    for path in [
+        "/".to_owned(),
+        format!("/item/{item}"),
+        "/projector".to_owned(),
+    ] {
+        let body = get(web, &path).await.body;
+        assert!(!body.contains("76.54") && !body.contains("7654"), "{path}");
+    }
+    assert!(
+        !e.data.contains("76.54") && !e.data.contains("7654"),
+        "{}",
+        e.data
+    );
+    // After a restart the result reads the same, from the database.
+    let t = t.restart().await;
+    let web = serve_board(&t).await;
+    let page = get(web, "/").await.body;
+    assert_eq!(
+        text(&page, &result).as_deref(),
+        Some("not sold: the reserve was not met")
+    );
+}

@@ -1,5 +1,6 @@
-//! `bid ITEM AMOUNT` / `bid ITEM --max AMOUNT`: opens the item's channel as a reconnecting
-//! session, bids once (an amount, or a proxy bid's private maximum) and says how it went.
+//! `bid ITEM AMOUNT` / `bid ITEM --max AMOUNT` / `bid ITEM --buy-now`: opens the item's channel
+//! as a reconnecting session, bids once (an amount, a proxy bid's private maximum, or the
+//! buy-it-now price the channel's state shows) and says how it went.
 //! With `--follow`, and always in the shell, it then keeps printing the item's events until
 //! the auction has a result; in the shell that runs in its own task, which owns the session,
 //! while the shell takes more commands.
@@ -18,22 +19,37 @@ pub async fn run(client: &Arc<Client>, args: BidArgs, out: Out, in_shell: bool) 
         item,
         amount,
         max,
+        buy_now,
         follow,
     } = args;
-    let (offer, asked) = match (amount, max) {
-        (_, Some(max)) => (Offer::Max(max), max),
-        (Some(amount), None) => (Offer::Amount(amount), amount),
-        (None, None) => anyhow::bail!(ClientError::Local(
-            "give an amount, or --max AMOUNT for a proxy bid".into()
+    let mut session = ItemSession::open(client.clone(), item, Reconnect::default()).await?;
+    let (offer, asked) = match (amount, max, buy_now) {
+        (_, _, true) => {
+            // The price the item shows now: the server refuses any other.
+            let Some(price) = session.item().and_then(|v| v.buy_now) else {
+                session.close().await;
+                // What the server would answer, said without asking it.
+                anyhow::bail!(ClientError::Denied {
+                    reason: auction_protocol::Reason::BuyNowUnavailable,
+                    message: format!(
+                        "item {item} cannot be bought now: it has no buy-it-now price, or it had a bid (or met its reserve)"
+                    ),
+                });
+            };
+            (Offer::BuyNow(price), price)
+        }
+        (_, Some(max), false) => (Offer::Max(max), max),
+        (Some(amount), None, false) => (Offer::Amount(amount), amount),
+        (None, None, false) => anyhow::bail!(ClientError::Local(
+            "give an amount, --max AMOUNT for a proxy bid, or --buy-now".into()
         )),
     };
-    let mut session = ItemSession::open(client.clone(), item, Reconnect::default()).await?;
     // The id stays the same if the bid has to be sent again after a reconnection, so
     // the server never counts it twice.
     let result = session
         .bid(offer, bid_id(), |e| out.session_event(e))
         .await?;
-    out.bid(item, &result, asked);
+    out.bid(item, &result, asked, buy_now);
     let accepted = matches!(result, BidResult::Accepted { .. });
     // The broadcast of this very bid says again what the answer just said.
     let said = match (&result, client.name()) {

@@ -19,10 +19,19 @@ impl Out {
                 amount,
                 bidder,
                 ends_at,
-            } => say!(
-                "Item {item}: new highest bid {amount} by {bidder}; bidding closes {}.",
-                until(*ends_at)
-            ),
+                reserve_met,
+                ..
+            } => {
+                let reserve = match reserve_met {
+                    Some(true) => " (reserve met)",
+                    Some(false) => " (reserve not met)",
+                    None => "",
+                };
+                say!(
+                    "Item {item}: new highest bid {amount} by {bidder}{reserve}; bidding closes {}.",
+                    until(*ends_at)
+                )
+            }
             ChannelBody::BidOver { item } => say!("Item {item}: bidding is over."),
             ChannelBody::SoldTo {
                 item,
@@ -31,7 +40,9 @@ impl Out {
             } => {
                 say!("Item {item}: sold to {winner} for {amount}.")
             }
-            ChannelBody::NotSold { item } => say!("Item {item}: not sold (no bids)."),
+            ChannelBody::NotSold { item } => {
+                say!("Item {item}: not sold (no bids, or none reached the reserve).")
+            }
             ChannelBody::PriceAdjustment { item, min, .. } => {
                 say!("Item {item}: the seller lowered the minimum to {min}.")
             }

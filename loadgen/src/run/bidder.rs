@@ -84,6 +84,22 @@ struct Slot {
     generation: u64,
 }
 
+impl Slot {
+    /// A bid of `amount` was accepted or became the highest: the next acceptable bid is the
+    /// server's `next_min` when it said it (the increment depends on the price band; the
+    /// step it implies is kept for the bids it plans), or one step above `amount`.
+    fn raise(&mut self, amount: Cents, next_min: Option<Cents>) {
+        let next = match next_min {
+            Some(n) if n > amount => {
+                self.increment = n.0 - amount.0;
+                n
+            }
+            _ => Cents(amount.0 + self.increment),
+        };
+        self.next_min = self.next_min.max(next);
+    }
+}
+
 /// A channel to reopen.
 struct Lost {
     since: Instant,
@@ -459,10 +475,15 @@ impl Bidder {
             }
         };
         match msg.body {
-            ChannelBody::Highest { amount, bidder, .. } => {
+            ChannelBody::Highest {
+                amount,
+                bidder,
+                next_min,
+                ..
+            } => {
                 stats.highest_received.fetch_add(1, Ordering::Relaxed);
                 let s = &mut self.slots[slot];
-                s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
+                s.raise(amount, next_min);
                 if let Some(b) = bidder_index(&self.shared.prefix, &bidder) {
                     if b != self.index {
                         let sent = item
@@ -483,13 +504,13 @@ impl Bidder {
                 req,
                 amount,
                 ends_at,
+                next_min,
                 ..
             } if ours(req) => {
                 let p = pending.expect("ours");
                 self.answered(p, msg.at);
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let s = &mut self.slots[slot];
-                s.next_min = s.next_min.max(Cents(amount.0 + s.increment));
+                self.slots[slot].raise(amount, next_min);
                 let mut ledger = item.ledger.lock().unwrap_or_else(|p| p.into_inner());
                 ledger.accepted += 1;
                 ledger.ends_at = ledger.ends_at.max(ends_at);

@@ -365,6 +365,7 @@ impl Hosting {
             lead,
             bid_ids,
             counts,
+            terms,
             ..
         } = stored;
         let grace = self.ctx.config.recovery_grace.as_millis() as u64;
@@ -412,6 +413,7 @@ impl Hosting {
             description,
             seller,
             min,
+            terms,
             offered_at,
             ends_at,
             channel,

@@ -52,10 +52,11 @@ impl ItemTask {
         // Accepted bids are the auction, stored before they are said. A rejection changes
         // nothing and is not stored; its id's verdict is kept in memory for the client's resend
         // budget (`rules/rejected_ids.rs`). Either is counted once, in the metrics.
+        let mut record = None;
         match outcome {
             Outcome::Accepted { amount, .. } => {
                 self.ctx.metrics.bids_accepted.inc();
-                self.append(vec![Record::Bid {
+                record = Some(Record::Bid {
                     item: self.id,
                     bidder: bidder.id,
                     amount: *amount,
@@ -63,7 +64,7 @@ impl ItemTask {
                     outcome: outcome.clone(),
                     lead: lead.as_ref().map(|l| (l.bidder.id, l.amount, l.max)),
                     at: now,
-                }]);
+                });
             }
             Outcome::Rejected { reason, message } => {
                 self.ctx.metrics.bid_rejected(*reason);
@@ -83,6 +84,17 @@ impl ItemTask {
             .map(|l| (l.amount, l.bidder.id, self.auction.ends_at));
         let end_before = self.auction.ends_at;
         self.auction.apply(&bidder, &decision, id.as_deref());
+        if let Some(record) = record {
+            let mut records = vec![record];
+            // A buy-it-now ended the auction: its result goes in the same transaction as the
+            // bid, so no restart can find the bid without the close (and reopen the item).
+            if self.auction.is_over(now) {
+                let (result, closing) = self.result();
+                records.extend(closing);
+                self.result = Some(result);
+            }
+            self.append(records);
+        }
         self.reply(conn, req, &decision.outcome);
         let Outcome::Accepted {
             amount,
@@ -111,6 +123,9 @@ impl ItemTask {
                     amount,
                     bidder,
                     ends_at,
+                    next_min: self.auction.next_min(),
+                    reserve_met: self.auction.reserve_met(),
+                    buy_now: self.auction.buy_now(),
                     bid: placed,
                 });
             }
@@ -137,6 +152,7 @@ impl ItemTask {
                 ends_at: *ends_at,
                 leading: *leading,
                 max: *max,
+                next_min: Some(self.auction.next_min()),
             },
             Outcome::Rejected { reason, message } => ChannelBody::BidRejected {
                 req,

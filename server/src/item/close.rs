@@ -13,6 +13,16 @@ use super::ItemTask;
 use crate::accounts::AccountId;
 use crate::registry::inbox::ItemClosed;
 use crate::rules::auction::Lead;
+
+/// An auction's result, once its records are appended.
+pub(super) struct Result {
+    /// The lead, when it met the reserve (if any): the buyer.
+    pub winner: Option<Lead>,
+    /// WIN and SOLD, or NOT-SOLD.
+    pub notices: Vec<NoticeRecord>,
+    /// When it closed (Unix ms).
+    pub at: u64,
+}
 use crate::rules::settlement::{Party, Sale};
 use crate::settle::cmd::DeskCmd;
 use crate::store::{wait_durable, NoticeKind, NoticeRecord, Record};
@@ -66,23 +76,50 @@ impl ItemTask {
         }
     }
 
-    /// The auction has ended: make the result durable, tell everyone on the channel, and hand
-    /// the result to the registry for WIN / SOLD / NOT-SOLD.
-    pub(super) async fn close(mut self) {
-        let lead = self.auction.lead().cloned();
-        let notices = self.notices(lead.as_ref());
-        self.clock();
+    /// The result of the auction as it stands at `self.now` (the winner: the lead, if it met
+    /// the reserve), and its records: to append with the bid that ended it (buy it now), or
+    /// alone at the end (`close`).
+    pub(super) fn result(&self) -> (Result, Vec<Record>) {
+        let winner = self.auction.winner().cloned();
+        let notices = self.notices(winner.as_ref());
         let at = self.now;
-        let lsn = self.append(vec![
+        let records = vec![
             Record::ItemClosed {
                 item: self.id,
-                winner: lead.as_ref().map(|l| (l.bidder.id, l.amount)),
+                winner: winner.as_ref().map(|l| (l.bidder.id, l.amount)),
                 notices: notices.clone(),
                 at,
             },
             // An unanswered negotiation request no longer matters.
             Record::negotiate_req_acked(self.id, at),
-        ]);
+        ];
+        let result = Result {
+            winner,
+            notices,
+            at,
+        };
+        (result, records)
+    }
+
+    /// The auction has ended: make the result durable (appended already when a buy-it-now
+    /// ended it), tell everyone on the channel, and hand the result to the registry for WIN /
+    /// SOLD / NOT-SOLD.
+    pub(super) async fn close(mut self) {
+        let result = match self.result.take() {
+            Some(result) => result,
+            None => {
+                self.clock();
+                let (result, records) = self.result();
+                self.append(records);
+                result
+            }
+        };
+        let Result {
+            winner: lead,
+            notices,
+            at,
+        } = result;
+        let lsn = self.own_lsn;
         if !wait_durable(&*self.ctx.storage, lsn).await {
             // The server is stopping for it; the item closes again after the restart.
             tracing::error!("could not store the auction result");
@@ -126,6 +163,7 @@ impl ItemTask {
             v.winner = lead.as_ref().map(|l| l.bidder.name.clone());
             v.price = lead.as_ref().map(|l| l.amount);
             v.settle_port = settle_port;
+            v.buy_now = None;
         });
         let result = match &lead {
             Some(l) => ChannelBody::SoldTo {

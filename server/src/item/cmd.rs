@@ -16,6 +16,8 @@ pub struct ItemSpec {
     pub description: String,
     pub seller: Arc<AccountHandle>,
     pub min: Cents,
+    /// The reserve and buy-it-now prices.
+    pub terms: crate::rules::auction::Terms,
     /// When it was offered (Unix ms): with `ends_at`, the auction's length, which scales its
     /// soft close (`rules::auction::Rules::soft_close`).
     pub offered_at: u64,

@@ -19,7 +19,7 @@ impl ItemTask {
         let item = self.view.borrow().clone();
         ChannelBody::State {
             req,
-            next_min: auction::next_min(item.min, item.highest, self.ctx.config.min_increment),
+            next_min: auction::next_min(item.min, item.highest, &self.ctx.config.increments),
             item,
             you: you.to_owned(),
         }
@@ -61,19 +61,30 @@ impl ItemTask {
                 amount,
                 bidder,
                 ends_at,
+                next_min,
+                reserve_met,
+                buy_now,
                 bid,
             } => {
-                self.ctx.board.bid(self.id, bid, amount, bidder.clone());
+                let terms = (reserve_met, buy_now);
+                self.ctx
+                    .board
+                    .bid(self.id, bid, amount, bidder.clone(), terms);
                 self.view.send_modify(|v| {
                     v.highest = Some(amount);
                     v.bidder = Some(bidder.clone());
                     v.ends_at = ends_at;
+                    v.reserve_met = reserve_met;
+                    v.buy_now = buy_now;
                 });
                 let line = channel::encode_line(ChannelBody::Highest {
                     item: self.id,
                     amount,
                     bidder: bidder.clone(),
                     ends_at,
+                    next_min: Some(next_min),
+                    reserve_met,
+                    buy_now,
                 });
                 self.highest.send_replace(Some(Arc::from(line)));
                 self.report(Change::Highest {

@@ -63,11 +63,14 @@ enum Out {
     /// STATE, built when it is delivered so it shows the durable view.
     State { conn: u64, req: Option<u64> },
     /// A new highest bid: the view and the HIGHEST broadcast; `bid` is the bid that moved it,
-    /// for the board.
+    /// for the board. `next_min`, `reserve_met` and `buy_now` as they stand after it.
     Highest {
         amount: Cents,
         bidder: String,
         ends_at: u64,
+        next_min: Cents,
+        reserve_met: Option<bool>,
+        buy_now: Option<Cents>,
         bid: BoardBid,
     },
     /// An accepted bid that moved nothing others see (a leader's new maximum): the board
@@ -100,6 +103,8 @@ struct ItemTask {
     now: u64,
     /// The same moment on the monotonic clock (budgets).
     mono: Instant,
+    /// The auction's result, when the bid that ended it (buy it now) appended it with itself.
+    result: Option<close::Result>,
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
@@ -136,7 +141,7 @@ impl Prepared {
 /// The task of an item and its handle, not started (see [`Prepared`]).
 pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared) {
     let rules = Rules {
-        min_increment: ctx.config.min_increment,
+        increments: ctx.config.increments.clone(),
         snipe_window_ms: ctx.config.snipe_window.as_millis() as u64,
         snipe_extension_ms: ctx.config.snipe_extension.as_millis() as u64,
     };
@@ -153,6 +158,8 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         winner: None,
         price: None,
         settle_port: None,
+        reserve_met: spec.terms.reserve_met(spec.lead.as_ref().map(|l| l.amount)),
+        buy_now: spec.terms.buy_now(spec.lead.as_ref().map(|l| l.amount)),
     };
     let highest = spec.lead.as_ref().map(|l| {
         Arc::from(line::encode_line(ChannelBody::Highest {
@@ -160,6 +167,9 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
             amount: l.amount,
             bidder: l.bidder.name.clone(),
             ends_at: spec.ends_at,
+            next_min: Some(rules.increments.above(l.amount)),
+            reserve_met: spec.terms.reserve_met(Some(l.amount)),
+            buy_now: spec.terms.buy_now(Some(l.amount)),
         }))
     });
     if let Some(counts) = spec.shown {
@@ -173,6 +183,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         spec.offered_at,
         spec.ends_at,
         rules,
+        spec.terms,
     )
     .restore(spec.lead, spec.bid_ids);
     let task = ItemTask {
@@ -193,6 +204,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         ctx: ctx.clone(),
         now: unix_ms(),
         mono: Instant::now(),
+        result: None,
     };
     let watchers = task.watchers.clone();
     let prepared = Prepared {
@@ -251,6 +263,9 @@ impl ItemTask {
                 Some(cmd) = commands.recv() => {
                     self.clock();
                     self.handle(cmd);
+                    if self.result.is_some() {
+                        break; // A buy-it-now ended the auction.
+                    }
                 }
                 accepted = accept(&mut listener) => {
                     if let Some((tcp, peer, slot)) = admit(accepted, &self.ctx) {
@@ -313,6 +328,9 @@ impl ItemTask {
                 self.bid(conn, req, Offer::Amount(amount), id)
             }
             ChannelRequestBody::ProxyBid { max, id } => self.bid(conn, req, Offer::Max(max), id),
+            ChannelRequestBody::BuyNow { amount, id } => {
+                self.bid(conn, req, Offer::BuyNow(amount), id)
+            }
             ChannelRequestBody::Status => self.emit(Out::State {
                 conn,
                 req: Some(req),

@@ -360,6 +360,8 @@ mod tests {
             winner: None,
             price: None,
             settle_port: None,
+            reserve_met: None,
+            buy_now: None,
         }
     }
 

@@ -32,7 +32,8 @@ pub(super) trait Signers {
 pub(super) enum Gated {
     /// It passed: handle the request, for `acting`'s account when it acts for one.
     Pass {
-        request: Request,
+        /// Boxed: a request is a few hundred bytes, the other verdicts a pointer or two.
+        request: Box<Request>,
         acting: Option<Acting>,
     },
     /// Answer this at once (to an unvalidated source only when it does not amplify).
@@ -128,7 +129,7 @@ impl Gate {
         // From here the source has shown it receives: answers need not be small.
         let Some(name) = request.body.account() else {
             return Gated::Pass {
-                request,
+                request: Box::new(request),
                 acting: None,
             };
         };
@@ -178,7 +179,7 @@ impl Gate {
             digest,
         };
         Gated::Pass {
-            request,
+            request: Box::new(request),
             acting: Some(acting),
         }
     }
@@ -208,7 +209,7 @@ impl Registry {
     /// One datagram from `src`, through the gate and then the request it carries.
     pub(super) async fn on_datagram(&mut self, data: &[u8], src: SocketAddr, now: Now) {
         let (request, acting) = match self.gate.check(data, src, now, &mut self.accounts) {
-            Gated::Pass { request, acting } => (request, acting),
+            Gated::Pass { request, acting } => (*request, acting),
             Gated::Reply(datagram) => return self.sends.push((src, datagram)),
             Gated::Repeat(datagram) => return self.emit(src, datagram),
             Gated::Limited(told) => {

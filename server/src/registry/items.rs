@@ -12,18 +12,22 @@ use super::{not_registered, AfterAnswer, Answer, Denial, Entry, Registry};
 use crate::clock::Now;
 use crate::item;
 use crate::item::ItemSpec;
+use crate::rules::auction::Terms;
 use crate::rules::refusal::Refusal;
 use crate::rules::{auction, offer, ratelimit};
 use crate::store::{Negotiation, NoticeKind, Record};
 use tokio::net::TcpListener;
 
 impl Registry {
+    // The offer's fields, one each, as the request carries them.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn offer(
         &mut self,
         req: u64,
         name: &str,
         description: String,
         min: Cents,
+        terms: Terms,
         duration: Option<u64>,
         now: Now,
     ) -> Answer {
@@ -31,7 +35,7 @@ impl Registry {
         let Some(account) = self.accounts.get(name) else {
             return denied(Reason::NotRegistered, not_registered(name));
         };
-        let duration = match offer::check(&description, min, duration) {
+        let duration = match offer::check(&description, min, duration, terms) {
             Ok(duration) => duration,
             Err(refused) => return denied(refused.reason, refused.message),
         };
@@ -70,7 +74,7 @@ impl Registry {
                 format!("'{name}' has offered {per_hour} items within the hour, the most one account may; offer again later"),
             );
         }
-        match self.open_item(name, description, min, duration, None, now) {
+        match self.open_item(name, description, min, terms, duration, None, now) {
             Ok((item, channel, ends_at)) => Answer {
                 datagrams: vec![udp::encode(ServerBody::OfferConf {
                     req,
@@ -90,11 +94,13 @@ impl Registry {
 
     /// Starts the auction of a new item (checked already) for the account `name`: its
     /// listener, its task and its record. Returns the item number, channel and end.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn open_item(
         &mut self,
         name: &str,
         description: String,
         min: Cents,
+        terms: Terms,
         duration: u64,
         catalog_id: Option<String>,
         now: Now,
@@ -104,7 +110,16 @@ impl Registry {
         };
         let seller = account.handle.clone();
         if let Some(link) = self.ctx.cluster.clone() {
-            return Ok(self.give_item(&link, seller, description, min, duration, catalog_id, now));
+            return Ok(self.give_item(
+                &link,
+                seller,
+                description,
+                min,
+                terms,
+                duration,
+                catalog_id,
+                now,
+            ));
         }
         let listener = match self.bind_item_port() {
             Ok(listener) => listener,
@@ -134,6 +149,7 @@ impl Registry {
             at: now.ms,
             catalog_id: catalog_id.clone(),
             negotiate_at,
+            terms,
         });
         self.next_item += 1;
         let spec = ItemSpec {
@@ -141,6 +157,7 @@ impl Registry {
             description,
             seller,
             min,
+            terms,
             offered_at: now.ms,
             ends_at,
             channel: Some(channel.clone()),
@@ -165,6 +182,7 @@ impl Registry {
         seller: std::sync::Arc<crate::accounts::AccountHandle>,
         description: String,
         min: Cents,
+        terms: Terms,
         duration: u64,
         catalog_id: Option<String>,
         now: Now,
@@ -184,6 +202,7 @@ impl Registry {
             at: now.ms,
             catalog_id: catalog_id.clone(),
             negotiate_at,
+            terms,
         });
         self.records.push(Record::ItemAssigned {
             item: id,
@@ -203,6 +222,8 @@ impl Registry {
             winner: None,
             price: None,
             settle_port: None,
+            reserve_met: terms.reserve_met(None),
+            buy_now: terms.buy_now(None),
         };
         let entry = Entry::mirrored(view, link, Negotiation::Due(negotiate_at));
         self.opened(id, entry, negotiate_at, &seller.name, catalog_id);
@@ -254,6 +275,7 @@ impl Registry {
                 &catalog.seller,
                 entry.description,
                 entry.min,
+                entry.terms,
                 entry.duration_secs,
                 Some(entry.id.clone()),
                 now,

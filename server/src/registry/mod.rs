@@ -423,11 +423,14 @@ impl Registry {
                 description,
                 min,
                 duration,
+                reserve,
+                buy_now,
             } => {
                 if let Some(link) = &self.ctx.cluster {
                     link.refresh_nodes().await;
                 }
-                self.offer(req, &account, description, min, duration, now)
+                let terms = crate::rules::auction::Terms { reserve, buy_now };
+                self.offer(req, &account, description, min, terms, duration, now)
             }
             RequestBody::List => self.list(req),
             RequestBody::Status { item } => self.status(req, item),

@@ -45,6 +45,8 @@ impl Registry {
                     v.winner = result.as_ref().map(|r| r.1.clone());
                     v.price = result.as_ref().map(|r| r.2);
                     v.settle_port = result.as_ref().map(|_| settle_port);
+                    v.reserve_met = state.terms.reserve_met(v.highest);
+                    v.buy_now = None;
                 });
                 let view = entry.view.borrow().clone();
                 let seller = self.accounts.get(&view.seller).map(|a| a.handle.clone());
@@ -118,6 +120,8 @@ impl Registry {
             v.min = state.min;
             v.ends_at = state.ends_at;
             v.channel = state.channel.clone();
+            v.reserve_met = state.terms.reserve_met(highest);
+            v.buy_now = state.terms.buy_now(highest);
         });
         let subscribed = !entry.subscribers.is_empty();
         if !subscribed {

@@ -37,9 +37,10 @@ impl Registry {
         let skip = closed
             .len()
             .saturating_sub(crate::web::board::RECENT_RESULTS);
+        let settle_port = self.ctx.settle_port;
         for stored in &closed[skip..] {
-            let mut shown = crate::web::BoardItem::from_view(&stored_view(stored), stored.counts);
-            shown.open = false;
+            let view = closed_view(stored, settle_port);
+            let mut shown = crate::web::BoardItem::from_view(&view, stored.counts);
             shown.closed_at = stored.closed_at;
             self.ctx.board.offered(shown);
         }
@@ -48,11 +49,7 @@ impl Registry {
                 self.catalog_ids.insert(id.clone());
             }
             if stored.closed_at.is_some() {
-                let mut view = stored_view(&stored);
-                view.state = auction_protocol::ItemState::Closed;
-                view.winner = view.bidder.clone();
-                view.price = view.highest;
-                view.settle_port = stored.lead.as_ref().map(|_| self.ctx.settle_port);
+                let view = closed_view(&stored, settle_port);
                 let (_, view) = tokio::sync::watch::channel(view);
                 self.items.insert(
                     stored.id,
@@ -162,6 +159,7 @@ impl Registry {
                 description: stored.description,
                 seller,
                 min: stored.min,
+                terms: stored.terms,
                 offered_at: stored.offered_at,
                 ends_at,
                 channel: listener
@@ -281,7 +279,22 @@ fn stored_view(stored: &crate::store::StoredItem) -> ItemView {
         winner: None,
         price: None,
         settle_port: None,
+        reserve_met: stored.terms.reserve_met(stored.lead.as_ref().map(|l| l.2)),
+        buy_now: stored.terms.buy_now(stored.lead.as_ref().map(|l| l.2)),
     }
+}
+
+/// The view of a closed item: sold when it had a bid that met its reserve (if it had one).
+fn closed_view(stored: &crate::store::StoredItem, settle_port: u16) -> ItemView {
+    let mut view = stored_view(stored);
+    view.state = auction_protocol::ItemState::Closed;
+    view.buy_now = None;
+    if view.highest.is_some() && view.reserve_met != Some(false) {
+        view.winner = view.bidder.clone();
+        view.price = view.highest;
+        view.settle_port = Some(settle_port);
+    }
+    view
 }
 
 /// An item made at start and not started yet (see [`Registry::resume`]).

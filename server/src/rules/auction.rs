@@ -18,12 +18,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::accounts::{AccountHandle, AccountId};
+use crate::rules::increments::Increments;
 use crate::rules::refusal::Refusal;
 
 /// Policy that every auction on this server follows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Rules {
-    pub min_increment: Cents,
+    /// The smallest raise over the highest bid, by the band that bid is in.
+    pub increments: Arc<Increments>,
     /// An accepted bid this close to the end (ms)...
     pub snipe_window_ms: u64,
     /// ...moves the end to this long after the bid (ms). Both are scaled down for short
@@ -50,11 +52,11 @@ impl Rules {
     }
 }
 
-/// The smallest acceptable bid: the minimum, or the highest bid plus the increment.
-pub fn next_min(min: Cents, highest: Option<Cents>, increment: Cents) -> Cents {
+/// The smallest acceptable bid: the minimum, or the highest bid plus its band's increment.
+pub fn next_min(min: Cents, highest: Option<Cents>, increments: &Increments) -> Cents {
     match highest {
         None => min,
-        Some(h) => Cents(h.0.saturating_add(increment.0)),
+        Some(h) => increments.above(h),
     }
 }
 
@@ -118,19 +120,49 @@ pub struct Decision {
     pub lead: Option<Lead>,
 }
 
-/// What a bid offers: a fixed amount, or a proxy maximum.
+/// What a bid offers: a fixed amount, a proxy maximum, or the buy-it-now price (as the bidder
+/// saw it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
     Amount(Cents),
     Max(Cents),
+    BuyNow(Cents),
 }
 
 impl Offer {
     /// The most this bid will pay.
     pub fn ceiling(self) -> Cents {
         match self {
-            Offer::Amount(a) | Offer::Max(a) => a,
+            Offer::Amount(a) | Offer::Max(a) | Offer::BuyNow(a) => a,
         }
+    }
+}
+
+/// What the seller set besides the minimum: a reserve price (the lowest it accepts, hidden
+/// from bidders, who see whether it is met) and a buy-it-now price (open until the first bid,
+/// or with a reserve until the reserve is met). `rules::offer` checks them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terms {
+    pub reserve: Option<Cents>,
+    pub buy_now: Option<Cents>,
+}
+
+impl Terms {
+    /// With `highest` the highest bid: whether it met the reserve (on an item with one).
+    pub fn reserve_met(&self, highest: Option<Cents>) -> Option<bool> {
+        let reserve = self.reserve?;
+        Some(highest.is_some_and(|h| h >= reserve))
+    }
+
+    /// With `highest` the highest bid of an open item: the buy-it-now price while it is
+    /// offered (until the first bid, or, on an item with a reserve, until the reserve is met).
+    pub fn buy_now(&self, highest: Option<Cents>) -> Option<Cents> {
+        let price = self.buy_now?;
+        let open = match self.reserve_met(highest) {
+            Some(met) => !met,
+            None => highest.is_none(),
+        };
+        open.then_some(price)
     }
 }
 
@@ -143,6 +175,7 @@ pub struct Auction {
     /// Unix ms.
     pub ends_at: u64,
     rules: Rules,
+    terms: Terms,
     lead: Option<Lead>,
     /// First outcome of every accepted bid that carried an id, by (account, id), until the
     /// item closes: these are stored, so a restart loads them back. (Also the rejected ones
@@ -159,6 +192,7 @@ impl Auction {
         offered_at: u64,
         ends_at: u64,
         rules: Rules,
+        terms: Terms,
     ) -> Auction {
         Auction {
             min,
@@ -166,6 +200,7 @@ impl Auction {
             offered_at,
             ends_at,
             rules,
+            terms,
             lead: None,
             by_bid_id: HashMap::new(),
         }
@@ -189,12 +224,29 @@ impl Auction {
         self.lead.as_ref()
     }
 
+    /// On an item with a reserve: whether the highest bid reached it.
+    pub fn reserve_met(&self) -> Option<bool> {
+        self.terms.reserve_met(self.lead.as_ref().map(|l| l.amount))
+    }
+
+    /// The buy-it-now price while it is offered (see [`Terms::buy_now`]).
+    pub fn buy_now(&self) -> Option<Cents> {
+        self.terms.buy_now(self.lead.as_ref().map(|l| l.amount))
+    }
+
+    /// Who wins if the auction ends now: the lead, when it reached the reserve (if any).
+    pub fn winner(&self) -> Option<&Lead> {
+        self.lead
+            .as_ref()
+            .filter(|l| self.terms.reserve.is_none_or(|r| l.amount >= r))
+    }
+
     /// The smallest amount that would be accepted now.
     pub fn next_min(&self) -> Cents {
         next_min(
             self.min,
             self.lead.as_ref().map(|l| l.amount),
-            self.rules.min_increment,
+            &self.rules.increments,
         )
     }
 
@@ -300,6 +352,9 @@ impl Auction {
                 "the amount is larger than allowed".into(),
             );
         }
+        if let Offer::BuyNow(amount) = offer {
+            return self.buy_now_decision(bidder, amount, now_ms);
+        }
         let next = self.next_min();
         if ceiling < next {
             let message = match &self.lead {
@@ -308,8 +363,7 @@ impl Auction {
             };
             return reject(Reason::TooLow, message);
         }
-        let inc = self.rules.min_increment.0;
-        let plus_inc = |c: Cents| Cents(c.0.saturating_add(inc));
+        let plus_inc = |c: Cents| self.rules.increments.above(c);
         let proxy_max = |price: Cents| match offer {
             Offer::Max(m) if m > price => Some(m),
             _ => None,
@@ -318,7 +372,7 @@ impl Auction {
         let (lead, leading) = match &self.lead {
             // The leader raises its own bid, or its maximum.
             Some(l) if l.bidder.id == bidder.id => match offer {
-                Offer::Amount(a) => {
+                Offer::Amount(a) | Offer::BuyNow(a) => {
                     let max = l.max.filter(|&m| m > a);
                     (
                         Lead {
@@ -345,7 +399,7 @@ impl Auction {
             },
             None => {
                 let price = match offer {
-                    Offer::Amount(a) => a,
+                    Offer::Amount(a) | Offer::BuyNow(a) => a,
                     Offer::Max(_) => next,
                 };
                 let lead = Lead {
@@ -358,7 +412,7 @@ impl Auction {
             // A challenger that beats the leader's ceiling leads, one increment above it.
             Some(l) if ceiling > l.ceiling() => {
                 let price = match offer {
-                    Offer::Amount(a) => a,
+                    Offer::Amount(a) | Offer::BuyNow(a) => a,
                     Offer::Max(m) => m.min(plus_inc(l.ceiling())),
                 };
                 let lead = Lead {
@@ -381,6 +435,15 @@ impl Auction {
                 (lead, false)
             }
         };
+        // A proxy whose maximum reaches the reserve bids the reserve at once (a price below
+        // it would not sell the item, and the maximum says the bidder would pay it).
+        let mut lead = lead;
+        if let Some(reserve) = self.terms.reserve {
+            if lead.amount < reserve && lead.ceiling() >= reserve {
+                lead.amount = reserve;
+                lead.max = lead.max.filter(|&m| m > reserve);
+            }
+        }
         let price_moved = self
             .lead
             .as_ref()
@@ -394,7 +457,7 @@ impl Auction {
             self.ends_at
         };
         let (amount, max) = match (offer, leading) {
-            (Offer::Amount(a), _) => (a, None),
+            (Offer::Amount(a) | Offer::BuyNow(a), _) => (a, None),
             (Offer::Max(m), true) => (lead.amount, Some(m)),
             (Offer::Max(m), false) => (m, Some(m)),
         };
@@ -410,16 +473,61 @@ impl Auction {
     }
 }
 
+impl Auction {
+    /// `buy-now` at `amount`: the bidder takes the item at the buy-it-now price, and the
+    /// auction ends now (inside a soft-close extension too).
+    fn buy_now_decision(
+        &self,
+        bidder: &Arc<AccountHandle>,
+        amount: Cents,
+        now_ms: u64,
+    ) -> Decision {
+        let reject = |reason, message: String| Decision {
+            outcome: Outcome::Rejected { reason, message },
+            lead: None,
+        };
+        let Some(price) = self.buy_now() else {
+            let message = match (self.terms.buy_now, self.terms.reserve) {
+                (None, _) => "this item has no buy-it-now price",
+                (Some(_), None) => "buy it now ended with the first bid",
+                (Some(_), Some(_)) => "buy it now ended when the reserve was met",
+            };
+            return reject(Reason::BuyNowUnavailable, message.into());
+        };
+        if amount != price {
+            return reject(
+                Reason::InvalidAmount,
+                format!("the buy-it-now price is {price}, not {amount}"),
+            );
+        }
+        Decision {
+            outcome: Outcome::Accepted {
+                amount: price,
+                ends_at: now_ms,
+                leading: true,
+                max: None,
+            },
+            lead: Some(Lead {
+                amount: price,
+                bidder: bidder.clone(),
+                max: None,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use auction_protocol::PublicKey;
 
-    const RULES: Rules = Rules {
-        min_increment: Cents(50),
-        snipe_window_ms: 30_000,
-        snipe_extension_ms: 30_000,
-    };
+    fn rules() -> Rules {
+        Rules {
+            increments: Arc::new(Increments::fixed(Cents(50))),
+            snipe_window_ms: 30_000,
+            snipe_extension_ms: 30_000,
+        }
+    }
 
     fn who(id: AccountId) -> Arc<AccountHandle> {
         Arc::new(AccountHandle::new(
@@ -431,7 +539,7 @@ mod tests {
 
     fn auction() -> Auction {
         // Seller 1, minimum 10.00, offered at t = 0, ends at t = 300 s.
-        Auction::new(Cents(1000), 1, 0, 300_000, RULES)
+        Auction::new(Cents(1000), 1, 0, 300_000, rules(), Terms::default())
     }
 
     fn accepted(o: &Outcome) -> bool {
@@ -525,9 +633,9 @@ mod tests {
     #[test]
     fn a_short_auction_gets_a_quarter_of_its_length_as_window_and_extension() {
         // 20 s long with a 30 s window: a bid 8 s before the end is outside the 5 s window.
-        let mut a = Auction::new(Cents(1000), 1, 100_000, 120_000, RULES);
-        assert_eq!(RULES.soft_close(20_000), (5_000, 5_000));
-        assert_eq!(RULES.soft_close(300_000), (30_000, 30_000));
+        let mut a = Auction::new(Cents(1000), 1, 100_000, 120_000, rules(), Terms::default());
+        assert_eq!(rules().soft_close(20_000), (5_000, 5_000));
+        assert_eq!(rules().soft_close(300_000), (30_000, 30_000));
         assert_eq!(
             a.bid(&who(2), Offer::Amount(Cents(1000)), None, 112_000),
             Outcome::Accepted {
@@ -797,5 +905,192 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Seller 1, minimum 10.00, 300 s, increments 0.50, with these terms.
+    fn with_terms(reserve: Option<u64>, buy_now: Option<u64>) -> Auction {
+        let terms = Terms {
+            reserve: reserve.map(Cents),
+            buy_now: buy_now.map(Cents),
+        };
+        Auction::new(Cents(1000), 1, 0, 300_000, rules(), terms)
+    }
+
+    fn price(a: &Auction) -> Option<(u64, AccountId)> {
+        a.lead().map(|l| (l.amount.0, l.bidder.id))
+    }
+
+    #[test]
+    fn below_the_reserve_bids_are_taken_but_nothing_is_sold() {
+        let mut a = with_terms(Some(5000), None);
+        assert_eq!(a.reserve_met(), Some(false));
+        assert!(accepted(&a.bid(
+            &who(2),
+            Offer::Amount(Cents(1000)),
+            None,
+            0
+        )));
+        assert!(accepted(&a.bid(
+            &who(3),
+            Offer::Amount(Cents(4000)),
+            None,
+            1
+        )));
+        assert_eq!(a.reserve_met(), Some(false));
+        assert!(a.winner().is_none(), "not sold below the reserve");
+        assert!(accepted(&a.bid(
+            &who(2),
+            Offer::Amount(Cents(5000)),
+            None,
+            2
+        )));
+        assert_eq!(a.reserve_met(), Some(true));
+        assert_eq!(a.winner().map(|l| l.bidder.id), Some(2));
+        // Without a reserve, nothing is said about one, and the lead wins.
+        let mut plain = auction();
+        assert_eq!(plain.reserve_met(), None);
+        plain.bid(&who(2), Offer::Amount(Cents(1000)), None, 0);
+        assert_eq!(plain.winner().map(|l| l.bidder.id), Some(2));
+    }
+
+    #[test]
+    fn a_proxy_jumps_to_the_reserve_when_its_maximum_allows() {
+        let mut a = with_terms(Some(5000), None);
+        // First bid by proxy: at the reserve, not at the minimum.
+        let o = a.bid(&who(2), Offer::Max(Cents(8000)), None, 0);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                amount: Cents(5000),
+                ends_at: 300_000,
+                leading: true,
+                max: Some(Cents(8000))
+            }
+        );
+        assert_eq!(a.reserve_met(), Some(true));
+        // A proxy whose maximum is below the reserve bids as usual.
+        let mut b = with_terms(Some(5000), None);
+        b.bid(&who(2), Offer::Max(Cents(3000)), None, 0);
+        assert_eq!(price(&b), Some((1000, 2)));
+        // A challenger below the reserve: the leader's proxy answers at the reserve.
+        b.bid(&who(3), Offer::Max(Cents(9000)), None, 1);
+        assert_eq!(
+            price(&b),
+            Some((5000, 3)),
+            "one increment above 30.00 is below it"
+        );
+        let mut c = with_terms(Some(5000), None);
+        c.bid(&who(2), Offer::Max(Cents(9000)), None, 0);
+        let o = c.bid(&who(3), Offer::Amount(Cents(6000)), None, 1);
+        assert!(matches!(o, Outcome::Accepted { leading: false, .. }));
+        assert_eq!(price(&c), Some((6050, 2)));
+        // The leader raising its maximum past the reserve moves the price to it.
+        let mut d = with_terms(Some(5000), None);
+        d.bid(&who(2), Offer::Max(Cents(2000)), None, 0);
+        d.bid(&who(2), Offer::Max(Cents(7000)), None, 1);
+        assert_eq!(price(&d), Some((5000, 2)));
+        assert_eq!(d.lead().unwrap().max, Some(Cents(7000)));
+    }
+
+    #[test]
+    fn buy_it_now_takes_the_item_and_ends_the_auction_at_once() {
+        let mut a = with_terms(None, Some(20_000));
+        assert_eq!(a.buy_now(), Some(Cents(20_000)));
+        // The wrong amount is refused with the price.
+        let o = a.bid(&who(2), Offer::BuyNow(Cents(19_999)), None, 10);
+        assert_eq!(reason(&o), Some(Reason::InvalidAmount));
+        let o = a.bid(&who(2), Offer::BuyNow(Cents(20_000)), None, 10);
+        assert_eq!(
+            o,
+            Outcome::Accepted {
+                amount: Cents(20_000),
+                ends_at: 10,
+                leading: true,
+                max: None
+            }
+        );
+        assert!(a.is_over(10));
+        assert_eq!(
+            a.winner().map(|l| (l.amount, l.bidder.id)),
+            Some((Cents(20_000), 2))
+        );
+        let late = a.bid(&who(3), Offer::BuyNow(Cents(20_000)), None, 10);
+        assert_eq!(reason(&late), Some(Reason::AuctionOver));
+        // The seller cannot buy its own item.
+        let mut b = with_terms(None, Some(20_000));
+        assert_eq!(
+            reason(&b.bid(&who(1), Offer::BuyNow(Cents(20_000)), None, 0)),
+            Some(Reason::OwnItem)
+        );
+        // No price: unavailable.
+        let mut c = auction();
+        assert_eq!(
+            reason(&c.bid(&who(2), Offer::BuyNow(Cents(1000)), None, 0)),
+            Some(Reason::BuyNowUnavailable)
+        );
+    }
+
+    #[test]
+    fn buy_it_now_ends_with_the_first_bid_or_when_the_reserve_is_met() {
+        let mut a = with_terms(None, Some(20_000));
+        a.bid(&who(2), Offer::Amount(Cents(1000)), None, 0);
+        assert_eq!(a.buy_now(), None);
+        let o = a.bid(&who(3), Offer::BuyNow(Cents(20_000)), None, 1);
+        assert_eq!(reason(&o), Some(Reason::BuyNowUnavailable));
+        // With a reserve, it stays through bids below the reserve, to the leader too.
+        let mut b = with_terms(Some(5000), Some(20_000));
+        b.bid(&who(2), Offer::Amount(Cents(1000)), None, 0);
+        b.bid(&who(3), Offer::Amount(Cents(4000)), None, 1);
+        assert_eq!(b.buy_now(), Some(Cents(20_000)));
+        assert!(accepted(&b.bid(
+            &who(3),
+            Offer::BuyNow(Cents(20_000)),
+            None,
+            2
+        )));
+        assert_eq!(b.winner().map(|l| l.bidder.id), Some(3));
+        let mut c = with_terms(Some(5000), Some(20_000));
+        c.bid(&who(2), Offer::Max(Cents(6000)), None, 0);
+        assert_eq!(c.reserve_met(), Some(true));
+        assert_eq!(c.buy_now(), None, "the reserve was met by the proxy's jump");
+    }
+
+    #[test]
+    fn buy_it_now_inside_a_soft_close_extension_ends_the_auction() {
+        let mut a = with_terms(Some(5000), Some(20_000));
+        // A bid below the reserve 10 s before the end extends the auction to 320 s.
+        a.bid(&who(2), Offer::Amount(Cents(1000)), None, 290_000);
+        assert_eq!(a.ends_at, 320_000);
+        let o = a.bid(&who(3), Offer::BuyNow(Cents(20_000)), None, 300_500);
+        assert!(matches!(
+            o,
+            Outcome::Accepted {
+                ends_at: 300_500,
+                ..
+            }
+        ));
+        assert!(a.is_over(300_500));
+        assert_eq!(a.winner().map(|l| l.bidder.id), Some(3));
+    }
+
+    #[test]
+    fn the_increment_follows_the_band_of_the_highest_bid() {
+        let rules = Rules {
+            increments: Arc::new(Increments::parse("0:0.05,1:0.25,5:0.50").unwrap()),
+            ..rules()
+        };
+        let mut a = Auction::new(Cents(50), 1, 0, 300_000, rules, Terms::default());
+        a.bid(&who(2), Offer::Amount(Cents(95)), None, 0);
+        assert_eq!(a.next_min(), Cents(100), "0.95 + 0.05");
+        a.bid(&who(3), Offer::Amount(Cents(100)), None, 1);
+        // At the boundary, the upper band's step.
+        assert_eq!(a.next_min(), Cents(125));
+        let low = a.bid(&who(2), Offer::Amount(Cents(124)), None, 2);
+        assert_eq!(reason(&low), Some(Reason::TooLow));
+        // A proxy answers one step of the challenger's band above it.
+        a.bid(&who(2), Offer::Max(Cents(1000)), None, 3);
+        assert_eq!(price(&a), Some((125, 2)));
+        a.bid(&who(3), Offer::Amount(Cents(500)), None, 4);
+        assert_eq!(price(&a), Some((550, 2)), "5.00 is in the 0.50 band");
     }
 }

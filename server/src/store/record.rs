@@ -13,7 +13,7 @@ use auction_protocol::{Cents, PublicKey};
 use std::net::SocketAddr;
 
 use crate::accounts::AccountId;
-use crate::rules::auction::Outcome;
+use crate::rules::auction::{Outcome, Terms};
 use crate::rules::settlement::Settlement;
 
 /// One durable fact.
@@ -62,6 +62,8 @@ pub enum Record {
         /// When its seller is to be offered a lower minimum if it has had no bid by then
         /// (Unix ms; see `rules::auction::negotiate_at`).
         negotiate_at: u64,
+        /// The reserve and buy-it-now prices, if the seller set them.
+        terms: Terms,
     },
     /// An open item came back after a restart: new end (grace period) and channel port. (On
     /// PostgreSQL: the node appending it runs the item now, under its epoch, and its channel is

@@ -77,6 +77,8 @@ pub struct StoredItem {
     /// The `--catalog` entry it was offered for.
     pub catalog_id: Option<String>,
     pub negotiation: Negotiation,
+    /// The reserve and buy-it-now prices.
+    pub terms: crate::rules::auction::Terms,
 }
 
 /// Where an item's negotiation stands.

@@ -25,8 +25,19 @@
     return Math.floor(s / 3600) + "h " + pad(Math.floor((s % 3600) / 60)) + "m";
   }
 
+  // As web/board.rs BoardItem::result and BoardItem::terms.
   function result(item) {
-    return item.leader && item.price ? "sold to " + item.leader + " for " + item.price : "not sold";
+    if (item.leader && item.price) return "sold to " + item.leader + " for " + item.price;
+    if (item.bids > 0 && item.reserve_met === false) return "not sold: the reserve was not met";
+    return "not sold";
+  }
+
+  function terms(item) {
+    const parts = [];
+    if (item.reserve_met === true) parts.push("reserve met");
+    if (item.reserve_met === false) parts.push("reserve not met");
+    if (item.buy_now) parts.push("buy now " + item.buy_now);
+    return parts.join(" · ");
   }
 
   function cell(row, cls, text) {
@@ -64,7 +75,8 @@
         const first = td("item", "");
         first.appendChild(link(item, projector ? "/projector/" : "/item/"));
         row.append(first, td("description", item.description), td("seller", item.seller),
-          td("min", ""), td("price", ""), td("leader", ""), td("bids", ""), td("left", ""));
+          td("min", ""), td("price", ""), td("terms", ""), td("leader", ""), td("bids", ""),
+          td("left", ""));
       }
       // Kept in the server's order: soonest end first.
       row.dataset.ends = item.ends_at;
@@ -74,6 +86,7 @@
       else open.appendChild(row);
       cell(row, "min", item.min);
       cell(row, "price", item.price || "");
+      cell(row, "terms", terms(item));
       cell(row, "leader", item.leader || "");
       cell(row, "bids", item.bids);
       row.querySelector(".left").dataset.ends = item.ends_at;
@@ -110,6 +123,7 @@
     }
     cell(facts, "min", item.min);
     cell(facts, "price", item.price || "");
+    cell(facts, "terms", terms(item));
     cell(facts, "leader", item.leader || "");
     cell(facts, "bids", item.bids);
     cell(facts, "ends", clock(item.ends_at));

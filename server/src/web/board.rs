@@ -49,6 +49,12 @@ pub struct BoardItem {
     pub open: bool,
     /// Once closed: when.
     pub closed_at: Option<u64>,
+    /// On an item with a reserve price only: whether the price reached it (the reserve
+    /// itself is never shown).
+    pub reserve_met: Option<bool>,
+    /// The buy-it-now price, while it is offered.
+    #[serde(serialize_with = "optional_decimal")]
+    pub buy_now: Option<Cents>,
 }
 
 impl BoardItem {
@@ -72,13 +78,33 @@ impl BoardItem {
             first_end: (counts.bids == 0).then_some(view.ends_at),
             open,
             closed_at: None,
+            reserve_met: view.reserve_met,
+            buy_now: view.buy_now.filter(|_| open),
         }
     }
 
-    /// "sold to X for 12.50" or "not sold".
+    /// The seller's terms as the board shows them: "reserve not met · buy now 150.00", or
+    /// empty (`board.js` `terms` says the same).
+    pub fn terms(&self) -> String {
+        let mut parts = Vec::new();
+        match self.reserve_met {
+            Some(true) => parts.push("reserve met".to_owned()),
+            Some(false) => parts.push("reserve not met".to_owned()),
+            None => {}
+        }
+        if let Some(price) = self.buy_now {
+            parts.push(format!("buy now {price}"));
+        }
+        parts.join(" · ")
+    }
+
+    /// "sold to X for 12.50", "not sold: the reserve was not met" or "not sold".
     pub fn result(&self) -> String {
         match (&self.leader, self.price) {
             (Some(winner), Some(price)) => format!("sold to {winner} for {price}"),
+            _ if self.bids > 0 && self.reserve_met == Some(false) => {
+                "not sold: the reserve was not met".to_owned()
+            }
             _ => "not sold".to_owned(),
         }
     }
@@ -268,13 +294,22 @@ impl Board {
         self.changed.send_replace(seq);
     }
 
-    /// A durable accepted bid that moved what others see: the new price, leader and end.
-    pub fn bid(&self, item: u64, bid: BoardBid, price: Cents, leader: String) {
+    /// A durable accepted bid that moved what others see: the new price, leader and end, and
+    /// `terms` after it (whether the reserve is met, the buy-it-now price if still offered).
+    pub fn bid(
+        &self,
+        item: u64,
+        bid: BoardBid,
+        price: Cents,
+        leader: String,
+        terms: (Option<bool>, Option<Cents>),
+    ) {
         self.change(item, |e| {
             e.item.extensions += u32::from(bid.extended);
             e.item.ends_at = bid.ends_at;
             e.item.price = Some(price);
             e.item.leader = Some(leader);
+            (e.item.reserve_met, e.item.buy_now) = terms;
             e.item.bids += 1;
             e.bid = Some(bid);
         });
@@ -305,6 +340,7 @@ impl Board {
         };
         e.item.open = false;
         e.item.closed_at = Some(at);
+        e.item.buy_now = None;
         e.item.price = winner.as_ref().map(|w| w.1);
         e.item.leader = winner.map(|w| w.0);
         e.bid = None;
@@ -447,6 +483,8 @@ mod tests {
             first_end: Some(ends_at),
             open: true,
             closed_at: None,
+            reserve_met: None,
+            buy_now: None,
         }
     }
 
@@ -467,7 +505,13 @@ mod tests {
         board.offered(item(2, 20_000));
         let (cursor, _, _) = board.snapshot();
         for amount in [1000, 1100, 1200] {
-            board.bid(1, bid(5, amount, 10_000), Cents(amount), "alice".into());
+            board.bid(
+                1,
+                bid(5, amount, 10_000),
+                Cents(amount),
+                "alice".into(),
+                (None, None),
+            );
         }
         board.min_lowered(2, Cents(500));
         let (now, changes) = board.since(cursor, None).unwrap();
@@ -490,7 +534,7 @@ mod tests {
             extended: true,
             ..bid(9_000, 1000, 12_000)
         };
-        board.bid(1, late, Cents(1000), "alice".into());
+        board.bid(1, late, Cents(1000), "alice".into(), (None, None));
         board.closed(1, Some(("alice".into(), Cents(1000))), 12_000);
         let (_, open, results) = board.snapshot();
         assert!(open.is_empty());
@@ -522,7 +566,7 @@ mod tests {
     #[test]
     fn changes_to_unknown_items_are_ignored() {
         let board = Board::new(1);
-        board.bid(7, bid(1, 100, 5), Cents(100), "alice".into());
+        board.bid(7, bid(1, 100, 5), Cents(100), "alice".into(), (None, None));
         let (seq, open, _) = board.snapshot();
         assert_eq!(seq, 0);
         assert!(open.is_empty());

@@ -30,7 +30,8 @@ pub(super) fn board(board: &Board, projector: bool) -> Markup {
             table #open {
                 thead { tr {
                     th { "Item" } th { "Description" } th.seller { "Seller" } th.min { "Minimum" }
-                    th { "Price" } th { "Leader" } th.bids { "Bids" } th { "Time left" }
+                    th { "Price" } th.terms { "Terms" } th { "Leader" } th.bids { "Bids" }
+                    th { "Time left" }
                 } }
                 tbody {
                     @for item in &open { (open_row(item, now, projector)) }
@@ -64,6 +65,7 @@ fn open_row(item: &BoardItem, now: u64, projector: bool) -> Markup {
             td.seller { (item.seller) }
             td.min { (item.min) }
             td.price { (price(item)) }
+            td.terms { (item.terms()) }
             td.leader { (item.leader.as_deref().unwrap_or("")) }
             td.bids { (item.bids) }
             td.left data-ends=(item.ends_at) { (time_left(item.ends_at, now)) }
@@ -123,6 +125,7 @@ pub(super) fn item(
                 dt { "Seller" } dd.seller { (item.seller) }
                 dt { "Minimum" } dd.min { (item.min) }
                 dt { "Price" } dd.price { (price(item)) }
+                dt { "Terms" } dd.terms { (item.terms()) }
                 dt { "Leader" } dd.leader { (item.leader.as_deref().unwrap_or("")) }
                 dt { "Bids" } dd.bids { (item.bids) }
                 dt { "Ends" } dd.ends { (clock(item.ends_at)) }

@@ -30,8 +30,17 @@ pub struct Proc {
     log: Arc<Mutex<String>>,
 }
 
+/// The command of a server on `db` in `dir`. Unless `extra` sets the increments, bids go up a
+/// cent at a time, as with the library's test `Config`: these tests bid by the cent (the
+/// default band table has its own tests: `terms.rs`, and `main.rs` for the flags).
 pub fn server_command(dir: &Path, db: &Path, udp: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_auction-server"));
+    if !extra
+        .iter()
+        .any(|a| *a == "--increments" || *a == "--min-increment")
+    {
+        c.args(["--min-increment", "0.01"]);
+    }
     c.arg("--udp")
         .arg(udp)
         .arg("--db")

@@ -75,6 +75,8 @@ impl Raw {
                 description: "lamp".into(),
                 min: auction_protocol::Cents(500),
                 duration: Some(60),
+                reserve: None,
+                buy_now: None,
             },
         )
     }

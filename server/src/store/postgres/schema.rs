@@ -181,6 +181,11 @@ pub const MIGRATIONS: &[&str] = &[
     -- logs never collide.
     CREATE SEQUENCE session_blocks;
     "#,
+    r#"
+    -- The seller's terms besides the minimum (NULL: none), as SQLite's version 10.
+    ALTER TABLE items ADD COLUMN reserve_cents BIGINT;  -- hidden; bidders see whether it is met
+    ALTER TABLE items ADD COLUMN buy_now_cents BIGINT;
+    "#,
 ];
 
 /// The schema version of the database `client` is connected to: migrations applied so far (0

@@ -262,6 +262,8 @@ pub struct ItemState {
     /// Once closed: the winner (number, name) and price, if sold.
     pub closed: Option<Option<(u64, String, Cents)>>,
     pub closed_at: Option<u64>,
+    /// The reserve and buy-it-now prices.
+    pub terms: crate::rules::auction::Terms,
 }
 
 /// The items among `ids` changed since revision `after`.
@@ -270,7 +272,7 @@ pub async fn changed(client: &Client, after: i64, ids: &[i64]) -> Result<Vec<Ite
         .query(
             "SELECT i.id, i.rev, i.min_cents, i.ends_at, i.highest_cents, b.name,
                     i.closed_at, i.winner, w.name, i.price_cents,
-                    n.udp_addr, i.port, i.channel_open
+                    n.udp_addr, i.port, i.channel_open, i.reserve_cents, i.buy_now_cents
              FROM items i
              LEFT JOIN accounts b ON b.id = i.highest_bidder
              LEFT JOIN accounts w ON w.id = i.winner
@@ -308,6 +310,10 @@ pub async fn changed(client: &Client, after: i64, ids: &[i64]) -> Result<Vec<Ite
                 channel: channel_of(r.get(10), r.get(11), r.get(12)),
                 closed,
                 closed_at: closed_at.map(|at| at as u64),
+                terms: crate::rules::auction::Terms {
+                    reserve: r.get::<_, Option<i64>>(13).map(|c| Cents(c as u64)),
+                    buy_now: r.get::<_, Option<i64>>(14).map(|c| Cents(c as u64)),
+                },
             }
         })
         .collect())
@@ -379,7 +385,8 @@ pub async fn board_items(
                 (SELECT count(*) FROM (
                     SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e WHERE e.later),
-                lb.at, lb.name, lb.amount_cents, lb.ends_at, lb.later
+                lb.at, lb.name, lb.amount_cents, lb.ends_at, lb.later,
+                i.reserve_cents, i.buy_now_cents
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -431,6 +438,20 @@ pub async fn board_items(
                 first_end: None,
                 open: closed_at.is_none(),
                 closed_at: closed_at.map(|at| at as u64),
+                reserve_met: None,
+                buy_now: None,
+            };
+            // The seller's terms, against the highest bid (even once closed: whether it met
+            // the reserve; buy it now only while open).
+            let terms = crate::rules::auction::Terms {
+                reserve: r.get::<_, Option<i64>>(18).map(|c| Cents(c as u64)),
+                buy_now: r.get::<_, Option<i64>>(19).map(|c| Cents(c as u64)),
+            };
+            let highest = r.get::<_, Option<i64>>(6).map(|c| Cents(c as u64));
+            let item = crate::web::BoardItem {
+                reserve_met: terms.reserve_met(highest),
+                buy_now: terms.buy_now(highest).filter(|_| item.open),
+                ..item
             };
             let last = match (r.get::<_, Option<i64>>(13), r.get::<_, Option<String>>(14)) {
                 (Some(at), Some(bidder)) => Some(crate::web::BoardBid {

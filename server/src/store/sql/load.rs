@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use super::{collect, params, Cols, Query, Row, RowExt};
 use crate::accounts::AccountId;
-use crate::rules::auction::Outcome;
+use crate::rules::auction::{Outcome, Terms};
 use crate::rules::settlement::{Party, Sale, Settlement};
 use crate::store::{
     Negotiation, Snapshot, StoredAccount, StoredItem, StoredNotice, StoredReply, SETTLEMENT_NOTICES,
@@ -161,6 +161,8 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
         "offered_at",
         "bids",
         "extensions",
+        "reserve_cents",
+        "buy_now_cents",
     ]);
     collect(
         q,
@@ -172,7 +174,8 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 (SELECT count(*) FROM (
                     SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e
-                 WHERE e.later) AS extensions
+                 WHERE e.later) AS extensions,
+                i.reserve_cents, i.buy_now_cents
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -180,7 +183,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
          ORDER BY i.id",
         params![first, last],
         |r| {
-            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions] =
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions, reserve_cents, buy_now_cents] =
                 cols.of(r)?;
             let lead = match (
                 r.opt_u64(highest_bidder)?,
@@ -214,6 +217,10 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 closed_at: r.opt_u64(closed_at)?,
                 bid_ids: bid_ids.remove(&id).unwrap_or_default(),
                 catalog_id: r.text(catalog_id)?,
+                terms: Terms {
+                    reserve: r.opt_u64(reserve_cents)?.map(Cents),
+                    buy_now: r.opt_u64(buy_now_cents)?.map(Cents),
+                },
                 negotiation: match r.text(negotiation)?.as_deref() {
                     None => Negotiation::Due(r.opt_u64(negotiate_at)?.unwrap_or(u64::MAX)),
                     Some("asked") => Negotiation::Asked,
@@ -422,7 +429,7 @@ fn reason_from_code(code: &str) -> Reason {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::auction::Outcome;
+    use crate::rules::auction::{Outcome, Terms};
     use crate::rules::settlement::{Party, Settlement};
     use crate::store::postgres::throwaway;
     use crate::store::postgres::{PostgresOptions, PostgresStorage};
@@ -456,6 +463,11 @@ mod tests {
             catalog_id: (item == 1).then(|| "lot-1".into()),
             // Not what `rules::auction::negotiate_at` would say: storage keeps what it is given.
             negotiate_at: at + 4_321,
+            // Item 1 has a reserve and a buy-it-now price; the others neither.
+            terms: Terms {
+                reserve: (item == 1).then_some(Cents(min + 500)),
+                buy_now: (item == 1).then_some(Cents(min + 2_000)),
+            },
         }
     }
 
@@ -684,6 +696,13 @@ mod tests {
         );
         assert_eq!(lamp.closed_at, None);
         assert_eq!(lamp.catalog_id.as_deref(), Some("lot-1"));
+        assert_eq!(
+            lamp.terms,
+            Terms {
+                reserve: Some(Cents(600)),
+                buy_now: Some(Cents(2_100))
+            }
+        );
         assert_eq!(lamp.negotiation, Negotiation::Due(5_321));
         assert_eq!(
             lamp.bid_ids,
@@ -707,6 +726,7 @@ mod tests {
             ),
             (Cents(200), 11_000, 4002, None)
         );
+        assert_eq!(vase.terms, Terms::default());
         assert_eq!(
             (vase.lead.clone(), vase.negotiation),
             (None, Negotiation::Asked)

@@ -8,7 +8,7 @@ use auction_protocol::{Cents, PublicKey};
 use std::net::SocketAddr;
 
 use crate::accounts::AccountId;
-use crate::rules::auction::Outcome;
+use crate::rules::auction::{Outcome, Terms};
 use crate::rules::settlement::Settlement;
 use crate::store::record::LeadRecord;
 use crate::store::sql::{params, Exec};
@@ -63,6 +63,7 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             at,
             catalog_id,
             negotiate_at,
+            terms,
         } => item_offered(
             tx,
             *item,
@@ -74,6 +75,7 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             *at,
             catalog_id.as_deref(),
             *negotiate_at,
+            *terms,
         ),
         Record::ItemResumed {
             item,
@@ -212,11 +214,12 @@ fn item_offered(
     at: u64,
     catalog_id: Option<&str>,
     negotiate_at: u64,
+    terms: Terms,
 ) -> Result<()> {
     tx.exec(
         "INSERT INTO items (id, seller, description, min_cents, ends_at, planned_ends_at, port,
-                            offered_at, catalog_id, negotiate_at)
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)",
+                            offered_at, catalog_id, negotiate_at, reserve_cents, buy_now_cents)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11)",
         params![
             item,
             seller,
@@ -226,7 +229,9 @@ fn item_offered(
             port,
             at,
             catalog_id,
-            negotiate_at
+            negotiate_at,
+            terms.reserve.map(|c| c.0),
+            terms.buy_now.map(|c| c.0)
         ],
     )?;
     Ok(())

@@ -162,7 +162,7 @@ impl Drop for SqliteStorage {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::rules::auction::Outcome;
+    use crate::rules::auction::{Outcome, Terms};
     use crate::store::NoticeRecord;
     use auction_protocol::{PublicKey, Reason};
 
@@ -201,6 +201,7 @@ pub(super) mod tests {
                 at: 1,
                 catalog_id: Some("lot-1".into()),
                 negotiate_at: 500,
+                terms: Terms::default(),
             },
             Record::Bid {
                 item: 1,

@@ -150,6 +150,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN planned_ends_at INTEGER;  -- Unix ms
     UPDATE items SET planned_ends_at = ends_at;
     "#,
+    // 10: the seller's terms besides the minimum (NULL: none).
+    r#"
+    ALTER TABLE items ADD COLUMN reserve_cents INTEGER;  -- hidden; bidders see whether it is met
+    ALTER TABLE items ADD COLUMN buy_now_cents INTEGER;
+    "#,
 ];
 
 /// The lock file beside the database `db`: `db` with `.lock` added.
