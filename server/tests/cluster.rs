@@ -705,3 +705,92 @@ async fn every_node_serves_a_board_of_every_item() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserve_and_a_buy_it_now_price_move_with_the_item_through_a_kill_9_of_its_node() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &[]).await;
+    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &[]).await;
+    let n3 = node_on(dir, &pg.url, "n3", "127.0.0.3", &[]).await;
+    let nodes = [n1.udp, n2.udp, n3.udp];
+    let seller = person(dir, &nodes, "seller").await;
+    let terms = auction_client::Terms {
+        reserve: Some(Cents(5000)),
+        buy_now: Some(Cents(20000)),
+    };
+    let lot = seller
+        .offer_with("Globe", Cents(1000), Some(60), terms)
+        .await
+        .unwrap();
+    assert!(lot.channel.starts_with("127.0.0.2:"), "{}", lot.channel);
+    let bidder = person(dir, &nodes, "bidder").await;
+    {
+        let mut ch = bidder.open_item(lot.item).await.unwrap();
+        let r = ch.bid(Cents(2000), None).await.unwrap();
+        assert!(matches!(r, BidResult::Accepted { .. }), "{r:?}");
+    }
+    // The leader's view follows the owner's rows: below the reserve, buy it now offered.
+    let view = within(10, "the leader to see the bid", async {
+        loop {
+            let view = seller.status(lot.item).await.unwrap();
+            if view.highest == Some(Cents(2000)) {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        (view.reserve_met, view.buy_now),
+        (Some(false), Some(Cents(20000)))
+    );
+
+    n2.kill_9().await;
+    let moved = within(40, "the item to move to n3", async {
+        loop {
+            let view = seller.status(lot.item).await.unwrap();
+            if view
+                .channel
+                .as_deref()
+                .is_some_and(|c| c.starts_with("127.0.0.3:"))
+            {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        (moved.reserve_met, moved.buy_now),
+        (Some(false), Some(Cents(20000)))
+    );
+    // The new node knows the terms: its STATE says so, and buying at the price ends it.
+    let buyer = person(dir, &nodes, "buyer").await;
+    let mut ch = buyer.open_item(lot.item).await.unwrap();
+    assert_eq!(
+        (ch.item.reserve_met, ch.item.buy_now),
+        (Some(false), Some(Cents(20000)))
+    );
+    let r = ch.place(Offer::BuyNow(Cents(20000)), None).await.unwrap();
+    assert!(matches!(r, BidResult::Accepted { .. }), "{r:?}");
+    let view = within(20, "the auction to end", async {
+        loop {
+            let view = seller.status(lot.item).await.unwrap();
+            if view.state == ItemState::Closed {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        (view.winner.as_deref(), view.price, view.buy_now),
+        (Some("buyer"), Some(Cents(20000)), None)
+    );
+    for n in [n1, n3] {
+        assert!(n.terminate().await.success());
+    }
+}
