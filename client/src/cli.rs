@@ -62,6 +62,8 @@ pub enum Command {
     Items,
     /// Show one item, open or closed.
     Status { item: u64 },
+    /// An item's accepted bids in order (the latest 100): time, bidder, amount.
+    History { item: u64 },
     /// Bid on an item: an amount, with --max a private maximum the server bids up to, or
     /// --buy-now to take it at its buy-it-now price.
     Bid(BidArgs),

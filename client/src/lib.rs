@@ -10,7 +10,7 @@ pub mod settle;
 pub mod udp;
 
 use auction_protocol::udp::{
-    check_sequence, AttachMode, NegotiateAnswer, RequestBody, SeqCheck, ServerBody,
+    check_sequence, AttachMode, HistoryBid, NegotiateAnswer, RequestBody, SeqCheck, ServerBody,
 };
 use auction_protocol::{Cents, ItemView};
 use rustls::pki_types::pem::PemObject;
@@ -238,6 +238,31 @@ impl Client {
 
     pub async fn list(&self) -> Result<Vec<ItemView>> {
         self.udp.list().await
+    }
+
+    /// The item's latest accepted bids (at most `limits::HISTORY_BIDS`), oldest first, and
+    /// how many it has in all.
+    pub async fn history(&self, item: u64) -> Result<(u64, Vec<HistoryBid>)> {
+        let mut bids = Vec::new();
+        let mut total = 0;
+        for part in self
+            .udp
+            .request(RequestBody::History { item }, None)
+            .await?
+        {
+            match part {
+                ServerBody::History {
+                    total: all,
+                    bids: some,
+                    ..
+                } => {
+                    total = all;
+                    bids.extend(some);
+                }
+                other => return Err(refusal(other)),
+            }
+        }
+        Ok((total, bids))
     }
 
     pub async fn status(&self, item: u64) -> Result<ItemView> {

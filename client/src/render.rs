@@ -77,6 +77,45 @@ pub fn until(ends_at: u64) -> String {
     format!("in {}", render_secs(left))
 }
 
+/// A moment as the server's clock tells it: "14:05:09 UTC" (the date is the same for an
+/// auction's bids but for the rare one that runs past midnight).
+pub fn clock(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let stamp = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} UTC", stamp.get(11..19).unwrap_or("--:--:--"))
+}
+
+/// Prints a table: the header, then the rows, each column padded to its widest cell (cells
+/// cut at 40 characters), except the last, which is free text.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count().min(40));
+        }
+    }
+    let print = |cells: &[String]| {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i + 1 == N {
+                    c.clone()
+                } else {
+                    let c: String = c.chars().take(40).collect();
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        say!("{}", line.join("  ").trim_end());
+    };
+    print(&header.map(String::from));
+    for row in rows {
+        print(row);
+    }
+}
+
 /// "4m 12s", "2h 05m", "1d 3h".
 pub fn render_secs(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -157,27 +196,47 @@ impl Out {
             "TERMS",
             "CLOSES",
         ];
-        let mut widths = header.map(|h| h.chars().count());
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count().min(40));
+        table(&header, &rows);
+    }
+
+    /// An item's bids, oldest first: one JSON object per bid, or a table.
+    pub fn history(&self, item: u64, total: u64, bids: &[auction_protocol::udp::HistoryBid]) {
+        if self.json {
+            for bid in bids {
+                self.line(serde_json::to_value(bid).unwrap_or_default());
             }
+            return;
         }
-        let print = |cells: &[String]| {
-            let line: Vec<String> = cells
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| {
-                    let c: String = c.chars().take(40).collect();
-                    format!("{c:<w$}")
-                })
-                .collect();
-            say!("{}", line.join("  ").trim_end());
-        };
-        print(&header.map(String::from));
-        for row in &rows {
-            print(row);
+        if bids.is_empty() {
+            say!("Item {item} has no bids yet.");
+            return;
         }
+        if total > bids.len() as u64 {
+            say!(
+                "Item {item}: the latest {} of its {total} bids.",
+                bids.len()
+            );
+        }
+        let rows: Vec<[String; 4]> = bids
+            .iter()
+            .map(|b| {
+                let mut notes = Vec::new();
+                if b.amount.is_none() {
+                    notes
+                        .push("a proxy bid, outbid at once (its maximum stays private)".to_owned());
+                }
+                if b.extended {
+                    notes.push(format!("extended the end to {}", clock(b.ends_at)));
+                }
+                [
+                    clock(b.at),
+                    b.bidder.clone(),
+                    b.amount.map(|a| a.to_string()).unwrap_or_default(),
+                    notes.join("; "),
+                ]
+            })
+            .collect();
+        table(&["TIME", "BIDDER", "AMOUNT", "NOTE"], &rows);
     }
 
     pub fn status(&self, item: &ItemView) {

@@ -304,6 +304,9 @@ impl UdpClient {
                     }
                     ServerBody::Items {
                         part, parts: total, ..
+                    }
+                    | ServerBody::History {
+                        part, parts: total, ..
                     } => {
                         parts.insert(part, answer);
                         if parts.len() as u32 >= total {

@@ -540,6 +540,38 @@ async fn reserve_and_buy_it_now_from_the_command_line() {
         stdout.contains("is closed: sold to carol for 150.00."),
         "{stdout}"
     );
+    // The bids in order, for people and for scripts.
+    let (code, stdout, _) = env.run("alice", &["history", &item]).await;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("BIDDER"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains(" UTC  bob") && lines[1].contains("30.00"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("carol") && lines[2].contains("150.00"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = env.run("alice", &["--json", "history", &item]).await;
+    assert_eq!(code, 0);
+    let bids: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        bids.iter()
+            .map(|b| (b["bidder"].clone(), b["amount"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (Value::from("bob"), Value::from(3000)),
+            (Value::from("carol"), Value::from(15000))
+        ]
+    );
     // Nothing to buy any more: a clear refusal, exit code 1.
     let (code, _, stderr) = env.run("bob", &["bid", &item, "--buy-now"]).await;
     assert_eq!(code, 1, "{stderr}");

@@ -1,5 +1,8 @@
 //! Sizes and bounds shared by both ends. Documented in PROTOCOL.md; change them together.
 
+/// Most bids one `history` answer carries: the item's latest (about 8 datagrams, 13 at
+/// most with the longest names and amounts).
+pub const HISTORY_BIDS: u64 = 100;
 /// Largest datagram the server sends, and the largest it accepts.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Largest line on a TLS channel, newline excluded.

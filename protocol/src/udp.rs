@@ -58,6 +58,8 @@ pub enum RequestBody {
     List,
     /// One item, open or closed. Anyone.
     Status { item: u64 },
+    /// An item's latest accepted bids, open or closed. Anyone.
+    History { item: u64 },
     /// Send this account's announcements to the address this datagram came from too (a
     /// device: a `watch`, a shell, another machine). Signed. `mode` (default `login`) says
     /// when: see [`AttachMode`]. An account has a few devices at once (the server's
@@ -116,7 +118,7 @@ impl RequestBody {
             | RequestBody::Unsubscribe { account, .. }
             | RequestBody::Subscriptions { account }
             | RequestBody::Negotiate { account, .. } => Some(account),
-            RequestBody::List | RequestBody::Status { .. } => None,
+            RequestBody::List | RequestBody::Status { .. } | RequestBody::History { .. } => None,
         }
     }
 
@@ -210,6 +212,17 @@ pub enum ServerBody {
     Status {
         req: u64,
         item: ItemView,
+    },
+    /// One part of the answer to `history`: the item's latest accepted bids (at most
+    /// [`crate::limits::HISTORY_BIDS`]), oldest first across the parts; `total` counts all
+    /// its accepted bids.
+    History {
+        req: u64,
+        item: u64,
+        part: u32,
+        parts: u32,
+        total: u64,
+        bids: Vec<HistoryBid>,
     },
     /// Announcements now go to the sender's address too (unless `moved` is false for a
     /// `roam` that found a device on this IP already); `pending` notices follow.
@@ -386,6 +399,7 @@ impl ServerBody {
             | OfferConf { req, .. }
             | OfferDenied { req, .. }
             | Items { req, .. }
+            | History { req, .. }
             | Status { req, .. }
             | Attached { req, .. }
             | Acked { req, .. }
@@ -580,30 +594,68 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
     serde_json::to_vec(request).expect("requests serialize")
 }
 
+/// One accepted bid as `history` shows it: when, who, the amount it was placed at (`None`
+/// for a proxy bid another proxy outbid at once: it was placed at its maximum, which stays
+/// private), the end after it, and whether it moved the end later (soft close).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryBid {
+    pub at: u64,
+    pub bidder: String,
+    pub amount: Option<Cents>,
+    pub ends_at: u64,
+    pub extended: bool,
+}
+
+/// Splits the answer to `history` into datagrams of at most [`MAX_DATAGRAM`] bytes, in bid
+/// order. Always at least one datagram.
+pub fn pack_history(req: u64, item: u64, total: u64, bids: &[HistoryBid]) -> Vec<Vec<u8>> {
+    let make = |part: u32, parts: u32, bids: Vec<HistoryBid>| {
+        encode(ServerBody::History {
+            req,
+            item,
+            part,
+            parts,
+            total,
+            bids,
+        })
+    };
+    pack(bids, make)
+}
+
 /// Splits the answer to `list` into datagrams of at most [`MAX_DATAGRAM`] bytes, in item order.
 /// Always at least one datagram (an empty list is one datagram with no items).
 pub fn pack_items(req: u64, items: &[ItemView]) -> Vec<Vec<u8>> {
+    let make = |part: u32, parts: u32, items: Vec<ItemView>| {
+        encode(ServerBody::Items {
+            req,
+            part,
+            parts,
+            items,
+        })
+    };
+    pack(items, make)
+}
+
+/// Groups `all` into as few datagrams as fit, each made by `make(part, parts, group)`.
+fn pack<T: Serialize + Clone>(
+    all: &[T],
+    make: impl Fn(u32, u32, Vec<T>) -> Vec<u8>,
+) -> Vec<Vec<u8>> {
     // Envelope size with the widest possible part numbers, so the real one is never larger.
-    let envelope = encode(ServerBody::Items {
-        req,
-        part: u32::MAX,
-        parts: u32::MAX,
-        items: vec![],
-    })
-    .len();
-    let mut groups: Vec<Vec<ItemView>> = vec![vec![]];
+    let envelope = make(u32::MAX, u32::MAX, vec![]).len();
+    let mut groups: Vec<Vec<T>> = vec![vec![]];
     let mut used = envelope;
-    for item in items {
-        let size = serde_json::to_vec(item)
+    for one in all {
+        let size = serde_json::to_vec(one)
             .map(|v| v.len())
             .unwrap_or(MAX_DATAGRAM)
             + 1;
         let group = groups.last_mut().expect("one group at least");
         if !group.is_empty() && used + size > MAX_DATAGRAM {
-            groups.push(vec![item.clone()]);
+            groups.push(vec![one.clone()]);
             used = envelope + size;
         } else {
-            group.push(item.clone());
+            group.push(one.clone());
             used += size;
         }
     }
@@ -611,14 +663,7 @@ pub fn pack_items(req: u64, items: &[ItemView]) -> Vec<Vec<u8>> {
     groups
         .into_iter()
         .enumerate()
-        .map(|(i, items)| {
-            encode(ServerBody::Items {
-                req,
-                part: i as u32 + 1,
-                parts,
-                items,
-            })
-        })
+        .map(|(i, group)| make(i as u32 + 1, parts, group))
         .collect()
 }
 
@@ -786,6 +831,49 @@ mod tests {
             seller: "s".repeat(MAX_NAME_LEN),
         });
         assert!(win.len() <= MAX_DATAGRAM);
+    }
+
+    #[test]
+    fn history_is_split_into_datagrams_that_fit_and_keep_order() {
+        let bids: Vec<HistoryBid> = (0..crate::limits::HISTORY_BIDS)
+            .map(|i| HistoryBid {
+                at: 9_999_999_999_999 - i,
+                bidder: "b".repeat(MAX_NAME_LEN),
+                amount: (i % 2 == 0).then_some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
+                ends_at: 9_999_999_999_999,
+                extended: true,
+            })
+            .collect();
+        let parts = pack_history(u64::MAX, (1 << 53) - 1, (1 << 53) - 1, &bids);
+        assert!(
+            parts.len() > 1 && parts.len() <= 13,
+            "{} parts",
+            parts.len()
+        );
+        let mut seen = vec![];
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= MAX_DATAGRAM, "part {i} is {} bytes", p.len());
+            match decode_server(p).unwrap().body {
+                ServerBody::History {
+                    part,
+                    parts: n,
+                    total,
+                    bids,
+                    ..
+                } => {
+                    assert_eq!(
+                        (part, n as usize, total),
+                        (i as u32 + 1, parts.len(), (1 << 53) - 1)
+                    );
+                    seen.extend(bids);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seen, bids);
+        // No bids: one part, empty.
+        let empty = pack_history(1, 2, 0, &[]);
+        assert_eq!(empty.len(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, ItemState, Reason};
 use auction_server::Increments;
-use common::{announcement, next_matching, quick_config, start};
+use common::{announcement, next_matching, quick_config, start, within};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -418,5 +418,116 @@ async fn buy_it_now_inside_a_soft_close_extension_ends_the_auction() {
         "{planned} < {ended} < {extended}"
     );
     assert_eq!(result(&mut b).await, Some(("carol".into(), Cents(20000))));
+    drop(t);
+}
+
+#[tokio::test]
+async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_closed() {
+    let t = start(auction_server::Config {
+        // A 4 s auction's soft-close window and extension are 1 s each.
+        snipe_window: Duration::from_secs(30),
+        snipe_extension: Duration::from_secs(30),
+        ..config()
+    })
+    .await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let item = offer(&alice, "Vase", 1000, 4, Terms::default()).await;
+    let (total, none) = carol.history(item).await.unwrap();
+    assert_eq!((total, none.len()), (0, 0));
+    let mut b = bob.open_item(item).await.unwrap();
+    let mut c = carol.open_item(item).await.unwrap();
+    accepted(&b.place(Offer::Max(Cents(9_876)), None).await.unwrap());
+    // Carol's proxy below bob's maximum is outbid at once: placed at its maximum, private.
+    accepted(&c.place(Offer::Max(Cents(4_321)), None).await.unwrap());
+    accepted(&c.bid(Cents(5000), None).await.unwrap());
+    let (total, bids) = carol.history(item).await.unwrap();
+    assert_eq!(total, 3);
+    let shown: Vec<(&str, Option<Cents>)> =
+        bids.iter().map(|b| (b.bidder.as_str(), b.amount)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("bob", Some(Cents(1000))),
+            ("carol", None),
+            ("carol", Some(Cents(5000)))
+        ]
+    );
+    assert!(bids.windows(2).all(|w| w[0].at <= w[1].at), "in order");
+    let text = serde_json::to_string(&bids).unwrap();
+    assert!(!text.contains("9876") && !text.contains("4321"), "{text}");
+    // A bid in the last second extends the end, and says so.
+    let planned = bob.status(item).await.unwrap().ends_at;
+    tokio::time::sleep(Duration::from_millis(
+        planned.saturating_sub(auction_server::unix_ms() + 500),
+    ))
+    .await;
+    accepted(&c.bid(Cents(10_000), None).await.unwrap());
+    let (_, bids) = bob.history(item).await.unwrap();
+    let last = bids.last().unwrap();
+    assert!(last.extended && last.ends_at > planned, "{last:?}");
+    drop((b, c));
+    // Closed, and after a restart: the same bids.
+    let t = within(15, "the close", async {
+        while bob.status(item).await.unwrap().state != ItemState::Closed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        t
+    })
+    .await;
+    let t = t.restart().await;
+    let (total, again) = bob.history(item).await.unwrap();
+    assert_eq!((total, again.len()), (4, 4));
+    assert_eq!(again[..3], bids[..3]);
+    // An unknown item: refused with the reason.
+    let e = bob.history(9_999).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            auction_client::ClientError::Denied {
+                reason: Reason::UnknownItem,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    drop(t);
+}
+
+#[tokio::test]
+async fn history_answers_the_latest_hundred_bids_with_the_total() {
+    let t = start(auction_server::Config {
+        bid_rate: 1000.0,
+        bid_burst: 1000.0,
+        ..config()
+    })
+    .await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let item = offer(&alice, "Stamp", 100, 60, Terms::default()).await;
+    let mut b = bob.open_item(item).await.unwrap();
+    let mut amount = 100;
+    for _ in 0..130 {
+        accepted(&b.bid(Cents(amount), None).await.unwrap());
+        amount += 50;
+    }
+    // Several people asking at once: each gets it whole, or is told the server is busy.
+    let asks = (0..8).map(|_| carol.history(item));
+    let answers = futures_util::future::join_all(asks).await;
+    let mut whole = 0;
+    for a in answers {
+        match a {
+            Ok((total, bids)) => {
+                assert_eq!((total, bids.len()), (130, 100));
+                assert_eq!(bids[0].amount, Some(Cents(100 + 30 * 50)), "the latest 100");
+                assert_eq!(bids[99].amount, Some(Cents(100 + 129 * 50)));
+                whole += 1;
+            }
+            Err(auction_client::ClientError::Denied {
+                reason: Reason::ServerBusy,
+                ..
+            }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(whole >= 1);
     drop(t);
 }

@@ -7,6 +7,7 @@
 mod attach;
 mod bid;
 mod deregister;
+mod history;
 mod items;
 mod negotiate;
 mod offer;
@@ -70,6 +71,7 @@ async fn execute(
         Command::Offer(args) => offer::run(client, args, out).await,
         Command::Items => items::run(client, out).await,
         Command::Status { item } => status::run(client, item, out).await,
+        Command::History { item } => history::run(client, item, out).await,
         Command::Subscribe { item } => subscribe::run(client, item, out).await,
         Command::Unsubscribe { item } => unsubscribe::run(client, item, out).await,
         Command::Negotiate { item, accept, .. } => negotiate::run(client, item, accept, out).await,

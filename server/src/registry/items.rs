@@ -18,6 +18,9 @@ use crate::rules::{auction, offer, ratelimit};
 use crate::store::{Negotiation, NoticeKind, Record};
 use tokio::net::TcpListener;
 
+/// `history` answers read from the database at once, server-wide.
+pub(super) const MAX_HISTORY_READS: usize = 4;
+
 impl Registry {
     // The offer's fields, one each, as the request carries them.
     #[allow(clippy::too_many_arguments)]
@@ -361,6 +364,69 @@ impl Registry {
             .collect();
         Answer {
             datagrams: udp::pack_items(req, &views),
+            after: AfterAnswer::Nothing,
+        }
+    }
+
+    /// HISTORY: the item's latest accepted bids, read from the database (committed rows
+    /// only, so nothing not yet durable) by a task of its own, which sends the parts itself;
+    /// the registry goes on meanwhile. At most [`MAX_HISTORY_READS`] are read at once,
+    /// server-wide: one more is refused `server-busy` (each costs a database read, and
+    /// anyone with a cookie may ask).
+    pub(super) fn history(&self, req: u64, item: u64, src: SocketAddr) -> Answer {
+        let refuse = |reason, message| Denial::Error.answer(req, reason, message);
+        if !self.items.contains_key(&item) {
+            return refuse(Reason::UnknownItem, format!("there is no item {item}"));
+        }
+        let Ok(permit) = self.history_reads.clone().try_acquire_owned() else {
+            self.ctx.metrics.request_refused("history-busy");
+            return refuse(
+                Reason::ServerBusy,
+                "the server is reading as many bid histories as it takes at once; ask again in a moment".into(),
+            );
+        };
+        let (storage, socket) = (self.ctx.storage.clone(), self.socket.clone());
+        self.ctx.tasks.spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                storage.latest_bids(item, auction_protocol::limits::HISTORY_BIDS)
+            })
+            .await;
+            drop(permit);
+            let datagrams = match read {
+                Ok(Ok((total, bids))) => {
+                    let bids: Vec<udp::HistoryBid> = bids
+                        .into_iter()
+                        .map(|b| udp::HistoryBid {
+                            at: b.at,
+                            bidder: b.bidder,
+                            amount: b.amount,
+                            ends_at: b.ends_at,
+                            extended: b.extended,
+                        })
+                        .collect();
+                    udp::pack_history(req, item, total, &bids)
+                }
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => format!("{e:#}"),
+                        _ => "the read stopped".to_owned(),
+                    };
+                    tracing::warn!(item, %error, "could not read an item's bids for history");
+                    vec![udp::encode(ServerBody::Error {
+                        req: Some(req),
+                        reason: Reason::Unavailable,
+                        message: "the item's bids could not be read; ask again".into(),
+                    })]
+                }
+            };
+            for datagram in datagrams {
+                if let Err(e) = socket.send_to(&datagram, src).await {
+                    tracing::debug!(%src, error = %e, "UDP send failed");
+                }
+            }
+        });
+        Answer {
+            datagrams: Vec::new(),
             after: AfterAnswer::Nothing,
         }
     }

@@ -190,6 +190,8 @@ pub struct Registry {
     open_items: usize,
     /// Accounts each source may still create (`Config::accounts_per_hour`).
     new_accounts: SourceLimiter,
+    /// `history` answers being read from the database at once (`items.rs`, `MAX_HISTORY_READS`).
+    history_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The result of one request: datagrams to send back (the first is kept in the signing
@@ -276,6 +278,7 @@ impl Registry {
                 let per_hour = f64::from(ctx.config.accounts_per_hour);
                 SourceLimiter::new(per_hour / 3600.0, per_hour, ratelimit::MAX_SOURCES)
             },
+            history_reads: Arc::new(tokio::sync::Semaphore::new(items::MAX_HISTORY_READS)),
         };
         registry.restore(snapshot, now);
         registry
@@ -434,6 +437,7 @@ impl Registry {
             }
             RequestBody::List => self.list(req),
             RequestBody::Status { item } => self.status(req, item),
+            RequestBody::History { item } => self.history(req, item, src),
             RequestBody::Attach { account, mode } => self.attach(req, account, mode, src),
             RequestBody::Detach { account } => self.detach(req, &account, src),
             RequestBody::Ack { account, notice } => self.ack(req, &account, notice, now),

@@ -426,6 +426,17 @@ impl Storage for PostgresStorage {
         )
     }
 
+    fn latest_bids(&self, item: u64, limit: u64) -> Result<(u64, Vec<crate::web::BoardBid>)> {
+        sql::latest_bids(
+            &mut PgQuery {
+                rt: Blocker::Handle(&self.runtime),
+                client: &self.reader,
+            },
+            item,
+            limit,
+        )
+    }
+
     fn stats(&self) -> CommitStats {
         self.shared.stats()
     }

@@ -228,6 +228,43 @@ pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>
     )
 }
 
+/// How many accepted bids `item` has, and the latest `limit` of them in commit order, as
+/// [`history`] gives them (see [`crate::store::Storage::latest_bids`]).
+pub fn latest_bids(q: &mut dyn Query, item: u64, limit: u64) -> Result<(u64, Vec<BoardBid>)> {
+    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at", "later", "total"]);
+    // Whether a bid extended the end compares it with the bid before it, so the window runs
+    // over all of the item's bids before the latest are taken.
+    let mut latest = collect(
+        q,
+        "SELECT at, name, ends_at, amount_cents, later, total FROM (
+             SELECT b.id, b.at, a.name, b.ends_at,
+                    CASE WHEN b.max_cents IS NOT NULL AND NOT b.\"leading\" THEN NULL
+                         ELSE b.amount_cents END AS amount_cents,
+                    CASE WHEN b.ends_at > lag(b.ends_at) OVER (ORDER BY b.id) THEN 1 ELSE 0 END
+                        AS later,
+                    count(*) OVER () AS total
+             FROM bids b JOIN accounts a ON a.id = b.bidder
+             WHERE b.item = $1 AND b.accepted) AS h
+         ORDER BY id DESC
+         LIMIT $2",
+        params![item, limit],
+        |r| {
+            let [at, name, amount, ends_at, later, total] = cols.of(r)?;
+            let bid = BoardBid {
+                at: r.u64(at)?,
+                bidder: r.string(name)?,
+                amount: r.opt_u64(amount)?.map(Cents),
+                ends_at: r.opt_u64(ends_at)?.unwrap_or(0),
+                extended: r.u64(later)? == 1,
+            };
+            Ok((r.u64(total)?, bid))
+        },
+    )?;
+    latest.reverse();
+    let total = latest.first().map_or(0, |(total, _)| *total);
+    Ok((total, latest.into_iter().map(|(_, bid)| bid).collect()))
+}
+
 /// Each bidder's highest accepted bid on `item`, best first (earlier first among equal ones),
 /// for second-chance offers (see [`crate::store::Storage::best_bids`]).
 pub fn best_bids(q: &mut dyn Query, item: u64) -> Result<Vec<(Party, Cents)>> {
