@@ -48,6 +48,10 @@ struct Cli {
     /// How long the offered auctions run (default: set-up allowance + --duration).
     #[arg(long, value_parser = parse_duration)]
     item_duration: Option<Duration>,
+    /// The share of items offered with a reserve price (0 to 1): half of them one the bidding
+    /// soon passes, half one it never reaches; --verify expects those unsold.
+    #[arg(long, default_value_t = 0.2)]
+    reserve_share: f64,
     /// Extra clients that join every item and then stop reading, to see what slow readers
     /// cost the others (they are not measured).
     #[arg(long, default_value_t = 0)]
@@ -365,6 +369,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         verify: cli.verify,
         seed: cli.seed,
         item_duration: cli.item_duration,
+        reserve_share: cli.reserve_share,
         progress: !shape.quiet && std::io::stderr().is_terminal(),
         metrics_url: cli.metrics_url,
         stalled: cli.stalled,

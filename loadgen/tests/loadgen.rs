@@ -66,6 +66,9 @@ fn options(t: &TestServer, bidders: usize, items: usize) -> loadgen::Options {
         metrics_url: Some(t.metrics_url.clone()),
         stalled: 0,
         keep: false,
+        // With 4 items: the second has a reserve the bidding passes, the fourth one it never
+        // reaches, and --verify checks both results.
+        reserve_share: 0.5,
     }
 }
 

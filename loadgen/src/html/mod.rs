@@ -224,8 +224,8 @@ fn details(out: &mut String, runs: &[Labelled<'_>]) {
         );
         match &r.verify {
             Some(v) if v.passed => lines.push(format!(
-                "verified: {} items closed with the winner and price loadgen saw accepted; \
-                 every bid answered",
+                "verified: {} items closed with the winner and price loadgen saw accepted \
+                 (unsold where that was below a reserve); every bid answered",
                 v.items_checked
             )),
             Some(v) => {

@@ -545,7 +545,7 @@ impl Report {
             if v.passed {
                 let _ = writeln!(
                     out,
-                    "\n  verified: {} items closed with the winner and price loadgen saw accepted; every bid answered",
+                    "\n  verified: {} items closed with the winner and price loadgen saw accepted (unsold where that was below a reserve); every bid answered",
                     v.items_checked
                 );
             } else {

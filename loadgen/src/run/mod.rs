@@ -55,6 +55,10 @@ pub struct Options {
     pub seed: u64,
     /// How long the offered auctions run; default: long enough for set-up and the run.
     pub item_duration: Option<Duration>,
+    /// The share of items offered with a reserve price (`setup::reserve_for`): half of them
+    /// one the bidding soon passes, half one it never reaches, so `--verify` sees both a sale
+    /// and a reserve not met.
+    pub reserve_share: f64,
     pub progress: bool,
     pub metrics_url: Option<String>,
     /// Extra clients that join every item and then stop reading (slow-reader experiments);
@@ -126,6 +130,8 @@ struct ItemShared {
     /// is matched to its bid here. Rejected bids are removed; the rest age out.
     sent: Mutex<SentBids>,
     ledger: Mutex<Ledger>,
+    /// Its reserve price, if it was offered with one: below it, not sold.
+    reserve: Option<Cents>,
 }
 
 struct SentBids {
@@ -194,8 +200,10 @@ impl Shared {
     fn new(stats: Stats, offered: &[Offered], prefix: String, opts: &Options) -> Shared {
         let items = offered
             .iter()
-            .map(|o| ItemShared {
+            .enumerate()
+            .map(|(i, o)| ItemShared {
                 id: o.item,
+                reserve: setup::reserve_for(i, opts.reserve_share),
                 sent: Mutex::new(SentBids {
                     at: HashMap::new(),
                     pruned: Instant::now(),

@@ -20,6 +20,22 @@ pub(super) const SETUP_CONCURRENCY: usize = 64;
 /// The first bid an item accepts.
 const ITEM_MIN: Cents = Cents(1000);
 
+/// The reserve price of the `i`th item offered, when `share` of the items have one (spread
+/// evenly): every other one twice the minimum, which the bidding soon passes, and every other
+/// one 10,000,000,000.00, which it never reaches (the item closes unsold).
+pub(super) fn reserve_for(i: usize, share: f64) -> Option<Cents> {
+    let share = share.clamp(0.0, 1.0);
+    let (before, after) = ((i as f64 * share).floor(), ((i + 1) as f64 * share).floor());
+    if after <= before {
+        return None;
+    }
+    Some(if (before as u64).is_multiple_of(2) {
+        Cents(ITEM_MIN.0 * 2)
+    } else {
+        Cents(1_000_000_000_000)
+    })
+}
+
 /// The run's registered clients.
 pub(super) struct Accounts {
     /// At least one; `sellers[0]` also asks for the items' results when verifying.
@@ -126,11 +142,16 @@ pub(super) async fn offer_items(
     for i in 0..opts.items {
         loop {
             let seller = sellers.last().expect("one seller at least").clone();
+            let terms = auction_client::Terms {
+                reserve: reserve_for(i, opts.reserve_share),
+                buy_now: None,
+            };
             match seller
-                .offer(
+                .offer_with(
                     &format!("loadgen {prefix} item {i}"),
                     ITEM_MIN,
                     Some(item_duration.as_secs().max(1)),
+                    terms,
                 )
                 .await
             {
@@ -304,5 +325,23 @@ async fn drain_announcements(client: Arc<Client>, shared: Arc<Shared>) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserves_are_spread_evenly_and_alternate_between_passed_and_never_reached() {
+        let reserves: Vec<Option<Cents>> = (0..8).map(|i| reserve_for(i, 0.5)).collect();
+        let (low, never) = (Some(Cents(ITEM_MIN.0 * 2)), Some(Cents(1_000_000_000_000)));
+        assert_eq!(reserves, [None, low, None, never, None, low, None, never]);
+        assert!((0..100).all(|i| reserve_for(i, 0.0).is_none()));
+        assert_eq!(
+            (0..100).filter(|&i| reserve_for(i, 0.2).is_some()).count(),
+            20
+        );
+        assert!((0..10).all(|i| reserve_for(i, 1.0).is_some()));
     }
 }

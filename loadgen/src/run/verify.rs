@@ -82,7 +82,10 @@ pub(super) async fn verify(
             continue;
         };
         checked += 1;
-        let expected = best.map(|(amount, b)| (bidder_name(&shared.prefix, b), amount));
+        // The best accepted bid wins, if it reached the item's reserve (when it has one).
+        let expected = best
+            .filter(|(amount, _)| item.reserve.is_none_or(|r| *amount >= r))
+            .map(|(amount, b)| (bidder_name(&shared.prefix, b), amount));
         let actual = match (view.winner.clone(), view.price) {
             (Some(w), Some(p)) => Some((w, p)),
             _ => None,
