@@ -16,10 +16,13 @@
 //! description); an entry whose id was offered before, in this database, is skipped, so starting
 //! again with the same catalog offers nothing twice. `min` is a decimal string (no floating
 //! point money), as are the optional `reserve` and `buy_now` prices (see PROTOCOL.md's `offer`);
-//! `duration` is written like `90s`, `10m`, `2h` (default 5m). The whole file is
+//! `duration` is written like `90s`, `10m`, `2h` (default 5m). With `"close_in_turn": "30s"` the
+//! lots close one after another, each that long after the one before it (a timed sale); only the
+//! first takes a duration. The whole file is
 //! checked before anything is offered: any bad entry stops the start with its position and why.
 
 use anyhow::{bail, Context, Result};
+use auction_protocol::limits::MAX_DURATION_SECS;
 use auction_protocol::{names, Cents};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -55,6 +58,9 @@ pub struct Entry {
 struct File {
     #[serde(default = "house")]
     seller: String,
+    /// Lots closing in turn: each entry closes this long after the one before it (`30s`); the
+    /// first after its own duration. Later entries then take no duration of their own.
+    close_in_turn: Option<String>,
     items: Vec<RawEntry>,
 }
 
@@ -101,10 +107,43 @@ impl Catalog {
                 file.items.len()
             );
         }
+        let gap = match &file.close_in_turn {
+            None => None,
+            Some(d) => {
+                let gap = humantime::parse_duration(d)
+                    .map_err(|e| {
+                        anyhow::anyhow!("close_in_turn '{d}': {e} (write it like 30s, 2m)")
+                    })?
+                    .as_secs();
+                if gap == 0 {
+                    bail!("close_in_turn '{d}': lots close at least a second apart");
+                }
+                Some(gap)
+            }
+        };
         let mut seen = HashSet::new();
-        let mut entries = Vec::with_capacity(file.items.len());
+        let mut entries: Vec<Entry> = Vec::with_capacity(file.items.len());
         for (i, raw) in file.items.into_iter().enumerate() {
-            let entry = check(raw).with_context(|| format!("item {} (counting from 1)", i + 1))?;
+            let at = || format!("item {} (counting from 1)", i + 1);
+            if gap.is_some() && i > 0 && raw.duration.is_some() {
+                bail!(
+                    "{}: with close_in_turn only the first item takes a duration (the others close in turn after it)",
+                    at()
+                );
+            }
+            let mut entry = check(raw).with_context(at)?;
+            if let (Some(gap), Some(first)) = (gap, entries.first()) {
+                let duration = first
+                    .duration_secs
+                    .saturating_add(gap.saturating_mul(i as u64));
+                if duration > MAX_DURATION_SECS {
+                    bail!(
+                        "{}: closing in turn, it would close {duration} s after the start, past the 30 days an auction may run",
+                        at()
+                    );
+                }
+                entry.duration_secs = duration;
+            }
             if !seen.insert(entry.id.clone()) {
                 bail!("item {}: the id '{}' appears twice", i + 1, entry.id);
             }
@@ -233,9 +272,44 @@ mod tests {
                 "not a catalog",
             ),
             ("[1,2", "not a catalog"),
+            (
+                r#"{"close_in_turn":"soon","items":[{"description":"a","min":"5"}]}"#,
+                "close_in_turn 'soon'",
+            ),
+            (
+                r#"{"close_in_turn":"0s","items":[{"description":"a","min":"5"}]}"#,
+                "a second apart",
+            ),
+            (
+                r#"{"close_in_turn":"30s","items":[{"description":"a","min":"5"},{"description":"b","min":"5","duration":"1m"}]}"#,
+                "item 2 (counting from 1): with close_in_turn only the first",
+            ),
+            (
+                r#"{"close_in_turn":"30d","items":[{"description":"a","min":"5"},{"description":"b","min":"5"}]}"#,
+                "past the 30 days",
+            ),
         ] {
             let err = format!("{:#}", Catalog::parse(text).unwrap_err());
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn lots_close_in_turn_after_the_first() {
+        let c = Catalog::parse(
+            r#"{"close_in_turn":"30s","items":[
+                {"description":"Lot 1","min":"5","duration":"10m"},
+                {"description":"Lot 2","min":"5"},
+                {"description":"Lot 3","min":"5"}]}"#,
+        )
+        .unwrap();
+        let durations: Vec<u64> = c.entries.iter().map(|e| e.duration_secs).collect();
+        assert_eq!(durations, [600, 630, 660]);
+        // Without it, each its own (the default 5m).
+        let c = Catalog::parse(
+            r#"{"items":[{"description":"a","min":"5"},{"description":"b","min":"5"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.entries[1].duration_secs, 300);
     }
 }

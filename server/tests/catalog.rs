@@ -72,3 +72,51 @@ async fn the_catalog_is_offered_once_across_restarts() {
         1300
     );
 }
+
+#[tokio::test]
+async fn lots_close_in_turn_one_after_another() {
+    let lots = Catalog::parse(
+        r#"{"close_in_turn": "1s", "items": [
+            {"description": "Lot A", "min": "5", "duration": "2s"},
+            {"description": "Lot B", "min": "5", "reserve": "8", "buy_now": "50"},
+            {"description": "Lot C", "min": "5"}
+        ]}"#,
+    )
+    .unwrap();
+    let t = start(auction_server::Config {
+        catalog: Some(lots),
+        ..quick_config()
+    })
+    .await;
+    let bob = t.registered("bob").await;
+    let mut items = bob.list().await.unwrap();
+    items.sort_by_key(|i| i.item);
+    let names: Vec<&str> = items.iter().map(|i| i.description.as_str()).collect();
+    assert_eq!(names, ["Lot A", "Lot B", "Lot C"]);
+    // Each closes a second after the one before it (offered a few ms apart at start).
+    for pair in items.windows(2) {
+        let gap = pair[1].ends_at - pair[0].ends_at;
+        assert!((1000..1100).contains(&gap), "{gap} ms between lots");
+    }
+    // A catalog lot takes the seller's terms like an offer.
+    assert_eq!(
+        (items[1].reserve_met, items[1].buy_now),
+        (Some(false), Some(Cents(5000)))
+    );
+    // And they close in that order.
+    let mut closed = Vec::new();
+    common::within(15, "the lots to close", async {
+        while closed.len() < 3 {
+            for i in &items {
+                let view = bob.status(i.item).await.unwrap();
+                if view.state == auction_protocol::ItemState::Closed && !closed.contains(&i.item) {
+                    closed.push(i.item);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let ids: Vec<u64> = items.iter().map(|i| i.item).collect();
+    assert_eq!(closed, ids);
+}
