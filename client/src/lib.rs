@@ -241,10 +241,10 @@ impl Client {
     }
 
     /// The item's latest accepted bids (at most `limits::HISTORY_BIDS`), oldest first, and
-    /// how many it has in all.
-    pub async fn history(&self, item: u64) -> Result<(u64, Vec<HistoryBid>)> {
+    /// whether it has older ones.
+    pub async fn history(&self, item: u64) -> Result<(bool, Vec<HistoryBid>)> {
         let mut bids = Vec::new();
-        let mut total = 0;
+        let mut more = false;
         for part in self
             .udp
             .request(RequestBody::History { item }, None)
@@ -252,17 +252,17 @@ impl Client {
         {
             match part {
                 ServerBody::History {
-                    total: all,
+                    more: older,
                     bids: some,
                     ..
                 } => {
-                    total = all;
+                    more |= older;
                     bids.extend(some);
                 }
                 other => return Err(refusal(other)),
             }
         }
-        Ok((total, bids))
+        Ok((more, bids))
     }
 
     pub async fn status(&self, item: u64) -> Result<ItemView> {

@@ -80,6 +80,12 @@ pub fn until(ends_at: u64) -> String {
 /// A moment as the server's clock tells it: "14:05:09 UTC" (the date is the same for an
 /// auction's bids but for the rare one that runs past midnight).
 pub fn clock(ms: u64) -> String {
+    // humantime formats years up to 9999 and panics past them: a time from a server is
+    // anything it says, so one that far out is shown as unknown.
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if ms >= YEAR_10000_MS {
+        return "--:--:-- UTC".into();
+    }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     let stamp = humantime::format_rfc3339_seconds(t).to_string();
     format!("{} UTC", stamp.get(11..19).unwrap_or("--:--:--"))
@@ -200,7 +206,7 @@ impl Out {
     }
 
     /// An item's bids, oldest first: one JSON object per bid, or a table.
-    pub fn history(&self, item: u64, total: u64, bids: &[auction_protocol::udp::HistoryBid]) {
+    pub fn history(&self, item: u64, more: bool, bids: &[auction_protocol::udp::HistoryBid]) {
         if self.json {
             for bid in bids {
                 self.line(serde_json::to_value(bid).unwrap_or_default());
@@ -211,9 +217,9 @@ impl Out {
             say!("Item {item} has no bids yet.");
             return;
         }
-        if total > bids.len() as u64 {
+        if more {
             say!(
-                "Item {item}: the latest {} of its {total} bids.",
+                "Item {item}: its latest {} bids (it has older ones).",
                 bids.len()
             );
         }

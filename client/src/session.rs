@@ -170,7 +170,25 @@ impl ItemSession {
                 None => {
                     let event = self.step().await?;
                     on_event(&event);
-                    if let SessionEvent::Ended { .. } = event {
+                    if let SessionEvent::Ended { item: view } = &event {
+                        // The bid may have been accepted before the connection broke, and
+                        // have ended the auction (buy it now always does): the result says.
+                        let placed = match offer {
+                            crate::Offer::Amount(a) | crate::Offer::BuyNow(a) => Some(a),
+                            crate::Offer::Max(_) => None,
+                        };
+                        let me = self.client.name().ok();
+                        let won = placed.filter(|a| {
+                            view.price == Some(*a) && view.winner.is_some() && view.winner == me
+                        });
+                        if let Some(amount) = won {
+                            return Ok(BidResult::Accepted {
+                                amount,
+                                ends_at: view.ends_at,
+                                leading: true,
+                                max: None,
+                            });
+                        }
                         return Ok(BidResult::Rejected {
                             reason: Reason::AuctionOver,
                             message: "bidding on this item has ended".into(),

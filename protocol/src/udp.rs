@@ -214,14 +214,14 @@ pub enum ServerBody {
         item: ItemView,
     },
     /// One part of the answer to `history`: the item's latest accepted bids (at most
-    /// [`crate::limits::HISTORY_BIDS`]), oldest first across the parts; `total` counts all
-    /// its accepted bids.
+    /// [`crate::limits::HISTORY_BIDS`]), oldest first across the parts; `more`: it has older
+    /// ones, not shown.
     History {
         req: u64,
         item: u64,
         part: u32,
         parts: u32,
-        total: u64,
+        more: bool,
         bids: Vec<HistoryBid>,
     },
     /// Announcements now go to the sender's address too (unless `moved` is false for a
@@ -608,14 +608,14 @@ pub struct HistoryBid {
 
 /// Splits the answer to `history` into datagrams of at most [`MAX_DATAGRAM`] bytes, in bid
 /// order. Always at least one datagram.
-pub fn pack_history(req: u64, item: u64, total: u64, bids: &[HistoryBid]) -> Vec<Vec<u8>> {
+pub fn pack_history(req: u64, item: u64, more: bool, bids: &[HistoryBid]) -> Vec<Vec<u8>> {
     let make = |part: u32, parts: u32, bids: Vec<HistoryBid>| {
         encode(ServerBody::History {
             req,
             item,
             part,
             parts,
-            total,
+            more,
             bids,
         })
     };
@@ -844,7 +844,7 @@ mod tests {
                 extended: true,
             })
             .collect();
-        let parts = pack_history(u64::MAX, (1 << 53) - 1, (1 << 53) - 1, &bids);
+        let parts = pack_history(u64::MAX, (1 << 53) - 1, true, &bids);
         assert!(
             parts.len() > 1 && parts.len() <= 13,
             "{} parts",
@@ -857,14 +857,11 @@ mod tests {
                 ServerBody::History {
                     part,
                     parts: n,
-                    total,
+                    more,
                     bids,
                     ..
                 } => {
-                    assert_eq!(
-                        (part, n as usize, total),
-                        (i as u32 + 1, parts.len(), (1 << 53) - 1)
-                    );
+                    assert_eq!((part, n as usize, more), (i as u32 + 1, parts.len(), true));
                     seen.extend(bids);
                 }
                 other => panic!("{other:?}"),
@@ -872,7 +869,7 @@ mod tests {
         }
         assert_eq!(seen, bids);
         // No bids: one part, empty.
-        let empty = pack_history(1, 2, 0, &[]);
+        let empty = pack_history(1, 2, false, &[]);
         assert_eq!(empty.len(), 1);
     }
 

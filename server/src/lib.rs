@@ -57,10 +57,11 @@ pub use config::{Config, PortRange};
 pub use metrics::Metrics;
 pub use rules::auction::Terms;
 pub use rules::increments::Increments;
+pub use rules::settlement::Party;
 pub use store::postgres;
 pub use store::postgres::{PostgresOptions, PostgresStorage};
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
-pub use store::{Record, Snapshot, Storage};
+pub use store::{CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage};
 
 /// New highest bids of subscribed items waiting for the registry; beyond this the items mark
 /// the update missed (subscribers see a gap and re-read the state).

@@ -7,9 +7,9 @@ mod common;
 
 use auction_client::{BidResult, Client, ItemChannel, Offer, Terms};
 use auction_protocol::channel::ChannelBody;
-use auction_protocol::udp::ServerBody;
+use auction_protocol::udp::{RequestBody, ServerBody};
 use auction_protocol::{Cents, ItemState, Reason};
-use auction_server::Increments;
+use auction_server::{Increments, Record};
 use common::{announcement, next_matching, quick_config, start, within};
 use std::sync::Arc;
 use std::time::Duration;
@@ -432,16 +432,16 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
     .await;
     let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let item = offer(&alice, "Vase", 1000, 4, Terms::default()).await;
-    let (total, none) = carol.history(item).await.unwrap();
-    assert_eq!((total, none.len()), (0, 0));
+    let (more, none) = carol.history(item).await.unwrap();
+    assert_eq!((more, none.len()), (false, 0));
     let mut b = bob.open_item(item).await.unwrap();
     let mut c = carol.open_item(item).await.unwrap();
     accepted(&b.place(Offer::Max(Cents(9_876)), None).await.unwrap());
     // Carol's proxy below bob's maximum is outbid at once: placed at its maximum, private.
     accepted(&c.place(Offer::Max(Cents(4_321)), None).await.unwrap());
     accepted(&c.bid(Cents(5000), None).await.unwrap());
-    let (total, bids) = carol.history(item).await.unwrap();
-    assert_eq!(total, 3);
+    let (more, bids) = carol.history(item).await.unwrap();
+    assert!(!more);
     let shown: Vec<(&str, Option<Cents>)> =
         bids.iter().map(|b| (b.bidder.as_str(), b.amount)).collect();
     assert_eq!(
@@ -475,8 +475,8 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
     })
     .await;
     let t = t.restart().await;
-    let (total, again) = bob.history(item).await.unwrap();
-    assert_eq!((total, again.len()), (4, 4));
+    let (more, again) = bob.history(item).await.unwrap();
+    assert_eq!((more, again.len()), (false, 4));
     assert_eq!(again[..3], bids[..3]);
     // An unknown item: refused with the reason.
     let e = bob.history(9_999).await.unwrap_err();
@@ -494,7 +494,7 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
 }
 
 #[tokio::test]
-async fn history_answers_the_latest_hundred_bids_with_the_total() {
+async fn history_answers_the_latest_hundred_bids_and_says_there_are_older_ones() {
     let t = start(auction_server::Config {
         bid_rate: 1000.0,
         bid_burst: 1000.0,
@@ -505,29 +505,118 @@ async fn history_answers_the_latest_hundred_bids_with_the_total() {
     let item = offer(&alice, "Stamp", 100, 60, Terms::default()).await;
     let mut b = bob.open_item(item).await.unwrap();
     let mut amount = 100;
-    for _ in 0..130 {
+    for _ in 0..101 {
         accepted(&b.bid(Cents(amount), None).await.unwrap());
         amount += 50;
     }
-    // Several people asking at once: each gets it whole, or is told the server is busy.
-    let asks = (0..8).map(|_| carol.history(item));
-    let answers = futures_util::future::join_all(asks).await;
-    let mut whole = 0;
-    for a in answers {
-        match a {
-            Ok((total, bids)) => {
-                assert_eq!((total, bids.len()), (130, 100));
-                assert_eq!(bids[0].amount, Some(Cents(100 + 30 * 50)), "the latest 100");
-                assert_eq!(bids[99].amount, Some(Cents(100 + 129 * 50)));
-                whole += 1;
-            }
-            Err(auction_client::ClientError::Denied {
-                reason: Reason::ServerBusy,
-                ..
-            }) => {}
-            Err(e) => panic!("{e}"),
+    let (more, bids) = carol.history(item).await.unwrap();
+    assert_eq!((more, bids.len()), (true, 100));
+    assert_eq!(
+        bids[0].amount,
+        Some(Cents(150)),
+        "the latest 100: the first is left out"
+    );
+    assert_eq!(bids[99].amount, Some(Cents(100 + 100 * 50)));
+    drop(t);
+}
+
+#[tokio::test]
+async fn history_reads_at_most_four_at_once_and_one_source_at_its_rate() {
+    let (t, spy) = common::spy::start_spied(config()).await;
+    let [alice] = t.people(["alice"]).await;
+    let item = offer(&alice, "Stamp", 100, 60, Terms::default()).await;
+    let mut raw = common::raw::Raw::new(&t).await;
+    raw.validate().await;
+    // Four reads held in the database: a fifth is refused at once, without a read.
+    let held = spy.hold();
+    for req in 10..14 {
+        raw.send(&raw.body(req, RequestBody::History { item }))
+            .await;
+    }
+    within(5, "four reads to start", async {
+        while spy.reading() < 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    raw.send(&raw.body(14, RequestBody::History { item })).await;
+    match raw.recv().await {
+        ServerBody::Error {
+            req: Some(14),
+            reason: Reason::ServerBusy,
+            ..
+        } => {}
+        other => panic!("expected server-busy for the fifth, got {other:?}"),
+    }
+    assert_eq!(spy.reading(), 4, "the fifth did not read");
+    drop(held);
+    let mut answered = Vec::new();
+    for _ in 10..14 {
+        match raw.recv().await {
+            ServerBody::History { req, .. } => answered.push(req),
+            other => panic!("expected history, got {other:?}"),
         }
     }
-    assert!(whole >= 1);
-    drop(t);
+    answered.sort();
+    assert_eq!(answered, [10, 11, 12, 13]);
+    // One source: 10 at once (5 spent above), then 2 a second.
+    let mut limited = 0;
+    for req in 20..30 {
+        raw.send(&raw.body(req, RequestBody::History { item }))
+            .await;
+        match raw.recv().await {
+            ServerBody::History { .. } => {}
+            ServerBody::Error {
+                reason: Reason::RateLimited,
+                ..
+            } => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((4..=6).contains(&limited), "{limited} refused rate-limited");
+    // Another address is not held to that source's rate.
+    let other = auction_client::Client::new_from(
+        t.server.udp_addr(),
+        &t.dir.path().join("homes/other"),
+        &t.ca,
+        Some("127.0.0.2".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(other.history(item).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_buy_it_now_bid_and_the_items_result_are_appended_together() {
+    let (t, spy) = common::spy::start_spied(config()).await;
+    let [alice, bob] = t.people(["alice", "bob"]).await;
+    let plain = offer(&alice, "Kettle", 1000, 60, Terms::default()).await;
+    let item = offer(&alice, "Bicycle", 1000, 60, terms(None, Some(15000))).await;
+    let mut k = bob.open_item(plain).await.unwrap();
+    accepted(&k.bid(Cents(1000), None).await.unwrap());
+    let mut b = bob.open_item(item).await.unwrap();
+    accepted(&b.place(Offer::BuyNow(Cents(15000)), None).await.unwrap());
+    assert_eq!(result(&mut b).await, Some(("bob".into(), Cents(15000))));
+    let appends = spy.appends.lock().unwrap().clone();
+    let with_bid = |of: u64| {
+        appends
+            .iter()
+            .find(|a| {
+                a.iter()
+                    .any(|r| matches!(r, Record::Bid { item, .. } if *item == of))
+            })
+            .cloned()
+            .expect("the bid was appended")
+    };
+    let closes = |a: &[Record], of: u64| {
+        a.iter()
+            .any(|r| matches!(r, Record::ItemClosed { item, .. } if *item == of))
+    };
+    // The buy-it-now bid came with its result, in one call: one transaction.
+    assert!(closes(&with_bid(item), item), "{:?}", with_bid(item));
+    // An ordinary bid does not.
+    assert!(!closes(&with_bid(plain), plain));
+    // And the result was not appended a second time.
+    let results = appends.iter().filter(|a| closes(a, item)).count();
+    assert_eq!(results, 1);
 }

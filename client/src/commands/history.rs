@@ -1,5 +1,5 @@
-//! `history ITEM`: the item's accepted bids in order (the latest, with how many there are in
-//! all), open or closed: time, bidder, amount, as every platform shows them. A proxy bid
+//! `history ITEM`: the item's accepted bids in order (the latest 100, saying when it has older
+//! ones), open or closed: time, bidder, amount, as every platform shows them. A proxy bid
 //! outbid at once has no amount: it was placed at its maximum, which stays private.
 
 use super::Done;
@@ -8,7 +8,7 @@ use anyhow::Result;
 use auction_client::Client;
 
 pub async fn run(client: &Client, item: u64, out: Out) -> Result<Done> {
-    let (total, bids) = client.history(item).await?;
-    out.history(item, total, &bids);
+    let (more, bids) = client.history(item).await?;
+    out.history(item, more, &bids);
     Ok(Done::Ok)
 }

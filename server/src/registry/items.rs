@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 
 /// `history` answers read from the database at once, server-wide.
 pub(super) const MAX_HISTORY_READS: usize = 4;
+/// `history` requests one source may make a second, and at once.
+pub(super) const HISTORY_RATE: f64 = 2.0;
+pub(super) const HISTORY_BURST: f64 = 10.0;
 
 impl Registry {
     // The offer's fields, one each, as the request carries them.
@@ -370,13 +373,22 @@ impl Registry {
 
     /// HISTORY: the item's latest accepted bids, read from the database (committed rows
     /// only, so nothing not yet durable) by a task of its own, which sends the parts itself;
-    /// the registry goes on meanwhile. At most [`MAX_HISTORY_READS`] are read at once,
-    /// server-wide: one more is refused `server-busy` (each costs a database read, and
-    /// anyone with a cookie may ask).
-    pub(super) fn history(&self, req: u64, item: u64, src: SocketAddr) -> Answer {
+    /// the registry goes on meanwhile. Each costs a database read and anyone with a cookie
+    /// may ask, so one source gets [`HISTORY_RATE`] a second (bursts of
+    /// [`HISTORY_BURST`]; past it `rate-limited`), and at most [`MAX_HISTORY_READS`] are
+    /// read at once, server-wide (one more is refused `server-busy`).
+    pub(super) fn history(&mut self, req: u64, item: u64, src: SocketAddr, now: Now) -> Answer {
         let refuse = |reason, message| Denial::Error.answer(req, reason, message);
         if !self.items.contains_key(&item) {
             return refuse(Reason::UnknownItem, format!("there is no item {item}"));
+        }
+        let verdict = self.history_sources.check(src.ip(), now.instant.into_std());
+        if let ratelimit::Verdict::Limited { .. } = verdict {
+            self.ctx.metrics.request_refused("history-rate");
+            return refuse(
+                Reason::RateLimited,
+                format!("at most {HISTORY_RATE} bid histories a second from one address; ask again in a moment"),
+            );
         }
         let Ok(permit) = self.history_reads.clone().try_acquire_owned() else {
             self.ctx.metrics.request_refused("history-busy");
@@ -393,7 +405,7 @@ impl Registry {
             .await;
             drop(permit);
             let datagrams = match read {
-                Ok(Ok((total, bids))) => {
+                Ok(Ok((more, bids))) => {
                     let bids: Vec<udp::HistoryBid> = bids
                         .into_iter()
                         .map(|b| udp::HistoryBid {
@@ -404,7 +416,7 @@ impl Registry {
                             extended: b.extended,
                         })
                         .collect();
-                    udp::pack_history(req, item, total, &bids)
+                    udp::pack_history(req, item, more, &bids)
                 }
                 failed => {
                     let error = match failed {

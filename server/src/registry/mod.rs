@@ -192,6 +192,8 @@ pub struct Registry {
     new_accounts: SourceLimiter,
     /// `history` answers being read from the database at once (`items.rs`, `MAX_HISTORY_READS`).
     history_reads: Arc<tokio::sync::Semaphore>,
+    /// `history` requests each source may still make (`items.rs`, `HISTORY_RATE`).
+    history_sources: SourceLimiter,
 }
 
 /// The result of one request: datagrams to send back (the first is kept in the signing
@@ -279,6 +281,11 @@ impl Registry {
                 SourceLimiter::new(per_hour / 3600.0, per_hour, ratelimit::MAX_SOURCES)
             },
             history_reads: Arc::new(tokio::sync::Semaphore::new(items::MAX_HISTORY_READS)),
+            history_sources: SourceLimiter::new(
+                items::HISTORY_RATE,
+                items::HISTORY_BURST,
+                ratelimit::MAX_SOURCES,
+            ),
         };
         registry.restore(snapshot, now);
         registry
@@ -437,7 +444,7 @@ impl Registry {
             }
             RequestBody::List => self.list(req),
             RequestBody::Status { item } => self.status(req, item),
-            RequestBody::History { item } => self.history(req, item, src),
+            RequestBody::History { item } => self.history(req, item, src, now),
             RequestBody::Attach { account, mode } => self.attach(req, account, mode, src),
             RequestBody::Detach { account } => self.detach(req, &account, src),
             RequestBody::Ack { account, notice } => self.ack(req, &account, notice, now),

@@ -972,7 +972,9 @@ mod tests {
         let mut b = with_terms(Some(5000), None);
         b.bid(&who(2), Offer::Max(Cents(3000)), None, 0);
         assert_eq!(price(&b), Some((1000, 2)));
-        // A challenger below the reserve: the leader's proxy answers at the reserve.
+        // A challenger's proxy passing the leader's maximum (30.00, below the reserve) leads at
+        // the reserve, not one increment above 30.00. (A leading proxy whose maximum reaches
+        // the reserve is at it already, so it never has to jump when it answers.)
         b.bid(&who(3), Offer::Max(Cents(9000)), None, 1);
         assert_eq!(
             price(&b),

@@ -72,14 +72,14 @@ pub trait Storage: Send + Sync + 'static {
     /// The first `limit` accepted bids on `item`, in commit order, as the board shows them.
     /// Reads committed data; blocks: call it from a blocking context.
     fn history(&self, item: u64, limit: u64) -> anyhow::Result<Vec<crate::web::BoardBid>>;
-    /// How many accepted bids `item` has, and the latest `limit` of them in commit order (what
-    /// `history` over UDP answers). Reads committed data; blocks: call it from a blocking
-    /// context.
+    /// The latest `limit` accepted bids on `item` in commit order, and whether it has older
+    /// ones (what `history` over UDP answers). Reads committed data; blocks: call it from a
+    /// blocking context.
     fn latest_bids(
         &self,
         item: u64,
         limit: u64,
-    ) -> anyhow::Result<(u64, Vec<crate::web::BoardBid>)>;
+    ) -> anyhow::Result<(bool, Vec<crate::web::BoardBid>)>;
     /// Calls `observer` after every commit with the changes (`append` calls) it carried and
     /// how long it took. Set once, before the server starts; later calls are ignored.
     fn observe_commits(&self, observer: CommitObserver) {

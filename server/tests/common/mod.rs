@@ -8,6 +8,7 @@ pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod relay;
+pub mod spy;
 
 use auction_client::{Client, ItemChannel};
 use auction_protocol::channel::ChannelBody;

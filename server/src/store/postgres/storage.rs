@@ -426,7 +426,7 @@ impl Storage for PostgresStorage {
         )
     }
 
-    fn latest_bids(&self, item: u64, limit: u64) -> Result<(u64, Vec<crate::web::BoardBid>)> {
+    fn latest_bids(&self, item: u64, limit: u64) -> Result<(bool, Vec<crate::web::BoardBid>)> {
         sql::latest_bids(
             &mut PgQuery {
                 rt: Blocker::Handle(&self.runtime),

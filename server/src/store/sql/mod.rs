@@ -228,41 +228,44 @@ pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>
     )
 }
 
-/// How many accepted bids `item` has, and the latest `limit` of them in commit order, as
-/// [`history`] gives them (see [`crate::store::Storage::latest_bids`]).
-pub fn latest_bids(q: &mut dyn Query, item: u64, limit: u64) -> Result<(u64, Vec<BoardBid>)> {
-    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at", "later", "total"]);
-    // Whether a bid extended the end compares it with the bid before it, so the window runs
-    // over all of the item's bids before the latest are taken.
-    let mut latest = collect(
+/// The latest `limit` accepted bids on `item` in commit order, as [`history`] gives them,
+/// and whether it has older ones (see [`crate::store::Storage::latest_bids`]). Reads
+/// `limit` + 1 rows, newest first, and joins only those to their bidders' names: the cost
+/// does not grow with the item's bids beyond finding them (a scan of the item's index
+/// entries). Whether a bid extended the end compares it with the bid before it, which the
+/// extra row supplies for the oldest one shown.
+pub fn latest_bids(q: &mut dyn Query, item: u64, limit: u64) -> Result<(bool, Vec<BoardBid>)> {
+    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at"]);
+    let mut rows = collect(
         q,
-        "SELECT at, name, ends_at, amount_cents, later, total FROM (
-             SELECT b.id, b.at, a.name, b.ends_at,
-                    CASE WHEN b.max_cents IS NOT NULL AND NOT b.\"leading\" THEN NULL
-                         ELSE b.amount_cents END AS amount_cents,
-                    CASE WHEN b.ends_at > lag(b.ends_at) OVER (ORDER BY b.id) THEN 1 ELSE 0 END
-                        AS later,
-                    count(*) OVER () AS total
-             FROM bids b JOIN accounts a ON a.id = b.bidder
-             WHERE b.item = $1 AND b.accepted) AS h
-         ORDER BY id DESC
-         LIMIT $2",
-        params![item, limit],
+        "SELECT b.at, a.name, b.ends_at,
+                CASE WHEN b.max_cents IS NOT NULL AND NOT b.\"leading\" THEN NULL
+                     ELSE b.amount_cents END AS amount_cents
+         FROM (SELECT id, at, bidder, ends_at, max_cents, \"leading\", amount_cents
+               FROM bids WHERE item = $1 AND accepted
+               ORDER BY id DESC LIMIT $2) AS b
+         JOIN accounts a ON a.id = b.bidder
+         ORDER BY b.id",
+        params![item, limit.saturating_add(1)],
         |r| {
-            let [at, name, amount, ends_at, later, total] = cols.of(r)?;
-            let bid = BoardBid {
+            let [at, name, amount, ends_at] = cols.of(r)?;
+            Ok(BoardBid {
                 at: r.u64(at)?,
                 bidder: r.string(name)?,
                 amount: r.opt_u64(amount)?.map(Cents),
                 ends_at: r.opt_u64(ends_at)?.unwrap_or(0),
-                extended: r.u64(later)? == 1,
-            };
-            Ok((r.u64(total)?, bid))
+                extended: false,
+            })
         },
     )?;
-    latest.reverse();
-    let total = latest.first().map_or(0, |(total, _)| *total);
-    Ok((total, latest.into_iter().map(|(_, bid)| bid).collect()))
+    for i in 1..rows.len() {
+        rows[i].extended = rows[i].ends_at > rows[i - 1].ends_at;
+    }
+    let more = rows.len() as u64 > limit;
+    if more {
+        rows.remove(0);
+    }
+    Ok((more, rows))
 }
 
 /// Each bidder's highest accepted bid on `item`, best first (earlier first among equal ones),
