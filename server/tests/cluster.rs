@@ -10,7 +10,7 @@ use auction_client::{BidResult, Client, ItemSession, Offer, Reconnect, Update};
 use auction_protocol::udp::ServerBody;
 use auction_protocol::{Cents, ItemState};
 use auction_server::postgres;
-use common::cluster::{certificates_for, cluster_client, node_on, status};
+use common::cluster::{certificates_for, cluster_client, node_on, status, three_nodes};
 use common::postgres::Postgres;
 use common::within;
 use std::net::SocketAddr;
@@ -146,10 +146,7 @@ async fn four_bidders_stream_through_a_kill_9_of_the_node_running_the_item() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    certificates_for(dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
-    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &[]).await;
-    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &[]).await;
-    let n3 = node_on(dir, &pg.url, "n3", "127.0.0.3", &[]).await;
+    let [n1, n2, n3] = three_nodes(dir, &pg.url, &[]).await;
     let nodes = [n1.udp, n2.udp, n3.udp];
 
     let seller = person(dir, &nodes, "seller").await;
@@ -437,7 +434,6 @@ async fn loadgen_across_the_cluster_verifies_with_a_node_killed_mid_run() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    certificates_for(dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
     // One host plays every bidder: its budgets are raised as scripts/bench.sh does.
     let budgets = [
         "--bid-rate",
@@ -449,9 +445,7 @@ async fn loadgen_across_the_cluster_verifies_with_a_node_killed_mid_run() {
         "--max-handshakes-per-source",
         "1024",
     ];
-    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &budgets).await;
-    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &budgets).await;
-    let n3 = node_on(dir, &pg.url, "n3", "127.0.0.3", &budgets).await;
+    let [n1, n2, n3] = three_nodes(dir, &pg.url, &budgets).await;
     let options = loadgen::Options {
         server: n1.udp,
         cluster: vec![n1.udp, n2.udp, n3.udp],
@@ -713,10 +707,7 @@ async fn a_reserve_and_a_buy_it_now_price_move_with_the_item_through_a_kill_9_of
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    certificates_for(dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
-    let n1 = node_on(dir, &pg.url, "n1", "127.0.0.1", &[]).await;
-    let n2 = node_on(dir, &pg.url, "n2", "127.0.0.2", &[]).await;
-    let n3 = node_on(dir, &pg.url, "n3", "127.0.0.3", &[]).await;
+    let [n1, n2, n3] = three_nodes(dir, &pg.url, &[]).await;
     let nodes = [n1.udp, n2.udp, n3.udp];
     let seller = person(dir, &nodes, "seller").await;
     let terms = auction_client::Terms {

@@ -9,7 +9,7 @@ use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::ServerBody;
 use auction_protocol::Cents;
 use auction_server::Increments;
-use common::{announcement, next_matching, quick_config, start};
+use common::{announcement, mentions, next_matching, quick_config, start};
 
 /// Increments of 0.50, so "one increment above" is visible in the amounts.
 fn config() -> auction_server::Config {
@@ -28,16 +28,6 @@ fn accepted(r: &BidResult) -> (Cents, bool, Option<Cents>) {
             ..
         } => (*amount, *leading, *max),
         other => panic!("expected acceptance, got {other:?}"),
-    }
-}
-
-/// Whether any number anywhere in `v` equals `n`.
-fn mentions(v: &serde_json::Value, n: u64) -> bool {
-    match v {
-        serde_json::Value::Number(x) => x.as_u64() == Some(n),
-        serde_json::Value::Array(a) => a.iter().any(|v| mentions(v, n)),
-        serde_json::Value::Object(o) => o.values().any(|v| mentions(v, n)),
-        _ => false,
     }
 }
 

@@ -10,7 +10,7 @@ use auction_protocol::channel::ChannelBody;
 use auction_protocol::udp::{RequestBody, ServerBody};
 use auction_protocol::{Cents, ItemState, Reason};
 use auction_server::{Increments, Record};
-use common::{announcement, next_matching, quick_config, start, within};
+use common::{announcement, mentions, next_matching, quick_config, start, within};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,16 @@ fn config() -> auction_server::Config {
     auction_server::Config {
         increments: Arc::new(Increments::fixed(Cents(50))),
         ..quick_config()
+    }
+}
+
+/// [`config`] with the server's default soft close (30 s), which a 4 s auction scales to a
+/// window and an extension of 1 s each.
+fn soft_close_config() -> auction_server::Config {
+    auction_server::Config {
+        snipe_window: Duration::from_secs(30),
+        snipe_extension: Duration::from_secs(30),
+        ..config()
     }
 }
 
@@ -91,16 +101,6 @@ async fn result(ch: &mut ItemChannel) -> Option<(String, Cents)> {
         _ => None,
     })
     .await
-}
-
-/// Whether any number anywhere in `v` equals `n`.
-fn mentions(v: &serde_json::Value, n: u64) -> bool {
-    match v {
-        serde_json::Value::Number(x) => x.as_u64() == Some(n),
-        serde_json::Value::Array(a) => a.iter().any(|v| mentions(v, n)),
-        serde_json::Value::Object(o) => o.values().any(|v| mentions(v, n)),
-        _ => false,
-    }
 }
 
 #[tokio::test]
@@ -390,13 +390,7 @@ async fn buy_it_now_ends_with_the_first_bid_or_stays_until_the_reserve_is_met() 
 
 #[tokio::test]
 async fn buy_it_now_inside_a_soft_close_extension_ends_the_auction() {
-    // A 4 s auction: its soft-close window and extension are 1 s each.
-    let t = start(auction_server::Config {
-        snipe_window: Duration::from_secs(30),
-        snipe_extension: Duration::from_secs(30),
-        ..config()
-    })
-    .await;
+    let t = start(soft_close_config()).await;
     let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let item = offer(&alice, "Mirror", 1000, 4, terms(Some(8000), Some(20000))).await;
     let planned = bob.status(item).await.unwrap().ends_at;
@@ -423,13 +417,7 @@ async fn buy_it_now_inside_a_soft_close_extension_ends_the_auction() {
 
 #[tokio::test]
 async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_closed() {
-    let t = start(auction_server::Config {
-        // A 4 s auction's soft-close window and extension are 1 s each.
-        snipe_window: Duration::from_secs(30),
-        snipe_extension: Duration::from_secs(30),
-        ..config()
-    })
-    .await;
+    let t = start(soft_close_config()).await;
     let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let item = offer(&alice, "Vase", 1000, 4, Terms::default()).await;
     let (more, none) = carol.history(item).await.unwrap();

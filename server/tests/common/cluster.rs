@@ -37,6 +37,17 @@ pub async fn node_on(dir: &Path, url: &str, node: &str, ip: &str, extra: &[&str]
     spawn(server_command(dir, Path::new(url), &udp, &args)).await
 }
 
+/// Three nodes on `url`, n1 to n3 on 127.0.0.1 to 127.0.0.3 (certificates made for them), started
+/// in that order (so n1 leads), each with `extra`.
+pub async fn three_nodes(dir: &Path, url: &str, extra: &[&str]) -> [Proc; 3] {
+    certificates_for(dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    [
+        node_on(dir, url, "n1", "127.0.0.1", extra).await,
+        node_on(dir, url, "n2", "127.0.0.2", extra).await,
+        node_on(dir, url, "n3", "127.0.0.3", extra).await,
+    ]
+}
+
 /// A client of the cluster whose nodes are `nodes`, its home in `dir/homes/NAME`, not
 /// registered.
 pub async fn cluster_client(dir: &Path, nodes: &[SocketAddr], name: &str) -> Client {

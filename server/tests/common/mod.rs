@@ -127,6 +127,16 @@ impl TestServer {
     }
 }
 
+/// Whether any number anywhere in `v` equals `n` (a private figure must appear nowhere).
+pub fn mentions(v: &serde_json::Value, n: u64) -> bool {
+    match v {
+        serde_json::Value::Number(x) => x.as_u64() == Some(n),
+        serde_json::Value::Array(a) => a.iter().any(|v| mentions(v, n)),
+        serde_json::Value::Object(o) => o.values().any(|v| mentions(v, n)),
+        _ => false,
+    }
+}
+
 /// Reads channel messages until `pick` accepts one; the ones it passes over are skipped.
 pub async fn next_matching<T>(
     ch: &mut ItemChannel,
