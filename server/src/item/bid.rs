@@ -1,9 +1,9 @@
 //! A bid on the item's channel: judged by the rules (`rules/auction.rs`) at once; an accepted
 //! bid's record appended to storage, and its answer and any new HIGHEST said through the
 //! outbox, so they leave only once the bid is durable. A rejected bid is not stored: its answer
-//! goes through the outbox too (so the item state it was judged against is durable first),
-//! and its
-//! id is kept for a while in memory only (`rules/rejected_ids.rs` argues why that is enough).
+//! goes through the outbox too (so the item state it was judged against is durable first), and
+//! its id is kept for a while in memory only (`rules/rejected_ids.rs` argues why that is
+//! enough).
 //! A repeated bid id gets its first answer again.
 
 use auction_protocol::channel::ChannelBody;

@@ -13,9 +13,12 @@ use super::ItemTask;
 use crate::accounts::AccountId;
 use crate::registry::inbox::ItemClosed;
 use crate::rules::auction::Lead;
+use crate::rules::settlement::{Party, Sale};
+use crate::settle::cmd::DeskCmd;
+use crate::store::{wait_durable, NoticeKind, NoticeRecord, Record};
 
 /// An auction's result, once its records are appended.
-pub(super) struct Result {
+pub(super) struct Closing {
     /// The lead, when it met the reserve (if any): the buyer.
     pub winner: Option<Lead>,
     /// WIN and SOLD, or NOT-SOLD.
@@ -23,9 +26,6 @@ pub(super) struct Result {
     /// When it closed (Unix ms).
     pub at: u64,
 }
-use crate::rules::settlement::{Party, Sale};
-use crate::settle::cmd::DeskCmd;
-use crate::store::{wait_durable, NoticeKind, NoticeRecord, Record};
 
 impl ItemTask {
     /// WIN and SOLD, or NOT-SOLD, for this item's result.
@@ -79,7 +79,7 @@ impl ItemTask {
     /// The result of the auction as it stands at `self.now` (the winner: the lead, if it met
     /// the reserve), and its records: to append with the bid that ended it (buy it now), or
     /// alone at the end (`close`).
-    pub(super) fn result(&self) -> (Result, Vec<Record>) {
+    pub(super) fn result(&self) -> (Closing, Vec<Record>) {
         let winner = self.auction.winner().cloned();
         let notices = self.notices(winner.as_ref());
         let at = self.now;
@@ -93,7 +93,7 @@ impl ItemTask {
             // An unanswered negotiation request no longer matters.
             Record::negotiate_req_acked(self.id, at),
         ];
-        let result = Result {
+        let result = Closing {
             winner,
             notices,
             at,
@@ -114,7 +114,7 @@ impl ItemTask {
                 result
             }
         };
-        let Result {
+        let Closing {
             winner: lead,
             notices,
             at,

@@ -104,7 +104,7 @@ struct ItemTask {
     /// The same moment on the monotonic clock (budgets).
     mono: Instant,
     /// The auction's result, when the bid that ended it (buy it now) appended it with itself.
-    result: Option<close::Result>,
+    result: Option<close::Closing>,
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
