@@ -62,7 +62,8 @@ pub enum Command {
     Items,
     /// Show one item, open or closed.
     Status { item: u64 },
-    /// An item's accepted bids in order (the latest 100): time, bidder, amount.
+    /// An item's accepted bids in order (the latest 100): number, time, bidder, amount, and
+    /// the operator's note on a removed bid or a cancelled item.
     History { item: u64 },
     /// Bid on an item: an amount, with --max a private maximum the server bids up to, or
     /// --buy-now to take it at its buy-it-now price.
@@ -88,6 +89,26 @@ pub enum Command {
     /// a contact; shows the other side's once given. Asks for what is missing when run in a
     /// terminal. Never give a payment card number: it is refused.
     Settle(SettleArgs),
+    /// Operator only (the server's --operator-key): end an open item now, unsold.
+    CancelItem {
+        item: u64,
+        /// Why, as bidders and the seller will read it in the item's history (at most 80
+        /// characters).
+        #[arg(long)]
+        note: String,
+    },
+    /// Operator only: remove an accepted bid (its number in `history`), e.g. shill bidding;
+    /// the auction falls back to the other bids, proxy maximums answering each other again.
+    RemoveBid {
+        item: u64,
+        /// The bid's number, as `history ITEM` shows it (#12 is 12).
+        bid: u64,
+        /// Why, as bidders will read it in the item's history (at most 80 characters).
+        #[arg(long)]
+        note: String,
+    },
+    /// This client's account name and public key (what a server's --operator-key names).
+    Whoami,
     /// Print announcements (new items, subscribed items' bids, wins, sales) as they arrive.
     Watch,
     /// Interactive: the same commands, with announcements printed as they arrive.

@@ -12,13 +12,23 @@ pub mod udp;
 use auction_protocol::udp::{
     check_sequence, AttachMode, HistoryBid, NegotiateAnswer, RequestBody, SeqCheck, ServerBody,
 };
-use auction_protocol::{Cents, ItemView};
+use auction_protocol::{Cents, ItemView, PublicKey};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// An item's bid history as `history` answers it: the latest bids (numbered, removed ones
+/// marked with the operator's note), whether it has older ones, and the operator's
+/// cancellation of the item, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub more: bool,
+    pub bids: Vec<HistoryBid>,
+    pub cancelled: Option<auction_protocol::udp::Cancellation>,
+}
 
 pub use channel::{BidResult, ChannelReader, ChannelWriter, ItemChannel, Offer, Received};
 pub use error::{ClientError, Result};
@@ -242,9 +252,8 @@ impl Client {
 
     /// The item's latest accepted bids (at most `limits::HISTORY_BIDS`), oldest first, and
     /// whether it has older ones.
-    pub async fn history(&self, item: u64) -> Result<(bool, Vec<HistoryBid>)> {
-        let mut bids = Vec::new();
-        let mut more = false;
+    pub async fn history(&self, item: u64) -> Result<History> {
+        let mut history = History::default();
         for part in self
             .udp
             .request(RequestBody::History { item }, None)
@@ -252,17 +261,19 @@ impl Client {
         {
             match part {
                 ServerBody::History {
-                    more: older,
-                    bids: some,
+                    more,
+                    bids,
+                    cancelled,
                     ..
                 } => {
-                    more |= older;
-                    bids.extend(some);
+                    history.more |= more;
+                    history.bids.extend(bids);
+                    history.cancelled = history.cancelled.or(cancelled);
                 }
                 other => return Err(refusal(other)),
             }
         }
-        Ok((more, bids))
+        Ok(history)
     }
 
     pub async fn status(&self, item: u64) -> Result<ItemView> {
@@ -379,6 +390,51 @@ impl Client {
             ServerBody::Negotiated { min, .. } => Ok(min),
             other => Err(refusal(other)),
         }
+    }
+
+    /// As the server's operator (the account registered with its `--operator-key`): ends the
+    /// open item `item` now, unsold, saying why in `note`.
+    pub async fn cancel_item(&self, item: u64, note: &str) -> Result<()> {
+        let body = RequestBody::CancelItem {
+            account: self.name()?,
+            item,
+            note: note.to_owned(),
+        };
+        match self.signed(body).await? {
+            ServerBody::ItemCancelled { .. } => Ok(()),
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// As the server's operator: removes the accepted bid numbered `bid` (as `history` shows
+    /// it) from the open item `item`, saying why in `note`. Returns the highest bid and its
+    /// bidder after it, `None` when no bid is left.
+    pub async fn remove_bid(
+        &self,
+        item: u64,
+        bid: u64,
+        note: &str,
+    ) -> Result<Option<(Cents, String)>> {
+        let body = RequestBody::RemoveBid {
+            account: self.name()?,
+            item,
+            bid,
+            note: note.to_owned(),
+        };
+        match self.signed(body).await? {
+            ServerBody::BidRemoved {
+                highest: Some(h),
+                bidder: Some(b),
+                ..
+            } => Ok(Some((h, b))),
+            ServerBody::BidRemoved { .. } => Ok(None),
+            other => Err(refusal(other)),
+        }
+    }
+
+    /// This client's public key (what a server's `--operator-key` names) and account name.
+    pub fn whoami(&self) -> (PublicKey, Option<String>) {
+        (self.identity.public, self.identity.account_name())
     }
 
     /// The current state of every item this account follows.
@@ -605,6 +661,9 @@ fn refusal(body: ServerBody) -> ClientError {
             reason, message, ..
         }
         | ServerBody::NegotiateDenied {
+            reason, message, ..
+        }
+        | ServerBody::OperatorDenied {
             reason, message, ..
         }
         | ServerBody::Error {

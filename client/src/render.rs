@@ -21,6 +21,7 @@ macro_rules! say_err {
 mod announce;
 mod attach;
 mod channel;
+mod operator;
 mod settle;
 mod shell;
 
@@ -206,27 +207,48 @@ impl Out {
     }
 
     /// An item's bids, oldest first: one JSON object per bid, or a table.
-    pub fn history(&self, item: u64, more: bool, bids: &[auction_protocol::udp::HistoryBid]) {
+    pub fn history(&self, item: u64, history: &auction_client::History) {
+        let bids = &history.bids;
         if self.json {
             for bid in bids {
                 self.line(serde_json::to_value(bid).unwrap_or_default());
             }
+            if let Some(c) = &history.cancelled {
+                self.line(json!({"item": item, "cancelled": c}));
+            }
             return;
         }
+        let cancelled = history.cancelled.as_ref().map(|c| {
+            format!(
+                "The operator cancelled item {item} at {}: {}.",
+                clock(c.at),
+                c.note
+            )
+        });
         if bids.is_empty() {
             say!("Item {item} has no bids yet.");
+            if let Some(c) = cancelled {
+                say!("{c}");
+            }
             return;
         }
-        if more {
+        if history.more {
             say!(
                 "Item {item}: its latest {} bids (it has older ones).",
                 bids.len()
             );
         }
-        let rows: Vec<[String; 4]> = bids
+        let rows: Vec<[String; 5]> = bids
             .iter()
             .map(|b| {
                 let mut notes = Vec::new();
+                if let Some(r) = &b.removed {
+                    notes.push(format!(
+                        "REMOVED by the operator at {}: {}",
+                        clock(r.at),
+                        r.note
+                    ));
+                }
                 if b.amount.is_none() {
                     notes
                         .push("a proxy bid, outbid at once (its maximum stays private)".to_owned());
@@ -235,6 +257,7 @@ impl Out {
                     notes.push(format!("extended the end to {}", clock(b.ends_at)));
                 }
                 [
+                    format!("#{}", b.bid),
                     clock(b.at),
                     b.bidder.clone(),
                     b.amount.map(|a| a.to_string()).unwrap_or_default(),
@@ -242,7 +265,10 @@ impl Out {
                 ]
             })
             .collect();
-        table(&["TIME", "BIDDER", "AMOUNT", "NOTE"], &rows);
+        table(&["BID", "TIME", "BIDDER", "AMOUNT", "NOTE"], &rows);
+        if let Some(c) = cancelled {
+            say!("{c}");
+        }
     }
 
     pub fn status(&self, item: &ItemView) {

@@ -116,9 +116,7 @@ pub enum ChannelBody {
         next_min: Cents,
     },
     /// Bidding has ended. `sold-to` or `not-sold` follows, then the server closes the channel.
-    BidOver {
-        item: u64,
-    },
+    BidOver { item: u64 },
     SoldTo {
         item: u64,
         winner: String,
@@ -126,6 +124,20 @@ pub enum ChannelBody {
     },
     NotSold {
         item: u64,
+        /// The operator cancelled the item: its note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancelled: Option<String>,
+    },
+    /// The operator removed an accepted bid (`bid`: its number in `history`; `amount` absent
+    /// for a proxy bid outbid at once, whose amount stays private), saying why in `note`. A
+    /// STATE follows with the auction as it stands without it.
+    BidRemoved {
+        item: u64,
+        bid: u64,
+        bidder: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<Cents>,
+        note: String,
     },
     /// A line that could not be taken (malformed, too long), or why the server is closing the
     /// connection (`item-full`, `account-gone`, `unavailable`).

@@ -109,6 +109,13 @@ pub enum Reason {
     NotNegotiable,
     /// The item has a bid now: its minimum no longer matters.
     HasBids,
+    // --- cancel-item, remove-bid ---
+    /// The account is not the server's operator (`--operator-key`), or the server has none.
+    NotOperator,
+    /// The item has no accepted bid of that number that is still in force.
+    UnknownBid,
+    /// The operator's note is empty, too long, or holds control or invisible characters.
+    InvalidNote,
     /// `attach` in `keep` mode: this address is no longer one of the account's devices (newer
     /// ones took its place, or it detached).
     Moved,

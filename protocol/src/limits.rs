@@ -15,6 +15,10 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 pub const KEEPALIVE_SECS: u64 = 60;
 /// Item descriptions: 1 to this many Unicode scalar values, no control characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
+/// An operator's note on a cancelled item or a removed bid: in characters, like a description
+/// (at most 4 bytes each in JSON), short enough that a history datagram holds a cancelled
+/// item's note and a removed bid's note together.
+pub const MAX_NOTE_CHARS: usize = 80;
 /// Account names: 1 to this many of `A-Z a-z 0-9 _ . -`.
 pub const MAX_NAME_LEN: usize = 32;
 /// Auction duration bounds, in seconds.

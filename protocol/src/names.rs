@@ -1,6 +1,6 @@
 //! Validation of the free-form values people choose: account names, item descriptions, bid ids.
 
-use crate::limits::{MAX_BID_ID_LEN, MAX_DESCRIPTION_CHARS, MAX_NAME_LEN};
+use crate::limits::{MAX_BID_ID_LEN, MAX_DESCRIPTION_CHARS, MAX_NAME_LEN, MAX_NOTE_CHARS};
 
 /// 1 to 32 characters of `A-Z a-z 0-9 _ . -`.
 pub fn valid_name(name: &str) -> bool {
@@ -18,6 +18,12 @@ pub fn valid_description(text: &str) -> bool {
     (1..=MAX_DESCRIPTION_CHARS).contains(&chars)
         && !text.trim().is_empty()
         && !text.chars().any(|c| c.is_control() || invisible(c))
+}
+
+/// An operator's note (`cancel-item`, `remove-bid`): a description's rules, at most
+/// [`MAX_NOTE_CHARS`] characters.
+pub fn valid_note(text: &str) -> bool {
+    text.chars().count() <= MAX_NOTE_CHARS && valid_description(text)
 }
 
 /// Characters that change how the text around them is shown without being seen themselves:

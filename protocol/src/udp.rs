@@ -93,6 +93,23 @@ pub enum RequestBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         min: Option<Cents>,
     },
+    /// The operator (the account whose key the server was given with `--operator-key`) ends
+    /// an open item at once, unsold, saying why in `note` (shown in its history, to its
+    /// bidders and to its seller). Signed.
+    CancelItem {
+        account: String,
+        item: u64,
+        note: String,
+    },
+    /// The operator removes an accepted bid (`bid`: its number, as `history` shows it) from an
+    /// open item, saying why in `note`: the auction falls back to the bids that remain, proxy
+    /// maximums answering each other again. Signed.
+    RemoveBid {
+        account: String,
+        item: u64,
+        bid: u64,
+        note: String,
+    },
 }
 
 /// How a seller answers NEGOTIATE-REQ.
@@ -117,7 +134,9 @@ impl RequestBody {
             | RequestBody::Subscribe { account, .. }
             | RequestBody::Unsubscribe { account, .. }
             | RequestBody::Subscriptions { account }
-            | RequestBody::Negotiate { account, .. } => Some(account),
+            | RequestBody::Negotiate { account, .. }
+            | RequestBody::CancelItem { account, .. }
+            | RequestBody::RemoveBid { account, .. } => Some(account),
             RequestBody::List | RequestBody::Status { .. } | RequestBody::History { .. } => None,
         }
     }
@@ -223,6 +242,9 @@ pub enum ServerBody {
         parts: u32,
         more: bool,
         bids: Vec<HistoryBid>,
+        /// The operator cancelled the item (on every part).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancelled: Option<Cancellation>,
     },
     /// Announcements now go to the sender's address too (unless `moved` is false for a
     /// `roam` that found a device on this IP already); `pending` notices follow.
@@ -288,6 +310,26 @@ pub enum ServerBody {
         reason: Reason,
         message: String,
     },
+    /// The operator's `cancel-item` is done: the item is closed, unsold.
+    ItemCancelled {
+        req: u64,
+        item: u64,
+    },
+    /// The operator's `remove-bid` is done: the item's highest bid and its bidder now (both
+    /// null when no bid is left).
+    BidRemoved {
+        req: u64,
+        item: u64,
+        bid: u64,
+        highest: Option<Cents>,
+        bidder: Option<String>,
+    },
+    /// `cancel-item` or `remove-bid` refused.
+    OperatorDenied {
+        req: u64,
+        reason: Reason,
+        message: String,
+    },
     /// A request that could not be taken at all (malformed, bad signature, unknown item...).
     Error {
         req: Option<u64>,
@@ -338,6 +380,9 @@ pub enum ServerBody {
         notice: u64,
         item: u64,
         description: String,
+        /// The operator cancelled the item (its note is in the item's `history`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancelled: bool,
     },
     /// To the seller: the item has had no bid by half its time. Answer with `negotiate`.
     NegotiateReq {
@@ -408,7 +453,10 @@ impl ServerBody {
             | SubscriptionDenied { req, .. }
             | Unsubscribed { req, .. }
             | Negotiated { req, .. }
-            | NegotiateDenied { req, .. } => Some(*req),
+            | NegotiateDenied { req, .. }
+            | ItemCancelled { req, .. }
+            | BidRemoved { req, .. }
+            | OperatorDenied { req, .. } => Some(*req),
             Error { req, .. } => *req,
             NewItem { .. }
             | BidUpdate { .. }
@@ -604,11 +652,30 @@ pub struct HistoryBid {
     pub amount: Option<Cents>,
     pub ends_at: u64,
     pub extended: bool,
+    /// The bid's number (what `remove-bid` names); 0 from a server that does not say.
+    #[serde(default)]
+    pub bid: u64,
+    /// The operator removed it: why, and when (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Cancellation>,
+}
+
+/// An operator's action as `history` shows it: when (Unix ms) and the operator's note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    pub at: u64,
+    pub note: String,
 }
 
 /// Splits the answer to `history` into datagrams of at most [`MAX_DATAGRAM`] bytes, in bid
 /// order. Always at least one datagram.
-pub fn pack_history(req: u64, item: u64, more: bool, bids: &[HistoryBid]) -> Vec<Vec<u8>> {
+pub fn pack_history(
+    req: u64,
+    item: u64,
+    more: bool,
+    bids: &[HistoryBid],
+    cancelled: Option<&Cancellation>,
+) -> Vec<Vec<u8>> {
     let make = |part: u32, parts: u32, bids: Vec<HistoryBid>| {
         encode(ServerBody::History {
             req,
@@ -617,6 +684,7 @@ pub fn pack_history(req: u64, item: u64, more: bool, bids: &[HistoryBid]) -> Vec
             parts,
             more,
             bids,
+            cancelled: cancelled.cloned(),
         })
     };
     pack(bids, make)
@@ -833,6 +901,14 @@ mod tests {
         assert!(win.len() <= MAX_DATAGRAM);
     }
 
+    /// An operator's note whose JSON is as long as a note's can be.
+    fn worst_note() -> Cancellation {
+        Cancellation {
+            at: 9_999_999_999_999,
+            note: "𝄞".repeat(crate::limits::MAX_NOTE_CHARS),
+        }
+    }
+
     #[test]
     fn history_is_split_into_datagrams_that_fit_and_keep_order() {
         let bids: Vec<HistoryBid> = (0..crate::limits::HISTORY_BIDS)
@@ -842,11 +918,13 @@ mod tests {
                 amount: (i % 2 == 0).then_some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
                 ends_at: 9_999_999_999_999,
                 extended: true,
+                bid: (1 << 53) - 1,
+                removed: (i % 3 == 0).then(worst_note),
             })
             .collect();
-        let parts = pack_history(u64::MAX, (1 << 53) - 1, true, &bids);
+        let parts = pack_history(u64::MAX, (1 << 53) - 1, true, &bids, Some(&worst_note()));
         assert!(
-            parts.len() > 1 && parts.len() <= 13,
+            parts.len() > 1 && parts.len() <= 50,
             "{} parts",
             parts.len()
         );
@@ -869,7 +947,7 @@ mod tests {
         }
         assert_eq!(seen, bids);
         // No bids: one part, empty.
-        let empty = pack_history(1, 2, false, &[]);
+        let empty = pack_history(1, 2, false, &[], None);
         assert_eq!(empty.len(), 1);
     }
 

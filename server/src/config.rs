@@ -57,6 +57,9 @@ pub struct Config {
     pub max_open_items: usize,
     /// The smallest raise over the highest bid, by price band (`--increments`).
     pub increments: Arc<Increments>,
+    /// The operator's public key (`--operator-key`): the account registered with it may
+    /// cancel open items and remove bids. `None`: no one may.
+    pub operator_key: Option<auction_protocol::PublicKey>,
     pub snipe_window: Duration,
     pub snipe_extension: Duration,
     /// Distinct accounts connected to one item's channel at once; `None` = no cap.
@@ -140,6 +143,7 @@ impl Default for Config {
             // One cent at every price: what the tests' amounts assume. The server's command
             // line defaults to the band table (`rules::increments::DEFAULT`).
             increments: Arc::new(Increments::fixed(Cents(1))),
+            operator_key: None,
             snipe_window: Duration::from_secs(30),
             snipe_extension: Duration::from_secs(30),
             max_bidders_per_item: None,

@@ -24,6 +24,7 @@
 //!   decides which client certificates are accepted; `status.rs` renders the operator's view.
 
 pub(crate) mod accounts;
+pub mod audit;
 pub mod catalog;
 pub mod certs;
 pub(crate) mod clock;
@@ -60,6 +61,7 @@ pub use rules::increments::Increments;
 pub use rules::settlement::Party;
 pub use store::postgres;
 pub use store::postgres::{PostgresOptions, PostgresStorage};
+pub use store::sql::{BidHistory, StoredBid};
 pub use store::sqlite::{care, query_one, SqliteOptions, SqliteStorage};
 pub use store::{CommitObserver, CommitStats, Lsn, Record, Snapshot, Storage};
 

@@ -88,6 +88,11 @@ struct Cli {
     /// One step at every price instead of the table, e.g. 0.01 (the same as --increments 0:STEP).
     #[arg(long, value_parser = parse_amount)]
     min_increment: Option<Cents>,
+    /// The operator's Ed25519 public key (64 hex digits, as `auction-client whoami` shows
+    /// it): the account registered with this key may cancel open items and remove bids
+    /// (`auction-client cancel-item`, `remove-bid`). Without it no one may.
+    #[arg(long, value_parser = parse_key)]
+    operator_key: Option<auction_protocol::PublicKey>,
     /// A bid accepted this close to the end extends the auction...
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     snipe_window: Duration,
@@ -199,9 +204,10 @@ impl Command {
     /// The subcommand's own `--db`, for those that read the database.
     fn db(&mut self) -> Option<&mut DbChoice> {
         match self {
-            Command::Status { db, .. } | Command::Check { db } | Command::Backup { db, .. } => {
-                Some(db)
-            }
+            Command::Status { db, .. }
+            | Command::Audit { db, .. }
+            | Command::Check { db }
+            | Command::Backup { db, .. } => Some(db),
             Command::GenCerts { .. } => None,
         }
     }
@@ -214,6 +220,18 @@ enum Command {
     /// without one; the report says which.
     Status {
         /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbChoice,
+    },
+    /// An item's audit log: its offer, every bid (with its number), every operator action with
+    /// its note, and its result, in the order they happened. Read from the database (--db),
+    /// beside a running server or without one.
+    Audit {
+        /// The item's number.
+        item: u64,
+        /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -269,6 +287,11 @@ fn increments(cli: &Cli) -> Increments {
     }
 }
 
+fn parse_key(s: &str) -> Result<auction_protocol::PublicKey, String> {
+    auction_protocol::PublicKey::from_hex(s.trim())
+        .ok_or_else(|| "an Ed25519 public key is 64 hex digits".to_owned())
+}
+
 fn parse_increments(s: &str) -> Result<Increments, String> {
     Increments::parse(s)
 }
@@ -311,6 +334,17 @@ async fn run(mut cli: Cli) -> Result<()> {
              (amcheck, pg_dump); `check` and `backup` are for SQLite files",
             postgres::shown(url)
         );
+    }
+    if let Some(Command::Audit { item, json, .. }) = &cli.command {
+        let (db, item) = (cli.db.to_string_lossy().into_owned(), *item);
+        let audit = tokio::task::spawn_blocking(move || auction_server::audit::read_any(&db, item))
+            .await??;
+        if *json {
+            println!("{}", serde_json::to_string(&audit)?);
+        } else {
+            print!("{}", auction_server::audit::render(&audit));
+        }
+        return Ok(());
     }
     if let Some(Command::Status { json, .. }) = &cli.command {
         let db = cli.db.to_string_lossy().into_owned();
@@ -360,6 +394,7 @@ async fn run(mut cli: Cli) -> Result<()> {
         devices: cli.devices,
         announce_rate: cli.announce_rate,
         increments: Arc::new(increments(&cli)),
+        operator_key: cli.operator_key,
         snipe_window: cli.snipe_window,
         snipe_extension: cli.snipe_extension,
         max_bidders_per_item: cli.max_bidders_per_item,

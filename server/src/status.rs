@@ -23,7 +23,7 @@ pub fn read_any(db: &str) -> anyhow::Result<Report> {
     }
 }
 
-fn time(ms: u64) -> String {
+pub(crate) fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -143,7 +143,7 @@ pub fn render(report: &Report) -> String {
     s
 }
 
-fn table(s: &mut String, rows: &[Vec<String>]) {
+pub(crate) fn table(s: &mut String, rows: &[Vec<String>]) {
     use std::fmt::Write;
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)

@@ -420,7 +420,9 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
     let t = start(soft_close_config()).await;
     let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
     let item = offer(&alice, "Vase", 1000, 4, Terms::default()).await;
-    let (more, none) = carol.history(item).await.unwrap();
+    let auction_client::History {
+        more, bids: none, ..
+    } = carol.history(item).await.unwrap();
     assert_eq!((more, none.len()), (false, 0));
     let mut b = bob.open_item(item).await.unwrap();
     let mut c = carol.open_item(item).await.unwrap();
@@ -428,7 +430,7 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
     // Carol's proxy below bob's maximum is outbid at once: placed at its maximum, private.
     accepted(&c.place(Offer::Max(Cents(4_321)), None).await.unwrap());
     accepted(&c.bid(Cents(5000), None).await.unwrap());
-    let (more, bids) = carol.history(item).await.unwrap();
+    let auction_client::History { more, bids, .. } = carol.history(item).await.unwrap();
     assert!(!more);
     let shown: Vec<(&str, Option<Cents>)> =
         bids.iter().map(|b| (b.bidder.as_str(), b.amount)).collect();
@@ -450,7 +452,7 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
     ))
     .await;
     accepted(&c.bid(Cents(10_000), None).await.unwrap());
-    let (_, bids) = bob.history(item).await.unwrap();
+    let bids = bob.history(item).await.unwrap().bids;
     let last = bids.last().unwrap();
     assert!(last.extended && last.ends_at > planned, "{last:?}");
     drop((b, c));
@@ -463,7 +465,9 @@ async fn history_lists_the_accepted_bids_in_order_without_any_maximum_open_and_c
     })
     .await;
     let t = t.restart().await;
-    let (more, again) = bob.history(item).await.unwrap();
+    let auction_client::History {
+        more, bids: again, ..
+    } = bob.history(item).await.unwrap();
     assert_eq!((more, again.len()), (false, 4));
     assert_eq!(again[..3], bids[..3]);
     // An unknown item: refused with the reason.
@@ -497,7 +501,7 @@ async fn history_answers_the_latest_hundred_bids_and_says_there_are_older_ones()
         accepted(&b.bid(Cents(amount), None).await.unwrap());
         amount += 50;
     }
-    let (more, bids) = carol.history(item).await.unwrap();
+    let auction_client::History { more, bids, .. } = carol.history(item).await.unwrap();
     assert_eq!((more, bids.len()), (true, 100));
     assert_eq!(
         bids[0].amount,

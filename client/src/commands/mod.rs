@@ -11,6 +11,7 @@ mod history;
 mod items;
 mod negotiate;
 mod offer;
+mod operator;
 mod register;
 mod settle;
 mod shell;
@@ -38,7 +39,11 @@ pub async fn run(cli: Cli, out: Out) -> Result<Done> {
     let client = Arc::new(connect(&cli).await?);
     if !matches!(
         cli.command,
-        Command::Register { .. } | Command::Deregister | Command::Watch | Command::Shell
+        Command::Register { .. }
+            | Command::Deregister
+            | Command::Watch
+            | Command::Shell
+            | Command::Whoami
     ) {
         attach::roam(&client, out).await?;
     }
@@ -77,6 +82,11 @@ async fn execute(
         Command::Negotiate { item, accept, .. } => negotiate::run(client, item, accept, out).await,
         Command::Settle(args) => settle::run(client, args, out, shell).await,
         Command::Bid(args) => bid::run(client, args, out, in_shell).await,
+        Command::CancelItem { item, note } => operator::cancel(client, item, &note, out).await,
+        Command::RemoveBid { item, bid, note } => {
+            operator::remove_bid(client, item, bid, &note, out).await
+        }
+        Command::Whoami => operator::whoami(client, out),
         // Long-running modes are started by `run`; inside the shell they make no sense.
         Command::Watch | Command::Shell => shell::nested(),
     }

@@ -41,9 +41,17 @@ impl Out {
                 say!("Your item {item} \"{description}\" sold to {winner} for {amount}. Give the buyer a contact with `settle {item}`.")
             }
             ServerBody::NotSold {
+                item,
+                description,
+                cancelled: true,
+                ..
+            } => {
+                say!("Your item {item} \"{description}\" was cancelled by the operator: not sold. `history {item}` shows why.")
+            }
+            ServerBody::NotSold {
                 item, description, ..
             } => {
-                say!("Your item {item} \"{description}\" closed without a bid: not sold.")
+                say!("Your item {item} \"{description}\" closed without a sale: not sold.")
             }
             ServerBody::BidUpdate {
                 item,

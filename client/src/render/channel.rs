@@ -40,8 +40,24 @@ impl Out {
             } => {
                 say!("Item {item}: sold to {winner} for {amount}.")
             }
-            ChannelBody::NotSold { item } => {
+            ChannelBody::NotSold {
+                item,
+                cancelled: Some(note),
+            } => {
+                say!("Item {item}: cancelled by the operator ({note}); not sold.")
+            }
+            ChannelBody::NotSold { item, .. } => {
                 say!("Item {item}: not sold (no bids, or none reached the reserve).")
+            }
+            ChannelBody::BidRemoved {
+                item,
+                bid,
+                bidder,
+                amount,
+                note,
+            } => {
+                let amount = amount.map(|a| format!(" of {a}")).unwrap_or_default();
+                say!("Item {item}: the operator removed bid #{bid} by {bidder}{amount} ({note}).")
             }
             ChannelBody::PriceAdjustment { item, min, .. } => {
                 say!("Item {item}: the seller lowered the minimum to {min}.")

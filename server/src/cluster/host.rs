@@ -316,6 +316,40 @@ impl Hosting {
                     let _ = cmd.send(ItemCmd::LowerMin { min, reply }).await;
                 }
             }
+            Command::Cancel {
+                item,
+                operator,
+                note,
+            } => {
+                if let Some(cmd) = self.running.get(&item) {
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    let _ = cmd
+                        .send(ItemCmd::Cancel {
+                            operator,
+                            note,
+                            reply,
+                        })
+                        .await;
+                }
+            }
+            Command::RemoveBid {
+                item,
+                bid,
+                operator,
+                note,
+            } => {
+                if let Some(cmd) = self.running.get(&item) {
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    let _ = cmd
+                        .send(ItemCmd::RemoveBid {
+                            operator,
+                            bid,
+                            note,
+                            reply,
+                        })
+                        .await;
+                }
+            }
             Command::AccountGone { account } => {
                 if let Some(handle) = self.accounts.remove(&account) {
                     handle.set_live(false);

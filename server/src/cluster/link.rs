@@ -179,6 +179,62 @@ impl Link {
     }
 }
 
+impl Link {
+    /// Asks `item`'s owner to carry out the operator's cancellation (`bid` `None`) or removal
+    /// of bid `bid`, and waits until it is stored (at most `LOWER_MIN_WAIT`). Answers the
+    /// lead afterwards.
+    async fn operator(
+        &self,
+        item: u64,
+        bid: Option<u64>,
+        command: Command,
+    ) -> Result<Option<(Cents, String)>, Refusal> {
+        let unavailable = |e: anyhow::Error| {
+            tracing::warn!(item, error = %format!("{e:#}"), "could not carry out the operator's action on a remote item");
+            Refusal::new(
+                Reason::Unavailable,
+                format!("item {item}'s node could not be reached; ask again in a moment"),
+            )
+        };
+        let closed = || Refusal::new(Reason::AuctionOver, format!("item {item} has closed"));
+        if let Some(bid) = bid {
+            if !shard::bid_in_force(&self.client, item, bid)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(Refusal::new(
+                    Reason::UnknownBid,
+                    format!("item {item} has no bid #{bid} in force (`history {item}` numbers its bids)"),
+                ));
+            }
+        }
+        shard::command(&self.client, &command)
+            .await
+            .map_err(unavailable)?;
+        let deadline = tokio::time::Instant::now() + LOWER_MIN_WAIT;
+        loop {
+            match shard::operator_done(&self.client, item, bid)
+                .await
+                .map_err(unavailable)?
+            {
+                (true, _) => {
+                    return shard::lead_of(&self.client, item)
+                        .await
+                        .map_err(unavailable)
+                }
+                (false, true) => return Err(closed()),
+                (false, false) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(anyhow::anyhow!(
+                    "the owner did not store the action within {LOWER_MIN_WAIT:?}"
+                )));
+            }
+            tokio::time::sleep(POLL / 2).await;
+        }
+    }
+}
+
 /// The command queue of a mirrored item: what the registry asks of it is asked of its owner
 /// through the database.
 pub fn mirror(link: Arc<Link>, item: u64) -> mpsc::Sender<ItemCmd> {
@@ -195,6 +251,33 @@ pub fn mirror(link: Arc<Link>, item: u64) -> mpsc::Sender<ItemCmd> {
                 }
                 ItemCmd::LowerMin { min, reply } => {
                     let _ = reply.send(link.lower_min(item, min).await);
+                }
+                ItemCmd::Cancel {
+                    operator,
+                    note,
+                    reply,
+                } => {
+                    let command = Command::Cancel {
+                        item,
+                        operator,
+                        note,
+                    };
+                    let done = link.operator(item, None, command).await;
+                    let _ = reply.send(done.map(|_| ()));
+                }
+                ItemCmd::RemoveBid {
+                    operator,
+                    bid,
+                    note,
+                    reply,
+                } => {
+                    let command = Command::RemoveBid {
+                        item,
+                        bid,
+                        operator,
+                        note,
+                    };
+                    let _ = reply.send(link.operator(item, Some(bid), command).await);
                 }
                 // Told to every node at once (`Link::account_gone`); connections never reach
                 // a mirror.

@@ -25,11 +25,14 @@ pub(super) struct Closing {
     pub notices: Vec<NoticeRecord>,
     /// When it closed (Unix ms).
     pub at: u64,
+    /// The operator cancelled it: the operator's note.
+    pub cancelled: Option<String>,
 }
 
 impl ItemTask {
-    /// WIN and SOLD, or NOT-SOLD, for this item's result.
-    pub(super) fn notices(&self, lead: Option<&Lead>) -> Vec<NoticeRecord> {
+    /// WIN and SOLD, or NOT-SOLD (saying whether the operator cancelled the item), for this
+    /// item's result.
+    pub(super) fn notices(&self, lead: Option<&Lead>, cancelled: bool) -> Vec<NoticeRecord> {
         let item = self.id;
         let description = self.description.clone();
         let notice = |account: AccountId, kind: NoticeKind, body: ServerBody| NoticeRecord {
@@ -71,6 +74,7 @@ impl ItemTask {
                     notice: NoticeKind::NotSold.id(item),
                     item,
                     description,
+                    cancelled,
                 },
             )],
         }
@@ -81,7 +85,7 @@ impl ItemTask {
     /// alone at the end (`close`).
     pub(super) fn result(&self) -> (Closing, Vec<Record>) {
         let winner = self.auction.winner().cloned();
-        let notices = self.notices(winner.as_ref());
+        let notices = self.notices(winner.as_ref(), false);
         let at = self.now;
         let records = vec![
             Record::ItemClosed {
@@ -97,6 +101,7 @@ impl ItemTask {
             winner,
             notices,
             at,
+            cancelled: None,
         };
         (result, records)
     }
@@ -118,6 +123,7 @@ impl ItemTask {
             winner: lead,
             notices,
             at,
+            cancelled,
         } = result;
         let lsn = self.own_lsn;
         if !wait_durable(&*self.ctx.storage, lsn).await {
@@ -171,7 +177,10 @@ impl ItemTask {
                 winner: l.bidder.name.clone(),
                 amount: l.amount,
             },
-            None => ChannelBody::NotSold { item: self.id },
+            None => ChannelBody::NotSold {
+                item: self.id,
+                cancelled: cancelled.clone(),
+            },
         };
         let conns: Vec<u64> = self.conns.keys().copied().collect();
         for conn in conns {
@@ -182,7 +191,10 @@ impl ItemTask {
             Some(l) => {
                 tracing::info!(winner = %l.bidder.name, amount = %l.amount, "auction closed: sold")
             }
-            None => tracing::info!("auction closed: not sold"),
+            None => match &cancelled {
+                Some(note) => tracing::info!(note, "auction closed: cancelled by the operator"),
+                None => tracing::info!("auction closed: not sold"),
+            },
         }
         // Dropping the queues lets each writer flush what is queued and close the channel.
         self.clear_conns();

@@ -85,6 +85,21 @@ pub enum ItemCmd {
         min: Cents,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
+    /// The operator (the registry checked who) cancels the item: it closes now, unsold.
+    /// Answered once the cancellation is appended to storage (`item/operator.rs`).
+    Cancel {
+        operator: AccountId,
+        note: String,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// The operator removes the accepted bid numbered `bid`; answered with the lead after it
+    /// (price and bidder, `None` when no bid is left) once that is appended to storage.
+    RemoveBid {
+        operator: AccountId,
+        bid: u64,
+        note: String,
+        reply: oneshot::Sender<Result<Option<(Cents, String)>, Refusal>>,
+    },
 }
 
 /// How the registry reaches an item.

@@ -94,6 +94,7 @@ impl ItemTask {
                 });
             }
             Out::Counted(bid) => self.ctx.board.counted(self.id, bid),
+            Out::Removed(removed) => self.removed(removed),
             Out::Min(min) => {
                 self.view.send_modify(|v| v.min = min);
                 self.ctx.board.min_lowered(self.id, min);

@@ -24,6 +24,7 @@ mod channel;
 mod close;
 pub(crate) mod cmd;
 mod deliver;
+mod operator;
 
 use auction_protocol::channel::{
     self as line, ChannelBody, ChannelRequest, ChannelRequestBody, LineError,
@@ -78,6 +79,9 @@ enum Out {
     Counted(BoardBid),
     /// A lowered minimum: the view and PRICE-ADJUSTMENT on the channel and to subscribers.
     Min(Cents),
+    /// The operator removed a bid: BID-REMOVED and STATE on the channel, the view, HIGHEST
+    /// and the board as the auction stands without it.
+    Removed(operator::Removed),
 }
 
 struct ItemTask {
@@ -262,9 +266,16 @@ impl ItemTask {
                 }
                 Some(cmd) = commands.recv() => {
                     self.clock();
-                    self.handle(cmd);
+                    match cmd {
+                        // Reads the item's bids from storage: the one command that waits.
+                        ItemCmd::RemoveBid { operator, bid, note, reply } => {
+                            let removed = self.remove_bid(operator, bid, note).await;
+                            let _ = reply.send(removed);
+                        }
+                        cmd => self.handle(cmd),
+                    }
                     if self.result.is_some() {
-                        break; // A buy-it-now ended the auction.
+                        break; // A buy-it-now or the operator ended the auction.
                     }
                 }
                 accepted = accept(&mut listener) => {
@@ -318,6 +329,16 @@ impl ItemTask {
             ItemCmd::BadLine { conn, error, fatal } => self.bad_line(conn, error, fatal),
             ItemCmd::Leader { reply } => drop(reply.send(self.auction.lead().map(|l| l.bidder.id))),
             ItemCmd::LowerMin { min, reply } => drop(reply.send(self.lower_min(min))),
+            ItemCmd::Cancel {
+                operator,
+                note,
+                reply,
+            } => drop(reply.send(self.cancel(operator, note))),
+            // Handled by the run loop, which may wait; here only while the server stops.
+            ItemCmd::RemoveBid { reply, .. } => drop(reply.send(Err(Refusal::new(
+                Reason::Unavailable,
+                "the server is shutting down; ask again when it is back".into(),
+            )))),
         }
     }
 

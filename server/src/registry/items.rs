@@ -405,19 +405,13 @@ impl Registry {
             .await;
             drop(permit);
             let datagrams = match read {
-                Ok(Ok((more, bids))) => {
-                    let bids: Vec<udp::HistoryBid> = bids
-                        .into_iter()
-                        .map(|b| udp::HistoryBid {
-                            at: b.at,
-                            bidder: b.bidder,
-                            amount: b.amount,
-                            ends_at: b.ends_at,
-                            extended: b.extended,
-                        })
-                        .collect();
-                    udp::pack_history(req, item, more, &bids)
-                }
+                Ok(Ok(history)) => udp::pack_history(
+                    req,
+                    item,
+                    history.more,
+                    &history.bids,
+                    history.cancelled.as_ref(),
+                ),
                 failed => {
                     let error = match failed {
                         Ok(Err(e)) => format!("{e:#}"),

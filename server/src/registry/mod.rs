@@ -30,6 +30,7 @@ pub(crate) mod inbox;
 mod items;
 mod negotiation;
 mod notices;
+mod operator;
 mod remote;
 mod restore;
 mod subscriptions;
@@ -457,6 +458,17 @@ impl Registry {
                 min,
             } => self.negotiate(req, &account, item, answer, min, now).await,
             RequestBody::Subscriptions { account } => self.subscriptions(req, &account),
+            RequestBody::CancelItem {
+                account,
+                item,
+                note,
+            } => self.cancel_item(req, &account, item, note).await,
+            RequestBody::RemoveBid {
+                account,
+                item,
+                bid,
+                note,
+            } => self.remove_bid(req, &account, item, bid, note).await,
         }
     }
 }
@@ -473,6 +485,7 @@ enum Denial {
     Offer,
     Subscribe,
     Negotiate,
+    Operator,
     Error,
 }
 
@@ -485,6 +498,7 @@ impl Denial {
             RequestBody::Offer { .. } => Denial::Offer,
             RequestBody::Subscribe { .. } => Denial::Subscribe,
             RequestBody::Negotiate { .. } => Denial::Negotiate,
+            RequestBody::CancelItem { .. } | RequestBody::RemoveBid { .. } => Denial::Operator,
             _ => Denial::Error,
         }
     }
@@ -512,6 +526,11 @@ impl Denial {
                 message,
             },
             Denial::Negotiate => ServerBody::NegotiateDenied {
+                req,
+                reason,
+                message,
+            },
+            Denial::Operator => ServerBody::OperatorDenied {
                 req,
                 reason,
                 message,

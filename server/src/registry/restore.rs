@@ -284,12 +284,12 @@ fn stored_view(stored: &crate::store::StoredItem) -> ItemView {
     }
 }
 
-/// The view of a closed item: sold when it had a bid that met its reserve (if it had one).
+/// The view of a closed item: sold when its result names a winner (its lead).
 fn closed_view(stored: &crate::store::StoredItem, settle_port: u16) -> ItemView {
     let mut view = stored_view(stored);
     view.state = auction_protocol::ItemState::Closed;
     view.buy_now = None;
-    if view.highest.is_some() && view.reserve_met != Some(false) {
+    if stored.sold && view.highest.is_some() {
         view.winner = view.bidder.clone();
         view.price = view.highest;
         view.settle_port = Some(settle_port);

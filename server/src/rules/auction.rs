@@ -224,6 +224,25 @@ impl Auction {
         self.lead.as_ref()
     }
 
+    /// The same auction (minimum, terms, rules, end) without any bid: where the bids still in
+    /// force are judged again after the operator removed one (`rules::removal`).
+    pub fn unbid(&self) -> Auction {
+        Auction::new(
+            self.min,
+            self.seller,
+            self.offered_at,
+            self.ends_at,
+            self.rules.clone(),
+            self.terms,
+        )
+    }
+
+    /// The operator removed a bid: the lead becomes `lead` (the remaining bids judged again),
+    /// the end stays. The answers to bid ids stay too: a resent id gets its first answer.
+    pub fn replace_lead(&mut self, lead: Option<Lead>) {
+        self.lead = lead;
+    }
+
     /// On an item with a reserve: whether the highest bid reached it.
     pub fn reserve_met(&self) -> Option<bool> {
         self.terms.reserve_met(self.lead.as_ref().map(|l| l.amount))

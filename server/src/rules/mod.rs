@@ -8,5 +8,6 @@ pub mod offer;
 pub mod ratelimit;
 pub mod refusal;
 pub mod rejected_ids;
+pub mod removal;
 pub mod replay;
 pub mod settlement;

@@ -72,14 +72,15 @@ pub trait Storage: Send + Sync + 'static {
     /// The first `limit` accepted bids on `item`, in commit order, as the board shows them.
     /// Reads committed data; blocks: call it from a blocking context.
     fn history(&self, item: u64, limit: u64) -> anyhow::Result<Vec<crate::web::BoardBid>>;
-    /// The latest `limit` accepted bids on `item` in commit order, and whether it has older
-    /// ones (what `history` over UDP answers). Reads committed data; blocks: call it from a
-    /// blocking context.
-    fn latest_bids(
-        &self,
-        item: u64,
-        limit: u64,
-    ) -> anyhow::Result<(bool, Vec<crate::web::BoardBid>)>;
+    /// The latest `limit` accepted bids on `item` in commit order (removed ones marked, with
+    /// the operator's note), whether it has older ones, and the item's cancellation (what
+    /// `history` over UDP answers). Reads committed data; blocks: call it from a blocking
+    /// context.
+    fn latest_bids(&self, item: u64, limit: u64) -> anyhow::Result<sql::BidHistory>;
+    /// The accepted bids on `item` still in force, in commit order, for judging them again
+    /// after the operator removed one. Reads committed data; blocks: call it from a blocking
+    /// context.
+    fn item_bids(&self, item: u64) -> anyhow::Result<Vec<sql::StoredBid>>;
     /// Calls `observer` after every commit with the changes (`append` calls) it carried and
     /// how long it took. Set once, before the server starts; later calls are ignored.
     fn observe_commits(&self, observer: CommitObserver) {

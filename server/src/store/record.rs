@@ -104,6 +104,25 @@ pub enum Record {
         notices: Vec<NoticeRecord>,
         at: u64,
     },
+    /// The operator removed accepted bid number `bid` (its row) from an open item, saying
+    /// why; `lead` is the item's lead without it (the remaining bids judged again in order),
+    /// `None` when no bid is left. Kept in the append-only audit log.
+    BidRemoved {
+        item: u64,
+        bid: u64,
+        operator: AccountId,
+        note: String,
+        lead: Option<LeadRecord>,
+        at: u64,
+    },
+    /// The operator cancelled an open item, saying why. Appended with the item's
+    /// [`Record::ItemClosed`] (no winner), so the two commit together; kept in the audit log.
+    ItemCancelled {
+        item: u64,
+        operator: AccountId,
+        note: String,
+        at: u64,
+    },
     NoticeAcked {
         notice: u64,
         at: u64,

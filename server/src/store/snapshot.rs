@@ -72,6 +72,9 @@ pub struct StoredItem {
     pub lead: Option<(AccountId, String, Cents, Option<Cents>)>,
     /// Closed items only: when it closed (Unix ms).
     pub closed_at: Option<u64>,
+    /// Closed items only: whether its result names a winner (not when the operator
+    /// cancelled it, whatever its lead).
+    pub sold: bool,
     /// For open items: the first answer to every bid id, to answer resends.
     pub bid_ids: Vec<(AccountId, String, Outcome)>,
     /// The `--catalog` entry it was offered for.

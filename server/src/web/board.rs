@@ -324,6 +324,24 @@ impl Board {
         });
     }
 
+    /// A durable removal of a bid by the operator: the price, leader and terms without it,
+    /// one bid fewer.
+    pub fn bid_removed(
+        &self,
+        item: u64,
+        price: Option<Cents>,
+        leader: Option<String>,
+        terms: (Option<bool>, Option<Cents>),
+    ) {
+        self.change(item, |e| {
+            e.item.price = price;
+            e.item.leader = leader;
+            (e.item.reserve_met, e.item.buy_now) = terms;
+            e.item.bids = e.item.bids.saturating_sub(1);
+            e.bid = None;
+        });
+    }
+
     /// A durable lowered minimum.
     pub fn min_lowered(&self, item: u64, min: Cents) {
         self.change(item, |e| {

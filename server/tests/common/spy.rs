@@ -5,6 +5,7 @@
 use super::TestServer;
 use auction_protocol::Cents;
 use auction_server::web::BoardBid;
+use auction_server::{BidHistory, StoredBid};
 use auction_server::{
     CommitObserver, CommitStats, Config, Lsn, Party, Record, Server, SqliteOptions, SqliteStorage,
     Storage, TlsIdentity,
@@ -75,7 +76,7 @@ impl Storage for Spy {
     fn history(&self, item: u64, limit: u64) -> anyhow::Result<Vec<BoardBid>> {
         self.inner.history(item, limit)
     }
-    fn latest_bids(&self, item: u64, limit: u64) -> anyhow::Result<(bool, Vec<BoardBid>)> {
+    fn latest_bids(&self, item: u64, limit: u64) -> anyhow::Result<BidHistory> {
         self.reading.fetch_add(1, Ordering::SeqCst);
         let mut held = self.held.lock().unwrap();
         while *held {
@@ -85,6 +86,9 @@ impl Storage for Spy {
         let read = self.inner.latest_bids(item, limit);
         self.reading.fetch_sub(1, Ordering::SeqCst);
         read
+    }
+    fn item_bids(&self, item: u64) -> anyhow::Result<Vec<StoredBid>> {
+        self.inner.item_bids(item)
     }
     fn observe_commits(&self, observer: CommitObserver) {
         self.inner.observe_commits(observer)

@@ -186,6 +186,34 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN reserve_cents BIGINT;  -- hidden; bidders see whether it is met
     ALTER TABLE items ADD COLUMN buy_now_cents BIGINT;
     "#,
+    r#"
+    -- The operator's actions and the audit log they and the bids make, append-only (as
+    -- SQLite's version 11).
+    CREATE TABLE operator_actions (
+        id         BIGSERIAL PRIMARY KEY,
+        item       BIGINT NOT NULL REFERENCES items(id),
+        kind       TEXT   NOT NULL,                -- cancel-item, remove-bid
+        bid        BIGINT REFERENCES bids(id),
+        operator   BIGINT NOT NULL REFERENCES accounts(id),
+        note       TEXT   NOT NULL,
+        at         BIGINT NOT NULL,
+        after_bid  BIGINT NOT NULL
+    );
+    CREATE INDEX operator_actions_by_item ON operator_actions(item);
+    CREATE UNIQUE INDEX operator_actions_by_bid ON operator_actions(bid) WHERE bid IS NOT NULL;
+    CREATE FUNCTION auction_append_only() RETURNS trigger LANGUAGE plpgsql AS $ao$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END
+    $ao$;
+    CREATE TRIGGER operator_actions_append_only BEFORE UPDATE OR DELETE ON operator_actions
+        FOR EACH ROW EXECUTE FUNCTION auction_append_only();
+    CREATE TRIGGER bids_append_only BEFORE UPDATE OR DELETE ON bids
+        FOR EACH ROW EXECUTE FUNCTION auction_append_only();
+    -- The operator's commands to an item's node: the bid to remove and the note.
+    ALTER TABLE item_commands ADD COLUMN bid BIGINT;
+    ALTER TABLE item_commands ADD COLUMN note TEXT;
+    "#,
 ];
 
 /// The schema version of the database `client` is connected to: migrations applied so far (0

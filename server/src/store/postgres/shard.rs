@@ -99,6 +99,19 @@ pub enum Command {
     LowerMin { item: u64, min: Cents },
     /// The account was deregistered: its connections close, its key is no longer accepted.
     AccountGone { account: u64 },
+    /// The operator cancels the item.
+    Cancel {
+        item: u64,
+        operator: u64,
+        note: String,
+    },
+    /// The operator removes the item's bid `bid`.
+    RemoveBid {
+        item: u64,
+        bid: u64,
+        operator: u64,
+        note: String,
+    },
 }
 
 /// The last command in the log (a node starting reads only those after it).
@@ -113,7 +126,7 @@ pub async fn last_command(client: &Client) -> Result<i64> {
 pub async fn commands_after(client: &Client, after: i64) -> Result<Vec<(i64, Command)>> {
     let rows = client
         .query(
-            "SELECT id, item, kind, account, min_cents FROM item_commands
+            "SELECT id, item, kind, account, min_cents, bid, note FROM item_commands
              WHERE id > $1 ORDER BY id",
             &[&after],
         )
@@ -124,7 +137,20 @@ pub async fn commands_after(client: &Client, after: i64) -> Result<Vec<(i64, Com
         let item: Option<i64> = r.get(1);
         let account: Option<i64> = r.get(3);
         let min: Option<i64> = r.get(4);
+        let bid: Option<i64> = r.get(5);
+        let note: Option<String> = r.get(6);
         let command = match (r.get::<_, &str>(2), item, account, min) {
+            ("cancel-item", Some(item), Some(operator), _) => Command::Cancel {
+                item: item as u64,
+                operator: operator as u64,
+                note: note.unwrap_or_default(),
+            },
+            ("remove-bid", Some(item), Some(operator), _) if bid.is_some() => Command::RemoveBid {
+                item: item as u64,
+                bid: bid.unwrap_or_default() as u64,
+                operator: operator as u64,
+                note: note.unwrap_or_default(),
+            },
             ("lower-min", Some(item), _, Some(min)) => Command::LowerMin {
                 item: item as u64,
                 min: Cents(min as u64),
@@ -145,16 +171,54 @@ pub async fn commands_after(client: &Client, after: i64) -> Result<Vec<(i64, Com
 /// Appends a command to the log (the leader only). Commands older than ten minutes are
 /// dropped on the way: every node reads the log within moments.
 pub async fn command(client: &Client, command: &Command) -> Result<()> {
-    let (item, kind, account, min) = match command {
-        Command::LowerMin { item, min } => {
-            (Some(*item as i64), "lower-min", None, Some(min.0 as i64))
-        }
-        Command::AccountGone { account } => (None, "account-gone", Some(*account as i64), None),
+    let (item, kind, account, min, bid, note) = match command {
+        Command::LowerMin { item, min } => (
+            Some(*item as i64),
+            "lower-min",
+            None,
+            Some(min.0 as i64),
+            None,
+            None,
+        ),
+        Command::AccountGone { account } => (
+            None,
+            "account-gone",
+            Some(*account as i64),
+            None,
+            None,
+            None,
+        ),
+        Command::Cancel {
+            item,
+            operator,
+            note,
+        } => (
+            Some(*item as i64),
+            "cancel-item",
+            Some(*operator as i64),
+            None,
+            None,
+            Some(note.as_str()),
+        ),
+        Command::RemoveBid {
+            item,
+            bid,
+            operator,
+            note,
+        } => (
+            Some(*item as i64),
+            "remove-bid",
+            Some(*operator as i64),
+            None,
+            Some(*bid as i64),
+            Some(note.as_str()),
+        ),
     };
     client
         .execute(
-            "INSERT INTO item_commands (item, kind, account, min_cents) VALUES ($1, $2, $3, $4)",
-            &[&item, &kind, &account, &min],
+            "INSERT INTO item_commands (item, kind, account, min_cents, bid, note)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&item, &kind, &account, &min, &bid, &note],
         )
         .await?;
     client
@@ -358,6 +422,44 @@ pub async fn highest_bidder(client: &Client, item: u64) -> Result<Option<u64>> {
         .map(|id| id as u64))
 }
 
+/// Whether the operator's action on `item` is stored: its cancellation (`bid` `None`) or the
+/// removal of bid `bid`; and whether the item is closed.
+pub async fn operator_done(client: &Client, item: u64, bid: Option<u64>) -> Result<(bool, bool)> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM operator_actions
+                            WHERE item = $1 AND (bid = $2 OR ($2 IS NULL AND kind = 'cancel-item'))),
+                    (SELECT closed_at IS NOT NULL FROM items WHERE id = $1)",
+            &[&(item as i64), &bid.map(|b| b as i64)],
+        )
+        .await?;
+    Ok((row.get(0), row.get::<_, Option<bool>>(1).unwrap_or(true)))
+}
+
+/// `item`'s highest bid and its bidder's name as the database has them.
+pub async fn lead_of(client: &Client, item: u64) -> Result<Option<(Cents, String)>> {
+    let row = client
+        .query_opt(
+            "SELECT i.highest_cents, a.name FROM items i JOIN accounts a ON a.id = i.highest_bidder
+             WHERE i.id = $1",
+            &[&(item as i64)],
+        )
+        .await?;
+    Ok(row.map(|r| (Cents(r.get::<_, i64>(0) as u64), r.get(1))))
+}
+
+/// Whether `item` has an accepted bid numbered `bid` the operator has not removed.
+pub async fn bid_in_force(client: &Client, item: u64, bid: u64) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM bids b WHERE b.id = $1 AND b.item = $2 AND b.accepted
+                            AND NOT EXISTS (SELECT 1 FROM operator_actions o WHERE o.bid = b.id))",
+            &[&(bid as i64), &(item as i64)],
+        )
+        .await?
+        .get(0))
+}
+
 /// `item`'s minimum as the database has it, and whether it is closed.
 pub async fn min_of(client: &Client, item: u64) -> Result<Option<(Cents, bool)>> {
     let row = client
@@ -381,7 +483,9 @@ pub async fn board_items(
 ) -> Result<Vec<BoardRow>> {
     const COLUMNS: &str = "SELECT i.id, i.rev, i.description, s.name, i.min_cents, i.ends_at,
                 i.highest_cents, b.name, i.closed_at, w.name, i.price_cents,
-                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted),
+                ((SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted)
+                 - (SELECT count(*) FROM operator_actions o
+                    WHERE o.item = i.id AND o.bid IS NOT NULL)),
                 (SELECT count(*) FROM (
                     SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e WHERE e.later),

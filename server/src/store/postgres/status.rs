@@ -1,4 +1,4 @@
-//! `auction-server status` on a PostgreSQL database: the report every backend gives
+//! `auction-server status` and `audit` on a PostgreSQL database: the report every backend gives
 //! (`store/sql/status.rs`), with the nodes sharing the database and which node runs each open
 //! item. Read only, in one read-only transaction, from a process beside running nodes or
 //! without any; it owns no state and waits for no writer.
@@ -8,10 +8,16 @@ use anyhow::{bail, Result};
 use super::sql::{Blocker, PgQuery};
 use super::{connect, schema, shown};
 use crate::store::sql::status::{read_tables, NodeRow, Report};
-use crate::store::sql::{collect, params, Cols, RowExt};
+use crate::store::sql::{collect, params, Cols, Query, RowExt};
 
 /// Reads the report from the database at `url`. Blocks: call it from a blocking context.
 pub fn read(url: &str) -> Result<Report> {
+    read_with(url, |q| read_report(url, q))
+}
+
+/// Runs `read` on the database at `url` in one read-only transaction (everything it reads is
+/// from the same snapshot). Blocks: call it from a blocking context.
+pub fn read_with<T>(url: &str, read: impl FnOnce(&mut dyn Query) -> Result<T>) -> Result<T> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -27,10 +33,16 @@ pub fn read(url: &str) -> Result<Report> {
         rt: Blocker::Owner(&rt),
         client: &client,
     };
-    let (accounts, mut open_items) = read_tables(&mut q)?;
+    let read = read(&mut q)?;
+    rt.block_on(client.batch_execute("COMMIT"))?;
+    Ok(read)
+}
+
+fn read_report(url: &str, q: &mut dyn Query) -> Result<Report> {
+    let (accounts, mut open_items) = read_tables(q)?;
     let mut cols = Cols::new(["id", "owner"]);
     let owners = collect(
-        &mut q,
+        q,
         "SELECT id, owner FROM items WHERE closed_at IS NULL ORDER BY id",
         params![],
         |r| {
@@ -55,7 +67,7 @@ pub fn read(url: &str) -> Result<Report> {
         "items",
     ]);
     let nodes = collect(
-        &mut q,
+        q,
         "SELECT n.name, n.epoch, n.udp_addr, n.expires_at > now() AS alive, n.fenced,
                 coalesce(n.leader_until > now(), FALSE) AS leader,
                 (extract(epoch FROM n.expires_at) * 1000)::BIGINT AS expires_ms,
@@ -77,7 +89,6 @@ pub fn read(url: &str) -> Result<Report> {
             })
         },
     )?;
-    rt.block_on(client.batch_execute("COMMIT"))?;
     Ok(Report {
         source: "database",
         db: shown(url),

@@ -426,7 +426,7 @@ impl Storage for PostgresStorage {
         )
     }
 
-    fn latest_bids(&self, item: u64, limit: u64) -> Result<(bool, Vec<crate::web::BoardBid>)> {
+    fn latest_bids(&self, item: u64, limit: u64) -> Result<sql::BidHistory> {
         sql::latest_bids(
             &mut PgQuery {
                 rt: Blocker::Handle(&self.runtime),
@@ -434,6 +434,16 @@ impl Storage for PostgresStorage {
             },
             item,
             limit,
+        )
+    }
+
+    fn item_bids(&self, item: u64) -> Result<Vec<sql::StoredBid>> {
+        sql::item_bids(
+            &mut PgQuery {
+                rt: Blocker::Handle(&self.runtime),
+                client: &self.reader,
+            },
+            item,
         )
     }
 

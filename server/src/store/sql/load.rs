@@ -163,6 +163,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
         "extensions",
         "reserve_cents",
         "buy_now_cents",
+        "sold",
     ]);
     collect(
         q,
@@ -170,12 +171,14 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 i.port, i.highest_bidder, b.name AS highest_bidder_name, i.highest_cents,
                 i.lead_max_cents, i.closed_at, i.catalog_id, i.negotiate_at, i.negotiation,
                 coalesce(i.planned_ends_at, i.ends_at) AS planned_ends_at, i.offered_at,
-                (SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted) AS bids,
+                ((SELECT count(*) FROM bids x WHERE x.item = i.id AND x.accepted)
+                 - (SELECT count(*) FROM operator_actions o
+                    WHERE o.item = i.id AND o.bid IS NOT NULL)) AS bids,
                 (SELECT count(*) FROM (
                     SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e
                  WHERE e.later) AS extensions,
-                i.reserve_cents, i.buy_now_cents
+                i.reserve_cents, i.buy_now_cents, i.winner IS NOT NULL AS sold
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -183,7 +186,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
          ORDER BY i.id",
         params![first, last],
         |r| {
-            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions, reserve_cents, buy_now_cents] =
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions, reserve_cents, buy_now_cents, sold] =
                 cols.of(r)?;
             let lead = match (
                 r.opt_u64(highest_bidder)?,
@@ -215,6 +218,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 port: r.u16(port)?,
                 lead,
                 closed_at: r.opt_u64(closed_at)?,
+                sold: r.boolean(sold)?,
                 bid_ids: bid_ids.remove(&id).unwrap_or_default(),
                 catalog_id: r.text(catalog_id)?,
                 terms: Terms {

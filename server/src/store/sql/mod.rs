@@ -9,13 +9,16 @@
 //! `?1`; its adapter rewrites them), `ON CONFLICT` upserts, `CASE` instead of the two-argument
 //! `max`, and the column `"leading"` quoted (a reserved word in PostgreSQL).
 
+pub mod audit;
 pub mod load;
 pub mod status;
 pub mod write;
 
 use anyhow::{bail, Context, Result};
-use auction_protocol::Cents;
+use auction_protocol::udp::{Cancellation, HistoryBid};
+use auction_protocol::{Cents, PublicKey};
 
+use crate::accounts::AccountId;
 use crate::rules::settlement::Party;
 use crate::web::BoardBid;
 
@@ -197,9 +200,9 @@ pub fn collect<T>(
     Ok(out)
 }
 
-/// The first `limit` accepted bids on `item` in the order they were committed: who placed each,
-/// its amount (none for a proxy bid outbid at once: that was its maximum, which stays private)
-/// and the end after it (see
+/// The first `limit` accepted bids on `item` in force (not removed by the operator) in the
+/// order they were committed: who placed each, its amount (none for a proxy bid outbid at
+/// once: that was its maximum, which stays private) and the end after it (see
 /// [`crate::store::Storage::history`]).
 pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>> {
     let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at", "later"]);
@@ -212,6 +215,7 @@ pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>
                     AS later
          FROM bids b JOIN accounts a ON a.id = b.bidder
          WHERE b.item = $1 AND b.accepted
+           AND NOT EXISTS (SELECT 1 FROM operator_actions o WHERE o.bid = b.id)
          ORDER BY b.id
          LIMIT $2",
         params![item, limit],
@@ -228,33 +232,53 @@ pub fn history(q: &mut dyn Query, item: u64, limit: u64) -> Result<Vec<BoardBid>
     )
 }
 
-/// The latest `limit` accepted bids on `item` in commit order, as [`history`] gives them,
-/// and whether it has older ones (see [`crate::store::Storage::latest_bids`]). Reads
-/// `limit` + 1 rows, newest first, and joins only those to their bidders' names: the cost
-/// does not grow with the item's bids beyond finding them (a scan of the item's index
-/// entries). Whether a bid extended the end compares it with the bid before it, which the
-/// extra row supplies for the oldest one shown.
-pub fn latest_bids(q: &mut dyn Query, item: u64, limit: u64) -> Result<(bool, Vec<BoardBid>)> {
-    let mut cols = Cols::new(["at", "name", "amount_cents", "ends_at"]);
+/// The latest `limit` accepted bids on `item` in commit order, removed ones included (with
+/// the operator's note), whether it has older ones, and the operator's cancellation of the
+/// item if any (see [`crate::store::Storage::latest_bids`]). Reads `limit` + 1 rows, newest
+/// first, and joins only those to their bidders' names: the cost does not grow with the
+/// item's bids beyond finding them (a scan of the item's index entries). Whether a bid
+/// extended the end compares it with the bid before it, which the extra row supplies for the
+/// oldest one shown.
+pub fn latest_bids(q: &mut dyn Query, item: u64, limit: u64) -> Result<BidHistory> {
+    let mut cols = Cols::new([
+        "id",
+        "at",
+        "name",
+        "amount_cents",
+        "ends_at",
+        "note",
+        "removed_at",
+    ]);
     let mut rows = collect(
         q,
-        "SELECT b.at, a.name, b.ends_at,
+        "SELECT b.id, b.at, a.name, b.ends_at,
                 CASE WHEN b.max_cents IS NOT NULL AND NOT b.\"leading\" THEN NULL
-                     ELSE b.amount_cents END AS amount_cents
+                     ELSE b.amount_cents END AS amount_cents,
+                o.note, o.at AS removed_at
          FROM (SELECT id, at, bidder, ends_at, max_cents, \"leading\", amount_cents
                FROM bids WHERE item = $1 AND accepted
                ORDER BY id DESC LIMIT $2) AS b
          JOIN accounts a ON a.id = b.bidder
+         LEFT JOIN operator_actions o ON o.bid = b.id
          ORDER BY b.id",
         params![item, limit.saturating_add(1)],
         |r| {
-            let [at, name, amount, ends_at] = cols.of(r)?;
-            Ok(BoardBid {
+            let [id, at, name, amount, ends_at, note, removed_at] = cols.of(r)?;
+            let removed = match r.opt_u64(removed_at)? {
+                Some(at) => Some(Cancellation {
+                    at,
+                    note: r.string(note)?,
+                }),
+                None => None,
+            };
+            Ok(HistoryBid {
                 at: r.u64(at)?,
                 bidder: r.string(name)?,
                 amount: r.opt_u64(amount)?.map(Cents),
                 ends_at: r.opt_u64(ends_at)?.unwrap_or(0),
                 extended: false,
+                bid: r.u64(id)?,
+                removed,
             })
         },
     )?;
@@ -265,10 +289,101 @@ pub fn latest_bids(q: &mut dyn Query, item: u64, limit: u64) -> Result<(bool, Ve
     if more {
         rows.remove(0);
     }
-    Ok((more, rows))
+    let mut cols = Cols::new(["at", "note"]);
+    let cancelled = collect(
+        q,
+        "SELECT at, note FROM operator_actions WHERE item = $1 AND kind = 'cancel-item'",
+        params![item],
+        |r| {
+            let [at, note] = cols.of(r)?;
+            Ok(Cancellation {
+                at: r.u64(at)?,
+                note: r.string(note)?,
+            })
+        },
+    )?
+    .pop();
+    Ok(BidHistory {
+        more,
+        bids: rows,
+        cancelled,
+    })
 }
 
-/// Each bidder's highest accepted bid on `item`, best first (earlier first among equal ones),
+/// What `history` answers: see [`latest_bids`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BidHistory {
+    pub more: bool,
+    pub bids: Vec<HistoryBid>,
+    pub cancelled: Option<Cancellation>,
+}
+
+/// One accepted bid in force, as the item task judges the bids again after the operator
+/// removed one (`rules::auction::replay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBid {
+    /// Its row: the number `history` shows.
+    pub id: u64,
+    pub bidder: AccountId,
+    pub name: String,
+    pub key: PublicKey,
+    /// Whether the bidder's account still exists.
+    pub live: bool,
+    /// The amount as stored (a proxy bid's price when leading, its maximum when outbid).
+    pub amount: Cents,
+    /// The amount others may see: `None` for a proxy bid outbid at once (its maximum).
+    pub shown: Option<Cents>,
+    /// A proxy bid's maximum.
+    pub max: Option<Cents>,
+    pub at: u64,
+}
+
+/// The accepted bids on `item` still in force (none the operator removed), in commit order,
+/// with their bidders' keys (see [`StoredBid`]).
+pub fn item_bids(q: &mut dyn Query, item: u64) -> Result<Vec<StoredBid>> {
+    let mut cols = Cols::new([
+        "id",
+        "bidder",
+        "name",
+        "public_key",
+        "removed_at",
+        "amount_cents",
+        "max_cents",
+        "at",
+        "leading",
+    ]);
+    collect(
+        q,
+        "SELECT b.id, b.bidder, a.name, a.public_key, a.removed_at, b.amount_cents,
+                b.max_cents, b.at, b.\"leading\" AS leading
+         FROM bids b JOIN accounts a ON a.id = b.bidder
+         WHERE b.item = $1 AND b.accepted
+           AND NOT EXISTS (SELECT 1 FROM operator_actions o WHERE o.bid = b.id)
+         ORDER BY b.id",
+        params![item],
+        |r| {
+            let [id, bidder, name, key, removed_at, amount, max, at, leading] = cols.of(r)?;
+            let key = PublicKey::from_hex(&r.string(key)?)
+                .context("a bidder's stored key is not 64 hex digits")?;
+            let (amount, max) = (Cents(r.u64(amount)?), r.opt_u64(max)?.map(Cents));
+            // Stored before proxy bids existed, `leading` is absent: such bids were direct.
+            let outbid = max.is_some() && r.bool(leading)? == Some(false);
+            Ok(StoredBid {
+                id: r.u64(id)?,
+                bidder: r.u64(bidder)?,
+                name: r.string(name)?,
+                key,
+                live: r.opt_u64(removed_at)?.is_none(),
+                amount,
+                shown: (!outbid).then_some(amount),
+                max,
+                at: r.u64(at)?,
+            })
+        },
+    )
+}
+
+/// Each bidder's highest accepted bid in force on `item` (none the operator removed), best first (earlier first among equal ones),
 /// for second-chance offers (see [`crate::store::Storage::best_bids`]).
 pub fn best_bids(q: &mut dyn Query, item: u64) -> Result<Vec<(Party, Cents)>> {
     let mut cols = Cols::new(["bidder", "name", "best"]);
@@ -277,6 +392,7 @@ pub fn best_bids(q: &mut dyn Query, item: u64) -> Result<Vec<(Party, Cents)>> {
         "SELECT b.bidder, a.name, max(b.amount_cents) AS best, min(b.id) AS first
          FROM bids b JOIN accounts a ON a.id = b.bidder
          WHERE b.item = $1 AND b.accepted
+           AND NOT EXISTS (SELECT 1 FROM operator_actions o WHERE o.bid = b.id)
          GROUP BY b.bidder, a.name
          ORDER BY best DESC, first ASC",
         params![item],

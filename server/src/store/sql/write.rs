@@ -26,6 +26,7 @@ pub fn describe(record: &Record) -> &'static str {
         Record::ItemAssigned { .. } => "an item given to a node",
         Record::Bid { .. } => "a bid",
         Record::ItemClosed { .. } => "an auction result",
+        Record::BidRemoved { .. } | Record::ItemCancelled { .. } => "an operator's action",
         Record::NoticeAcked { .. } => "an acknowledgement",
         Record::ChannelOpened { .. } | Record::ChannelClosed { .. } => "the connection log",
         Record::Subscribed { .. } | Record::Unsubscribed { .. } => "a subscription",
@@ -108,6 +109,20 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             notices,
             at,
         } => item_closed(tx, *item, *winner, notices, *at),
+        Record::BidRemoved {
+            item,
+            bid,
+            operator,
+            note,
+            lead,
+            at,
+        } => bid_removed(tx, *item, *bid, *operator, note, lead.as_ref(), *at),
+        Record::ItemCancelled {
+            item,
+            operator,
+            note,
+            at,
+        } => operator_action(tx, *item, "cancel-item", None, *operator, note, *at),
         Record::NoticeAcked { notice, at } => ack_notice(tx, *notice, *at),
         Record::ChannelOpened {
             session,
@@ -303,6 +318,51 @@ fn bid(
             params![item, price.0, *leader, ends_at, lead_max.map(|m| m.0)],
         )?;
     }
+    Ok(())
+}
+
+/// An operator's action, in the audit log (`operator_actions`, append-only). `after_bid` places
+/// it among the item's bids: the writer commits records in the order they were appended, so
+/// the item's bids appended before the action are the ones stored already.
+fn operator_action(
+    tx: &mut dyn Exec,
+    item: u64,
+    kind: &str,
+    bid: Option<u64>,
+    operator: AccountId,
+    note: &str,
+    at: u64,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO operator_actions (item, kind, bid, operator, note, at, after_bid)
+         VALUES ($1, $2, $3, $4, $5, $6,
+                 (SELECT coalesce(max(id), 0) FROM bids WHERE item = $1))",
+        params![item, kind, bid, operator, note, at],
+    )?;
+    Ok(())
+}
+
+/// A removed bid: the action in the audit log, and the item's lead without the bid.
+fn bid_removed(
+    tx: &mut dyn Exec,
+    item: u64,
+    bid: u64,
+    operator: AccountId,
+    note: &str,
+    lead: Option<&LeadRecord>,
+    at: u64,
+) -> Result<()> {
+    operator_action(tx, item, "remove-bid", Some(bid), operator, note, at)?;
+    tx.exec(
+        "UPDATE items SET highest_cents = $2, highest_bidder = $3, lead_max_cents = $4
+         WHERE id = $1",
+        params![
+            item,
+            lead.map(|l| l.1 .0),
+            lead.map(|l| l.0),
+            lead.and_then(|l| l.2).map(|m| m.0)
+        ],
+    )?;
     Ok(())
 }
 

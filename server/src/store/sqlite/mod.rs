@@ -140,9 +140,14 @@ impl Storage for SqliteStorage {
         crate::store::sql::history(&mut sql::SqliteQuery::new(&conn), item, limit)
     }
 
-    fn latest_bids(&self, item: u64, limit: u64) -> Result<(bool, Vec<crate::web::BoardBid>)> {
+    fn latest_bids(&self, item: u64, limit: u64) -> Result<crate::store::sql::BidHistory> {
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         crate::store::sql::latest_bids(&mut sql::SqliteQuery::new(&conn), item, limit)
+    }
+
+    fn item_bids(&self, item: u64) -> Result<Vec<crate::store::sql::StoredBid>> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        crate::store::sql::item_bids(&mut sql::SqliteQuery::new(&conn), item)
     }
 
     fn stats(&self) -> CommitStats {

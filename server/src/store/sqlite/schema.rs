@@ -155,6 +155,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN reserve_cents INTEGER;  -- hidden; bidders see whether it is met
     ALTER TABLE items ADD COLUMN buy_now_cents INTEGER;
     "#,
+    // 11: the operator's actions, and the audit log they and the bids make: append-only, as
+    // the database itself enforces (a bid removed stays, and the action says so).
+    r#"
+    CREATE TABLE operator_actions (
+        id         INTEGER PRIMARY KEY,            -- the order the actions were taken in
+        item       INTEGER NOT NULL REFERENCES items(id),
+        kind       TEXT    NOT NULL,               -- cancel-item, remove-bid
+        bid        INTEGER REFERENCES bids(id),    -- remove-bid: the bid it removed
+        operator   INTEGER NOT NULL REFERENCES accounts(id),
+        note       TEXT    NOT NULL,               -- why, as the operator said it
+        at         INTEGER NOT NULL,               -- Unix ms
+        after_bid  INTEGER NOT NULL                -- the item's last bid (row) before it, or 0
+    );
+    CREATE INDEX operator_actions_by_item ON operator_actions(item);
+    CREATE UNIQUE INDEX operator_actions_by_bid ON operator_actions(bid) WHERE bid IS NOT NULL;
+    CREATE TRIGGER operator_actions_no_update BEFORE UPDATE ON operator_actions
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER operator_actions_no_delete BEFORE DELETE ON operator_actions
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER bids_no_update BEFORE UPDATE ON bids
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER bids_no_delete BEFORE DELETE ON bids
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
 ];
 
 /// The lock file beside the database `db`: `db` with `.lock` added.

@@ -1,4 +1,4 @@
-//! `auction-server status` on a SQLite file (the report and its SQL are shared:
+//! `auction-server status` and `audit` on a SQLite file (the report and its SQL are shared:
 //! `store/sql/status.rs`), and [`query_one`] for tests and tools. Both open the database read
 //! only, from a process beside a running server or without one: they own no state and wait for
 //! no writer (WAL lets them read while the server commits).
@@ -11,34 +11,12 @@ use std::time::Duration;
 use super::schema::lock_path;
 use super::sql::SqliteQuery;
 use crate::store::sql::status::{read_tables, Report};
+use crate::store::sql::Query;
 
 /// Reads the report from the database at `db`.
 pub fn read(db: &Path) -> Result<Report> {
-    if !db.exists() {
-        bail!(
-            "there is no database at {} (give the server's --db)",
-            db.display()
-        );
-    }
     let server_running = lock_is_held(db);
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open {}", db.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    // Schema 5 brought the connection log (channel_sessions) this reads.
-    if version < 5 {
-        bail!(
-            "{} has schema version {version}; start this version of auction-server on it once to update it",
-            db.display()
-        );
-    }
-    // One read transaction: every part of the report is from the same commit.
-    conn.execute_batch("BEGIN")?;
-    let (accounts, open_items) = read_tables(&mut SqliteQuery::new(&conn))?;
-    conn.execute_batch("COMMIT")?;
+    let (accounts, open_items) = read_with(db, 5, read_tables)?;
     Ok(Report {
         source: "database",
         db: db.display().to_string(),
@@ -48,6 +26,38 @@ pub fn read(db: &Path) -> Result<Report> {
         open_items,
         nodes: Vec::new(),
     })
+}
+
+/// Runs `read` on the database at `db` in one read transaction (so everything it reads is
+/// from the same commit), once its schema is at least `version`.
+pub fn read_with<T>(
+    db: &Path,
+    version: i64,
+    read: impl FnOnce(&mut dyn Query) -> Result<T>,
+) -> Result<T> {
+    if !db.exists() {
+        bail!(
+            "there is no database at {} (give the server's --db)",
+            db.display()
+        );
+    }
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", db.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found < version {
+        bail!(
+            "{} has schema version {found}; start this version of auction-server on it once to update it",
+            db.display()
+        );
+    }
+    conn.execute_batch("BEGIN")?;
+    let read = read(&mut SqliteQuery::new(&conn))?;
+    conn.execute_batch("COMMIT")?;
+    Ok(read)
 }
 
 /// Whether a server holds `db`'s lock file (see `schema.rs`).
