@@ -108,7 +108,11 @@ pub enum Command {
         note: String,
     },
     /// This client's account name and public key (what a server's --operator-key names).
-    Whoami,
+    Whoami {
+        /// Print only the key (64 hex digits), e.g. for `--operator-key "$(... whoami --key)"`.
+        #[arg(long)]
+        key: bool,
+    },
     /// Print announcements (new items, subscribed items' bids, wins, sales) as they arrive.
     Watch,
     /// Interactive: the same commands, with announcements printed as they arrive.

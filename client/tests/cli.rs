@@ -546,7 +546,7 @@ async fn reserve_and_buy_it_now_from_the_command_line() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
-        lines[0].starts_with("TIME") && lines[0].contains("BIDDER"),
+        lines[0].starts_with("BID ") && lines[0].contains("BIDDER"),
         "{stdout}"
     );
     assert!(
@@ -578,4 +578,104 @@ async fn reserve_and_buy_it_now_from_the_command_line() {
     // `bid` needs one of an amount, --max or --buy-now.
     let (code, _, stderr) = env.run("bob", &["bid", &item]).await;
     assert_eq!(code, 2, "{stderr}");
+}
+
+#[tokio::test]
+async fn the_operator_removes_a_bid_and_cancels_an_item_from_the_command_line() {
+    let mut env = common::start().await;
+    // The key the server is to be given, read from the operator's home.
+    let (code, key, _) = env.run("operator", &["whoami", "--key"]).await;
+    assert_eq!(code, 0);
+    let key = key.trim().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    env.config.operator_key = auction_protocol::PublicKey::from_hex(&key);
+    assert!(env.config.operator_key.is_some());
+    let env = env.restart_after(Duration::ZERO).await;
+    env.register(&["operator", "alice", "bob", "mallory"]).await;
+    let (code, stdout, _) = env.run("operator", &["whoami"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!("You are operator; your public key is {key}.")
+    );
+    let item = env
+        .json(
+            "alice",
+            &["offer", "Guitar", "--min", "50", "--duration", "1m"],
+        )
+        .await["item"]
+        .to_string();
+    assert_eq!(env.run("bob", &["bid", &item, "60"]).await.0, 0);
+    assert_eq!(env.run("mallory", &["bid", &item, "90"]).await.0, 0);
+    let bids = env.json("operator", &["history", &item]).await;
+    let first = bids["bid"].as_u64().unwrap();
+    let (code, stdout, _) = env.run("operator", &["--json", "history", &item]).await;
+    assert_eq!(code, 0);
+    let shill: Value = serde_json::from_str(stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(shill["bidder"], "mallory");
+    let shill = shill["bid"].as_u64().unwrap();
+    assert!(shill > first);
+    // Anyone else is refused, with exit code 1.
+    let (code, _, stderr) = env
+        .run(
+            "alice",
+            &["remove-bid", &item, &shill.to_string(), "--note", "x"],
+        )
+        .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not this server's operator"), "{stderr}");
+    let (code, stdout, stderr) = env
+        .run(
+            "operator",
+            &[
+                "remove-bid",
+                &item,
+                &shill.to_string(),
+                "--note",
+                "shill bidding",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("Removed bid #{shill} from item {item}: the highest bid is now 60.00 by bob.")
+    );
+    let (code, stdout, _) = env.run("bob", &["history", &item]).await;
+    assert_eq!(code, 0);
+    let marked = stdout
+        .lines()
+        .find(|l| l.contains("mallory"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        marked.starts_with(&format!("#{shill}"))
+            && marked.contains("REMOVED by the operator at")
+            && marked.ends_with(": shill bidding"),
+        "{stdout}"
+    );
+    // Cancelling: the item closes unsold and its history says why.
+    let (code, stdout, stderr) = env
+        .run(
+            "operator",
+            &["cancel-item", &item, "--note", "stolen goods"],
+        )
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("Item {item} is cancelled")),
+        "{stdout}"
+    );
+    let (_, stdout, _) = env.run("bob", &["status", &item]).await;
+    assert!(stdout.contains("is closed"), "{stdout}");
+    assert!(!stdout.contains("sold to"), "{stdout}");
+    let (_, stdout, _) = env.run("bob", &["history", &item]).await;
+    assert!(
+        stdout.trim_end().ends_with(": stolen goods."),
+        "the history ends with the cancellation: {stdout}"
+    );
+    let (code, _, stderr) = env
+        .run("operator", &["cancel-item", &item, "--note", "again"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has closed"), "{stderr}");
 }

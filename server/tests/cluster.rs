@@ -787,3 +787,130 @@ async fn a_reserve_and_a_buy_it_now_price_move_with_the_item_through_a_kill_9_of
         assert!(n.terminate().await.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let key = auction_client::Identity::load_or_create(&dir.join("homes").join("operator"))
+        .unwrap()
+        .public
+        .to_hex();
+    let [n1, n2, n3] = three_nodes(dir, &pg.url, &["--operator-key", &key]).await;
+    let nodes = [n1.udp, n2.udp, n3.udp];
+    let op = person(dir, &nodes, "operator").await;
+    let seller = person(dir, &nodes, "seller").await;
+    let lot = seller.offer("Globe", Cents(1000), Some(60)).await.unwrap();
+    assert!(lot.channel.starts_with("127.0.0.2:"), "{}", lot.channel);
+    let [bob, shill] = [
+        person(dir, &nodes, "bob").await,
+        person(dir, &nodes, "shill").await,
+    ];
+    {
+        let mut b = bob.open_item(lot.item).await.unwrap();
+        let r = b.place(Offer::Max(Cents(5000)), None).await.unwrap();
+        assert!(matches!(r, BidResult::Accepted { .. }), "{r:?}");
+        let mut s = shill.open_item(lot.item).await.unwrap();
+        let r = s.bid(Cents(4000), None).await.unwrap();
+        assert!(matches!(r, BidResult::Accepted { .. }), "{r:?}");
+    }
+    // Bob's proxy answered the shill at 40.01 (one cent steps on the nodes).
+    let history = within(10, "the shill's bid in the history", async {
+        loop {
+            let h = op.history(lot.item).await.unwrap();
+            if h.bids.len() == 2 {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let shill_bid = history
+        .bids
+        .iter()
+        .find(|b| b.bidder == "shill")
+        .unwrap()
+        .bid;
+    // The leader hands the removal to n2, which runs the item, and answers once it is stored.
+    let lead = op
+        .remove_bid(lot.item, shill_bid, "shill bidding")
+        .await
+        .unwrap();
+    assert_eq!(lead, Some((Cents(1000), "bob".to_owned())));
+    // The removal moves with the item through a kill -9 of its node, bob's maximum with it.
+    n2.kill_9().await;
+    within(40, "the item to move to n3", async {
+        loop {
+            let view = seller.status(lot.item).await.unwrap();
+            if view
+                .channel
+                .as_deref()
+                .is_some_and(|c| c.starts_with("127.0.0.3:"))
+            {
+                assert_eq!(view.highest, Some(Cents(1000)));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    let carol = person(dir, &nodes, "carol").await;
+    let mut c = carol.open_item(lot.item).await.unwrap();
+    let r = c.bid(Cents(2000), None).await.unwrap();
+    assert!(
+        matches!(r, BidResult::Accepted { leading: false, .. }),
+        "bob's proxy answers on n3: {r:?}"
+    );
+    drop(c);
+    // Cancelling through the leader closes the item on its node, unsold.
+    op.cancel_item(lot.item, "the seller withdrew it")
+        .await
+        .unwrap();
+    let view = within(20, "the cancelled item to close", async {
+        loop {
+            let view = seller.status(lot.item).await.unwrap();
+            if view.state == ItemState::Closed {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!((view.winner, view.price), (None, None));
+    let h = op.history(lot.item).await.unwrap();
+    assert_eq!(
+        h.cancelled.map(|c| c.note),
+        Some("the seller withdrew it".to_owned())
+    );
+    let (url, item) = (pg.url.clone(), lot.item);
+    let audit = tokio::task::spawn_blocking(move || auction_server::audit::read_any(&url, item))
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<String> = audit
+        .events
+        .iter()
+        .map(|e| match e {
+            auction_server::audit::Event::Offered { .. } => "offered".to_owned(),
+            auction_server::audit::Event::Bid { bidder, .. } => bidder.clone(),
+            auction_server::audit::Event::Operator { action, .. } => action.clone(),
+            auction_server::audit::Event::Closed { .. } => "closed".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "offered",
+            "bob",
+            "shill",
+            "remove-bid",
+            "carol",
+            "cancel-item",
+            "closed"
+        ]
+    );
+    for n in [n1, n3] {
+        assert!(n.terminate().await.success());
+    }
+}

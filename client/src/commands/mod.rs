@@ -43,7 +43,7 @@ pub async fn run(cli: Cli, out: Out) -> Result<Done> {
             | Command::Deregister
             | Command::Watch
             | Command::Shell
-            | Command::Whoami
+            | Command::Whoami { .. }
     ) {
         attach::roam(&client, out).await?;
     }
@@ -86,7 +86,7 @@ async fn execute(
         Command::RemoveBid { item, bid, note } => {
             operator::remove_bid(client, item, bid, &note, out).await
         }
-        Command::Whoami => operator::whoami(client, out),
+        Command::Whoami { key } => operator::whoami(client, key, out),
         // Long-running modes are started by `run`; inside the shell they make no sense.
         Command::Watch | Command::Shell => shell::nested(),
     }

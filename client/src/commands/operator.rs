@@ -26,9 +26,9 @@ pub async fn remove_bid(
     Ok(Done::Ok)
 }
 
-/// `whoami`: answered from the client's home, without asking the server.
-pub fn whoami(client: &Client, out: Out) -> Result<Done> {
+/// `whoami [--key]`: answered from the client's home, without asking the server.
+pub fn whoami(client: &Client, key_only: bool, out: Out) -> Result<Done> {
     let (key, name) = client.whoami();
-    out.whoami(name.as_deref(), &key.to_hex());
+    out.whoami(name.as_deref(), &key.to_hex(), key_only);
     Ok(Done::Ok)
 }

@@ -32,9 +32,14 @@ impl Out {
         }
     }
 
-    pub fn whoami(&self, name: Option<&str>, key: &str) {
+    /// `key_only`: the key alone, for a script (`--operator-key "$(... whoami --key)"`).
+    pub fn whoami(&self, name: Option<&str>, key: &str, key_only: bool) {
         if self.json {
             self.line(json!({"name": name, "key": key}));
+            return;
+        }
+        if key_only {
+            say!("{key}");
             return;
         }
         match name {
