@@ -384,6 +384,26 @@ pub enum ServerBody {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         cancelled: bool,
     },
+    /// To a bidder who led the item and was outbid while not connected to its channel:
+    /// `amount` by `bidder` is the highest bid now, `next_min` the least that beats it.
+    Outbid {
+        notice: u64,
+        item: u64,
+        description: String,
+        amount: Cents,
+        bidder: String,
+        next_min: Cents,
+        ends_at: u64,
+    },
+    /// To the bidder leading the item, not connected to its channel, when it enters its last
+    /// moments (the server's `--ending-soon`): `amount` is the leading bid.
+    EndingSoon {
+        notice: u64,
+        item: u64,
+        description: String,
+        amount: Cents,
+        ends_at: u64,
+    },
     /// To the seller: the item has had no bid by half its time. Answer with `negotiate`.
     NegotiateReq {
         notice: u64,
@@ -465,6 +485,8 @@ impl ServerBody {
             | Win { .. }
             | Sold { .. }
             | NotSold { .. }
+            | Outbid { .. }
+            | EndingSoon { .. }
             | NegotiateReq { .. }
             | Settled { .. }
             | SettleCancelled { .. }
@@ -493,6 +515,8 @@ impl ServerBody {
             ServerBody::Win { notice, .. }
             | ServerBody::Sold { notice, .. }
             | ServerBody::NotSold { notice, .. }
+            | ServerBody::Outbid { notice, .. }
+            | ServerBody::EndingSoon { notice, .. }
             | ServerBody::NegotiateReq { notice, .. }
             | ServerBody::Settled { notice, .. }
             | ServerBody::SettleCancelled { notice, .. }
@@ -899,6 +923,20 @@ mod tests {
             seller: "s".repeat(MAX_NAME_LEN),
         });
         assert!(win.len() <= MAX_DATAGRAM);
+        let outbid = encode(ServerBody::Outbid {
+            notice: (1 << 53) - 1,
+            item: (1 << 53) - 1,
+            description: "𝄞".repeat(MAX_DESCRIPTION_CHARS),
+            amount: Cents(crate::limits::MAX_AMOUNT_CENTS),
+            bidder: "b".repeat(MAX_NAME_LEN),
+            next_min: Cents(crate::limits::MAX_AMOUNT_CENTS),
+            ends_at: 9_999_999_999_999,
+        });
+        assert!(
+            outbid.len() <= MAX_DATAGRAM,
+            "outbid is {} bytes",
+            outbid.len()
+        );
     }
 
     /// An operator's note whose JSON is as long as a note's can be.

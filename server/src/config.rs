@@ -62,6 +62,10 @@ pub struct Config {
     pub operator_key: Option<auction_protocol::PublicKey>,
     pub snipe_window: Duration,
     pub snipe_extension: Duration,
+    /// How long before its end an item tells its leader, if not connected to its channel,
+    /// that it is ending (ENDING-SOON): at most a quarter of the auction's length, like the
+    /// soft close. Zero: never.
+    pub ending_soon: Duration,
     /// Distinct accounts connected to one item's channel at once; `None` = no cap.
     pub max_bidders_per_item: Option<usize>,
     /// UDP datagrams per second from one source IP, and how many at once (burst); the rest
@@ -146,6 +150,7 @@ impl Default for Config {
             operator_key: None,
             snipe_window: Duration::from_secs(30),
             snipe_extension: Duration::from_secs(30),
+            ending_soon: Duration::from_secs(60),
             max_bidders_per_item: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_account: 128,

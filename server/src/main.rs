@@ -88,6 +88,11 @@ struct Cli {
     /// One step at every price instead of the table, e.g. 0.01 (the same as --increments 0:STEP).
     #[arg(long, value_parser = parse_amount)]
     min_increment: Option<Cents>,
+    /// How long before its end an item sends its leading bidder, when not connected to the
+    /// item's channel, a reliable ENDING-SOON notice (at most a quarter of the auction's
+    /// length); 0s: never.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    ending_soon: Duration,
     /// The operator's Ed25519 public key (64 hex digits, as `auction-client whoami` shows
     /// it): the account registered with this key may cancel open items and remove bids
     /// (`auction-client cancel-item`, `remove-bid`). Without it no one may.
@@ -397,6 +402,7 @@ async fn run(mut cli: Cli) -> Result<()> {
         operator_key: cli.operator_key,
         snipe_window: cli.snipe_window,
         snipe_extension: cli.snipe_extension,
+        ending_soon: cli.ending_soon,
         max_bidders_per_item: cli.max_bidders_per_item,
         max_connections: cli.max_connections,
         max_connections_per_account: cli.max_connections_per_account,

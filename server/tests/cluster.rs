@@ -862,7 +862,25 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
         matches!(r, BidResult::Accepted { leading: false, .. }),
         "bob's proxy answers on n3: {r:?}"
     );
+    // Past bob's maximum: the leader reads the new leader in the item's row and tells bob,
+    // who is not on the channel, with a reliable OUTBID.
+    let r = c.bid(Cents(6000), None).await.unwrap();
+    assert!(
+        matches!(r, BidResult::Accepted { leading: true, .. }),
+        "{r:?}"
+    );
     drop(c);
+    let outbid = common::announcement(&bob, "OUTBID", |msg| match msg {
+        ServerBody::Outbid {
+            item,
+            amount,
+            bidder,
+            ..
+        } => Some((*item, *amount, bidder.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(outbid, (lot.item, Cents(6000), "carol".to_owned()));
     // Cancelling through the leader closes the item on its node, unsold.
     op.cancel_item(lot.item, "the seller withdrew it")
         .await
@@ -905,6 +923,7 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
             "bob",
             "shill",
             "remove-bid",
+            "carol",
             "carol",
             "cancel-item",
             "closed"

@@ -31,6 +31,28 @@ impl Out {
             } => say!(
                 "You won item {item} \"{description}\" for {amount}. The seller is {seller}. Give your shipping details with `settle {item}`."
             ),
+            ServerBody::Outbid {
+                item,
+                description,
+                amount,
+                bidder,
+                next_min,
+                ends_at,
+                ..
+            } => say!(
+                "You were outbid on item {item} \"{description}\": {bidder} leads with {amount}. Bid at least {next_min} with `bid {item} {next_min}`; bidding closes {}.",
+                until(*ends_at)
+            ),
+            ServerBody::EndingSoon {
+                item,
+                description,
+                amount,
+                ends_at,
+                ..
+            } => say!(
+                "Item {item} \"{description}\" ends soon: bidding closes {}, and you lead with {amount}.",
+                until(*ends_at)
+            ),
             ServerBody::Sold {
                 item,
                 description,

@@ -82,6 +82,7 @@ impl ItemTask {
             .auction
             .lead()
             .map(|l| (l.amount, l.bidder.id, self.auction.ends_at));
+        let leader_before = before.map(|b| b.1);
         let end_before = self.auction.ends_at;
         self.auction.apply(&bidder, &decision, id.as_deref());
         if let Some(record) = record {
@@ -127,6 +128,7 @@ impl ItemTask {
                     reserve_met: self.auction.reserve_met(),
                     buy_now: self.auction.buy_now(),
                     bid: placed,
+                    outbid: leader_before.filter(|&was| was != l.bidder.id),
                 });
             }
             _ => self.emit(Out::Counted(placed)),

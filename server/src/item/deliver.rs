@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{ItemTask, Out};
-use crate::registry::inbox::{Change, ItemUpdate};
+use crate::registry::inbox::{Alert, Change, ItemUpdate};
 use crate::rules::auction;
 
 impl ItemTask {
@@ -65,7 +65,17 @@ impl ItemTask {
                 reserve_met,
                 buy_now,
                 bid,
+                outbid,
             } => {
+                if let Some(account) = outbid {
+                    self.alert_if_away(Alert::Outbid {
+                        account,
+                        amount,
+                        bidder: bidder.clone(),
+                        next_min,
+                        ends_at,
+                    });
+                }
                 let terms = (reserve_met, buy_now);
                 self.ctx
                     .board

@@ -19,6 +19,7 @@
 //! registry clears an account's flag before it appends the deregistration, so that verdict
 //! can still precede its record, as it always could.)
 
+mod alerts;
 mod bid;
 mod channel;
 mod close;
@@ -73,6 +74,9 @@ enum Out {
         reserve_met: Option<bool>,
         buy_now: Option<Cents>,
         bid: BoardBid,
+        /// The account that led before this bid, when it lost the lead: told by OUTBID if
+        /// it has no connection on the item when this is said.
+        outbid: Option<AccountId>,
     },
     /// An accepted bid that moved nothing others see (a leader's new maximum): the board
     /// counts it.
@@ -109,6 +113,8 @@ struct ItemTask {
     mono: Instant,
     /// The auction's result, when the bid that ended it (buy it now) appended it with itself.
     result: Option<close::Closing>,
+    /// The end for which the leader was last considered for ENDING-SOON, and who was told.
+    ending_soon: (u64, Option<AccountId>),
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
@@ -209,6 +215,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         now: unix_ms(),
         mono: Instant::now(),
         result: None,
+        ending_soon: (0, None),
     };
     let watchers = task.watchers.clone();
     let prepared = Prepared {
@@ -246,13 +253,29 @@ impl ItemTask {
         let end = tokio::time::sleep_until(self.end_instant());
         tokio::pin!(end);
         let mut armed_for = self.auction.ends_at;
+        // ENDING-SOON: armed for the end as it stands, once per end (`alerts.rs`).
+        let soon = tokio::time::sleep_until(self.ending_soon_instant());
+        tokio::pin!(soon);
+        let mut soon_for = self.auction.ends_at;
         let shutdown = self.ctx.shutdown.clone();
         loop {
             if self.auction.ends_at != armed_for {
                 armed_for = self.auction.ends_at;
                 end.as_mut().reset(self.end_instant());
             }
+            if self.auction.ends_at != soon_for {
+                soon_for = self.auction.ends_at;
+                soon.as_mut().reset(self.ending_soon_instant());
+            }
+            let soon_due = self.ending_soon.0 != self.auction.ends_at
+                && !self.ctx.config.ending_soon.is_zero();
             tokio::select! {
+                _ = &mut soon, if soon_due => {
+                    self.clock();
+                    if !self.ending_soon() {
+                        soon.as_mut().reset(self.ending_soon_instant());
+                    }
+                }
                 _ = &mut end => {
                     self.clock();
                     if self.auction.is_over(self.now) {

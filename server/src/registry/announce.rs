@@ -91,6 +91,10 @@ impl Registry {
     /// A subscribed item's new highest bid or lowered minimum, durable: BID-UPDATE or
     /// PRICE-ADJUSTMENT to each subscriber.
     pub(super) fn on_update(&mut self, update: ItemUpdate) {
+        if let Change::Tell(alert) = update.change {
+            self.alert(update.item, alert, crate::clock::Now::read());
+            return;
+        }
         let Some(entry) = self.items.get(&update.item) else {
             return;
         };
@@ -112,6 +116,7 @@ impl Registry {
                 ends_at,
             },
             Change::Min { min, ends_at } => Body::PriceAdjustment { item, min, ends_at },
+            Change::Tell(_) => return,
         };
         self.announce_to_subscribers(item, u64::from(skip), body);
     }

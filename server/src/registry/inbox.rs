@@ -5,7 +5,7 @@
 use auction_protocol::Cents;
 use std::sync::Arc;
 
-use crate::accounts::AccountHandle;
+use crate::accounts::{AccountHandle, AccountId};
 use crate::store::NoticeRecord;
 
 /// Sent to the registry when an auction has ended and its result and notices are durable.
@@ -35,6 +35,27 @@ pub enum Change {
     },
     Min {
         min: Cents,
+        ends_at: u64,
+    },
+    /// Not for subscribers: a bidder to tell reliably over UDP (`registry/alerts.rs`).
+    Tell(Alert),
+}
+
+/// What an item tells a bidder who is not connected to its channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    /// `account` led and was outbid: `amount` by `bidder` leads now.
+    Outbid {
+        account: AccountId,
+        amount: Cents,
+        bidder: String,
+        next_min: Cents,
+        ends_at: u64,
+    },
+    /// `account` leads with `amount`, and the item ends at `ends_at`, soon.
+    EndingSoon {
+        account: AccountId,
+        amount: Cents,
         ends_at: u64,
     },
 }

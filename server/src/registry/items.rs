@@ -317,6 +317,7 @@ impl Registry {
         if let Some(entry) = self.items.get_mut(&closed.item) {
             entry.cmd = None;
         }
+        self.forget_alerts(closed.item);
         if let Some(account) = self.accounts.get_mut(&closed.seller.name) {
             account.open_items = account.open_items.saturating_sub(1);
         }

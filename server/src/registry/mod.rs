@@ -22,6 +22,7 @@
 //! what is ready to send collects in `sends`, and the run loop sends it after each event.
 
 mod accounts;
+mod alerts;
 mod announce;
 mod announce_queue;
 mod devices;
@@ -195,6 +196,8 @@ pub struct Registry {
     history_reads: Arc<tokio::sync::Semaphore>,
     /// `history` requests each source may still make (`items.rs`, `HISTORY_RATE`).
     history_sources: SourceLimiter,
+    /// OUTBID and ENDING-SOON (`alerts.rs`).
+    alerts: alerts::Alerts,
 }
 
 /// The result of one request: datagrams to send back (the first is kept in the signing
@@ -287,6 +290,7 @@ impl Registry {
                 items::HISTORY_BURST,
                 ratelimit::MAX_SOURCES,
             ),
+            alerts: alerts::Alerts::new(snapshot.next_registry_notice),
         };
         registry.restore(snapshot, now);
         registry

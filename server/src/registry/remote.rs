@@ -124,6 +124,22 @@ impl Registry {
             v.buy_now = state.terms.buy_now(highest);
         });
         let subscribed = !entry.subscribers.is_empty();
+        // The leader that lost the lead is told (connected to the channel or not: the leader
+        // does not know), once the owner stored the bid.
+        if let (Some(was), Some(amount), Some(now_leads)) = (&before.bidder, highest, &bidder) {
+            if was != now_leads {
+                if let Some(account) = self.accounts.get(was).map(|a| a.handle.id) {
+                    let alert = super::inbox::Alert::Outbid {
+                        account,
+                        amount,
+                        bidder: now_leads.clone(),
+                        next_min: self.ctx.config.increments.above(amount),
+                        ends_at: state.ends_at,
+                    };
+                    self.alert(state.id, alert, Now::read());
+                }
+            }
+        }
         if !subscribed {
             return;
         }

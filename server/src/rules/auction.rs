@@ -224,6 +224,11 @@ impl Auction {
         self.lead.as_ref()
     }
 
+    /// When it was offered (Unix ms).
+    pub fn offered_at(&self) -> u64 {
+        self.offered_at
+    }
+
     /// The same auction (minimum, terms, rules, end) without any bid: where the bids still in
     /// force are judged again after the operator removed one (`rules::removal`).
     pub fn unbid(&self) -> Auction {

@@ -22,7 +22,7 @@ mod snapshot;
 pub mod sql;
 pub mod sqlite;
 
-pub use record::{NoticeKind, NoticeRecord, Record, SETTLEMENT_NOTICES};
+pub use record::{NoticeKind, NoticeRecord, Record, REGISTRY_NOTICES, SETTLEMENT_NOTICES};
 pub use snapshot::{Negotiation, Snapshot, StoredAccount, StoredItem, StoredNotice, StoredReply};
 
 use auction_protocol::Cents;

@@ -123,6 +123,12 @@ pub enum Record {
         note: String,
         at: u64,
     },
+    /// A reliable notice on its own (OUTBID, ENDING-SOON), kept until its recipient
+    /// acknowledges it.
+    Notice {
+        notice: NoticeRecord,
+        at: u64,
+    },
     NoticeAcked {
         notice: u64,
         at: u64,
@@ -235,3 +241,7 @@ impl NoticeKind {
 
 /// The first settlement notice id: far above every item * 4 + kind, and below 2^53.
 pub const SETTLEMENT_NOTICES: u64 = 1 << 52;
+
+/// The first id of the registry's own notices (OUTBID, ENDING-SOON), numbered in order up to
+/// [`SETTLEMENT_NOTICES`]: above every item * 4 + kind (items stay below 2^49).
+pub const REGISTRY_NOTICES: u64 = 1 << 51;

@@ -30,6 +30,9 @@ pub struct Snapshot {
     /// the settlement's first record): their settlements start at this start.
     pub unsettled: Vec<Sale>,
     /// The next settlement notice id.
+    /// The next id of the registry's own notices (OUTBID, ENDING-SOON): from
+    /// [`crate::store::REGISTRY_NOTICES`].
+    pub next_registry_notice: u64,
     pub next_notice: u64,
     /// The key cookies derive from, when the nodes of a cluster share one (so a client's
     /// cookie holds on a new leader); `None`: a random one per run.

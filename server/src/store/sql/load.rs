@@ -17,7 +17,8 @@ use crate::accounts::AccountId;
 use crate::rules::auction::{Outcome, Terms};
 use crate::rules::settlement::{Party, Sale, Settlement};
 use crate::store::{
-    Negotiation, Snapshot, StoredAccount, StoredItem, StoredNotice, StoredReply, SETTLEMENT_NOTICES,
+    Negotiation, Snapshot, StoredAccount, StoredItem, StoredNotice, StoredReply, REGISTRY_NOTICES,
+    SETTLEMENT_NOTICES,
 };
 
 /// Removed accounts whose replay windows are loaded at start (as the registry keeps in memory).
@@ -130,6 +131,23 @@ pub fn load(q: &mut dyn Query) -> Result<Snapshot> {
                 .copied()
                 .context("no row")?
                 .max(SETTLEMENT_NOTICES)
+        },
+        next_registry_notice: {
+            let mut cols = Cols::new(["next"]);
+            let found = collect(
+                q,
+                "SELECT coalesce(max(id) + 1, 0) AS next FROM notices WHERE id >= $1 AND id < $2",
+                params![REGISTRY_NOTICES, SETTLEMENT_NOTICES],
+                |r| {
+                    let [next] = cols.of(r)?;
+                    r.u64(next)
+                },
+            )?;
+            found
+                .first()
+                .copied()
+                .context("no row")?
+                .max(REGISTRY_NOTICES)
         },
         cookie_secret: None,
     })

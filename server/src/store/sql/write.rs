@@ -27,6 +27,7 @@ pub fn describe(record: &Record) -> &'static str {
         Record::Bid { .. } => "a bid",
         Record::ItemClosed { .. } => "an auction result",
         Record::BidRemoved { .. } | Record::ItemCancelled { .. } => "an operator's action",
+        Record::Notice { .. } => "a notice",
         Record::NoticeAcked { .. } => "an acknowledgement",
         Record::ChannelOpened { .. } | Record::ChannelClosed { .. } => "the connection log",
         Record::Subscribed { .. } | Record::Unsubscribed { .. } => "a subscription",
@@ -123,6 +124,7 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             note,
             at,
         } => operator_action(tx, *item, "cancel-item", None, *operator, note, *at),
+        Record::Notice { notice, at } => insert_notice(tx, notice, *at),
         Record::NoticeAcked { notice, at } => ack_notice(tx, *notice, *at),
         Record::ChannelOpened {
             session,
