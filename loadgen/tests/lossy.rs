@@ -163,9 +163,13 @@ async fn win_sold_and_not_sold_reach_the_application_exactly_once() {
             }
             tokio::select! {
                 msg = c.next_announcement() => {
-                    // The result notices; a NEGOTIATE-REQ for the unbid item is not one.
+                    // The result notices (not NEGOTIATE-REQ for the unbid item, nor OUTBID or
+                    // ENDING-SOON for a leader off the channel).
                     let result = |m: &ServerBody| {
-                        m.notice().is_some() && !matches!(m, ServerBody::NegotiateReq { .. })
+                        matches!(
+                            m,
+                            ServerBody::Win { .. } | ServerBody::Sold { .. } | ServerBody::NotSold { .. }
+                        )
                     };
                     if let Some(m) = msg.filter(result) {
                         got.push(m);
