@@ -18,7 +18,9 @@
 //! point money), as are the optional `reserve` and `buy_now` prices (see PROTOCOL.md's `offer`);
 //! `duration` is written like `90s`, `10m`, `2h` (default 5m). With `"close_in_turn": "30s"` the
 //! lots close one after another, each that long after the one before it (a timed sale); only the
-//! first takes a duration. The whole file is
+//! first takes a duration; adding `"group_soft_close": true` makes them one group, in which a
+//! soft-close extension of a lot moves every later lot with it, so they still close in turn,
+//! that far apart (the registry does it: `registry/lots.rs`). The whole file is
 //! checked before anything is offered: any bad entry stops the start with its position and why.
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +44,10 @@ pub const MAX_ID_CHARS: usize = 200;
 pub struct Catalog {
     pub seller: String,
     pub entries: Vec<Entry>,
+    /// `"group_soft_close": true` (with `close_in_turn`): the lots close in turn as one group,
+    /// a soft-close extension of one moving every later lot with it, so each still closes
+    /// this long (ms) after the one before it.
+    pub group_gap_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +67,9 @@ struct File {
     /// Lots closing in turn: each entry closes this long after the one before it (`30s`); the
     /// first after its own duration. Later entries then take no duration of their own.
     close_in_turn: Option<String>,
+    /// With `close_in_turn`: a soft-close extension of a lot moves the later lots too.
+    #[serde(default)]
+    group_soft_close: bool,
     items: Vec<RawEntry>,
 }
 
@@ -121,6 +130,9 @@ impl Catalog {
                 Some(gap)
             }
         };
+        if file.group_soft_close && gap.is_none() {
+            bail!("group_soft_close needs close_in_turn: it keeps lots closing in turn");
+        }
         let mut seen = HashSet::new();
         let mut entries: Vec<Entry> = Vec::with_capacity(file.items.len());
         for (i, raw) in file.items.into_iter().enumerate() {
@@ -152,6 +164,9 @@ impl Catalog {
         Ok(Catalog {
             seller: file.seller,
             entries,
+            group_gap_ms: gap
+                .filter(|_| file.group_soft_close)
+                .map(|g| g.saturating_mul(1000)),
         })
     }
 }

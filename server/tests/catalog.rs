@@ -120,3 +120,73 @@ async fn lots_close_in_turn_one_after_another() {
     let ids: Vec<u64> = items.iter().map(|i| i.item).collect();
     assert_eq!(closed, ids);
 }
+
+#[tokio::test]
+async fn a_soft_close_extension_moves_the_later_lots_of_the_group_and_they_still_close_in_turn() {
+    let lots = Catalog::parse(
+        r#"{"close_in_turn": "2s", "group_soft_close": true, "items": [
+            {"id": "a", "description": "Lot A", "min": "5", "duration": "8s"},
+            {"id": "b", "description": "Lot B", "min": "5"},
+            {"id": "c", "description": "Lot C", "min": "5"}
+        ]}"#,
+    )
+    .unwrap();
+    // The server's soft close (30 s), which an 8 s auction scales to 2 s and 2 s.
+    let config = auction_server::Config {
+        catalog: Some(lots),
+        snipe_window: std::time::Duration::from_secs(30),
+        snipe_extension: std::time::Duration::from_secs(30),
+        recovery_grace: std::time::Duration::from_secs(1),
+        ..quick_config()
+    };
+    let t = start(config).await;
+    let bob = t.registered("bob").await;
+    let mut items = bob.list().await.unwrap();
+    items.sort_by_key(|i| i.item);
+    let [a, b, c] = [items[0].item, items[1].item, items[2].item];
+    // A bid in lot A's last second and a half extends it...
+    let planned = items[0].ends_at;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        planned.saturating_sub(auction_server::unix_ms() + 1500),
+    ))
+    .await;
+    let mut ch = bob.open_item(a).await.unwrap();
+    let r = ch.bid(Cents(500), None).await.unwrap();
+    let auction_client::BidResult::Accepted { ends_at: a_end, .. } = r else {
+        panic!("{r:?}");
+    };
+    drop(ch);
+    assert!(a_end > planned, "lot A was extended");
+    // ...and lots B and C move with it: still 2 s apart, after it.
+    let ends = common::within(10, "the later lots to move", async {
+        loop {
+            let b_end = bob.status(b).await.unwrap().ends_at;
+            let c_end = bob.status(c).await.unwrap().ends_at;
+            if b_end >= a_end + 2000 && c_end >= a_end + 4000 {
+                return (b_end, c_end);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(ends, (a_end + 2000, a_end + 4000));
+    // The moved ends are stored: a restart keeps them (plus the recovery grace, if any).
+    let t = t.restart().await;
+    assert!(bob.status(b).await.unwrap().ends_at >= a_end + 2000);
+    // And the lots close in turn.
+    let mut closed = Vec::new();
+    common::within(30, "the lots to close", async {
+        while closed.len() < 3 {
+            for i in [a, b, c] {
+                let view = bob.status(i).await.unwrap();
+                if view.state == auction_protocol::ItemState::Closed && !closed.contains(&i) {
+                    closed.push(i);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(closed, [a, b, c]);
+    drop(t);
+}

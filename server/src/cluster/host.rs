@@ -454,6 +454,8 @@ impl Hosting {
             lead,
             bid_ids,
             shown: Some(counts),
+            // A group of lots is the leader's registry's to move, on one server only.
+            grouped: false,
         };
         let handle = item::spawn(spec, listener, self.ctx.clone());
         self.running.insert(id, handle.cmd);

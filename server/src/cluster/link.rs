@@ -280,8 +280,9 @@ pub fn mirror(link: Arc<Link>, item: u64) -> mpsc::Sender<ItemCmd> {
                     let _ = reply.send(link.operator(item, Some(bid), command).await);
                 }
                 // Told to every node at once (`Link::account_gone`); connections never reach
-                // a mirror.
+                // a mirror; a group of lots is moved on one server only (`registry/lots.rs`).
                 ItemCmd::AccountGone { .. }
+                | ItemCmd::PushEnd { .. }
                 | ItemCmd::Join { .. }
                 | ItemCmd::Leave { .. }
                 | ItemCmd::Request { .. }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::ItemTask;
 use crate::clock::Now;
-use crate::registry::inbox::{Alert, Change, ItemUpdate};
+use crate::registry::inbox::{Alert, Change};
 
 impl ItemTask {
     /// When ENDING-SOON is due for the end as it stands, on the runtime's clock.
@@ -63,20 +63,6 @@ impl ItemTask {
         if self.accounts.contains_key(&account) {
             return;
         }
-        let update = ItemUpdate {
-            item: self.id,
-            change: Change::Tell(alert),
-        };
-        match self.ctx.updates.try_send(update) {
-            Ok(()) => {}
-            // The registry is far behind: this notice is lost (the price is in `status`).
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!("the registry is behind; an OUTBID or ENDING-SOON was not sent");
-                self.ctx.metrics.dropped("alert");
-            }
-            // A node running items for a leader elsewhere: the leader sees outbid leaders in
-            // the items' rows (`registry/remote.rs`).
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        self.tell_registry(Change::Tell(alert));
     }
 }

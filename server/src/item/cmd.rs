@@ -33,6 +33,9 @@ pub struct ItemSpec {
     /// one, or one given to this node): the board shows it at once. `None` for a new item,
     /// which the board shows once its offer is durable (`registry/announce.rs`).
     pub shown: Option<crate::web::BidCounts>,
+    /// A lot of a group closing in turn: its soft-close extensions move the later lots
+    /// (`registry/lots.rs`), so it tells the registry of them.
+    pub grouped: bool,
 }
 
 /// What the registry and an item task share about the item's subscribers.
@@ -84,6 +87,11 @@ pub enum ItemCmd {
     LowerMin {
         min: Cents,
         reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// An earlier lot of the item's group was extended: the item must end at `to` at the
+    /// earliest (a later end stays).
+    PushEnd {
+        to: u64,
     },
     /// The operator (the registry checked who) cancels the item: it closes now, unsold.
     /// Answered once the cancellation is appended to storage (`item/operator.rs`).

@@ -77,6 +77,9 @@ impl ItemTask {
                     });
                 }
                 let terms = (reserve_met, buy_now);
+                if self.grouped && bid.extended {
+                    self.tell_registry(Change::Extended { ends_at });
+                }
                 self.ctx
                     .board
                     .bid(self.id, bid, amount, bidder.clone(), terms);
@@ -105,6 +108,7 @@ impl ItemTask {
             }
             Out::Counted(bid) => self.ctx.board.counted(self.id, bid),
             Out::Removed(removed) => self.removed(removed),
+            Out::EndMoved(ends_at) => self.end_moved(ends_at),
             Out::Min(min) => {
                 self.view.send_modify(|v| v.min = min);
                 self.ctx.board.min_lowered(self.id, min);
@@ -120,6 +124,61 @@ impl ItemTask {
                 }
                 self.report(Change::Min { min, ends_at });
             }
+        }
+    }
+
+    /// Says a durable end moved by the group: the view, the board, HIGHEST (when there is a
+    /// lead) and STATE on the channel, BID-UPDATE to subscribers.
+    fn end_moved(&mut self, ends_at: u64) {
+        self.view.send_modify(|v| v.ends_at = ends_at);
+        self.ctx.board.end_moved(self.id, ends_at);
+        let lead = self
+            .auction
+            .lead()
+            .map(|l| (l.amount, l.bidder.name.clone()));
+        if let Some((amount, bidder)) = lead.clone() {
+            let line = channel::encode_line(ChannelBody::Highest {
+                item: self.id,
+                amount,
+                bidder,
+                ends_at,
+                next_min: Some(self.auction.next_min()),
+                reserve_met: self.auction.reserve_met(),
+                buy_now: self.auction.buy_now(),
+            });
+            self.highest.send_replace(Some(Arc::from(line)));
+        }
+        let conns: Vec<u64> = self.conns.keys().copied().collect();
+        for conn in conns {
+            if let Some(c) = self.conns.get(&conn) {
+                let state = self.state(None, &c.account.name);
+                self.send(conn, state);
+            }
+        }
+        if let Some((amount, bidder)) = lead {
+            self.report(Change::Highest {
+                amount,
+                bidder,
+                ends_at,
+            });
+        }
+    }
+
+    /// Tells the registry something that is not for subscribers only (a group's extension),
+    /// unless it is far behind (then it is lost, and logged).
+    pub(super) fn tell_registry(&mut self, change: Change) {
+        let update = ItemUpdate {
+            item: self.id,
+            change,
+        };
+        match self.ctx.updates.try_send(update) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("the registry is behind; a message to it was dropped");
+                self.ctx.metrics.dropped("registry-behind");
+            }
+            // A node running items for a leader elsewhere: nothing listens here.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 

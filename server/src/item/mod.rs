@@ -86,6 +86,8 @@ enum Out {
     /// The operator removed a bid: BID-REMOVED and STATE on the channel, the view, HIGHEST
     /// and the board as the auction stands without it.
     Removed(operator::Removed),
+    /// An earlier lot of the group moved this item's end: the view, HIGHEST and STATE.
+    EndMoved(u64),
 }
 
 struct ItemTask {
@@ -115,6 +117,8 @@ struct ItemTask {
     result: Option<close::Closing>,
     /// The end for which the leader was last considered for ENDING-SOON, and who was told.
     ending_soon: (u64, Option<AccountId>),
+    /// A lot of a group closing in turn (see `ItemSpec::grouped`).
+    grouped: bool,
 }
 
 /// Starts the task of an item; it listens on `listener` if given.
@@ -216,6 +220,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         mono: Instant::now(),
         result: None,
         ending_soon: (0, None),
+        grouped: spec.grouped,
     };
     let watchers = task.watchers.clone();
     let prepared = Prepared {
@@ -352,6 +357,7 @@ impl ItemTask {
             ItemCmd::BadLine { conn, error, fatal } => self.bad_line(conn, error, fatal),
             ItemCmd::Leader { reply } => drop(reply.send(self.auction.lead().map(|l| l.bidder.id))),
             ItemCmd::LowerMin { min, reply } => drop(reply.send(self.lower_min(min))),
+            ItemCmd::PushEnd { to } => self.push_end(to),
             ItemCmd::Cancel {
                 operator,
                 note,
@@ -414,6 +420,21 @@ impl ItemTask {
             self.send(conn, body);
             self.remove(conn);
         }
+    }
+
+    /// An earlier lot of the item's group was extended: the end moves to `to` if that is
+    /// later, stored before it is said.
+    fn push_end(&mut self, to: u64) {
+        if self.auction.is_over(self.now) || to <= self.auction.ends_at {
+            return;
+        }
+        self.auction.ends_at = to;
+        self.append(vec![Record::EndMoved {
+            item: self.id,
+            ends_at: to,
+        }]);
+        tracing::info!(ends_at = to, "an earlier lot's extension moved the end");
+        self.emit(Out::EndMoved(to));
     }
 
     /// The seller accepted a negotiation: the minimum goes down if the rules allow it now.

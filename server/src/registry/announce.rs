@@ -91,9 +91,12 @@ impl Registry {
     /// A subscribed item's new highest bid or lowered minimum, durable: BID-UPDATE or
     /// PRICE-ADJUSTMENT to each subscriber.
     pub(super) fn on_update(&mut self, update: ItemUpdate) {
-        if let Change::Tell(alert) = update.change {
-            self.alert(update.item, alert, crate::clock::Now::read());
-            return;
+        match update.change {
+            Change::Tell(alert) => {
+                return self.alert(update.item, alert, crate::clock::Now::read())
+            }
+            Change::Extended { ends_at } => return self.lot_extended(update.item, ends_at),
+            Change::Highest { .. } | Change::Min { .. } => {}
         }
         let Some(entry) = self.items.get(&update.item) else {
             return;
@@ -116,7 +119,7 @@ impl Registry {
                 ends_at,
             },
             Change::Min { min, ends_at } => Body::PriceAdjustment { item, min, ends_at },
-            Change::Tell(_) => return,
+            Change::Tell(_) | Change::Extended { .. } => return,
         };
         self.announce_to_subscribers(item, u64::from(skip), body);
     }

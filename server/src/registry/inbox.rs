@@ -39,6 +39,11 @@ pub enum Change {
     },
     /// Not for subscribers: a bidder to tell reliably over UDP (`registry/alerts.rs`).
     Tell(Alert),
+    /// Not for subscribers: a lot of a group closing in turn was extended (soft close) to
+    /// `ends_at`; the later lots move with it (`registry/lots.rs`).
+    Extended {
+        ends_at: u64,
+    },
 }
 
 /// What an item tells a bidder who is not connected to its channel.

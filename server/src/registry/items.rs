@@ -170,6 +170,10 @@ impl Registry {
             lead: None,
             bid_ids: Vec::new(),
             shown: None,
+            grouped: self
+                .lots
+                .as_ref()
+                .is_some_and(|l| l.has(catalog_id.as_deref())),
         };
         let handle = item::spawn(spec, Some(listener), self.ctx.clone());
         let entry = Entry::running(handle, Negotiation::Due(negotiate_at));
@@ -251,6 +255,9 @@ impl Registry {
         self.items.insert(id, entry);
         if let Some(account) = self.accounts.get_mut(seller) {
             account.open_items += 1;
+        }
+        if let Some(lots) = &mut self.lots {
+            lots.add(catalog_id.as_deref(), id);
         }
         if let Some(catalog_id) = catalog_id {
             self.catalog_ids.insert(catalog_id);

@@ -29,6 +29,7 @@ mod devices;
 mod gate;
 pub(crate) mod inbox;
 mod items;
+mod lots;
 mod negotiation;
 mod notices;
 mod operator;
@@ -198,6 +199,8 @@ pub struct Registry {
     history_sources: SourceLimiter,
     /// OUTBID and ENDING-SOON (`alerts.rs`).
     alerts: alerts::Alerts,
+    /// The catalog's lots closing in turn as one group, if it asks for that (`lots.rs`).
+    lots: Option<lots::Lots>,
 }
 
 /// The result of one request: datagrams to send back (the first is kept in the signing
@@ -291,6 +294,7 @@ impl Registry {
                 ratelimit::MAX_SOURCES,
             ),
             alerts: alerts::Alerts::new(snapshot.next_registry_notice),
+            lots: lots::Lots::of(ctx.config.catalog.as_ref()),
         };
         registry.restore(snapshot, now);
         registry

@@ -168,7 +168,14 @@ impl Registry {
                 lead,
                 bid_ids: stored.bid_ids,
                 shown: Some(stored.counts),
+                grouped: self
+                    .lots
+                    .as_ref()
+                    .is_some_and(|l| l.has(stored.catalog_id.as_deref())),
             };
+            if let Some(lots) = &mut self.lots {
+                lots.add(stored.catalog_id.as_deref(), stored.id);
+            }
             let leader = spec.lead.as_ref().map(|l| l.bidder.id);
             let (handle, prepared) = item::prepare(spec, self.ctx.clone());
             if let Negotiation::Due(at) = stored.negotiation {

@@ -73,6 +73,12 @@ pub enum Record {
         ends_at: u64,
         port: u16,
     },
+    /// An earlier lot of the item's group was extended (soft close): the item ends at
+    /// `ends_at` now, as if a bid of its own had moved it.
+    EndMoved {
+        item: u64,
+        ends_at: u64,
+    },
     /// Several nodes (PostgreSQL only; SQLite stores nothing for it): the leader gave the item
     /// to `node`, then at `epoch`, to run. Appended with its offer, or when its owner was fenced.
     ItemAssigned {

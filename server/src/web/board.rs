@@ -342,6 +342,14 @@ impl Board {
         });
     }
 
+    /// A durable end moved by an earlier lot of the item's group.
+    pub fn end_moved(&self, item: u64, ends_at: u64) {
+        self.change(item, |e| {
+            e.item.ends_at = ends_at;
+            e.bid = None;
+        });
+    }
+
     /// A durable lowered minimum.
     pub fn min_lowered(&self, item: u64, min: Cents) {
         self.change(item, |e| {

@@ -23,6 +23,7 @@ pub fn describe(record: &Record) -> &'static str {
         Record::Replied { .. } => "a reply",
         Record::ItemOffered { .. } => "an offer",
         Record::ItemResumed { .. } => "a resumed item",
+        Record::EndMoved { .. } => "a lot's end moved by its group",
         Record::ItemAssigned { .. } => "an item given to a node",
         Record::Bid { .. } => "a bid",
         Record::ItemClosed { .. } => "an auction result",
@@ -84,6 +85,10 @@ pub fn write(tx: &mut dyn Exec, record: &Record) -> Result<()> {
             ends_at,
             port,
         } => item_resumed(tx, *item, *ends_at, *port),
+        Record::EndMoved { item, ends_at } => tx.exec(
+            "UPDATE items SET ends_at = $2, planned_ends_at = $2 WHERE id = $1",
+            params![*item, *ends_at],
+        ),
         // Where an item runs is the PostgreSQL writer's business (`store/postgres/storage.rs`).
         Record::ItemAssigned { .. } => Ok(()),
         Record::Bid {
