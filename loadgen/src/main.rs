@@ -52,6 +52,11 @@ struct Cli {
     /// soon passes, half one it never reaches; --verify expects those unsold.
     #[arg(long, default_value_t = 0.2)]
     reserve_share: f64,
+    /// The share of items offered with a buy-it-now price (0 to 1), among those without a
+    /// reserve: one of each item's bidders takes it before the measured phase, which ends
+    /// that auction at once; --verify expects the taker to win at that price, alone.
+    #[arg(long, default_value_t = 0.05)]
+    buy_now_share: f64,
     /// Extra clients that join every item and then stop reading, to see what slow readers
     /// cost the others (they are not measured).
     #[arg(long, default_value_t = 0)]
@@ -370,6 +375,7 @@ async fn run(cli: Cli) -> Result<Report, Failure> {
         seed: cli.seed,
         item_duration: cli.item_duration,
         reserve_share: cli.reserve_share,
+        buy_now_share: cli.buy_now_share,
         progress: !shape.quiet && std::io::stderr().is_terminal(),
         metrics_url: cli.metrics_url,
         stalled: cli.stalled,

@@ -69,6 +69,7 @@ fn options(t: &TestServer, bidders: usize, items: usize) -> loadgen::Options {
         // With 4 items: the second has a reserve the bidding passes, the fourth one it never
         // reaches, and --verify checks both results.
         reserve_share: 0.5,
+        buy_now_share: 0.0,
     }
 }
 
@@ -146,6 +147,36 @@ async fn keep_leaves_the_runs_accounts() {
     );
     assert_eq!(count(&t, OPEN_ITEMS), 0);
     assert_eq!(count(&t, PENDING_NOTICES), 0);
+    t.server.shutdown().await.unwrap();
+}
+
+/// A share of items with a buy-it-now price: one bidder takes each before the measured
+/// phase, wins it at that price alone, and --verify checks it (and SOLD and WIN with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_it_now_takers_win_alone_and_verify() {
+    let t = start().await;
+    let opts = loadgen::Options {
+        // Of 6 items, 0, 2 and 4 have no reserve; a third of those (item 4) is bought.
+        buy_now_share: 0.5 / 3.0,
+        ..options(&t, 12, 6)
+    };
+    let r = loadgen::run(opts).await.unwrap().report;
+    assert!(!r.failed(), "{}", r.table());
+    let v = r.verify.as_ref().unwrap();
+    assert!(v.passed && v.items_checked == 6, "{v:?}");
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM items WHERE buy_now_cents = 3000 AND price_cents = 3000"
+        ),
+        1,
+        "one item sold at its buy-it-now price"
+    );
+    assert_eq!(
+        count(&t, "SELECT count(*) FROM bids b JOIN items i ON i.id = b.item WHERE i.buy_now_cents IS NOT NULL AND b.accepted"),
+        1,
+        "and no other bid on it"
+    );
     t.server.shutdown().await.unwrap();
 }
 

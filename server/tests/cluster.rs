@@ -464,6 +464,7 @@ async fn loadgen_across_the_cluster_verifies_with_a_node_killed_mid_run() {
         keep: false,
         // Reserves (one passed, one never reached) move with their items too.
         reserve_share: 0.5,
+        buy_now_share: 0.0,
     };
     let run = tokio::spawn(loadgen::run(options));
     // Well into the measured phase (set-up takes a moment), a node running items dies.

@@ -59,6 +59,9 @@ pub struct Options {
     /// one the bidding soon passes, half one it never reaches, so `--verify` sees both a sale
     /// and a reserve not met.
     pub reserve_share: f64,
+    /// The share of items offered with a buy-it-now price (`setup::buy_now_plan`), each
+    /// taken by one of its bidders before the measured phase.
+    pub buy_now_share: f64,
     pub progress: bool,
     pub metrics_url: Option<String>,
     /// Extra clients that join every item and then stop reading (slow-reader experiments);
@@ -132,6 +135,8 @@ struct ItemShared {
     ledger: Mutex<Ledger>,
     /// Its reserve price, if it was offered with one: below it, not sold.
     reserve: Option<Cents>,
+    /// Its buy-it-now price, if it was offered with one.
+    buy_now: Option<Cents>,
 }
 
 struct SentBids {
@@ -149,6 +154,8 @@ struct Ledger {
     accepted: u64,
     /// Latest end time the server announced (OFFER-CONF, BID-ACCEPTED), Unix ms.
     ends_at: u64,
+    /// A bidder took it at its buy-it-now price: no other bid may be accepted.
+    bought: bool,
 }
 
 struct Shared {
@@ -198,12 +205,14 @@ fn error_kind(e: &ClientError) -> &'static str {
 
 impl Shared {
     fn new(stats: Stats, offered: &[Offered], prefix: String, opts: &Options) -> Shared {
+        let buy_now = setup::buy_now_plan(offered.len(), opts.buy_now_share, opts.reserve_share);
         let items = offered
             .iter()
             .enumerate()
             .map(|(i, o)| ItemShared {
                 id: o.item,
                 reserve: setup::reserve_for(i, opts.reserve_share),
+                buy_now: buy_now[i],
                 sent: Mutex::new(SentBids {
                     at: HashMap::new(),
                     pruned: Instant::now(),
@@ -263,9 +272,17 @@ pub async fn run(opts: Options) -> Result<Outcome, RunError> {
     let shared = Arc::new(Shared::new(stats, &offered, prefix, &opts));
     let drains = setup::read_announcements(&accounts, &shared);
     let scrape_before = scrape_opt(&opts, &shared).await;
-    let per_bidder =
+    let mut per_bidder =
         setup::open_channels(&opts, &layout.assignment, &accounts, &offered, &shared).await;
     let stalled = setup::join_stalled(&opts, &offered, &shared, &mut accounts, &mut notes).await?;
+    setup::take_buy_now(
+        &layout.assignment,
+        &accounts,
+        &offered,
+        &shared,
+        &mut per_bidder,
+    )
+    .await;
     let scrape_with = scrape_opt(&opts, &shared).await;
 
     // --- the measured phase (the server's CPU from the scrapes around it, loadgen's own)

@@ -36,6 +36,81 @@ pub(super) fn reserve_for(i: usize, share: f64) -> Option<Cents> {
     })
 }
 
+/// The buy-it-now price of each of `n` items, when `share` of them have one: spread evenly
+/// over the items without a reserve (`reserve_share`; an item never has both), three times
+/// the minimum. Before the measured phase a bidder takes each of them at that price
+/// ([`take_buy_now`]).
+pub(super) fn buy_now_plan(n: usize, share: f64, reserve_share: f64) -> Vec<Option<Cents>> {
+    let without_reserve = (1.0 - reserve_share.clamp(0.0, 1.0)).max(f64::EPSILON);
+    let share = (share.clamp(0.0, 1.0) / without_reserve).min(1.0);
+    let mut plain = 0usize;
+    (0..n)
+        .map(|i| {
+            if reserve_for(i, reserve_share).is_some() {
+                return None;
+            }
+            let c = plain as f64;
+            plain += 1;
+            let picked = ((c + 1.0) * share).floor() > (c * share).floor();
+            picked.then_some(Cents(ITEM_MIN.0 * 3))
+        })
+        .collect()
+}
+
+/// Before the measured phase, the first bidder of each item with a buy-it-now price takes it
+/// (`buy-now`, on a channel of its own): the auction ends at once, so the item's bidders let
+/// their channels to it go and bid on their other items only. What the server answered goes
+/// in the item's ledger, which `--verify` checks the result against.
+pub(super) async fn take_buy_now(
+    assignment: &[Vec<usize>],
+    accounts: &Accounts,
+    offered: &[Offered],
+    shared: &Shared,
+    per_bidder: &mut [Vec<(usize, ItemChannel)>],
+) {
+    for (ix, item) in shared.items.iter().enumerate() {
+        let Some(price) = item.buy_now else { continue };
+        let taker = assignment
+            .iter()
+            .enumerate()
+            .find(|(b, items)| items.contains(&ix) && accounts.bidders[*b].is_some())
+            .map(|(b, _)| b);
+        let Some(b) = taker else { continue };
+        let client = accounts.bidders[b].as_ref().expect("found with a client");
+        let taken = async {
+            let mut ch = client.open_item(offered[ix].item).await?;
+            ch.place(auction_client::Offer::BuyNow(price), None).await
+        };
+        match taken.await {
+            Ok(auction_client::BidResult::Accepted {
+                amount, ends_at, ..
+            }) => {
+                let mut ledger = item.ledger.lock().unwrap_or_else(|p| p.into_inner());
+                ledger.accepted += 1;
+                ledger.amounts.insert(amount.0);
+                ledger.best = Some((amount, b));
+                ledger.ends_at = ends_at;
+                ledger.bought = true;
+                drop(ledger);
+                for channels in per_bidder.iter_mut() {
+                    channels.retain(|(i, _)| *i != ix);
+                }
+            }
+            Ok(other) => {
+                tracing::warn!(item = item.id, ?other, "buy it now was refused");
+                shared.stats.errors.add("buy-now-refused");
+            }
+            Err(e) => {
+                tracing::warn!(item = item.id, error = %e, "could not take buy it now");
+                shared
+                    .stats
+                    .errors
+                    .add(format!("buy-now-{}", error_kind(&e)));
+            }
+        }
+    }
+}
+
 /// The run's registered clients.
 pub(super) struct Accounts {
     /// At least one; `sellers[0]` also asks for the items' results when verifying.
@@ -144,7 +219,7 @@ pub(super) async fn offer_items(
             let seller = sellers.last().expect("one seller at least").clone();
             let terms = auction_client::Terms {
                 reserve: reserve_for(i, opts.reserve_share),
-                buy_now: None,
+                buy_now: buy_now_plan(opts.items, opts.buy_now_share, opts.reserve_share)[i],
             };
             match seller
                 .offer_with(
@@ -331,6 +406,21 @@ async fn drain_announcements(client: Arc<Client>, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buy_it_now_goes_to_a_share_of_the_items_without_a_reserve() {
+        let plan = buy_now_plan(40, 0.1, 0.2);
+        assert_eq!(plan.iter().flatten().count(), 4);
+        for (i, p) in plan.iter().enumerate() {
+            if p.is_some() {
+                assert!(reserve_for(i, 0.2).is_none(), "item {i} has both");
+            }
+        }
+        assert!(buy_now_plan(40, 0.0, 0.2).iter().all(Option::is_none));
+        assert_eq!(buy_now_plan(10, 1.0, 0.0).iter().flatten().count(), 10);
+        // All items with a reserve: none left for buy it now.
+        assert!(buy_now_plan(10, 0.5, 1.0).iter().all(Option::is_none));
+    }
 
     #[test]
     fn reserves_are_spread_evenly_and_alternate_between_passed_and_never_reached() {

@@ -55,10 +55,17 @@ pub(super) async fn verify(
         + Duration::from_secs(30);
     let mut checked = 0;
     for item in &shared.items {
-        let (best, twice, ends_at) = {
+        let (best, twice, ends_at, bought, accepted) = {
             let l = item.ledger.lock().unwrap_or_else(|p| p.into_inner());
-            (l.best, l.twice.clone(), l.ends_at)
+            (l.best, l.twice.clone(), l.ends_at, l.bought, l.accepted)
         };
+        // Buy it now ends the auction: the taker's bid is the only one accepted.
+        if bought && accepted != 1 {
+            problems.push(format!(
+                "item {}: bought at its buy-it-now price, yet {} bids were accepted on it",
+                item.id, accepted
+            ));
+        }
         for amount in twice {
             problems.push(format!(
                 "item {}: {} was accepted twice",
@@ -82,7 +89,8 @@ pub(super) async fn verify(
             continue;
         };
         checked += 1;
-        // The best accepted bid wins, if it reached the item's reserve (when it has one).
+        // The best accepted bid wins (the buy-it-now taker's, when it took it), if it reached
+        // the item's reserve (when it has one).
         let expected = best
             .filter(|(amount, _)| item.reserve.is_none_or(|r| *amount >= r))
             .map(|(amount, b)| (bidder_name(&shared.prefix, b), amount));
