@@ -20,10 +20,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The operator's key (made in its home; whoami asks no server), which the server is given.
+operator_key=$("$client_bin" --home "$work/homes/operator" whoami --key)
+
 # Port 0: the server picks a free port and logs it.
 "$server_bin" --udp 127.0.0.1:0 --web 127.0.0.1:0 \
   --cert "$work/certs/server.pem" --key "$work/certs/server.key" --db "$work/auction.db" \
-  --snipe-window 2s --snipe-extension 3s 2>"$work/server.log" &
+  --snipe-window 2s --snipe-extension 3s --operator-key "$operator_key" 2>"$work/server.log" &
 server_pid=$!
 addr=""
 for _ in $(seq 1 100); do
@@ -107,4 +110,29 @@ board_rows "/item/$item"
 
 grep -q "sold to bob for 15.00" "$work/alice.txt" || { echo "alice never heard of the sale"; exit 1; }
 grep -q "sold to bob for 15.00" "$work/board.txt" || { echo "the board does not show the sale"; exit 1; }
+
+say "the operator: mallory bids for alice to push the price (shill bidding)"
+client operator register operator
+client mallory register mallory
+guitar=$(client alice --json offer "Guitar" --min 50 --duration 1m | sed -n 's/.*"item":\([0-9]*\).*/\1/p')
+client bob bid "$guitar" --max 120
+client mallory bid "$guitar" 110
+client carol status "$guitar"
+client operator history "$guitar"
+shill=$(client operator --json history "$guitar" | grep '"bidder":"mallory"' | sed -n 's/.*"bid":\([0-9]*\).*/\1/p')
+
+say "the operator removes mallory's bid: bob's proxy no longer has it to answer"
+client operator remove-bid "$guitar" "$shill" --note "shill bidding for the seller" | tee "$work/removed.txt"
+client carol history "$guitar"
+
+say "and cancels the item, which closes unsold"
+client operator cancel-item "$guitar" --note "the seller bid on her own item"
+client carol status "$guitar" | tee "$work/cancelled.txt"
+
+say "the item's audit log, read from the database"
+"$server_bin" audit "$guitar" --db "$work/auction.db" | tee "$work/audit.txt"
+
+grep -q "the highest bid is now 50.00 by bob" "$work/removed.txt" || { echo "the removal did not fall back"; exit 1; }
+grep -q "is closed: not sold" "$work/cancelled.txt" || { echo "the cancelled item is not closed unsold"; exit 1; }
+grep -q "remove-bid #$shill *by operator: shill bidding" "$work/audit.txt" || { echo "the audit log lacks the removal"; exit 1; }
 say "done"
