@@ -1,7 +1,8 @@
 //! Sizes and bounds shared by both ends. Documented in PROTOCOL.md; change them together.
 
-/// Most bids one `history` answer carries: the item's latest (about 8 datagrams, 13 at
-/// most with the longest names and amounts).
+/// Most bids one `history` answer carries: the item's latest (about 9 datagrams, 15 at
+/// most with the longest names, amounts and bid numbers; 51 at most when the operator removed every one
+/// of them with the longest note).
 pub const HISTORY_BIDS: u64 = 100;
 /// Largest datagram the server sends, and the largest it accepts.
 pub const MAX_DATAGRAM: usize = 1200;

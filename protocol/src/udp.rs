@@ -242,7 +242,7 @@ pub enum ServerBody {
         parts: u32,
         more: bool,
         bids: Vec<HistoryBid>,
-        /// The operator cancelled the item (on every part).
+        /// The operator cancelled the item (on the first part).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cancelled: Option<Cancellation>,
     },
@@ -708,7 +708,7 @@ pub fn pack_history(
             parts,
             more,
             bids,
-            cancelled: cancelled.cloned(),
+            cancelled: cancelled.filter(|_| part == 1).cloned(),
         })
     };
     pack(bids, make)
@@ -733,10 +733,12 @@ fn pack<T: Serialize + Clone>(
     all: &[T],
     make: impl Fn(u32, u32, Vec<T>) -> Vec<u8>,
 ) -> Vec<Vec<u8>> {
-    // Envelope size with the widest possible part numbers, so the real one is never larger.
+    // Envelope size with the widest possible part numbers, so the real one is never larger;
+    // the first part's apart, as it may carry more (`history`'s cancellation).
     let envelope = make(u32::MAX, u32::MAX, vec![]).len();
+    let first = envelope.max(make(1, u32::MAX, vec![]).len());
     let mut groups: Vec<Vec<T>> = vec![vec![]];
-    let mut used = envelope;
+    let mut used = first;
     for one in all {
         let size = serde_json::to_vec(one)
             .map(|v| v.len())
@@ -957,15 +959,24 @@ mod tests {
                 ends_at: 9_999_999_999_999,
                 extended: true,
                 bid: (1 << 53) - 1,
-                removed: (i % 3 == 0).then(worst_note),
+                removed: Some(worst_note()),
             })
             .collect();
+        // The worst case: every bid removed with the longest note, and the item cancelled.
         let parts = pack_history(u64::MAX, (1 << 53) - 1, true, &bids, Some(&worst_note()));
         assert!(
-            parts.len() > 1 && parts.len() <= 50,
+            parts.len() > 1 && parts.len() <= 51,
             "{} parts",
             parts.len()
         );
+        // Without notes (no operator action): at most 15.
+        let plain: Vec<HistoryBid> = bids
+            .iter()
+            .cloned()
+            .map(|b| HistoryBid { removed: None, ..b })
+            .collect();
+        let n = pack_history(1, 2, true, &plain, None).len();
+        assert!(n <= 15, "{n} parts");
         let mut seen = vec![];
         for (i, p) in parts.iter().enumerate() {
             assert!(p.len() <= MAX_DATAGRAM, "part {i} is {} bytes", p.len());

@@ -57,7 +57,7 @@ fn describe(e: &Event) -> (u64, String, String) {
             if let Some(b) = buy_now {
                 let _ = write!(d, ", buy it now {b}");
             }
-            let _ = write!(d, ", to end {}", time(*ends_at));
+            let _ = write!(d, "; ends {} (as extended)", time(*ends_at));
             (*at, "offered".into(), d)
         }
         Event::Bid {

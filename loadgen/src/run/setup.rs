@@ -214,12 +214,13 @@ pub(super) async fn offer_items(
         Duration::from_secs(10) + opts.duration + Duration::from_millis(2 * channels as u64)
     });
     let mut offered = Vec::new();
+    let buy_now = buy_now_plan(opts.items, opts.buy_now_share, opts.reserve_share);
     for i in 0..opts.items {
         loop {
             let seller = sellers.last().expect("one seller at least").clone();
             let terms = auction_client::Terms {
                 reserve: reserve_for(i, opts.reserve_share),
-                buy_now: buy_now_plan(opts.items, opts.buy_now_share, opts.reserve_share)[i],
+                buy_now: buy_now[i],
             };
             match seller
                 .offer_with(

@@ -5,6 +5,7 @@
 //! rather than wait for it.
 
 use auction_protocol::channel::{self, ChannelBody};
+use auction_protocol::Cents;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -12,6 +13,15 @@ use tokio::sync::mpsc;
 use super::{ItemTask, Out};
 use crate::registry::inbox::{Alert, Change, ItemUpdate};
 use crate::rules::auction;
+
+/// An end moved by the group, with the auction as it stood then (see `Out::EndMoved`).
+pub(crate) struct EndMoved {
+    pub ends_at: u64,
+    pub lead: Option<(Cents, String)>,
+    pub next_min: Cents,
+    pub reserve_met: Option<bool>,
+    pub buy_now: Option<Cents>,
+}
 
 impl ItemTask {
     /// STATE from the view, which shows only durable bids.
@@ -67,7 +77,8 @@ impl ItemTask {
                 bid,
                 outbid,
             } => {
-                if let Some(account) = outbid {
+                // (Not when the bid ended the auction: buy it now; WIN and SOLD say it all.)
+                if let (Some(account), None) = (outbid, &self.result) {
                     self.alert_if_away(Alert::Outbid {
                         account,
                         amount,
@@ -108,7 +119,7 @@ impl ItemTask {
             }
             Out::Counted(bid) => self.ctx.board.counted(self.id, bid),
             Out::Removed(removed) => self.removed(removed),
-            Out::EndMoved(ends_at) => self.end_moved(ends_at),
+            Out::EndMoved(moved) => self.end_moved(moved),
             Out::Min(min) => {
                 self.view.send_modify(|v| v.min = min);
                 self.ctx.board.min_lowered(self.id, min);
@@ -129,22 +140,19 @@ impl ItemTask {
 
     /// Says a durable end moved by the group: the view, the board, HIGHEST (when there is a
     /// lead) and STATE on the channel, BID-UPDATE to subscribers.
-    fn end_moved(&mut self, ends_at: u64) {
+    fn end_moved(&mut self, moved: EndMoved) {
+        let ends_at = moved.ends_at;
         self.view.send_modify(|v| v.ends_at = ends_at);
         self.ctx.board.end_moved(self.id, ends_at);
-        let lead = self
-            .auction
-            .lead()
-            .map(|l| (l.amount, l.bidder.name.clone()));
-        if let Some((amount, bidder)) = lead.clone() {
+        if let Some((amount, bidder)) = moved.lead.clone() {
             let line = channel::encode_line(ChannelBody::Highest {
                 item: self.id,
                 amount,
                 bidder,
                 ends_at,
-                next_min: Some(self.auction.next_min()),
-                reserve_met: self.auction.reserve_met(),
-                buy_now: self.auction.buy_now(),
+                next_min: Some(moved.next_min),
+                reserve_met: moved.reserve_met,
+                buy_now: moved.buy_now,
             });
             self.highest.send_replace(Some(Arc::from(line)));
         }
@@ -155,7 +163,7 @@ impl ItemTask {
                 self.send(conn, state);
             }
         }
-        if let Some((amount, bidder)) = lead {
+        if let Some((amount, bidder)) = moved.lead {
             self.report(Change::Highest {
                 amount,
                 bidder,
@@ -164,8 +172,9 @@ impl ItemTask {
         }
     }
 
-    /// Tells the registry something that is not for subscribers only (a group's extension),
-    /// unless it is far behind (then it is lost, and logged).
+    /// Tells the registry something that is not for subscribers only (an alert, a group's
+    /// extension). The task never waits for the registry: when its queue is full, a task of
+    /// its own delivers it.
     pub(super) fn tell_registry(&mut self, change: Change) {
         let update = ItemUpdate {
             item: self.id,
@@ -173,9 +182,11 @@ impl ItemTask {
         };
         match self.ctx.updates.try_send(update) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!("the registry is behind; a message to it was dropped");
-                self.ctx.metrics.dropped("registry-behind");
+            Err(mpsc::error::TrySendError::Full(update)) => {
+                let updates = self.ctx.updates.clone();
+                self.ctx.tasks.spawn(async move {
+                    let _ = updates.send(update).await;
+                });
             }
             // A node running items for a leader elsewhere: nothing listens here.
             Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -86,8 +86,9 @@ enum Out {
     /// The operator removed a bid: BID-REMOVED and STATE on the channel, the view, HIGHEST
     /// and the board as the auction stands without it.
     Removed(operator::Removed),
-    /// An earlier lot of the group moved this item's end: the view, HIGHEST and STATE.
-    EndMoved(u64),
+    /// An earlier lot of the group moved this item's end: the view, HIGHEST and STATE, with
+    /// the auction as it stood when the end moved (later bids may not be durable yet).
+    EndMoved(deliver::EndMoved),
 }
 
 struct ItemTask {
@@ -434,7 +435,17 @@ impl ItemTask {
             ends_at: to,
         }]);
         tracing::info!(ends_at = to, "an earlier lot's extension moved the end");
-        self.emit(Out::EndMoved(to));
+        let moved = deliver::EndMoved {
+            ends_at: to,
+            lead: self
+                .auction
+                .lead()
+                .map(|l| (l.amount, l.bidder.name.clone())),
+            next_min: self.auction.next_min(),
+            reserve_met: self.auction.reserve_met(),
+            buy_now: self.auction.buy_now(),
+        };
+        self.emit(Out::EndMoved(moved));
     }
 
     /// The seller accepted a negotiation: the minimum goes down if the rules allow it now.

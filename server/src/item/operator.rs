@@ -91,8 +91,10 @@ impl ItemTask {
                 "the item's bids could not be read; ask again".into(),
             )
         };
-        // Every bid this item took must be in the database before its bids are read.
-        if !wait_durable(&*self.ctx.storage, self.own_lsn).await {
+        // Every bid this item took must be in the database before its bids are read, and so
+        // must everything anyone appended before (a deregistration, which decides whether
+        // that account's bids still count).
+        if !wait_durable(&*self.ctx.storage, self.ctx.storage.appended()).await {
             return Err(unavailable("storage stopped".into()));
         }
         let (storage, item) = (self.ctx.storage.clone(), self.id);
@@ -153,6 +155,12 @@ impl ItemTask {
             reserve_met: self.auction.reserve_met(),
             buy_now: self.auction.buy_now(),
         }));
+        // The answer goes out once the removal is said here (the view updated), so whoever
+        // reads the item after the operator's answer sees it.
+        if wait_durable(&*self.ctx.storage, self.own_lsn).await {
+            self.clock();
+            self.flush();
+        }
         Ok(answer)
     }
 

@@ -12,7 +12,7 @@
 //! moment later: a crash in between loses that notice (the bid stays; `status` shows it).
 
 use auction_protocol::udp::{self, ServerBody};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::inbox::Alert;
 use super::Registry;
@@ -24,6 +24,8 @@ use crate::store::{NoticeRecord, Record, SETTLEMENT_NOTICES};
 pub(super) struct Alerts {
     next: u64,
     outbid: HashMap<(AccountId, u64), u64>,
+    /// OUTBIDs replaced while still waiting in the outbox: not delivered when released.
+    replaced: HashSet<u64>,
 }
 
 impl Alerts {
@@ -31,7 +33,14 @@ impl Alerts {
         Alerts {
             next,
             outbid: HashMap::new(),
+            replaced: HashSet::new(),
         }
+    }
+
+    /// Whether notice `id` was replaced by a newer OUTBID (and so is not to be delivered).
+    /// Forgets it: it is asked once, when the notice leaves the outbox.
+    pub(super) fn was_replaced(&mut self, id: u64) -> bool {
+        self.replaced.remove(&id)
     }
 
     fn take_id(&mut self) -> Option<u64> {
@@ -71,12 +80,16 @@ impl Registry {
             } => {
                 // Only the latest price matters: an older OUTBID still pending is replaced.
                 if let Some(old) = self.alerts.outbid.insert((account, item), id) {
-                    if self.drop_pending(&name, old) {
-                        self.records.push(Record::NoticeAcked {
-                            notice: old,
-                            at: now.ms,
-                        });
+                    // Pending, or still in the outbox (then skipped when it is released):
+                    // either way it is stored, and acknowledged now for the account.
+                    let held = |o: &super::Outgoing| matches!(o, super::Outgoing::Notice(n) if n.id == old);
+                    if !self.drop_pending(&name, old) && self.outbox.holds(held) {
+                        self.alerts.replaced.insert(old);
                     }
+                    self.records.push(Record::NoticeAcked {
+                        notice: old,
+                        at: now.ms,
+                    });
                 }
                 let body = ServerBody::Outbid {
                     notice: id,

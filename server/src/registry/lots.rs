@@ -75,7 +75,61 @@ impl Lots {
     }
 }
 
+/// Asks an item to end at `to` at the earliest, without waiting (a full queue is waited for
+/// on a task of its own: the move must not be lost).
+fn push_end(cmd: tokio::sync::mpsc::Sender<ItemCmd>, to: u64) {
+    if let Err(tokio::sync::mpsc::error::TrySendError::Full(msg)) =
+        cmd.try_send(ItemCmd::PushEnd { to })
+    {
+        tokio::spawn(async move {
+            let _ = cmd.send(msg).await;
+        });
+    }
+}
+
+impl Lots {
+    /// The lots whose end must move so that each closes at least its gap per turn after the
+    /// lots before it, given each lot's end now (`ends`: item → end): (item, end it needs).
+    pub(super) fn behind(&self, ends: &HashMap<u64, u64>) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut before: Option<(usize, u64)> = None;
+        for (&place, item) in &self.items {
+            let Some(&end) = ends.get(item) else { continue };
+            let need = before.map_or(end, |(p, e)| {
+                end.max(e.saturating_add(self.gap_ms.saturating_mul((place - p) as u64)))
+            });
+            if need > end {
+                out.push((*item, need));
+            }
+            before = Some((place, need));
+        }
+        out
+    }
+}
+
 impl Registry {
+    /// After a restart: a lot that closes too soon after the one before it (its move was not
+    /// stored before the server stopped) is moved now.
+    pub(super) fn realign_lots(&mut self) {
+        let Some(lots) = &self.lots else { return };
+        let ends: HashMap<u64, u64> = self
+            .items
+            .iter()
+            .filter(|(_, e)| e.cmd.is_some())
+            .map(|(&id, e)| (id, e.view.borrow().ends_at))
+            .collect();
+        for (item, to) in lots.behind(&ends) {
+            tracing::info!(
+                item,
+                ends_at = to,
+                "moving a lot its group's extension did not reach before the restart"
+            );
+            if let Some(cmd) = self.items.get(&item).and_then(|e| e.cmd.clone()) {
+                push_end(cmd, to);
+            }
+        }
+    }
+
     /// A lot of the group was extended to `ends_at`: the later ones move with it.
     pub(super) fn lot_extended(&mut self, item: u64, ends_at: u64) {
         let Some(lots) = &self.lots else { return };
@@ -129,6 +183,20 @@ mod tests {
         );
         assert!(lots.pushed(99, 3_000_000).is_empty(), "not a lot");
         assert!(lots.has(Some("c")) && !lots.has(Some("z")) && !lots.has(None));
+    }
+
+    #[test]
+    fn after_a_restart_a_lot_too_close_to_the_one_before_is_moved() {
+        let lots = lots();
+        // Lot a was extended to 1,000,000 but b's move was lost; d is far enough already.
+        let ends = HashMap::from([(11, 1_000_000), (12, 1_010_000), (14, 1_200_000)]);
+        assert_eq!(lots.behind(&ends), [(12, 1_030_000)]);
+        // d follows b's new end: 1,030,000 + 2 turns is 1,090,000, before its own 1,100,000.
+        let ends = HashMap::from([(11, 1_000_000), (12, 1_010_000), (14, 1_050_000)]);
+        assert_eq!(lots.behind(&ends), [(12, 1_030_000), (14, 1_090_000)]);
+        // Closed lots (not in `ends`) move nothing and are skipped.
+        let ends = HashMap::from([(12, 1_010_000), (14, 1_050_000)]);
+        assert_eq!(lots.behind(&ends), [(14, 1_070_000)]);
     }
 
     #[test]

@@ -308,6 +308,7 @@ impl Registry {
         mut remote: mpsc::Receiver<crate::cluster::link::Remote>,
     ) {
         self.resume(Now::read());
+        self.realign_lots();
         self.offer_catalog(Now::read()).await;
         // One byte more than the limit, so an oversized datagram is seen as such.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -415,6 +416,9 @@ impl Registry {
         match out {
             Outgoing::Datagram(to, datagram) => self.sends.push((to, datagram)),
             Outgoing::Notice(n) => {
+                if self.alerts.was_replaced(n.id) {
+                    return;
+                }
                 self.queue_notice(n.account, n.id, n.datagram, now);
                 self.retransmit(now);
             }

@@ -10,6 +10,9 @@ use auction_protocol::{names, Reason};
 use tokio::sync::oneshot;
 
 use super::{not_registered, Answer, Denial, Registry};
+
+/// How long a cancellation's answer waits for the item to show as closed.
+const SHOWN_CLOSED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::accounts::AccountId;
 use crate::item::ItemCmd;
 use crate::rules::refusal::Refusal;
@@ -36,7 +39,10 @@ impl Registry {
             reply,
         });
         match ask(sent, answer, item).await {
-            Ok(()) => Answer::one(ServerBody::ItemCancelled { req, item }),
+            Ok(()) => {
+                self.shown_closed(item).await;
+                Answer::one(ServerBody::ItemCancelled { req, item })
+            }
             Err(Refusal { reason, message }) => Denial::Operator.answer(req, reason, message),
         }
     }
@@ -73,6 +79,20 @@ impl Registry {
             }),
             Err(Refusal { reason, message }) => Denial::Operator.answer(req, reason, message),
         }
+    }
+
+    /// Waits (a moment at most) until the cancelled item `item` shows as closed, so whoever
+    /// asks after the operator's answer sees it so. The item closes on its own (its records
+    /// are appended already); the wait is bounded because the item hands its close to this
+    /// task, which is not reading meanwhile. Several nodes: the view follows the database, not
+    /// waited for here.
+    async fn shown_closed(&mut self, item: u64) {
+        let Some(entry) = self.items.get(&item).filter(|e| e.mirror.is_none()) else {
+            return;
+        };
+        let mut view = entry.view.clone();
+        let closed = view.wait_for(|v| v.state == auction_protocol::ItemState::Closed);
+        let _ = tokio::time::timeout(SHOWN_CLOSED_WAIT, closed).await;
     }
 
     /// The operator's account and the open item's queue, or why the request is refused.

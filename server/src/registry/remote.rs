@@ -126,8 +126,9 @@ impl Registry {
         let subscribed = !entry.subscribers.is_empty();
         // The leader that lost the lead is told (connected to the channel or not: the leader
         // does not know), once the owner stored the bid.
+        // (Not when the price fell: an operator removed a bid.)
         if let (Some(was), Some(amount), Some(now_leads)) = (&before.bidder, highest, &bidder) {
-            if was != now_leads {
+            if was != now_leads && before.highest.is_some_and(|h| amount > h) {
                 if let Some(account) = self.accounts.get(was).map(|a| a.handle.id) {
                     let alert = super::inbox::Alert::Outbid {
                         account,

@@ -100,6 +100,11 @@ pub struct Outbox<T> {
 }
 
 impl<T> Outbox<T> {
+    /// Whether something held matches `f`.
+    pub fn holds(&self, f: impl Fn(&T) -> bool) -> bool {
+        self.held.iter().any(|(_, t)| f(t))
+    }
+
     pub fn new(storage: &dyn Storage) -> Outbox<T> {
         Outbox {
             held: VecDeque::new(),

@@ -34,7 +34,8 @@ pub enum Event {
         min: Cents,
         reserve: Option<Cents>,
         buy_now: Option<Cents>,
-        /// The end as first planned.
+        /// The end the auction has set by now: the offer's, moved by soft-close extensions
+        /// (each bid's `ends_at` shows a move) and by its group; without a restart's grace.
         ends_at: u64,
     },
     Bid {
