@@ -215,12 +215,12 @@ pub(super) async fn offer_items(
     });
     let mut offered = Vec::new();
     let buy_now = buy_now_plan(opts.items, opts.buy_now_share, opts.reserve_share);
-    for i in 0..opts.items {
+    for (i, &buy_now) in buy_now.iter().enumerate() {
         loop {
             let seller = sellers.last().expect("one seller at least").clone();
             let terms = auction_client::Terms {
                 reserve: reserve_for(i, opts.reserve_share),
-                buy_now: buy_now[i],
+                buy_now,
             };
             match seller
                 .offer_with(
