@@ -930,6 +930,15 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
             "closed"
         ]
     );
+    // PostgreSQL keeps the log append-only too.
+    let db = postgres::connect(&pg.url).await.unwrap();
+    for sql in [
+        "UPDATE bids SET amount_cents = 1",
+        "DELETE FROM operator_actions",
+    ] {
+        let e = db.execute(sql, &[]).await.unwrap_err();
+        assert!(format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
+    }
     for n in [n1, n3] {
         assert!(n.terminate().await.success());
     }
