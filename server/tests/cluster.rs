@@ -28,6 +28,24 @@ async fn person(dir: &std::path::Path, nodes: &[SocketAddr], name: &str) -> Arc<
     Arc::new(c)
 }
 
+/// The view of `item` once its channel is on the node at `node` (`127.0.0.3:`), within 40 s.
+async fn moved_to(c: &Client, item: u64, node: &str) -> auction_protocol::ItemView {
+    within(40, "the item to move", async {
+        loop {
+            let view = c.status(item).await.unwrap();
+            if view
+                .channel
+                .as_deref()
+                .is_some_and(|ch| ch.starts_with(node))
+            {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+}
+
 /// Bids on `item` through a reconnecting session until `stop`, each bid just above the price
 /// it last heard of; every acceptance goes to `seen` with the time it arrived.
 async fn stream_bids(
@@ -743,20 +761,7 @@ async fn a_reserve_and_a_buy_it_now_price_move_with_the_item_through_a_kill_9_of
     );
 
     n2.kill_9().await;
-    let moved = within(40, "the item to move to n3", async {
-        loop {
-            let view = seller.status(lot.item).await.unwrap();
-            if view
-                .channel
-                .as_deref()
-                .is_some_and(|c| c.starts_with("127.0.0.3:"))
-            {
-                return view;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
+    let moved = moved_to(&seller, lot.item, "127.0.0.3:").await;
     assert_eq!(
         (moved.reserve_met, moved.buy_now),
         (Some(false), Some(Cents(20000)))
@@ -841,21 +846,8 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
     assert_eq!(lead, Some((Cents(1000), "bob".to_owned())));
     // The removal moves with the item through a kill -9 of its node, bob's maximum with it.
     n2.kill_9().await;
-    within(40, "the item to move to n3", async {
-        loop {
-            let view = seller.status(lot.item).await.unwrap();
-            if view
-                .channel
-                .as_deref()
-                .is_some_and(|c| c.starts_with("127.0.0.3:"))
-            {
-                assert_eq!(view.highest, Some(Cents(1000)));
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
+    let moved = moved_to(&seller, lot.item, "127.0.0.3:").await;
+    assert_eq!(moved.highest, Some(Cents(1000)));
     let carol = person(dir, &nodes, "carol").await;
     let mut c = carol.open_item(lot.item).await.unwrap();
     let r = c.bid(Cents(2000), None).await.unwrap();

@@ -308,6 +308,14 @@ impl Hosting {
         Ok(())
     }
 
+    /// Hands `cmd` to item `item` if this node runs it (its answer goes nowhere: the leader
+    /// reads the outcome from the database).
+    async fn tell(&self, item: u64, cmd: ItemCmd) {
+        if let Some(queue) = self.running.get(&item) {
+            let _ = queue.send(cmd).await;
+        }
+    }
+
     async fn apply(&mut self, command: Command) {
         match command {
             Command::LowerMin { item, min } => {
@@ -321,16 +329,16 @@ impl Hosting {
                 operator,
                 note,
             } => {
-                if let Some(cmd) = self.running.get(&item) {
-                    let (reply, _) = tokio::sync::oneshot::channel();
-                    let _ = cmd
-                        .send(ItemCmd::Cancel {
-                            operator,
-                            note,
-                            reply,
-                        })
-                        .await;
-                }
+                let (reply, _) = tokio::sync::oneshot::channel();
+                self.tell(
+                    item,
+                    ItemCmd::Cancel {
+                        operator,
+                        note,
+                        reply,
+                    },
+                )
+                .await;
             }
             Command::RemoveBid {
                 item,
@@ -338,17 +346,17 @@ impl Hosting {
                 operator,
                 note,
             } => {
-                if let Some(cmd) = self.running.get(&item) {
-                    let (reply, _) = tokio::sync::oneshot::channel();
-                    let _ = cmd
-                        .send(ItemCmd::RemoveBid {
-                            operator,
-                            bid,
-                            note,
-                            reply,
-                        })
-                        .await;
-                }
+                let (reply, _) = tokio::sync::oneshot::channel();
+                self.tell(
+                    item,
+                    ItemCmd::RemoveBid {
+                        operator,
+                        bid,
+                        note,
+                        reply,
+                    },
+                )
+                .await;
             }
             Command::AccountGone { account } => {
                 if let Some(handle) = self.accounts.remove(&account) {

@@ -26,19 +26,14 @@ impl Registry {
         item: u64,
         note: String,
     ) -> Answer {
-        let (operator, cmd) = match self.operator_target(name, item, &note) {
-            Ok(target) => target,
-            Err(Refusal { reason, message }) => {
-                return Denial::Operator.answer(req, reason, message)
-            }
-        };
-        let (reply, answer) = oneshot::channel();
-        let sent = cmd.send(ItemCmd::Cancel {
-            operator,
-            note,
-            reply,
-        });
-        match ask(sent, answer, item).await {
+        let asked = self
+            .ask_item(name, item, &note, |operator, reply| ItemCmd::Cancel {
+                operator,
+                note: note.clone(),
+                reply,
+            })
+            .await;
+        match asked {
             Ok(()) => {
                 self.shown_closed(item).await;
                 Answer::one(ServerBody::ItemCancelled { req, item })
@@ -56,20 +51,15 @@ impl Registry {
         bid: u64,
         note: String,
     ) -> Answer {
-        let (operator, cmd) = match self.operator_target(name, item, &note) {
-            Ok(target) => target,
-            Err(Refusal { reason, message }) => {
-                return Denial::Operator.answer(req, reason, message)
-            }
-        };
-        let (reply, answer) = oneshot::channel();
-        let sent = cmd.send(ItemCmd::RemoveBid {
-            operator,
-            bid,
-            note,
-            reply,
-        });
-        match ask(sent, answer, item).await {
+        let asked = self
+            .ask_item(name, item, &note, |operator, reply| ItemCmd::RemoveBid {
+                operator,
+                bid,
+                note: note.clone(),
+                reply,
+            })
+            .await;
+        match asked {
             Ok(lead) => Answer::one(ServerBody::BidRemoved {
                 req,
                 item,
@@ -93,6 +83,24 @@ impl Registry {
         let mut view = entry.view.clone();
         let closed = view.wait_for(|v| v.state == auction_protocol::ItemState::Closed);
         let _ = tokio::time::timeout(SHOWN_CLOSED_WAIT, closed).await;
+    }
+
+    /// Checks the operator's request, hands `make(operator, reply)` to the item's task and
+    /// waits for its answer (a task that has gone closed the item meanwhile).
+    async fn ask_item<T>(
+        &mut self,
+        name: &str,
+        item: u64,
+        note: &str,
+        make: impl FnOnce(AccountId, oneshot::Sender<Result<T, Refusal>>) -> ItemCmd,
+    ) -> Result<T, Refusal> {
+        let (operator, cmd) = self.operator_target(name, item, note)?;
+        let (reply, answer) = oneshot::channel();
+        let closed = || Refusal::new(Reason::AuctionOver, format!("item {item} has closed"));
+        if cmd.send(make(operator, reply)).await.is_err() {
+            return Err(closed());
+        }
+        answer.await.unwrap_or_else(|_| Err(closed()))
     }
 
     /// The operator's account and the open item's queue, or why the request is refused.
@@ -157,18 +165,4 @@ impl Registry {
             )),
         }
     }
-}
-
-/// Sends an action to the item's task and waits for its answer: a task that has gone closed
-/// the item meanwhile.
-async fn ask<T>(
-    sent: impl std::future::Future<Output = Result<(), tokio::sync::mpsc::error::SendError<ItemCmd>>>,
-    answer: oneshot::Receiver<Result<T, Refusal>>,
-    item: u64,
-) -> Result<T, Refusal> {
-    let closed = || Refusal::new(Reason::AuctionOver, format!("item {item} has closed"));
-    if sent.await.is_err() {
-        return Err(closed());
-    }
-    answer.await.unwrap_or_else(|_| Err(closed()))
 }

@@ -115,40 +115,8 @@ pub fn load(q: &mut dyn Query) -> Result<Snapshot> {
         subscriptions,
         settlements,
         unsettled,
-        next_notice: {
-            let mut cols = Cols::new(["next"]);
-            let found = collect(
-                q,
-                "SELECT coalesce(max(id) + 1, 0) AS next FROM notices WHERE id >= $1",
-                params![SETTLEMENT_NOTICES],
-                |r| {
-                    let [next] = cols.of(r)?;
-                    r.u64(next)
-                },
-            )?;
-            found
-                .first()
-                .copied()
-                .context("no row")?
-                .max(SETTLEMENT_NOTICES)
-        },
-        next_registry_notice: {
-            let mut cols = Cols::new(["next"]);
-            let found = collect(
-                q,
-                "SELECT coalesce(max(id) + 1, 0) AS next FROM notices WHERE id >= $1 AND id < $2",
-                params![REGISTRY_NOTICES, SETTLEMENT_NOTICES],
-                |r| {
-                    let [next] = cols.of(r)?;
-                    r.u64(next)
-                },
-            )?;
-            found
-                .first()
-                .copied()
-                .context("no row")?
-                .max(REGISTRY_NOTICES)
-        },
+        next_notice: next_notice_in(q, SETTLEMENT_NOTICES, u64::MAX)?,
+        next_registry_notice: next_notice_in(q, REGISTRY_NOTICES, SETTLEMENT_NOTICES)?,
         cookie_secret: None,
     })
 }
@@ -447,6 +415,22 @@ fn load_settlements(q: &mut dyn Query) -> Result<(Vec<Settlement>, Vec<Sale>)> {
 /// A rejected bid's stored reason code; `Other` for a code this build does not know.
 fn reason_from_code(code: &str) -> Reason {
     serde_json::from_value(serde_json::Value::String(code.to_owned())).unwrap_or(Reason::Other)
+}
+
+/// The next notice id of the range from `first` (below `end`): one above the highest
+/// stored there, or `first`.
+fn next_notice_in(q: &mut dyn Query, first: u64, end: u64) -> Result<u64> {
+    let mut cols = Cols::new(["next"]);
+    let found = collect(
+        q,
+        "SELECT coalesce(max(id) + 1, 0) AS next FROM notices WHERE id >= $1 AND id < $2",
+        params![first, end],
+        |r| {
+            let [next] = cols.of(r)?;
+            r.u64(next)
+        },
+    )?;
+    Ok(found.first().copied().context("no row")?.max(first))
 }
 
 #[cfg(test)]
