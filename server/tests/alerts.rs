@@ -187,3 +187,45 @@ async fn the_leader_away_from_the_channel_is_told_the_item_ends_soon_and_one_on_
     assert_eq!(first, "win");
     drop((c, t));
 }
+
+#[tokio::test]
+async fn a_buy_it_now_that_takes_the_lead_sends_no_outbid() {
+    let t = start(quick_config()).await;
+    let [alice, bob, carol] = t.people(["alice", "bob", "carol"]).await;
+    let terms = auction_client::Terms {
+        reserve: Some(Cents(5000)),
+        buy_now: Some(Cents(9000)),
+    };
+    let clock = alice
+        .offer_with("Clock", Cents(1000), Some(60), terms)
+        .await
+        .unwrap()
+        .item;
+    let lamp = alice
+        .offer("Lamp", Cents(1000), Some(60))
+        .await
+        .unwrap()
+        .item;
+    // Bob leads the clock below its reserve and leaves; carol buys it at once.
+    bid_and_leave(&t, &bob, clock, 1000).await;
+    let mut c = carol.open_item(clock).await.unwrap();
+    let r = c
+        .place(auction_client::Offer::BuyNow(Cents(9000)), None)
+        .await
+        .unwrap();
+    accepted(&r);
+    drop(c);
+    // Then bob loses the lamp: that is the first notice he gets.
+    bid_and_leave(&t, &bob, lamp, 1000).await;
+    bid_and_leave(&t, &carol, lamp, 1100).await;
+    assert_eq!(
+        alert(&bob).await,
+        (
+            "outbid",
+            lamp,
+            Cents(1100),
+            Some("carol".to_owned()),
+            Some(Cents(1101))
+        )
+    );
+}

@@ -77,8 +77,9 @@ impl ItemTask {
                 bid,
                 outbid,
             } => {
-                // (Not when the bid ended the auction: buy it now; WIN and SOLD say it all.)
-                if let (Some(account), None) = (outbid, &self.result) {
+                // (Not once the auction is over, as after a buy-it-now: the result says it all.
+                // `result` is taken by then, the end has passed.)
+                if let (Some(account), false) = (outbid, self.auction.is_over(self.now)) {
                     self.alert_if_away(Alert::Outbid {
                         account,
                         amount,
