@@ -576,3 +576,37 @@ async fn the_board_shows_whether_the_reserve_is_met_and_the_buy_it_now_price_nev
         Some("not sold: the reserve was not met")
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_item_is_shown_as_cancelled_also_after_a_restart() {
+    let t = start(quick_config()).await;
+    let op = t.client("operator").await;
+    let config = Config {
+        operator_key: Some(op.whoami().0),
+        ..quick_config()
+    };
+    let t = t.restart_with(config).await;
+    op.register("operator").await.unwrap();
+    let web = serve_board(&t).await;
+    let [sam, ann] = t.people(["sam", "ann"]).await;
+    let item = sam.offer("Vase", Cents(1000), Some(60)).await.unwrap().item;
+    {
+        let mut ch = ann.open_item(item).await.unwrap();
+        ch.bid(Cents(1500), None).await.unwrap();
+    }
+    op.cancel_item(item, "reported stolen").await.unwrap();
+    // The operator's answer follows the close: the board has it already.
+    let result = format!(r#"#results tr[data-item="{item}"] td.result"#);
+    let page = get(web, "/").await.body;
+    assert_eq!(
+        text(&page, &result).as_deref(),
+        Some("cancelled by the operator")
+    );
+    let t = t.restart().await;
+    let web = serve_board(&t).await;
+    let page = get(web, "/").await.body;
+    assert_eq!(
+        text(&page, &result).as_deref(),
+        Some("cancelled by the operator")
+    );
+}

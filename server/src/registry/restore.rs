@@ -42,6 +42,7 @@ impl Registry {
             let view = closed_view(stored, settle_port);
             let mut shown = crate::web::BoardItem::from_view(&view, stored.counts);
             shown.closed_at = stored.closed_at;
+            shown.cancelled = stored.cancelled;
             self.ctx.board.offered(shown);
         }
         for stored in snapshot.items {

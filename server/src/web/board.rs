@@ -55,6 +55,8 @@ pub struct BoardItem {
     /// The buy-it-now price, while it is offered.
     #[serde(serialize_with = "optional_decimal")]
     pub buy_now: Option<Cents>,
+    /// Closed because the operator cancelled it (its history says why).
+    pub cancelled: bool,
 }
 
 impl BoardItem {
@@ -80,6 +82,7 @@ impl BoardItem {
             closed_at: None,
             reserve_met: view.reserve_met,
             buy_now: view.buy_now.filter(|_| open),
+            cancelled: false,
         }
     }
 
@@ -98,8 +101,12 @@ impl BoardItem {
         parts.join(" · ")
     }
 
-    /// "sold to X for 12.50", "not sold: the reserve was not met" or "not sold".
+    /// "sold to X for 12.50", "not sold: the reserve was not met", "cancelled by the
+    /// operator" or "not sold".
     pub fn result(&self) -> String {
+        if self.cancelled {
+            return "cancelled by the operator".to_owned();
+        }
         match (&self.leader, self.price) {
             (Some(winner), Some(price)) => format!("sold to {winner} for {price}"),
             _ if self.bids > 0 && self.reserve_met == Some(false) => {
@@ -358,13 +365,14 @@ impl Board {
         });
     }
 
-    /// A durable result: the item moves to the recent results.
-    pub fn closed(&self, item: u64, winner: Option<(String, Cents)>, at: u64) {
+    /// A durable result (`cancelled`: by the operator): the item moves to the recent results.
+    pub fn closed(&self, item: u64, winner: Option<(String, Cents)>, at: u64, cancelled: bool) {
         let mut inner = self.lock();
         let Some(e) = inner.items.get_mut(&item).filter(|e| e.item.open) else {
             return;
         };
         e.item.open = false;
+        e.item.cancelled = cancelled;
         e.item.closed_at = Some(at);
         e.item.buy_now = None;
         e.item.price = winner.as_ref().map(|w| w.1);
@@ -511,6 +519,7 @@ mod tests {
             closed_at: None,
             reserve_met: None,
             buy_now: None,
+            cancelled: false,
         }
     }
 
@@ -561,7 +570,7 @@ mod tests {
             ..bid(9_000, 1000, 12_000)
         };
         board.bid(1, late, Cents(1000), "alice".into(), (None, None));
-        board.closed(1, Some(("alice".into(), Cents(1000))), 12_000);
+        board.closed(1, Some(("alice".into(), Cents(1000))), 12_000, false);
         let (_, open, results) = board.snapshot();
         assert!(open.is_empty());
         assert_eq!(results[0].extensions, 1);
@@ -575,7 +584,7 @@ mod tests {
         let (start, _, _) = board.snapshot();
         for id in 1..=(RECENT_RESULTS as u64 + 1) {
             board.offered(item(id, 1));
-            board.closed(id, None, 2);
+            board.closed(id, None, 2, false);
         }
         let (now, open, results) = board.snapshot();
         assert!(open.is_empty());

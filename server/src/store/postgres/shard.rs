@@ -490,7 +490,9 @@ pub async fn board_items(
                     SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e WHERE e.later),
                 lb.at, lb.name, lb.amount_cents, lb.ends_at, lb.later,
-                i.reserve_cents, i.buy_now_cents
+                i.reserve_cents, i.buy_now_cents,
+                EXISTS (SELECT 1 FROM operator_actions o
+                        WHERE o.item = i.id AND o.kind = 'cancel-item')
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -544,6 +546,7 @@ pub async fn board_items(
                 closed_at: closed_at.map(|at| at as u64),
                 reserve_met: None,
                 buy_now: None,
+                cancelled: r.get(20),
             };
             // The seller's terms, against the highest bid (even once closed: whether it met
             // the reserve; buy it now only while open).

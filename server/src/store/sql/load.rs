@@ -150,6 +150,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
         "reserve_cents",
         "buy_now_cents",
         "sold",
+        "cancelled",
     ]);
     collect(
         q,
@@ -164,7 +165,9 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                     SELECT x.ends_at > lag(x.ends_at) OVER (ORDER BY x.id) AS later
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e
                  WHERE e.later) AS extensions,
-                i.reserve_cents, i.buy_now_cents, i.winner IS NOT NULL AS sold
+                i.reserve_cents, i.buy_now_cents, i.winner IS NOT NULL AS sold,
+                EXISTS (SELECT 1 FROM operator_actions o
+                        WHERE o.item = i.id AND o.kind = 'cancel-item') AS cancelled
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -172,7 +175,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
          ORDER BY i.id",
         params![first, last],
         |r| {
-            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions, reserve_cents, buy_now_cents, sold] =
+            let [id, seller, seller_name, description, min_cents, ends_at, port, highest_bidder, highest_bidder_name, highest_cents, lead_max_cents, closed_at, catalog_id, negotiate_at, negotiation, planned_ends_at, offered_at, bids, extensions, reserve_cents, buy_now_cents, sold, cancelled] =
                 cols.of(r)?;
             let lead = match (
                 r.opt_u64(highest_bidder)?,
@@ -205,6 +208,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 lead,
                 closed_at: r.opt_u64(closed_at)?,
                 sold: r.boolean(sold)?,
+                cancelled: r.boolean(cancelled)?,
                 bid_ids: bid_ids.remove(&id).unwrap_or_default(),
                 catalog_id: r.text(catalog_id)?,
                 terms: Terms {
