@@ -475,6 +475,7 @@ fn placeholder_item() -> ItemView {
         settle_port: None,
         reserve_met: None,
         buy_now: None,
+        cancelled: false,
     }
 }
 

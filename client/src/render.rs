@@ -277,6 +277,7 @@ impl Out {
             if item.state == ItemState::Closed {
                 v["winner"] = json!(item.winner);
                 v["price"] = json!(item.price);
+                v["cancelled"] = json!(item.cancelled);
             }
             self.line(v);
             return;
@@ -421,6 +422,9 @@ fn status_line(item: &ItemView) -> String {
         (ItemState::Open, _, _) => format!(
             "Item {n} \"{what}\" by {seller} is open: {lead}{reserve}{buy_now}; bidding closes {}.",
             until(item.ends_at)
+        ),
+        (ItemState::Closed, _, _) if item.cancelled => format!(
+            "Item {n} \"{what}\" by {seller} was cancelled by the operator: not sold (`history {n}` says why)."
         ),
         (ItemState::Closed, Some(w), Some(p)) => {
             format!("Item {n} \"{what}\" by {seller} is closed: sold to {w} for {p}.")

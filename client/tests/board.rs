@@ -123,13 +123,21 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bid_changes_the_board_in_a_real_browser_without_a_reload() {
-    let Some((driver_path, chromium)) = browser_paths() else {
+/// The browser's paths; `None` (the test is skipped) without one, unless one is required.
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    let paths = browser_paths();
+    if paths.is_none() {
         if std::env::var("AUCTION_BROWSER_TESTS").as_deref() == Ok("required") {
             panic!("AUCTION_BROWSER_TESTS=required but chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
         }
         eprintln!("skipped: no chromium/chromedriver (apt-get install chromium chromium-driver)");
+    }
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_changes_the_board_in_a_real_browser_without_a_reload() {
+    let Some((driver_path, chromium)) = browser_or_skip() else {
         return;
     };
     let env = common::start().await;
@@ -192,6 +200,72 @@ async fn a_bid_changes_the_board_in_a_real_browser_without_a_reload() {
     b.goto(&format!("http://{web}/item/{item}")).await.unwrap();
     assert_eq!(cell(&b, "#history tbody tr td.bidder").await, "ann");
     assert_eq!(cell(&b, "#facts dd.result").await, "sold to ann for 12.00");
+    b.close().await.unwrap();
+    drop(driver);
+}
+
+/// The operator removes a bid while its item's page is open: the page reads the item again
+/// (its bid count fell) and no longer lists the bid; the price falls back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_bid_leaves_the_open_item_page_in_a_real_browser() {
+    let Some((driver_path, chromium)) = browser_or_skip() else {
+        return;
+    };
+    let mut env = common::start().await;
+    let (code, key, _) = env.run("operator", &["whoami", "--key"]).await;
+    assert_eq!(code, 0);
+    env.config.operator_key = auction_protocol::PublicKey::from_hex(key.trim());
+    let env = env.restart_after(Duration::ZERO).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = env.server.serve_web(listener, false).unwrap();
+    env.register(&["operator", "sam", "ann", "mal"]).await;
+    let offered = env
+        .json(
+            "sam",
+            &["offer", "Oak chest", "--min", "10", "--duration", "2m"],
+        )
+        .await;
+    let item = offered["item"]
+        .as_u64()
+        .expect("the item number")
+        .to_string();
+    assert_eq!(env.run("ann", &["bid", &item, "12"]).await.0, 0);
+    assert_eq!(env.run("mal", &["bid", &item, "40"]).await.0, 0);
+    let (code, stdout, _) = env.run("operator", &["--json", "history", &item]).await;
+    assert_eq!(code, 0);
+    let shill: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .find(|b: &serde_json::Value| b["bidder"] == "mal")
+        .unwrap_or_else(|| panic!("mal's bid in {stdout}"));
+    let shill = shill["bid"].as_u64().unwrap().to_string();
+
+    let driver = Driver::start(&driver_path).await;
+    let b = browser(&driver, &chromium).await;
+    b.goto(&format!("http://{web}/item/{item}")).await.unwrap();
+    until_text(&b, "#live", 10, |t| t.contains("live")).await;
+    let bidders = "#history tbody";
+    assert_eq!(
+        cell(&b, bidders).await.matches("mal").count(),
+        1,
+        "mal's bid is listed before it is removed"
+    );
+    assert_eq!(cell(&b, "#facts dd.price").await, "40.00");
+
+    let (code, _, stderr) = env
+        .run(
+            "operator",
+            &["remove-bid", &item, &shill, "--note", "shill bidding"],
+        )
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    until_text(&b, "#facts dd.price", 10, |t| t == "12.00").await;
+    until_text(&b, bidders, 10, |t| !t.contains("mal")).await;
+    assert!(cell(&b, bidders).await.contains("ann"));
+    assert_eq!(cell(&b, "#facts dd.leader").await, "ann");
+    assert_eq!(cell(&b, "#facts dd.bids").await, "1");
+    let png = b.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("item-bid-removed.png"), &png).unwrap();
     b.close().await.unwrap();
     drop(driver);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{start, until_type};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -666,8 +666,15 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_from_the_command_line() 
         "{stdout}"
     );
     let (_, stdout, _) = env.run("bob", &["status", &item]).await;
-    assert!(stdout.contains("is closed"), "{stdout}");
-    assert!(!stdout.contains("sold to"), "{stdout}");
+    assert_eq!(
+        stdout.trim(),
+        format!("Item {item} \"Guitar\" by alice was cancelled by the operator: not sold (`history {item}` says why).")
+    );
+    let status = env.json("bob", &["status", &item]).await;
+    assert_eq!(
+        (&status["state"], &status["winner"], &status["cancelled"]),
+        (&json!("closed"), &Value::Null, &json!(true))
+    );
     let (_, stdout, _) = env.run("bob", &["history", &item]).await;
     assert!(
         stdout.trim_end().ends_with(": stolen goods."),

@@ -184,6 +184,10 @@ pub struct ItemView {
     /// until its first bid, or, with a reserve, until the reserve is met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buy_now: Option<Cents>,
+    /// Present (true) once the item is closed because the operator cancelled it: not sold;
+    /// its `history` gives the operator's note.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 #[cfg(test)]

@@ -789,6 +789,7 @@ mod tests {
             settle_port: None,
             reserve_met: Some(false),
             buy_now: Some(Cents(crate::limits::MAX_AMOUNT_CENTS)),
+            cancelled: false,
         }
     }
 
@@ -803,6 +804,7 @@ mod tests {
             settle_port: Some(65535),
             reserve_met: Some(true),
             buy_now: None,
+            cancelled: false,
             ..worst_item(0)
         }
     }
@@ -1032,6 +1034,7 @@ mod tests {
                 settle_port: None,
                 reserve_met: None,
                 buy_now: None,
+                cancelled: false,
                 bidder: None,
                 highest: None,
                 state: ItemState::Open,

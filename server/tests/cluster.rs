@@ -888,7 +888,10 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
         }
     })
     .await;
-    assert_eq!((view.winner, view.price), (None, None));
+    assert_eq!(
+        (view.winner, view.price, view.cancelled),
+        (None, None, true)
+    );
     let h = op.history(lot.item).await.unwrap();
     assert_eq!(
         h.cancelled.map(|c| c.note),

@@ -226,14 +226,20 @@ async fn a_cancelled_item_closes_unsold_and_its_bidders_and_seller_learn_why() {
     .await;
     assert!(cancelled, "the seller is told the operator cancelled it");
     let view = bob.status(item).await.unwrap();
-    assert_eq!((view.state, view.winner), (ItemState::Closed, None));
+    assert_eq!(
+        (view.state, view.winner, view.cancelled),
+        (ItemState::Closed, None, true)
+    );
     // Closed: nothing more to cancel or remove.
     let again = op.cancel_item(item, "again").await.unwrap_err();
     assert_eq!(denied(again), Reason::AuctionOver);
     // After a restart: still closed unsold, and the history says why.
     let t = t.restart().await;
     let view = bob.status(item).await.unwrap();
-    assert_eq!((view.state, view.winner), (ItemState::Closed, None));
+    assert_eq!(
+        (view.state, view.winner, view.cancelled),
+        (ItemState::Closed, None, true)
+    );
     let h = bob.history(item).await.unwrap();
     assert_eq!(
         h.cancelled.map(|c| c.note),

@@ -227,8 +227,8 @@ async fn below_the_reserve_bids_count_but_nothing_is_sold_and_the_reserve_stays_
     let t = t.restart().await;
     let view = bob.status(item).await.unwrap();
     assert_eq!(
-        (view.state, view.winner, view.reserve_met),
-        (ItemState::Closed, None, Some(false))
+        (view.state, view.winner, view.reserve_met, view.cancelled),
+        (ItemState::Closed, None, Some(false), false)
     );
     drop(t);
 }

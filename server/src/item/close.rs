@@ -172,6 +172,7 @@ impl ItemTask {
             v.price = lead.as_ref().map(|l| l.amount);
             v.settle_port = settle_port;
             v.buy_now = None;
+            v.cancelled = cancelled.is_some();
         });
         let result = match &lead {
             Some(l) => ChannelBody::SoldTo {

@@ -175,6 +175,7 @@ pub fn prepare(spec: ItemSpec, ctx: Arc<ServerContext>) -> (ItemHandle, Prepared
         settle_port: None,
         reserve_met: spec.terms.reserve_met(spec.lead.as_ref().map(|l| l.amount)),
         buy_now: spec.terms.buy_now(spec.lead.as_ref().map(|l| l.amount)),
+        cancelled: false,
     };
     let highest = spec.lead.as_ref().map(|l| {
         Arc::from(line::encode_line(ChannelBody::Highest {

@@ -234,6 +234,7 @@ impl Registry {
             settle_port: None,
             reserve_met: terms.reserve_met(None),
             buy_now: terms.buy_now(None),
+            cancelled: false,
         };
         let entry = Entry::mirrored(view, link, Negotiation::Due(negotiate_at));
         self.opened(id, entry, negotiate_at, &seller.name, catalog_id);

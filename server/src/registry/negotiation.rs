@@ -219,6 +219,7 @@ mod tests {
             settle_port: None,
             reserve_met: None,
             buy_now: None,
+            cancelled: false,
         }
     }
 

@@ -47,6 +47,7 @@ impl Registry {
                     v.settle_port = result.as_ref().map(|_| settle_port);
                     v.reserve_met = state.terms.reserve_met(v.highest);
                     v.buy_now = None;
+                    v.cancelled = state.cancelled;
                 });
                 let view = entry.view.borrow().clone();
                 let seller = self.accounts.get(&view.seller).map(|a| a.handle.clone());

@@ -289,6 +289,7 @@ fn stored_view(stored: &crate::store::StoredItem) -> ItemView {
         settle_port: None,
         reserve_met: stored.terms.reserve_met(stored.lead.as_ref().map(|l| l.2)),
         buy_now: stored.terms.buy_now(stored.lead.as_ref().map(|l| l.2)),
+        cancelled: false,
     }
 }
 
@@ -297,6 +298,7 @@ fn closed_view(stored: &crate::store::StoredItem, settle_port: u16) -> ItemView 
     let mut view = stored_view(stored);
     view.state = auction_protocol::ItemState::Closed;
     view.buy_now = None;
+    view.cancelled = stored.cancelled;
     if stored.sold && view.highest.is_some() {
         view.winner = view.bidder.clone();
         view.price = view.highest;

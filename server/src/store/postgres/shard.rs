@@ -328,6 +328,8 @@ pub struct ItemState {
     pub closed_at: Option<u64>,
     /// The reserve and buy-it-now prices.
     pub terms: crate::rules::auction::Terms,
+    /// Closed because the operator cancelled it.
+    pub cancelled: bool,
 }
 
 /// The items among `ids` changed since revision `after`.
@@ -336,7 +338,10 @@ pub async fn changed(client: &Client, after: i64, ids: &[i64]) -> Result<Vec<Ite
         .query(
             "SELECT i.id, i.rev, i.min_cents, i.ends_at, i.highest_cents, b.name,
                     i.closed_at, i.winner, w.name, i.price_cents,
-                    n.udp_addr, i.port, i.channel_open, i.reserve_cents, i.buy_now_cents
+                    n.udp_addr, i.port, i.channel_open, i.reserve_cents, i.buy_now_cents,
+                    i.closed_at IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM operator_actions o
+                        WHERE o.item = i.id AND o.kind = 'cancel-item')
              FROM items i
              LEFT JOIN accounts b ON b.id = i.highest_bidder
              LEFT JOIN accounts w ON w.id = i.winner
@@ -378,6 +383,7 @@ pub async fn changed(client: &Client, after: i64, ids: &[i64]) -> Result<Vec<Ite
                     reserve: r.get::<_, Option<i64>>(13).map(|c| Cents(c as u64)),
                     buy_now: r.get::<_, Option<i64>>(14).map(|c| Cents(c as u64)),
                 },
+                cancelled: r.get(15),
             }
         })
         .collect())
