@@ -1,8 +1,9 @@
 //! The live board in a real browser: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, driven over WebDriver) opens the board, a bid placed with
 //! `auction-client` changes the price cell without a reload, the countdown moves, and the
-//! item's close shows its result. Screenshots are saved under `target/screenshots/` (CI keeps
-//! them as artifacts).
+//! item's close shows its result; on an item's page, a bid the operator removes leaves the
+//! list and a cancellation shows the operator's note. Screenshots are saved under
+//! `target/screenshots/` (CI keeps them as artifacts).
 //!
 //! Without chromedriver the test says so and passes, unless `AUCTION_BROWSER_TESTS=required`
 //! (which `.ci/run` sets after installing the packages): then a missing browser fails it.
@@ -266,6 +267,24 @@ async fn a_removed_bid_leaves_the_open_item_page_in_a_real_browser() {
     assert_eq!(cell(&b, "#facts dd.bids").await, "1");
     let png = b.screenshot().await.unwrap();
     std::fs::write(screenshots().join("item-bid-removed.png"), &png).unwrap();
+
+    // Cancelled: the page shows it live, with the operator's note.
+    b.execute("window.boardMark = 42; return 0", vec![])
+        .await
+        .unwrap();
+    let (code, _, stderr) = env
+        .run(
+            "operator",
+            &["cancel-item", &item, "--note", "reported stolen"],
+        )
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    until_text(&b, "#facts dd.result", 10, |t| {
+        t == "cancelled by the operator: reported stolen"
+    })
+    .await;
+    let mark = b.execute("return window.boardMark", vec![]).await.unwrap();
+    assert_eq!(mark, json!(42), "the cancellation came without a reload");
     b.close().await.unwrap();
     drop(driver);
 }

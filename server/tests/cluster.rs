@@ -796,6 +796,7 @@ async fn a_reserve_and_a_buy_it_now_price_move_with_the_item_through_a_kill_9_of
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
+    use common::http::get;
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -803,7 +804,8 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
         .unwrap()
         .public
         .to_hex();
-    let [n1, n2, n3] = three_nodes(dir, &pg.url, &["--operator-key", &key]).await;
+    let extra = ["--operator-key", &key, "--web", "127.0.0.1:0"];
+    let [n1, n2, n3] = three_nodes(dir, &pg.url, &extra).await;
     let nodes = [n1.udp, n2.udp, n3.udp];
     let op = person(dir, &nodes, "operator").await;
     let seller = person(dir, &nodes, "seller").await;
@@ -892,6 +894,15 @@ async fn the_operator_removes_a_bid_and_cancels_an_item_run_by_another_node() {
         (view.winner, view.price, view.cancelled),
         (None, None, true)
     );
+    // Another node's board reads the cancellation, with its note, from the database.
+    let board = n1.web();
+    let shown = r#"<td class="result">cancelled by the operator: the seller withdrew it</td>"#;
+    within(10, "the cancellation on another node's board", async {
+        while !get(board, "/").await.body.contains(shown) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     let h = op.history(lot.item).await.unwrap();
     assert_eq!(
         h.cancelled.map(|c| c.note),

@@ -600,13 +600,13 @@ async fn a_cancelled_item_is_shown_as_cancelled_also_after_a_restart() {
     let page = get(web, "/").await.body;
     assert_eq!(
         text(&page, &result).as_deref(),
-        Some("cancelled by the operator")
+        Some("cancelled by the operator: reported stolen")
     );
     let t = t.restart().await;
     let web = serve_board(&t).await;
     let page = get(web, "/").await.body;
     assert_eq!(
         text(&page, &result).as_deref(),
-        Some("cancelled by the operator")
+        Some("cancelled by the operator: reported stolen")
     );
 }

@@ -136,7 +136,7 @@ impl ItemTask {
         let winner = lead.as_ref().map(|l| (l.bidder.name.clone(), l.amount));
         self.ctx
             .board
-            .closed(self.id, winner, at, cancelled.is_some());
+            .closed(self.id, winner, at, cancelled.clone());
         // The registry hears first: by the time anyone can see the item closed (STATUS, or
         // SOLD-TO on a channel), the registry has the close queued, and it handles queued closes
         // before the next datagram, so the seller's open-item count is already right.

@@ -42,7 +42,7 @@ impl Registry {
             let view = closed_view(stored, settle_port);
             let mut shown = crate::web::BoardItem::from_view(&view, stored.counts);
             shown.closed_at = stored.closed_at;
-            shown.cancelled = stored.cancelled;
+            shown.cancelled = stored.cancelled.clone();
             self.ctx.board.offered(shown);
         }
         for stored in snapshot.items {
@@ -298,7 +298,7 @@ fn closed_view(stored: &crate::store::StoredItem, settle_port: u16) -> ItemView 
     let mut view = stored_view(stored);
     view.state = auction_protocol::ItemState::Closed;
     view.buy_now = None;
-    view.cancelled = stored.cancelled;
+    view.cancelled = stored.cancelled.is_some();
     if stored.sold && view.highest.is_some() {
         view.winner = view.bidder.clone();
         view.price = view.highest;

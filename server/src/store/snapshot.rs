@@ -78,8 +78,8 @@ pub struct StoredItem {
     /// Closed items only: whether its result names a winner (not when the operator
     /// cancelled it, whatever its lead).
     pub sold: bool,
-    /// Closed items only: the operator cancelled it.
-    pub cancelled: bool,
+    /// Closed items only: the operator cancelled it, with this note.
+    pub cancelled: Option<String>,
     /// For open items: the first answer to every bid id, to answer resends.
     pub bid_ids: Vec<(AccountId, String, Outcome)>,
     /// The `--catalog` entry it was offered for.

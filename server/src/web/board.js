@@ -27,7 +27,7 @@
 
   // As web/board.rs BoardItem::result and BoardItem::terms.
   function result(item) {
-    if (item.cancelled) return "cancelled by the operator";
+    if (item.cancelled != null) return "cancelled by the operator: " + item.cancelled;
     if (item.leader && item.price) return "sold to " + item.leader + " for " + item.price;
     if (item.bids > 0 && item.reserve_met === false) return "not sold: the reserve was not met";
     return "not sold";

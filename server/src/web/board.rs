@@ -55,8 +55,8 @@ pub struct BoardItem {
     /// The buy-it-now price, while it is offered.
     #[serde(serialize_with = "optional_decimal")]
     pub buy_now: Option<Cents>,
-    /// Closed because the operator cancelled it (its history says why).
-    pub cancelled: bool,
+    /// Closed because the operator cancelled it: the operator's note (why).
+    pub cancelled: Option<String>,
 }
 
 impl BoardItem {
@@ -82,7 +82,7 @@ impl BoardItem {
             closed_at: None,
             reserve_met: view.reserve_met,
             buy_now: view.buy_now.filter(|_| open),
-            cancelled: false,
+            cancelled: None,
         }
     }
 
@@ -102,10 +102,10 @@ impl BoardItem {
     }
 
     /// "sold to X for 12.50", "not sold: the reserve was not met", "cancelled by the
-    /// operator" or "not sold".
+    /// operator: NOTE" or "not sold".
     pub fn result(&self) -> String {
-        if self.cancelled {
-            return "cancelled by the operator".to_owned();
+        if let Some(note) = &self.cancelled {
+            return format!("cancelled by the operator: {note}");
         }
         match (&self.leader, self.price) {
             (Some(winner), Some(price)) => format!("sold to {winner} for {price}"),
@@ -365,8 +365,15 @@ impl Board {
         });
     }
 
-    /// A durable result (`cancelled`: by the operator): the item moves to the recent results.
-    pub fn closed(&self, item: u64, winner: Option<(String, Cents)>, at: u64, cancelled: bool) {
+    /// A durable result (`cancelled`: by the operator, with the operator's note): the item
+    /// moves to the recent results.
+    pub fn closed(
+        &self,
+        item: u64,
+        winner: Option<(String, Cents)>,
+        at: u64,
+        cancelled: Option<String>,
+    ) {
         let mut inner = self.lock();
         let Some(e) = inner.items.get_mut(&item).filter(|e| e.item.open) else {
             return;
@@ -519,7 +526,7 @@ mod tests {
             closed_at: None,
             reserve_met: None,
             buy_now: None,
-            cancelled: false,
+            cancelled: None,
         }
     }
 
@@ -570,7 +577,7 @@ mod tests {
             ..bid(9_000, 1000, 12_000)
         };
         board.bid(1, late, Cents(1000), "alice".into(), (None, None));
-        board.closed(1, Some(("alice".into(), Cents(1000))), 12_000, false);
+        board.closed(1, Some(("alice".into(), Cents(1000))), 12_000, None);
         let (_, open, results) = board.snapshot();
         assert!(open.is_empty());
         assert_eq!(results[0].extensions, 1);
@@ -584,7 +591,7 @@ mod tests {
         let (start, _, _) = board.snapshot();
         for id in 1..=(RECENT_RESULTS as u64 + 1) {
             board.offered(item(id, 1));
-            board.closed(id, None, 2, false);
+            board.closed(id, None, 2, None);
         }
         let (now, open, results) = board.snapshot();
         assert!(open.is_empty());

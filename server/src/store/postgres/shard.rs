@@ -497,8 +497,9 @@ pub async fn board_items(
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e WHERE e.later),
                 lb.at, lb.name, lb.amount_cents, lb.ends_at, lb.later,
                 i.reserve_cents, i.buy_now_cents,
-                EXISTS (SELECT 1 FROM operator_actions o
-                        WHERE o.item = i.id AND o.kind = 'cancel-item')
+                (SELECT o.note FROM operator_actions o
+                 WHERE o.item = i.id AND o.kind = 'cancel-item'
+                 ORDER BY o.id LIMIT 1)
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder

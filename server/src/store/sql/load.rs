@@ -166,8 +166,9 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                     FROM bids x WHERE x.item = i.id AND x.accepted) AS e
                  WHERE e.later) AS extensions,
                 i.reserve_cents, i.buy_now_cents, i.winner IS NOT NULL AS sold,
-                EXISTS (SELECT 1 FROM operator_actions o
-                        WHERE o.item = i.id AND o.kind = 'cancel-item') AS cancelled
+                (SELECT o.note FROM operator_actions o
+                 WHERE o.item = i.id AND o.kind = 'cancel-item'
+                 ORDER BY o.id LIMIT 1) AS cancelled
          FROM items i
          JOIN accounts s ON s.id = i.seller
          LEFT JOIN accounts b ON b.id = i.highest_bidder
@@ -208,7 +209,7 @@ fn load_items(q: &mut dyn Query, first: u64, last: u64) -> Result<Vec<StoredItem
                 lead,
                 closed_at: r.opt_u64(closed_at)?,
                 sold: r.boolean(sold)?,
-                cancelled: r.boolean(cancelled)?,
+                cancelled: r.text(cancelled)?,
                 bid_ids: bid_ids.remove(&id).unwrap_or_default(),
                 catalog_id: r.text(catalog_id)?,
                 terms: Terms {
