@@ -133,6 +133,6 @@ say "the item's audit log, read from the database"
 "$server_bin" audit "$guitar" --db "$work/auction.db" | tee "$work/audit.txt"
 
 grep -q "the highest bid is now 50.00 by bob" "$work/removed.txt" || { echo "the removal did not fall back"; exit 1; }
-grep -q "is closed: not sold" "$work/cancelled.txt" || { echo "the cancelled item is not closed unsold"; exit 1; }
+grep -q "was cancelled by the operator: not sold" "$work/cancelled.txt" || { echo "the cancelled item is not shown cancelled, unsold"; exit 1; }
 grep -q "remove-bid #$shill *by operator: shill bidding" "$work/audit.txt" || { echo "the audit log lacks the removal"; exit 1; }
 say "done"
