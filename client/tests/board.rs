@@ -212,11 +212,7 @@ async fn a_removed_bid_leaves_the_open_item_page_in_a_real_browser() {
     let Some((driver_path, chromium)) = browser_or_skip() else {
         return;
     };
-    let mut env = common::start().await;
-    let (code, key, _) = env.run("operator", &["whoami", "--key"]).await;
-    assert_eq!(code, 0);
-    env.config.operator_key = auction_protocol::PublicKey::from_hex(key.trim());
-    let env = env.restart_after(Duration::ZERO).await;
+    let (env, _) = common::start_with_operator().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let web = env.server.serve_web(listener, false).unwrap();
     env.register(&["operator", "sam", "ann", "mal"]).await;

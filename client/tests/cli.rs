@@ -582,15 +582,9 @@ async fn reserve_and_buy_it_now_from_the_command_line() {
 
 #[tokio::test]
 async fn the_operator_removes_a_bid_and_cancels_an_item_from_the_command_line() {
-    let mut env = common::start().await;
-    // The key the server is to be given, read from the operator's home.
-    let (code, key, _) = env.run("operator", &["whoami", "--key"]).await;
-    assert_eq!(code, 0);
-    let key = key.trim().to_owned();
+    // The key the server is given, read from the operator's home.
+    let (env, key) = common::start_with_operator().await;
     assert_eq!(key.len(), 64, "{key}");
-    env.config.operator_key = auction_protocol::PublicKey::from_hex(&key);
-    assert!(env.config.operator_key.is_some());
-    let env = env.restart_after(Duration::ZERO).await;
     env.register(&["operator", "alice", "bob", "mallory"]).await;
     let (code, stdout, _) = env.run("operator", &["whoami"]).await;
     assert_eq!(code, 0);

@@ -30,6 +30,18 @@ pub async fn start() -> Env {
     start_in(dir, config, "127.0.0.1:0").await
 }
 
+/// A server whose operator is the account registered from the home `operator` (not
+/// registered yet), and that home's public key as `whoami --key` prints it.
+pub async fn start_with_operator() -> (Env, String) {
+    let mut env = start().await;
+    let (code, key, stderr) = env.run("operator", &["whoami", "--key"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let key = key.trim().to_owned();
+    env.config.operator_key = auction_protocol::PublicKey::from_hex(&key);
+    assert!(env.config.operator_key.is_some(), "not a key: {key}");
+    (env.restart_after(Duration::ZERO).await, key)
+}
+
 pub async fn start_in(dir: tempfile::TempDir, config: Config, udp: &str) -> Env {
     let certs = dir.path().join("certs");
     let tls = if certs.join("server.pem").exists() {
